@@ -1,0 +1,170 @@
+//! Reads the function under `#[task]` into a [`Task`], checking that it can be a task: an async
+//! fn at module level whose arguments are owned, serializable values.
+
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+/// What the function returns, and so what a job's result is.
+pub(crate) enum Returns {
+    /// Nothing: the result is `()`.
+    Unit,
+    /// `Result<T, E>` (any type named `Result` with a first type argument): the result is `T`,
+    /// and an `Err` is a failed attempt.
+    Result(Type),
+    /// Any other `T`: the result is `T`.
+    Value(Type),
+}
+
+/// One argument of the task.
+pub(crate) struct Arg {
+    pub(crate) name: Ident,
+    pub(crate) ty: Type,
+}
+
+/// The function, as far as the expansion needs it.
+pub(crate) struct Task<'a> {
+    pub(crate) item: &'a ItemFn,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) returns: Returns,
+}
+
+impl<'a> Task<'a> {
+    /// Reads `item`, reporting every reason it cannot be a task, each on its own tokens.
+    pub(crate) fn from_syn(item: &'a ItemFn) -> syn::Result<Task<'a>> {
+        let sig = &item.sig;
+        let mut errors: Vec<syn::Error> = Vec::new();
+        if sig.asyncness.is_none() {
+            errors.push(syn::Error::new_spanned(
+                sig.fn_token,
+                "a task must be an `async fn`",
+            ));
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            errors.push(syn::Error::new_spanned(
+                &sig.generics,
+                "a task cannot be generic: its jobs must name one concrete function",
+            ));
+        }
+        if let Some(variadic) = &sig.variadic {
+            errors.push(syn::Error::new_spanned(variadic, "a task cannot be variadic"));
+        }
+        let mut args = Vec::new();
+        for (index, input) in sig.inputs.iter().enumerate() {
+            match input {
+                FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
+                    receiver,
+                    "a task cannot take `self`: put `#[task]` on a free function at module level",
+                )),
+                FnArg::Typed(typed) => {
+                    if let Some(error) = check_owned(&typed.ty) {
+                        errors.push(error);
+                        continue;
+                    }
+                    let name = match &*typed.pat {
+                        Pat::Ident(pat) => pat.ident.clone(),
+                        other => Ident::new(&format!("arg{index}"), other.span()),
+                    };
+                    args.push(Arg {
+                        name,
+                        ty: (*typed.ty).clone(),
+                    });
+                }
+            }
+        }
+        let returns = match &sig.output {
+            ReturnType::Default => Returns::Unit,
+            ReturnType::Type(_, ty) => {
+                if let Some(error) = check_owned(ty) {
+                    errors.push(error);
+                }
+                match result_ok_type(ty) {
+                    Some(ok) => Returns::Result(ok),
+                    None => Returns::Value((**ty).clone()),
+                }
+            }
+        };
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            Some(mut first) => {
+                for error in errors {
+                    first.combine(error);
+                }
+                Err(first)
+            }
+            None => Ok(Task {
+                item,
+                args,
+                returns,
+            }),
+        }
+    }
+}
+
+/// An error on the first part of `ty` that borrows: a reference, a lifetime, or `impl Trait`.
+fn check_owned(ty: &Type) -> Option<syn::Error> {
+    match ty {
+        Type::Reference(reference) => Some(syn::Error::new_spanned(
+            reference.and_token,
+            "a task's arguments must be owned values (they travel through Redis); take `String`, `Vec<T>` or a struct instead of a reference",
+        )),
+        Type::ImplTrait(impl_trait) => Some(syn::Error::new_spanned(
+            impl_trait.impl_token,
+            "a task cannot take or return `impl Trait`: name a concrete type that implements `Serialize` and `Deserialize`",
+        )),
+        Type::TraitObject(object) => Some(syn::Error::new_spanned(
+            object,
+            "a task cannot take or return a trait object: name a concrete type",
+        )),
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself
+                && let Some(error) = check_owned(&qself.ty)
+            {
+                return Some(error);
+            }
+            for segment in &path.path.segments {
+                if let PathArguments::AngleBracketed(generic) = &segment.arguments {
+                    for arg in &generic.args {
+                        let error = match arg {
+                            GenericArgument::Lifetime(lifetime) => Some(syn::Error::new_spanned(
+                                lifetime,
+                                "a task's arguments must be owned: no lifetimes, so that they can be `DeserializeOwned`",
+                            )),
+                            GenericArgument::Type(inner) => check_owned(inner),
+                            _ => None,
+                        };
+                        if error.is_some() {
+                            return error;
+                        }
+                    }
+                }
+            }
+            None
+        }
+        Type::Tuple(tuple) => tuple.elems.iter().find_map(check_owned),
+        Type::Array(array) => check_owned(&array.elem),
+        Type::Slice(slice) => check_owned(&slice.elem),
+        Type::Paren(paren) => check_owned(&paren.elem),
+        Type::Group(group) => check_owned(&group.elem),
+        _ => None,
+    }
+}
+
+/// `T` when `ty` is a path ending in `Result<T, ..>` (`Result<T, E>`, `anyhow::Result<T>`,
+/// `std::io::Result<T>`).
+fn result_ok_type(ty: &Type) -> Option<Type> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(generic) = &last.arguments else {
+        return None;
+    };
+    generic.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ok) => Some(ok.clone()),
+        _ => None,
+    })
+}

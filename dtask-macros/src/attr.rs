@@ -1,0 +1,150 @@
+//! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `name`, `crate`.
+
+use proc_macro2::TokenStream;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Lit, LitStr, MetaNameValue, Token};
+
+/// The options a user may give, as written.
+#[derive(Default)]
+pub(crate) struct TaskArgs {
+    pub(crate) queue: Option<LitStr>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) crate_path: Option<syn::Path>,
+}
+
+const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `name`, `crate`";
+
+impl TaskArgs {
+    /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<TaskArgs> {
+        let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(tokens)?;
+        let mut args = TaskArgs::default();
+        let mut errors: Option<syn::Error> = None;
+        let mut push = |error: syn::Error| match &mut errors {
+            Some(errors) => errors.combine(error),
+            None => errors = Some(error),
+        };
+        for pair in pairs {
+            let key = pair.path.get_ident().map(ToString::to_string);
+            let result = match key.as_deref() {
+                Some("queue") => string(&pair.value, "queue").and_then(|queue| {
+                    check_queue(&queue)?;
+                    args.queue = Some(queue);
+                    Ok(())
+                }),
+                Some("name") => string(&pair.value, "name").and_then(|name| {
+                    if name.value().is_empty() {
+                        return Err(syn::Error::new(name.span(), "`name` must not be empty"));
+                    }
+                    args.name = Some(name);
+                    Ok(())
+                }),
+                Some("retries") => integer(&pair.value).map(|n| args.retries = Some(n)),
+                Some("timeout") => string(&pair.value, "timeout").and_then(|text| {
+                    args.timeout_ms = Some(parse_duration_ms(&text)?);
+                    Ok(())
+                }),
+                Some("crate") => string(&pair.value, "crate").and_then(|path| {
+                    args.crate_path = Some(path.parse()?);
+                    Ok(())
+                }),
+                _ => Err(syn::Error::new_spanned(
+                    &pair.path,
+                    format!("unknown option; expected one of: {VALID_KEYS}"),
+                )),
+            };
+            if let Err(error) = result {
+                push(error);
+            }
+        }
+        match errors {
+            Some(errors) => Err(errors),
+            None => Ok(args),
+        }
+    }
+}
+
+fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a string literal, such as `{key} = \"...\"`"),
+        )),
+    }
+}
+
+fn integer(value: &Expr) -> syn::Result<u32> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(n), ..
+        }) => n.base10_parse(),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`retries` takes a whole number, such as `retries = 5`",
+        )),
+    }
+}
+
+fn check_queue(queue: &LitStr) -> syn::Result<()> {
+    let name = queue.value();
+    if name.is_empty() || name.contains(['{', '}']) {
+        return Err(syn::Error::new(
+            queue.span(),
+            "a queue name must be non-empty and hold no `{` or `}`",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds.
+fn parse_duration_ms(text: &LitStr) -> syn::Result<u64> {
+    let value = text.value();
+    let value = value.trim();
+    let digits = value.len() - value.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = value.split_at(digits);
+    let factor = match unit.trim() {
+        "ms" => Some(1),
+        "s" => Some(1_000),
+        "m" => Some(60_000),
+        "h" => Some(3_600_000),
+        _ => None,
+    };
+    match (number.parse::<u64>(), factor) {
+        (Ok(n), Some(factor)) if n > 0 => n.checked_mul(factor).ok_or_else(|| {
+            syn::Error::new(text.span(), "`timeout` is too long")
+        }),
+        _ => Err(syn::Error::new(
+            text.span(),
+            format!(
+                "invalid `timeout` \"{value}\"; expected a positive whole number followed by `ms`, `s`, `m` or `h`, such as \"30s\""
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(text: &str) -> syn::Result<u64> {
+        parse_duration_ms(&LitStr::new(text, proc_macro2::Span::call_site()))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(ms("500ms").unwrap(), 500);
+        assert_eq!(ms("30s").unwrap(), 30_000);
+        assert_eq!(ms("5m").unwrap(), 300_000);
+        assert_eq!(ms("1h").unwrap(), 3_600_000);
+        assert!(ms("0s").is_err());
+        assert!(ms("30").is_err());
+        assert!(ms("s").is_err());
+        assert!(ms("1.5s").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Writes what `#[task]` adds beside the function: hidden type aliases for its argument and
+//! result types (resolved where the user wrote them), and a module of the same name with
+//! `enqueue`, `enqueue_many`, `with`, `job`, `NAME`, `INFO`, the handler and its registration.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ItemFn;
+use syn::spanned::Spanned;
+
+use crate::ast::{Returns, Task};
+use crate::attr::TaskArgs;
+
+/// Expands `#[task(args)] item`. On error, the function is still emitted as written, beside an
+/// empty module, so the only errors shown are the ones about the task.
+pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[task]` goes on an `async fn` at module level",
+            );
+            let error = error.to_compile_error();
+            return quote! { #error #item };
+        }
+    };
+    let args = TaskArgs::parse(args);
+    let task = Task::from_syn(&item);
+    match (args, task) {
+        (Ok(args), Ok(task)) => generate(&args, &task),
+        (args, task) => {
+            let mut errors = args.err().into_iter().chain(task.err());
+            let mut error = errors.next().unwrap_or_else(|| {
+                syn::Error::new(Span::call_site(), "invalid `#[task]`")
+            });
+            for more in errors {
+                error.combine(more);
+            }
+            let error = error.to_compile_error();
+            let vis = &item.vis;
+            let ident = &item.sig.ident;
+            quote! {
+                #item
+                #[allow(dead_code)]
+                #vis mod #ident {}
+                #error
+            }
+        }
+    }
+}
+
+fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
+    let item = task.item;
+    let vis = &item.vis;
+    let ident = &item.sig.ident;
+    let krate = args
+        .crate_path
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::dtask));
+    let private = quote!(#krate::__private);
+
+    let name = match &args.name {
+        Some(name) => quote!(#name),
+        None => quote!(::core::module_path!()),
+    };
+    let queue = args
+        .queue
+        .as_ref()
+        .map_or_else(|| quote!("default"), |queue| quote!(#queue));
+    let retries = args.retries.unwrap_or(3);
+    let timeout = match args.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+
+    // Aliases beside the fn name its types where the user wrote them; the module reaches them
+    // through `super::`, so paths like `super::Thing` or `self::Thing` keep their meaning.
+    let arg_alias: Vec<_> = (0..task.args.len())
+        .map(|i| format_ident!("__dtask_{}_arg{}", ident, i))
+        .collect();
+    let output_alias = format_ident!("__dtask_{}_output", ident);
+    let arg_types: Vec<_> = task.args.iter().map(|arg| &arg.ty).collect();
+    let arg_names: Vec<_> = task.args.iter().map(|arg| &arg.name).collect();
+    let output_type = match &task.returns {
+        Returns::Unit => quote!(()),
+        Returns::Result(ty) | Returns::Value(ty) => quote!(#ty),
+    };
+
+    let arg_checks = task.args.iter().zip(&arg_alias).map(|(arg, alias)| {
+        quote_spanned! {arg.ty.span()=>
+            #private::assert_arg::<super::#alias>();
+        }
+    });
+    let output_span = match &item.sig.output {
+        syn::ReturnType::Default => item.sig.ident.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    let output_check = quote_spanned! {output_span=>
+        #private::assert_output::<Output>();
+    };
+
+    // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
+    // argument and `(A, B)` for several.
+    let (item_type, item_to_args) = if task.args.len() == 1 {
+        let alias = &arg_alias[0];
+        (quote!(super::#alias), quote!(|item| (item,)))
+    } else {
+        (quote!((#(super::#arg_alias,)*)), quote!(|item| item))
+    };
+
+    let call = quote_spanned! {item.sig.ident.span()=>
+        #private::assert_send(super::#ident(#(#arg_names),*))
+    };
+    let finish = match &task.returns {
+        Returns::Unit | Returns::Value(_) => quote! {
+            let output: Output = #call.await;
+            #private::encode_output(&output)
+        },
+        Returns::Result(_) => quote! {
+            match #call.await {
+                ::core::result::Result::Ok(output) => #private::encode_output::<Output>(&output),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(#private::render_error(error)),
+            }
+        },
+    };
+
+    let fn_doc = format!(" Enqueue and follow jobs of the task [`{ident}`](fn@super::{ident}).");
+    let enqueue_doc = format!(
+        " Enqueues a job of `{ident}` with these arguments, through the default client, and returns its handle."
+    );
+
+    quote! {
+        #item
+
+        #(
+            #[doc(hidden)]
+            #[allow(non_camel_case_types)]
+            type #arg_alias = #arg_types;
+        )*
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        type #output_alias = #output_type;
+
+        #[doc = #fn_doc]
+        #vis mod #ident {
+            /// The name jobs of this task carry.
+            pub const NAME: &str = #name;
+
+            /// The task's name and default settings.
+            pub static INFO: #krate::TaskInfo = #krate::TaskInfo {
+                name: NAME,
+                queue: #queue,
+                retries: #retries,
+                timeout: #timeout,
+            };
+
+            /// What the task returns on success, and what waiting on a job yields.
+            pub type Output = super::#output_alias;
+
+            #[doc = #enqueue_doc]
+            pub async fn enqueue(#(#arg_names: super::#arg_alias),*)
+                -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
+            {
+                with().enqueue(#(#arg_names),*).await
+            }
+
+            /// Enqueues one job per item, in one round trip. An item is the task's argument, or
+            /// a tuple of its arguments when it has several.
+            pub async fn enqueue_many(
+                items: impl ::core::iter::IntoIterator<Item = #item_type>,
+            ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
+            {
+                with().enqueue_many(items).await
+            }
+
+            /// Options for the next enqueue: `.delay(..)`, `.at(..)`, `.queue(..)`,
+            /// `.retries(..)`, `.client(..)`, then `.enqueue(..)`.
+            pub fn with() -> Builder {
+                Builder(#krate::Enqueue::new(&INFO))
+            }
+
+            /// A handle on the job `id` of this task, to read its status or wait for its result,
+            /// from any process.
+            pub fn job(id: impl ::core::convert::Into<#krate::JobId>) -> #krate::JobHandle<Output> {
+                #krate::JobHandle::new(id.into(), ::core::option::Option::None)
+            }
+
+            /// Options for enqueueing jobs of this task; see [`with`].
+            #[must_use = "a builder does nothing until `.enqueue(..)` is awaited"]
+            pub struct Builder(#krate::Enqueue<Output>);
+
+            impl Builder {
+                /// Runs the job no sooner than `delay` from now.
+                pub fn delay(self, delay: ::core::time::Duration) -> Self {
+                    Builder(self.0.delay(delay))
+                }
+
+                /// Runs the job no sooner than `when`.
+                pub fn at(self, when: impl ::core::convert::Into<::std::time::SystemTime>) -> Self {
+                    Builder(self.0.at(when))
+                }
+
+                /// Sends the job to `queue` instead of the task's own.
+                pub fn queue(self, queue: impl ::core::convert::Into<::std::string::String>) -> Self {
+                    Builder(self.0.queue(queue))
+                }
+
+                /// Retries the job at most `retries` times instead of the task's default.
+                pub fn retries(self, retries: u32) -> Self {
+                    Builder(self.0.retries(retries))
+                }
+
+                /// Enqueues through `client` instead of the default client.
+                pub fn client(self, client: &#krate::Client) -> Self {
+                    Builder(self.0.client(client))
+                }
+
+                /// Enqueues the job with these arguments and returns its handle.
+                pub async fn enqueue(self, #(#arg_names: super::#arg_alias),*)
+                    -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
+                {
+                    self.0.enqueue_args((#(#arg_names,)*)).await
+                }
+
+                /// Enqueues one job per item, with these options, in one round trip.
+                pub async fn enqueue_many(
+                    self,
+                    items: impl ::core::iter::IntoIterator<Item = #item_type>,
+                ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
+                {
+                    self.0.enqueue_many_args(items.into_iter().map(#item_to_args)).await
+                }
+            }
+
+            const _: () = {
+                #(#arg_checks)*
+                #output_check
+            };
+
+            #[doc(hidden)]
+            fn __dtask_handler(args: &str) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {
+                let (#(#arg_names,)*): (#(super::#arg_alias,)*) = #private::decode_args(args)?;
+                ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
+            }
+
+            #private::inventory::submit! {
+                #private::TaskEntry {
+                    info: &INFO,
+                    handler: __dtask_handler,
+                    location: ::core::concat!(::core::file!(), ":", ::core::line!()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Exponential backoff with jitter, the one delay policy dtask uses: between a failed job's
+//! attempts, and between reconnection attempts of the worker's loops.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Delays that double from `base` up to `max`, each drawn at random from its upper half so that
+/// many workers failing together do not retry together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay before the first retry (before jitter).
+    pub base: Duration,
+    /// No delay is longer than this.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(32);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << exponent.min(31))
+            .min(self.max);
+        let jitter: f64 = rand::rng().random_range(0.5..=1.0);
+        ceiling.mul_f64(jitter)
+    }
+}
+
+/// Backoff of the worker's loops while Redis is unreachable.
+pub(crate) const RECONNECT: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_stay_in_their_upper_half_and_are_capped() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for _ in 0..100 {
+            let first = backoff.delay(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = backoff.delay(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            assert!(backoff.delay(30) <= Duration::from_secs(1));
+        }
+    }
+}

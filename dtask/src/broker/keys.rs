@@ -1,0 +1,52 @@
+//! Every Redis key name dtask uses, and nothing else.
+//!
+//! All keys of one queue share the hash tag `{queue}`, so every script touches a single slot
+//! and the same commands run on a standalone Redis and on Redis Cluster. A job's result lives
+//! under its own tag, `{job-id}`, so that a handle can find it knowing only the id.
+
+/// `prefix:{queue}:pending`: LIST of payloads waiting to run, oldest at the head.
+pub(crate) fn pending(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:pending")
+}
+
+/// `prefix:{queue}:scheduled`: ZSET of payloads waiting for a time, scored by due time (ms).
+pub(crate) fn scheduled(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:scheduled")
+}
+
+/// `prefix:{queue}:retry`: ZSET of failed jobs waiting for their next attempt, scored by due time.
+pub(crate) fn retry(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:retry")
+}
+
+/// `prefix:{queue}:dead`: ZSET of dead records, scored by time of death (ms).
+pub(crate) fn dead(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:dead")
+}
+
+/// `prefix:{queue}:workers`: ZSET of worker ids serving the queue, scored by last heartbeat (ms).
+pub(crate) fn workers(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:workers")
+}
+
+/// `prefix:{queue}:active:<worker>`: LIST of the payloads one worker has in flight.
+pub(crate) fn active(prefix: &str, queue: &str, worker: &str) -> String {
+    format!("{prefix}:{{{queue}}}:active:{worker}")
+}
+
+/// `prefix:result:{job-id}`: STRING holding a job's latest outcome, with a TTL.
+pub(crate) fn result(prefix: &str, job_id: &str) -> String {
+    format!("{prefix}:result:{{{job_id}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_share_one_hash_tag() {
+        assert_eq!(pending("dtask", "emails"), "dtask:{emails}:pending");
+        assert_eq!(active("p", "q", "w1"), "p:{q}:active:w1");
+        assert_eq!(result("dtask", "abc"), "dtask:result:{abc}");
+    }
+}

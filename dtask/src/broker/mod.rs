@@ -1,0 +1,440 @@
+//! The broker: the only module that spells a Redis key or a Redis command.
+//!
+//! Every state change that touches more than one key is one Lua script (see `lua/`), so a job is
+//! always in exactly one place: pending, scheduled, retry, in flight on one worker, or dead.
+//! Commands that need no atomicity across keys are single commands.
+
+mod keys;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, RedisError};
+
+use crate::error::Error;
+
+/// How long a non-blocking command may take before the client gives up on it.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A job to put into a queue: its payload and, for a delayed job, when it is due (ms).
+pub(crate) struct NewJob<'a> {
+    pub(crate) queue: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) due_ms: Option<u64>,
+}
+
+/// Limits applied when a job is buried in the dead set.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeadLimits {
+    pub(crate) max_len: u64,
+    pub(crate) max_age: Duration,
+}
+
+/// The outcome of one run of the forwarder over one queue.
+pub(crate) struct Forwarded {
+    pub(crate) moved: u64,
+    pub(crate) next_due_ms: Option<u64>,
+}
+
+/// A handle on Redis for one key prefix. Cheap to clone: clones share one multiplexed connection.
+#[derive(Clone)]
+pub(crate) struct Broker {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+}
+
+fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
+    move |source| Error::Redis { action, source }
+}
+
+impl Broker {
+    /// Connects to the Redis at `url`, for keys under `prefix`.
+    pub(crate) async fn connect(url: &str, prefix: &str) -> Result<Broker, Error> {
+        let client = redis::Client::open(url).map_err(|source| Error::InvalidRedisUrl {
+            url: crate::redact::redis_url(url),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(redis_err("connecting"))?;
+        Ok(Broker {
+            client,
+            conn,
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The key prefix this broker works under.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Opens a connection of its own for blocking commands, with no response timeout: a blocking
+    /// command holds its whole socket, so it must not share the multiplexed one.
+    pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection, Error> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(redis_err("opening a blocking connection"))
+    }
+
+    /// Adds jobs: ready ones to the end of their queue's pending list, delayed ones to its
+    /// scheduled set. One round trip, whatever the number of jobs.
+    pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        // Consecutive ready jobs of one queue go into one RPUSH.
+        let mut i = 0;
+        while i < jobs.len() {
+            let job = &jobs[i];
+            match job.due_ms {
+                Some(due) => {
+                    pipe.cmd("ZADD")
+                        .arg(keys::scheduled(&self.prefix, job.queue))
+                        .arg(due)
+                        .arg(job.payload)
+                        .ignore();
+                    i += 1;
+                }
+                None => {
+                    let mut cmd = redis::cmd("RPUSH");
+                    cmd.arg(keys::pending(&self.prefix, job.queue));
+                    while i < jobs.len() && jobs[i].due_ms.is_none() && jobs[i].queue == job.queue
+                    {
+                        cmd.arg(jobs[i].payload);
+                        i += 1;
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("enqueueing"))
+    }
+
+    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight list; returns their payloads.
+    pub(crate) async fn fetch(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let mut conn = self.conn.clone();
+        scripts::FETCH
+            .key(keys::pending(&self.prefix, queue))
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::workers(&self.prefix, queue))
+            .arg(max)
+            .arg(worker)
+            .arg(now_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("fetching jobs"))
+    }
+
+    /// Waits up to `block` for a job on `queue` and moves it to `worker`'s in-flight list, on a
+    /// connection from [`Broker::blocking_connection`].
+    pub(crate) async fn fetch_blocking(
+        &self,
+        conn: &mut MultiplexedConnection,
+        queue: &str,
+        worker: &str,
+        block: Duration,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        redis::cmd("BLMOVE")
+            .arg(keys::pending(&self.prefix, queue))
+            .arg(keys::active(&self.prefix, queue, worker))
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(block.as_secs_f64())
+            .query_async(conn)
+            .await
+            .map_err(redis_err("waiting for a job"))
+    }
+
+    /// Acknowledges a finished job: stores its outcome (when given) under the job's result key,
+    /// then removes the job from `worker`'s in-flight list, in one round trip. The result is
+    /// written first: a crash in between re-runs the job, it never loses the result.
+    pub(crate) async fn ack(
+        &self,
+        queue: &str,
+        worker: &str,
+        payload: &[u8],
+        outcome: Option<(&str, &str, Duration)>,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        if let Some((job_id, record, ttl)) = outcome {
+            pipe.cmd("SET")
+                .arg(keys::result(&self.prefix, job_id))
+                .arg(record)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore();
+        }
+        pipe.cmd("LREM")
+            .arg(keys::active(&self.prefix, queue, worker))
+            .arg(1)
+            .arg(payload)
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("acknowledging a job"))
+    }
+
+    /// Stores a job's latest outcome under its result key for `ttl`.
+    pub(crate) async fn set_result(
+        &self,
+        job_id: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(keys::result(&self.prefix, job_id))
+            .arg(record)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("storing a job's outcome"))
+    }
+
+    /// Reads a job's latest outcome record, if one is kept.
+    pub(crate) async fn result(&self, job_id: &str) -> Result<Option<String>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(keys::result(&self.prefix, job_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading a job's outcome"))
+    }
+
+    /// Moves a failed job from `worker`'s in-flight list to the retry set, due at `due_ms`.
+    /// Returns false when the job was no longer in flight there.
+    pub(crate) async fn retry(
+        &self,
+        queue: &str,
+        worker: &str,
+        payload: &[u8],
+        next_payload: &str,
+        due_ms: u64,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let moved: i64 = scripts::RETRY
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::retry(&self.prefix, queue))
+            .arg(payload)
+            .arg(next_payload)
+            .arg(due_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("scheduling a retry"))?;
+        Ok(moved == 1)
+    }
+
+    /// Moves a job from `worker`'s in-flight list to the dead set as `record`, trimming the dead
+    /// set to `limits`. Returns false when the job was no longer in flight there.
+    pub(crate) async fn bury(
+        &self,
+        queue: &str,
+        worker: &str,
+        payload: &[u8],
+        record: &str,
+        now_ms: u64,
+        limits: DeadLimits,
+    ) -> Result<bool, Error> {
+        let oldest_kept = now_ms.saturating_sub(limits.max_age.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let moved: i64 = scripts::BURY
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::dead(&self.prefix, queue))
+            .arg(payload)
+            .arg(record)
+            .arg(now_ms)
+            .arg(limits.max_len)
+            .arg(oldest_kept)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("burying a job"))?;
+        Ok(moved == 1)
+    }
+
+    /// Moves the scheduled and retry jobs of `queue` that are due at `now_ms` to its pending list.
+    pub(crate) async fn forward_due(
+        &self,
+        queue: &str,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Forwarded, Error> {
+        let mut conn = self.conn.clone();
+        let (moved, next_due): (u64, i64) = scripts::FORWARD_DUE
+            .key(keys::scheduled(&self.prefix, queue))
+            .key(keys::retry(&self.prefix, queue))
+            .key(keys::pending(&self.prefix, queue))
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("forwarding due jobs"))?;
+        Ok(Forwarded {
+            moved,
+            next_due_ms: u64::try_from(next_due).ok(),
+        })
+    }
+
+    /// Records that `worker` is alive and serving `queues`, at `now_ms`.
+    pub(crate) async fn heartbeat(
+        &self,
+        queues: &[String],
+        worker: &str,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            pipe.cmd("ZADD")
+                .arg(keys::workers(&self.prefix, queue))
+                .arg(now_ms)
+                .arg(worker)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("sending a heartbeat"))
+    }
+
+    /// The workers of `queue` whose last heartbeat is at or before `cutoff_ms`.
+    pub(crate) async fn lapsed_workers(
+        &self,
+        queue: &str,
+        cutoff_ms: u64,
+    ) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(keys::workers(&self.prefix, queue))
+            .arg("-inf")
+            .arg(cutoff_ms)
+            .arg("BYSCORE")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("listing lapsed workers"))
+    }
+
+    /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to the
+    /// front of `queue`. Returns the number requeued, or None when the worker is alive after all.
+    pub(crate) async fn requeue_lapsed(
+        &self,
+        queue: &str,
+        worker: &str,
+        cutoff_ms: u64,
+    ) -> Result<Option<u64>, Error> {
+        self.requeue_inflight(queue, worker, "lapsed", cutoff_ms)
+            .await
+    }
+
+    /// Returns all of `worker`'s in-flight jobs of `queue` to the front of the queue and removes
+    /// the worker from the queue's registry (used by the worker itself at shutdown).
+    pub(crate) async fn requeue_own(&self, queue: &str, worker: &str) -> Result<u64, Error> {
+        Ok(self
+            .requeue_inflight(queue, worker, "always", 0)
+            .await?
+            .unwrap_or(0))
+    }
+
+    async fn requeue_inflight(
+        &self,
+        queue: &str,
+        worker: &str,
+        mode: &str,
+        cutoff_ms: u64,
+    ) -> Result<Option<u64>, Error> {
+        let mut conn = self.conn.clone();
+        let moved: i64 = scripts::REQUEUE_INFLIGHT
+            .key(keys::workers(&self.prefix, queue))
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::pending(&self.prefix, queue))
+            .arg(worker)
+            .arg(mode)
+            .arg(cutoff_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("requeueing in-flight jobs"))?;
+        Ok(u64::try_from(moved).ok())
+    }
+
+    /// Number of jobs waiting in `queue`'s pending list.
+    pub(crate) async fn pending_len(&self, queue: &str) -> Result<u64, Error> {
+        self.card("LLEN", keys::pending(&self.prefix, queue)).await
+    }
+
+    /// Number of jobs in `queue`'s scheduled set.
+    pub(crate) async fn scheduled_len(&self, queue: &str) -> Result<u64, Error> {
+        self.card("ZCARD", keys::scheduled(&self.prefix, queue)).await
+    }
+
+    /// Number of jobs in `queue`'s retry set.
+    pub(crate) async fn retry_len(&self, queue: &str) -> Result<u64, Error> {
+        self.card("ZCARD", keys::retry(&self.prefix, queue)).await
+    }
+
+    /// Number of records in `queue`'s dead set.
+    pub(crate) async fn dead_len(&self, queue: &str) -> Result<u64, Error> {
+        self.card("ZCARD", keys::dead(&self.prefix, queue)).await
+    }
+
+    /// Number of jobs in flight on `worker` for `queue`.
+    pub(crate) async fn inflight_len(&self, queue: &str, worker: &str) -> Result<u64, Error> {
+        self.card("LLEN", keys::active(&self.prefix, queue, worker))
+            .await
+    }
+
+    async fn card(&self, command: &str, key: String) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd(command)
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("counting jobs"))
+    }
+
+    /// The dead records of `queue`, newest first, at most `limit`.
+    pub(crate) async fn dead_records(&self, queue: &str, limit: usize) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(keys::dead(&self.prefix, queue))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .arg("REV")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading dead jobs"))
+    }
+
+    /// Pushes a raw payload onto the end of `queue`, bypassing every check. For tests and repair
+    /// tools that need to put exactly these bytes into a queue.
+    pub(crate) async fn push_raw(&self, queue: &str, payload: &[u8]) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("RPUSH")
+            .arg(keys::pending(&self.prefix, queue))
+            .arg(payload)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("pushing a raw payload"))
+    }
+}

@@ -1,0 +1,142 @@
+//! Enqueueing: the options builder behind every `my_task::with()`, and the enqueue of one job
+//! or of a batch in one round trip.
+
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::broker::NewJob;
+use crate::client::{Client, default_client};
+use crate::clock;
+use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
+use crate::error::Error;
+use crate::job::JobHandle;
+use crate::registry::TaskInfo;
+
+/// Options for enqueueing jobs of one task, whose result type is `O`.
+///
+/// Each `#[task]` wraps this in its own `my_task::Builder`, returned by `my_task::with()`,
+/// whose `enqueue` takes the task's arguments; the options are the same for every task.
+#[must_use = "a builder does nothing until `.enqueue(..)` is awaited"]
+pub struct Enqueue<O> {
+    info: &'static TaskInfo,
+    client: Option<Client>,
+    queue: Option<String>,
+    due: Option<SystemTime>,
+    retries: Option<u32>,
+    output: PhantomData<fn() -> O>,
+}
+
+impl<O> Enqueue<O> {
+    /// Options for a job of the task described by `info`, with the task's defaults.
+    #[doc(hidden)]
+    pub fn new(info: &'static TaskInfo) -> Self {
+        Enqueue {
+            info,
+            client: None,
+            queue: None,
+            due: None,
+            retries: None,
+            output: PhantomData,
+        }
+    }
+
+    /// Runs the job no sooner than `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.due = Some(SystemTime::now() + delay);
+        self
+    }
+
+    /// Runs the job no sooner than `when`. A time in the past means now.
+    pub fn at(mut self, when: impl Into<SystemTime>) -> Self {
+        self.due = Some(when.into());
+        self
+    }
+
+    /// Sends the job to `queue` instead of the task's own queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Retries the job at most `retries` times instead of the task's default.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// Enqueues through `client` instead of the process-wide default.
+    pub fn client(mut self, client: &Client) -> Self {
+        self.client = Some(client.clone());
+        self
+    }
+
+    /// Enqueues one job whose arguments serialize as `args`. Used by the generated `enqueue`.
+    #[doc(hidden)]
+    pub async fn enqueue_args<A: Serialize>(self, args: A) -> Result<JobHandle<O>, Error> {
+        let mut handles = self.enqueue_many_args(std::iter::once(args)).await?;
+        Ok(handles.remove(0))
+    }
+
+    /// Enqueues one job per item, in one round trip. Used by the generated `enqueue_many`.
+    #[doc(hidden)]
+    pub async fn enqueue_many_args<A: Serialize>(
+        self,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<JobHandle<O>>, Error> {
+        let client = match self.client {
+            Some(client) => client,
+            None => default_client().await?.clone(),
+        };
+        let queue = self.queue.as_deref().unwrap_or(self.info.queue);
+        if queue.is_empty() || queue.contains(['{', '}']) {
+            return Err(Error::Config(format!(
+                "queue name `{queue}` must be non-empty and hold no `{{` or `}}`"
+            )));
+        }
+        let now_ms = clock::now_ms();
+        let due_ms = self.due.map(clock::to_ms).filter(|due| *due > now_ms);
+        let mut ids = Vec::new();
+        let mut payloads = Vec::new();
+        for args in items {
+            let args = serde_json::to_string(&args)
+                .and_then(RawValue::from_string)
+                .map_err(|source| Error::SerializeArgs {
+                    task: self.info.name.to_owned(),
+                    source,
+                })?;
+            let envelope = Envelope {
+                v: ENVELOPE_VERSION,
+                id: JobId::generate(),
+                task: self.info.name.to_owned(),
+                queue: queue.to_owned(),
+                args,
+                attempt: 0,
+                retries: self.retries,
+                enqueued_at_ms: now_ms,
+                last_error: None,
+            };
+            payloads.push(envelope.to_json());
+            ids.push(envelope.id);
+        }
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<NewJob<'_>> = payloads
+            .iter()
+            .map(|payload| NewJob {
+                queue,
+                payload,
+                due_ms,
+            })
+            .collect();
+        client.broker.enqueue(&jobs).await?;
+        tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
+        Ok(ids
+            .into_iter()
+            .map(|id| JobHandle::new(id, Some(client.clone())))
+            .collect())
+    }
+}

@@ -1,0 +1,210 @@
+//! The serialized forms dtask keeps in Redis: the job envelope, the outcome record behind a
+//! job's result key, and the dead record. All are JSON, so `redis-cli` and admin tools can read
+//! them; field names are short because a queue may hold millions of envelopes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The version written into every envelope; a worker refuses envelopes of a newer version.
+pub(crate) const ENVELOPE_VERSION: u32 = 1;
+
+/// The id of a job: unique, time-ordered (UUID v7), and printable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh, unique id.
+    pub(crate) fn generate() -> JobId {
+        JobId(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for JobId {
+    fn from(id: String) -> JobId {
+        JobId(id)
+    }
+}
+
+impl From<&str> for JobId {
+    fn from(id: &str) -> JobId {
+        JobId(id.to_owned())
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<JobId, Self::Err> {
+        Ok(JobId(s.to_owned()))
+    }
+}
+
+/// One job as it travels through the queues.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// Format version.
+    pub(crate) v: u32,
+    /// Unique job id.
+    pub(crate) id: JobId,
+    /// The task's registered name.
+    #[serde(rename = "t")]
+    pub(crate) task: String,
+    /// The queue the job belongs to.
+    #[serde(rename = "q")]
+    pub(crate) queue: String,
+    /// The arguments, as a JSON array (or `null` for a task without arguments).
+    #[serde(rename = "a")]
+    pub(crate) args: Box<RawValue>,
+    /// Attempts already made (0 for a job that has not run yet).
+    #[serde(rename = "n", default)]
+    pub(crate) attempt: u32,
+    /// The retry limit for this job, when the enqueuer overrode the task's default.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<u32>,
+    /// When the job was first enqueued, ms since the epoch.
+    #[serde(rename = "at")]
+    pub(crate) enqueued_at_ms: u64,
+    /// The error of the last failed attempt.
+    #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_error: Option<String>,
+}
+
+impl Envelope {
+    /// Serializes the envelope; envelopes hold only strings, numbers and valid JSON, so this
+    /// cannot fail.
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a payload fetched from a queue is not a job this worker can run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("payload is not valid UTF-8 JSON: {0}")]
+    NotJson(String),
+    #[error("payload is not a dtask job envelope: {0}")]
+    NotEnvelope(String),
+    #[error("envelope version {0} is newer than this worker understands ({ENVELOPE_VERSION}); upgrade the worker")]
+    NewerVersion(u32),
+}
+
+/// Decodes a fetched payload, telling malformed bytes, malformed JSON and foreign JSON apart.
+pub(crate) fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| DecodeError::NotJson(format!("invalid UTF-8 ({e})")))?;
+    let value: &RawValue =
+        serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let envelope: Envelope =
+        serde_json::from_str(value.get()).map_err(|e| DecodeError::NotEnvelope(e.to_string()))?;
+    if envelope.v > ENVELOPE_VERSION {
+        return Err(DecodeError::NewerVersion(envelope.v));
+    }
+    Ok(envelope)
+}
+
+/// What is kept under a job's result key: its latest outcome.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(crate) enum OutcomeRecord {
+    /// The job succeeded; `value` is its JSON-encoded return value.
+    Succeeded {
+        value: Box<RawValue>,
+        attempts: u32,
+        finished_at_ms: u64,
+    },
+    /// An attempt failed; another is scheduled.
+    Retrying {
+        error: String,
+        attempts: u32,
+        next_attempt_at_ms: u64,
+    },
+    /// The job is in the dead set.
+    Dead {
+        error: String,
+        attempts: u32,
+        died_at_ms: u64,
+    },
+}
+
+impl OutcomeRecord {
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A member of a queue's dead set: a job that will not run again, and why.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DeadRecord {
+    /// The job's id, or a fresh one when the payload had none.
+    pub(crate) id: JobId,
+    /// The task's name, when the payload named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) task: Option<String>,
+    /// Why the job died.
+    pub(crate) error: String,
+    /// How many times it ran.
+    pub(crate) attempts: u32,
+    /// When it died, ms since the epoch.
+    pub(crate) died_at_ms: u64,
+    /// The job's envelope, when the payload was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) job: Option<Box<RawValue>>,
+    /// The payload as it was found, when it was not an envelope (lossily decoded as UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) raw: Option<String>,
+}
+
+impl DeadRecord {
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(args: &str) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id: JobId::from("j1"),
+            task: "t".into(),
+            queue: "q".into(),
+            args: RawValue::from_string(args.into()).unwrap(),
+            attempt: 0,
+            retries: None,
+            enqueued_at_ms: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_and_stays_compact() {
+        let json = envelope("[7,640]").to_json();
+        assert_eq!(json, r#"{"v":1,"id":"j1","t":"t","q":"q","a":[7,640],"n":0,"at":1}"#);
+        let back = decode(json.as_bytes()).unwrap();
+        assert_eq!(back.args.get(), "[7,640]");
+    }
+
+    #[test]
+    fn decode_tells_bad_bytes_bad_json_and_foreign_json_apart() {
+        assert!(matches!(decode(&[0xff, 0xfe]), Err(DecodeError::NotJson(_))));
+        assert!(matches!(decode(b"{\"v\":1,"), Err(DecodeError::NotJson(_))));
+        assert!(matches!(decode(b"{\"hello\":1}"), Err(DecodeError::NotEnvelope(_))));
+        let newer = r#"{"v":9,"id":"j","t":"t","q":"q","a":null,"at":1}"#;
+        assert!(matches!(decode(newer.as_bytes()), Err(DecodeError::NewerVersion(9))));
+    }
+}

@@ -1,0 +1,159 @@
+//! Job handles: the typed view of one enqueued job, to read its status or wait for its result,
+//! from the process that enqueued it or from any other.
+
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+
+use crate::client::{Client, default_client};
+use crate::envelope::{JobId, OutcomeRecord};
+use crate::error::Error;
+
+/// Where a job stands, as far as its result record tells.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JobStatus<T> {
+    /// Queued, scheduled, or running; or unknown: never enqueued, or its record has expired.
+    Pending,
+    /// An attempt failed; another one is scheduled.
+    Retrying {
+        /// Attempts made so far.
+        attempts: u32,
+        /// The error of the last attempt.
+        error: String,
+        /// When the next attempt is due.
+        next_attempt_at: SystemTime,
+    },
+    /// The job succeeded and returned this value.
+    Succeeded(T),
+    /// The job will not run again: it ran out of attempts, or it could not run at all.
+    Dead {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+}
+
+/// A handle on one enqueued job whose task returns `T`.
+///
+/// Returned by `my_task::enqueue`, or rebuilt from an id with `my_task::job(id)` in any process.
+pub struct JobHandle<T> {
+    id: JobId,
+    client: Option<Client>,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle").field("id", &self.id).finish()
+    }
+}
+
+impl<T> Clone for JobHandle<T> {
+    fn clone(&self) -> Self {
+        JobHandle {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            output: PhantomData,
+        }
+    }
+}
+
+impl<T> JobHandle<T> {
+    /// A handle on the job `id`, read through `client` (or the default client when `None`).
+    #[doc(hidden)]
+    pub fn new(id: JobId, client: Option<Client>) -> Self {
+        JobHandle {
+            id,
+            client,
+            output: PhantomData,
+        }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> &JobId {
+        &self.id
+    }
+
+    /// The same handle, reading through `client` instead of the default client.
+    pub fn with_client(mut self, client: &Client) -> Self {
+        self.client = Some(client.clone());
+        self
+    }
+
+    async fn client(&self) -> Result<&Client, Error> {
+        match &self.client {
+            Some(client) => Ok(client),
+            None => default_client().await,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> JobHandle<T> {
+    /// Reads where the job stands now.
+    pub async fn status(&self) -> Result<JobStatus<T>, Error> {
+        let client = self.client().await?;
+        let Some(record) = client.broker.result(self.id.as_str()).await? else {
+            return Ok(JobStatus::Pending);
+        };
+        let record: OutcomeRecord =
+            serde_json::from_str(&record).map_err(|source| Error::DecodeResult {
+                id: self.id.clone(),
+                source,
+            })?;
+        Ok(match record {
+            OutcomeRecord::Succeeded { value, .. } => {
+                let value = serde_json::from_str(value.get()).map_err(|source| {
+                    Error::DecodeResult {
+                        id: self.id.clone(),
+                        source,
+                    }
+                })?;
+                JobStatus::Succeeded(value)
+            }
+            OutcomeRecord::Retrying {
+                error,
+                attempts,
+                next_attempt_at_ms,
+            } => JobStatus::Retrying {
+                attempts,
+                error,
+                next_attempt_at: UNIX_EPOCH + Duration::from_millis(next_attempt_at_ms),
+            },
+            OutcomeRecord::Dead {
+                error, attempts, ..
+            } => JobStatus::Dead { attempts, error },
+        })
+    }
+
+    /// Waits up to `timeout` for the job to succeed and returns its result; a job that dies
+    /// first is an [`Error::JobDead`] carrying its last error. Retries are waited through.
+    pub async fn wait(&self, timeout: Duration) -> Result<T, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.status().await? {
+                JobStatus::Succeeded(value) => return Ok(value),
+                JobStatus::Dead { attempts, error } => {
+                    return Err(Error::JobDead {
+                        id: self.id.clone(),
+                        attempts,
+                        error,
+                    });
+                }
+                JobStatus::Pending | JobStatus::Retrying { .. } => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::WaitTimeout {
+                    id: self.id.clone(),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The task registry: every `#[task]` in the binary submits one [`TaskEntry`] through
+//! `inventory`, and workers look tasks up here by name.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The future a task's handler returns: the JSON-encoded return value, or the error text.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'static>>;
+
+/// What a handler does with a job's arguments: decodes them (an `Err` here means the arguments
+/// do not fit the task, and the job goes straight to the dead set), then returns the run.
+pub type Handler = fn(args: &str) -> Result<HandlerFuture, String>;
+
+/// A task's name and defaults, known at compile time.
+#[derive(Debug)]
+pub struct TaskInfo {
+    /// The stable name jobs carry.
+    pub name: &'static str,
+    /// The queue jobs go to unless the enqueuer chooses another.
+    pub queue: &'static str,
+    /// How many times a failed job is retried before it is dead.
+    pub retries: u32,
+    /// How long one attempt may run; `None` for no limit.
+    pub timeout: Option<Duration>,
+}
+
+/// One registered task: its settings and its handler. Built by `#[task]`; not meant to be
+/// written by hand.
+#[doc(hidden)]
+pub struct TaskEntry {
+    pub info: &'static TaskInfo,
+    pub handler: Handler,
+    /// Where the task is defined, for error messages (`file:line`).
+    pub location: &'static str,
+}
+
+inventory::collect!(TaskEntry);
+
+/// The tasks this binary knows, by name.
+pub(crate) struct Registry {
+    by_name: HashMap<&'static str, &'static TaskEntry>,
+}
+
+impl Registry {
+    /// Collects every registered task; two tasks with one name are an error naming both.
+    pub(crate) fn collect() -> Result<Registry, Error> {
+        let mut by_name: HashMap<&'static str, &'static TaskEntry> = HashMap::new();
+        for entry in inventory::iter::<TaskEntry> {
+            if let Some(first) = by_name.insert(entry.info.name, entry) {
+                let (first, second) = if first.location <= entry.location {
+                    (first.location, entry.location)
+                } else {
+                    (entry.location, first.location)
+                };
+                return Err(Error::DuplicateTask {
+                    name: entry.info.name.to_owned(),
+                    first: first.to_owned(),
+                    second: second.to_owned(),
+                });
+            }
+        }
+        Ok(Registry { by_name })
+    }
+
+    /// The task registered as `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&'static TaskEntry> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Every queue some registered task sends its jobs to, sorted.
+    pub(crate) fn queues(&self) -> Vec<String> {
+        let mut queues: Vec<String> = self
+            .by_name
+            .values()
+            .map(|e| e.info.queue.to_owned())
+            .collect();
+        queues.sort();
+        queues.dedup();
+        queues
+    }
+
+    /// The registered names, sorted, for messages about unknown tasks.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.by_name.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}

@@ -1,0 +1,254 @@
+//! The executor: runs one fetched job and settles it: acknowledged with its result, scheduled
+//! for a retry, or buried in the dead set. A panic or a timeout is a failed attempt; a payload
+//! that cannot run at all is buried with the reason. Nothing here can stop the worker.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::backoff::RECONNECT;
+use crate::clock;
+use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord};
+use crate::error::Error;
+
+/// Runs the job in `payload`, fetched from `queue`, and settles it. When `abandon` fires (the
+/// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
+pub(crate) async fn execute(
+    ctx: &Context,
+    queue: &str,
+    payload: Vec<u8>,
+    abandon: &CancellationToken,
+) {
+    let envelope = match envelope::decode(&payload) {
+        Ok(envelope) => envelope,
+        Err(reason) => {
+            let record = DeadRecord {
+                id: JobId::generate(),
+                task: None,
+                error: reason.to_string(),
+                attempts: 0,
+                died_at_ms: clock::now_ms(),
+                job: None,
+                raw: Some(String::from_utf8_lossy(&payload).into_owned()),
+            };
+            tracing::error!(queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
+            let record_json = record.to_json();
+            settle(ctx, abandon, "burying", || {
+                ctx.broker.bury(
+                    queue,
+                    &ctx.worker_id,
+                    &payload,
+                    &record_json,
+                    record.died_at_ms,
+                    ctx.settings.dead_limits,
+                )
+            })
+            .await;
+            return;
+        }
+    };
+    let Some(entry) = ctx.registry.get(&envelope.task) else {
+        let reason = format!(
+            "unknown task `{}`: no task of that name is registered in this worker (it knows: {})",
+            envelope.task,
+            ctx.registry.names().join(", ")
+        );
+        bury(ctx, queue, &payload, envelope, reason, abandon).await;
+        return;
+    };
+    let run = match (entry.handler)(envelope.args.get()) {
+        Ok(run) => run,
+        Err(reason) => {
+            let reason = format!(
+                "arguments do not match task `{}`: {reason}",
+                envelope.task
+            );
+            bury(ctx, queue, &payload, envelope, reason, abandon).await;
+            return;
+        }
+    };
+
+    let attempt = envelope.attempt + 1;
+    let started = Instant::now();
+    // A task of its own contains a panic; aborting it enforces the timeout.
+    let mut running = tokio::spawn(run);
+    let outcome = tokio::select! {
+        outcome = within(entry.info.timeout, &mut running) => outcome,
+        _ = abandon.cancelled() => {
+            running.abort();
+            tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
+            return;
+        }
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let error = match outcome {
+        Some(Ok(Ok(value))) => {
+            tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
+            let value = RawValue::from_string(value)
+                .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default());
+            let record = OutcomeRecord::Succeeded {
+                value,
+                attempts: attempt,
+                finished_at_ms: clock::now_ms(),
+            }
+            .to_json();
+            let ttl = ctx.settings.result_ttl;
+            settle(ctx, abandon, "acknowledging", || {
+                ctx.broker.ack(
+                    queue,
+                    &ctx.worker_id,
+                    &payload,
+                    Some((envelope.id.as_str(), &record, ttl)),
+                )
+            })
+            .await;
+            return;
+        }
+        Some(Ok(Err(error))) => error,
+        Some(Err(join_error)) => match join_error.try_into_panic() {
+            Ok(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+            Err(_) => "the task was cancelled".to_owned(),
+        },
+        None => {
+            running.abort();
+            format!(
+                "timed out after {:?}",
+                entry.info.timeout.unwrap_or_default()
+            )
+        }
+    };
+
+    let retries = envelope.retries.unwrap_or(entry.info.retries);
+    if attempt <= retries {
+        let delay = ctx.settings.retry_backoff.delay(attempt);
+        let due_ms = clock::now_ms() + delay.as_millis() as u64;
+        tracing::warn!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+        let record = OutcomeRecord::Retrying {
+            error: error.clone(),
+            attempts: attempt,
+            next_attempt_at_ms: due_ms,
+        }
+        .to_json();
+        let next = Envelope {
+            attempt,
+            last_error: Some(error),
+            ..envelope
+        };
+        let next_payload = next.to_json();
+        settle(ctx, abandon, "recording a failed attempt", || {
+            ctx.broker
+                .set_result(next.id.as_str(), &record, ctx.settings.result_ttl)
+        })
+        .await;
+        settle(ctx, abandon, "scheduling a retry", || {
+            ctx.broker
+                .retry(queue, &ctx.worker_id, &payload, &next_payload, due_ms)
+        })
+        .await;
+    } else {
+        tracing::error!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, "job failed on its last attempt; moved to the dead set");
+        let envelope = Envelope {
+            attempt,
+            ..envelope
+        };
+        bury(ctx, queue, &payload, envelope, error, abandon).await;
+    }
+}
+
+/// Buries a job that will not run again: records its death under its result key, then moves it
+/// from the in-flight list to the dead set.
+async fn bury(
+    ctx: &Context,
+    queue: &str,
+    payload: &[u8],
+    envelope: Envelope,
+    error: String,
+    abandon: &CancellationToken,
+) {
+    if envelope.attempt == 0 {
+        tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moved to the dead set");
+    }
+    let died_at_ms = clock::now_ms();
+    let outcome = OutcomeRecord::Dead {
+        error: error.clone(),
+        attempts: envelope.attempt,
+        died_at_ms,
+    }
+    .to_json();
+    let envelope = Envelope {
+        last_error: Some(error.clone()),
+        ..envelope
+    };
+    let record = DeadRecord {
+        id: envelope.id.clone(),
+        task: Some(envelope.task.clone()),
+        error,
+        attempts: envelope.attempt,
+        died_at_ms,
+        job: RawValue::from_string(envelope.to_json()).ok(),
+        raw: None,
+    }
+    .to_json();
+    settle(ctx, abandon, "recording a dead job", || {
+        ctx.broker
+            .set_result(envelope.id.as_str(), &outcome, ctx.settings.result_ttl)
+    })
+    .await;
+    settle(ctx, abandon, "burying", || {
+        ctx.broker.bury(
+            queue,
+            &ctx.worker_id,
+            payload,
+            &record,
+            died_at_ms,
+            ctx.settings.dead_limits,
+        )
+    })
+    .await;
+}
+
+/// Awaits `running` for at most `limit`; `None` when the limit passed first.
+async fn within<T>(limit: Option<Duration>, running: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, running).await.ok(),
+        None => Some(running.await),
+    }
+}
+
+/// Repeats a state change until Redis takes it: a settled job must not stay in flight on a live
+/// worker, where nobody would recover it. Gives up only when the job is abandoned at shutdown,
+/// in which case it is requeued (or recovered once this worker's heartbeat lapses).
+async fn settle<T, F, Fut>(ctx: &Context, abandon: &CancellationToken, action: &str, mut op: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut failures = 0;
+    loop {
+        match op().await {
+            Ok(_) => return,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, worker = %ctx.worker_id, "{action} failed; retrying");
+                tokio::select! {
+                    _ = abandon.cancelled() => return,
+                    _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The message a panic carried, when it was a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

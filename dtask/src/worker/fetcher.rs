@@ -1,0 +1,210 @@
+//! The fetcher: takes jobs from the queues, in strict priority order, as fast as free slots
+//! allow, and hands each to the executor in a task of its own.
+//!
+//! When a queue is deep, one script moves up to one batch of jobs per round trip. When every
+//! queue is empty, one waiter per queue blocks on its own connection (`BLMOVE`), so an idle
+//! worker starts a new job within milliseconds without polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Context;
+use super::executor;
+use crate::backoff::RECONNECT;
+use crate::clock;
+
+/// How long one blocking wait lasts; the waiters check for shutdown between waits.
+const BLOCK: Duration = Duration::from_secs(1);
+/// How long an idle fetcher waits for a waiter before it polls the queues itself.
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// A job moved into this worker's in-flight list: its queue and its payload.
+type Fetched = (String, Vec<u8>);
+
+pub(crate) struct Fetcher {
+    ctx: Arc<Context>,
+    slots: Arc<Semaphore>,
+    jobs: TaskTracker,
+    abandon: CancellationToken,
+}
+
+impl Fetcher {
+    /// A fetcher that runs at most `slots` jobs at once on `jobs`; `abandon` tells running jobs
+    /// to stop at once (the shutdown grace period is over).
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        slots: usize,
+        jobs: TaskTracker,
+        abandon: CancellationToken,
+    ) -> Fetcher {
+        Fetcher {
+            ctx,
+            slots: Arc::new(Semaphore::new(slots)),
+            jobs,
+            abandon,
+        }
+    }
+
+    /// Fetches and dispatches until `stop`; returns once the blocking waiters are done too, so
+    /// that nothing moves into this worker's in-flight lists afterwards.
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let queues = self.ctx.settings.queues.clone();
+        let (deliver, mut delivered) = mpsc::channel::<Fetched>(queues.len());
+        let (idle_tx, idle_rx) = watch::channel(false);
+        let mut waiters = JoinSet::new();
+        for queue in queues {
+            waiters.spawn(wait_for_jobs(
+                self.ctx.clone(),
+                queue,
+                stop.clone(),
+                idle_rx.clone(),
+                deliver.clone(),
+            ));
+        }
+        drop(deliver);
+        let mut failures = 0;
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                permit = self.slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let mut slots = vec![first];
+            while slots.len() < self.ctx.settings.fetch_batch {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => slots.push(permit),
+                    Err(_) => break,
+                }
+            }
+            // Jobs a waiter already moved in flight come first.
+            let mut batch = Vec::with_capacity(slots.len());
+            while batch.len() < slots.len() {
+                match delivered.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() < slots.len() {
+                match self.fetch_round(slots.len() - batch.len()).await {
+                    Ok(jobs) => {
+                        failures = 0;
+                        batch.extend(jobs);
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        tracing::warn!(%error, "fetching jobs failed; retrying");
+                        drop(slots);
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(RECONNECT.delay(failures)) => continue,
+                        }
+                    }
+                }
+            }
+            if batch.is_empty() {
+                slots.truncate(1);
+                let _ = idle_tx.send(true);
+                let woken = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    job = delivered.recv() => job,
+                    _ = tokio::time::sleep(IDLE_POLL) => None,
+                };
+                let _ = idle_tx.send(false);
+                batch.extend(woken);
+            }
+            for (job, slot) in batch.into_iter().zip(slots) {
+                self.dispatch(job, slot);
+            }
+        }
+        // Jobs still in the channel stay in flight; the worker requeues them at shutdown.
+        drop(delivered);
+        while waiters.join_next().await.is_some() {}
+    }
+
+    /// Fetches up to `wanted` jobs, draining the queues in priority order.
+    async fn fetch_round(&self, wanted: usize) -> Result<Vec<Fetched>, crate::Error> {
+        let ctx = &self.ctx;
+        let mut jobs = Vec::new();
+        for queue in &ctx.settings.queues {
+            let need = wanted - jobs.len();
+            let fetched = ctx
+                .broker
+                .fetch(queue, &ctx.worker_id, need, clock::now_ms())
+                .await?;
+            jobs.extend(fetched.into_iter().map(|payload| (queue.clone(), payload)));
+            if jobs.len() == wanted {
+                break;
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn dispatch(&self, (queue, payload): Fetched, slot: OwnedSemaphorePermit) {
+        let ctx = self.ctx.clone();
+        let abandon = self.abandon.clone();
+        self.jobs.spawn(async move {
+            executor::execute(&ctx, &queue, payload, &abandon).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Blocks on one queue while the fetcher is idle, and delivers what arrives.
+async fn wait_for_jobs(
+    ctx: Arc<Context>,
+    queue: String,
+    stop: CancellationToken,
+    mut idle: watch::Receiver<bool>,
+    deliver: mpsc::Sender<Fetched>,
+) {
+    let mut conn = None;
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+        }
+        let result = match &mut conn {
+            Some(conn) => {
+                ctx.broker
+                    .fetch_blocking(conn, &queue, &ctx.worker_id, BLOCK)
+                    .await
+            }
+            None => ctx.broker.blocking_connection().await.map(|c| {
+                conn = Some(c);
+                None
+            }),
+        };
+        match result {
+            Ok(Some(payload)) => {
+                failures = 0;
+                if deliver.send((queue.clone(), payload)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => failures = 0,
+            Err(error) => {
+                conn = None;
+                failures += 1;
+                tracing::warn!(%error, queue, "waiting for jobs failed; reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The forwarder: moves delayed and retry jobs to their queue when they fall due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::clock;
+
+/// Most jobs moved from one set per script run, so that one run never blocks Redis for long.
+const BATCH: usize = 1000;
+/// The longest the forwarder sleeps, so that jobs scheduled by other processes are seen.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Forwards due jobs, sleeping until the earliest known due time (at most [`POLL`]).
+pub(crate) struct Forwarder {
+    ctx: Arc<Context>,
+}
+
+impl Forwarder {
+    pub(crate) fn new(ctx: Arc<Context>) -> Forwarder {
+        Forwarder { ctx }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        loop {
+            let now = clock::now_ms();
+            let mut wake_at = now + POLL.as_millis() as u64;
+            for queue in &self.ctx.settings.queues {
+                match self.ctx.broker.forward_due(queue, now, BATCH).await {
+                    Ok(forwarded) => {
+                        if forwarded.moved > 0 {
+                            tracing::debug!(queue, moved = forwarded.moved, "forwarded due jobs");
+                        }
+                        if forwarded.moved >= BATCH as u64 {
+                            wake_at = now;
+                        }
+                        if let Some(due) = forwarded.next_due_ms {
+                            wake_at = wake_at.min(due);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, queue, "forwarding due jobs failed; will retry");
+                    }
+                }
+            }
+            let pause = Duration::from_millis(wake_at.saturating_sub(clock::now_ms()));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The worker: runs the jobs of this binary's tasks from a set of queues.
+//!
+//! A worker is a few small parts started and stopped in a fixed order: the [`Fetcher`] (takes
+//! jobs and runs each in its own task, bounded by the concurrency), the [`Heartbeat`] (keeps the
+//! worker's in-flight jobs its own), the [`Recoverer`] (requeues the jobs of workers whose
+//! heartbeat lapsed) and the [`Forwarder`] (moves due delayed and retry jobs to their queue).
+//!
+//! Shutdown is two-phase: stop fetching, let running jobs finish within the grace period, then
+//! return whatever is still in flight to the front of its queue.
+
+mod executor;
+mod fetcher;
+mod forwarder;
+mod heartbeat;
+mod recoverer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backoff::Backoff;
+use crate::broker::{Broker, DeadLimits};
+use crate::client::{Client, env_settings};
+use crate::error::Error;
+use crate::registry::Registry;
+use fetcher::Fetcher;
+use forwarder::Forwarder;
+use heartbeat::Heartbeat;
+use recoverer::Recoverer;
+
+/// What every part of a running worker shares.
+pub(crate) struct Context {
+    pub(crate) broker: Broker,
+    pub(crate) registry: Registry,
+    pub(crate) settings: Settings,
+    pub(crate) worker_id: String,
+}
+
+/// A worker's settings, fixed once it starts.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) queues: Vec<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) fetch_batch: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) retry_backoff: Backoff,
+    pub(crate) result_ttl: Duration,
+    pub(crate) dead_limits: DeadLimits,
+}
+
+impl Settings {
+    /// How often the heartbeat runs: five beats per lease, so one late beat costs nothing.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.lease / 5
+    }
+
+    /// How often the recoverer looks for lapsed workers.
+    pub(crate) fn recovery_interval(&self) -> Duration {
+        self.lease / 2
+    }
+}
+
+/// Where the worker gets its Redis connection.
+enum Connection {
+    /// A client the application already has.
+    Client(Client),
+    /// A URL and prefix to connect to when the worker starts.
+    Url { url: String, prefix: String },
+}
+
+/// A worker for this binary's tasks: configure it, then [`run`](Worker::run) it in its own
+/// process or [`spawn`](Worker::spawn) it inside the application.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), dtask::Error> {
+/// // worker mode: returns after SIGTERM or SIGINT, once in-flight jobs are drained
+/// dtask::Worker::from_env()?
+///     .queues(["emails", "default"])
+///     .concurrency(64)
+///     .run()
+///     .await?;
+///
+/// // or embedded in a web process
+/// let worker = dtask::Worker::from_env()?.concurrency(8).spawn();
+/// // ...
+/// worker.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a worker does nothing until `.run()` or `.spawn()`"]
+pub struct Worker {
+    connection: Connection,
+    queues: Option<Vec<String>>,
+    settings: Settings,
+}
+
+impl Worker {
+    /// A worker connecting as `DTASK_REDIS_URL` (default `redis://127.0.0.1:6379`) and
+    /// `DTASK_PREFIX` (default `dtask`) say. Fails when `DTASK_CONCURRENCY` is set but is not a
+    /// positive number.
+    pub fn from_env() -> Result<Worker, Error> {
+        let (url, prefix) = env_settings();
+        let mut worker = Worker::with_connection(Connection::Url { url, prefix });
+        if let Ok(value) = std::env::var("DTASK_CONCURRENCY") {
+            let concurrency = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Config(format!(
+                    "DTASK_CONCURRENCY must be a positive number, not `{value}`"
+                ))
+            })?;
+            worker = worker.concurrency(concurrency);
+        }
+        Ok(worker)
+    }
+
+    /// A worker using `client`'s connection and key prefix.
+    pub fn new(client: &Client) -> Worker {
+        Worker::with_connection(Connection::Client(client.clone()))
+    }
+
+    fn with_connection(connection: Connection) -> Worker {
+        Worker {
+            connection,
+            queues: None,
+            settings: Settings {
+                queues: Vec::new(),
+                concurrency: 16,
+                fetch_batch: 100,
+                shutdown_timeout: Duration::from_secs(25),
+                lease: Duration::from_secs(5),
+                retry_backoff: Backoff {
+                    base: Duration::from_secs(1),
+                    max: Duration::from_secs(3600),
+                },
+                result_ttl: Duration::from_secs(3600),
+                dead_limits: DeadLimits {
+                    max_len: 10_000,
+                    max_age: Duration::from_secs(30 * 24 * 3600),
+                },
+            },
+        }
+    }
+
+    /// The queues to serve, highest priority first: a job is taken from a queue only when every
+    /// queue before it is empty. Default: every queue a task of this binary names, by name.
+    pub fn queues<I>(mut self, queues: I) -> Worker
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How many jobs run at once (default 16).
+    pub fn concurrency(mut self, jobs: usize) -> Worker {
+        self.settings.concurrency = jobs.max(1);
+        self
+    }
+
+    /// How long running jobs may take to finish after a shutdown begins (default 25 s); those
+    /// still running then are stopped and returned to their queue.
+    pub fn shutdown_timeout(mut self, grace: Duration) -> Worker {
+        self.settings.shutdown_timeout = grace;
+        self
+    }
+
+    /// How long after a worker's last heartbeat its in-flight jobs are taken back and run by
+    /// another worker (default 5 s). Jobs of a killed worker run again within about 1.5 times
+    /// this. Shorter recovers sooner; too short takes a worker that is merely slow to reach
+    /// Redis for dead, and runs its jobs twice.
+    pub fn recovery_after(mut self, lease: Duration) -> Worker {
+        self.settings.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The delays between attempts of a failing job: doubling from `base` up to `max`, with
+    /// jitter (default 1 s up to 1 h).
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Worker {
+        self.settings.retry_backoff = Backoff { base, max };
+        self
+    }
+
+    /// How long a finished job's result (or a dead job's error) stays readable (default 1 h).
+    pub fn result_ttl(mut self, ttl: Duration) -> Worker {
+        self.settings.result_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The most records each queue's dead set keeps, and for how long (default 10,000 and 30
+    /// days); older records are dropped first.
+    pub fn dead_limits(mut self, max_len: u64, max_age: Duration) -> Worker {
+        self.settings.dead_limits = DeadLimits { max_len, max_age };
+        self
+    }
+
+    /// Runs until SIGTERM or SIGINT (Ctrl-C), then shuts down gracefully and returns.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs until `stop` completes, then shuts down gracefully and returns.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
+        let ctx = Arc::new(self.start().await?);
+        run_started(ctx, stop).await
+    }
+
+    /// Starts the worker in a task of its own, for an application that also does other work.
+    /// Must be called within a tokio runtime. Stop it with [`WorkerHandle::shutdown`].
+    pub fn spawn(self) -> WorkerHandle {
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(self.run_until(async move { stopped.cancelled().await }));
+        WorkerHandle { stop, task }
+    }
+
+    /// Connects, collects the registry and settles the settings.
+    async fn start(self) -> Result<Context, Error> {
+        let registry = Registry::collect()?;
+        let broker = match self.connection {
+            Connection::Client(client) => client.broker,
+            Connection::Url { url, prefix } => Client::connect_with_prefix(&url, &prefix)
+                .await?
+                .broker,
+        };
+        let mut settings = self.settings;
+        settings.queues = match self.queues {
+            Some(queues) => queues,
+            None => registry.queues(),
+        };
+        if settings.queues.is_empty() {
+            settings.queues.push("default".to_owned());
+        }
+        if let Some(bad) = settings
+            .queues
+            .iter()
+            .find(|q| q.is_empty() || q.contains(['{', '}']))
+        {
+            return Err(Error::Config(format!(
+                "queue name `{bad}` must be non-empty and hold no `{{` or `}}`"
+            )));
+        }
+        settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
+        Ok(Context {
+            broker,
+            registry,
+            settings,
+            worker_id: new_worker_id(),
+        })
+    }
+}
+
+/// Runs a started worker until `stop`, then shuts it down in order.
+async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Result<(), Error> {
+    let settings = &ctx.settings;
+    tracing::info!(
+        worker = %ctx.worker_id,
+        queues = ?settings.queues,
+        concurrency = settings.concurrency,
+        "worker started"
+    );
+    // Register before the first fetch, so that no job is ever in flight on an unknown worker.
+    ctx.broker
+        .heartbeat(&settings.queues, &ctx.worker_id, crate::clock::now_ms())
+        .await?;
+
+    let background = TaskTracker::new();
+    let stop_background = CancellationToken::new();
+    background.spawn(Heartbeat::new(ctx.clone()).run(stop_background.clone()));
+    let stop_helpers = CancellationToken::new();
+    background.spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone()));
+    background.spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone()));
+
+    let jobs = TaskTracker::new();
+    let abandon = CancellationToken::new();
+    let stop_fetching = CancellationToken::new();
+    let fetcher = tokio::spawn(
+        Fetcher::new(
+            ctx.clone(),
+            settings.concurrency,
+            jobs.clone(),
+            abandon.clone(),
+        )
+        .run(stop_fetching.clone()),
+    );
+
+    stop.await;
+    tracing::info!(worker = %ctx.worker_id, "shutting down: no new jobs; waiting for running ones");
+    stop_fetching.cancel();
+    stop_helpers.cancel();
+    if let Err(error) = fetcher.await {
+        tracing::error!(%error, "the fetcher ended abnormally");
+    }
+    jobs.close();
+    if tokio::time::timeout(settings.shutdown_timeout, jobs.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = jobs.len(),
+            grace = ?settings.shutdown_timeout,
+            "grace period over: stopping the jobs still running and requeueing them"
+        );
+        abandon.cancel();
+        jobs.wait().await;
+    }
+    // The heartbeat runs until here, so no one takes the draining jobs for orphans.
+    stop_background.cancel();
+    background.close();
+    background.wait().await;
+    let mut result = Ok(());
+    for queue in &settings.queues {
+        match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
+            Ok(0) => {}
+            Ok(requeued) => tracing::info!(queue, requeued, "returned unfinished jobs to the queue"),
+            Err(error) => {
+                tracing::error!(%error, queue, "could not requeue unfinished jobs; they will be recovered once this worker's heartbeat lapses");
+                result = Err(error);
+            }
+        }
+    }
+    tracing::info!(worker = %ctx.worker_id, "worker stopped");
+    result
+}
+
+/// A worker running in a task of its own, from [`Worker::spawn`].
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl WorkerHandle {
+    /// Shuts the worker down gracefully and waits until it has: running jobs finish within the
+    /// grace period, the rest return to their queue. Returns the error the worker stopped with,
+    /// if any (such as Redis being unreachable at start).
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| Error::Worker(format!("the worker task failed: {e}")))?
+    }
+
+    /// Whether the worker has stopped (after a shutdown, or because it failed to start).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C on every platform).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
+
+/// `host-pid-random`: unique among running workers, and telling where a worker runs.
+fn new_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}

@@ -1,0 +1,53 @@
+//! The recoverer: finds workers whose heartbeat lapsed (killed, frozen, cut off) and returns
+//! their in-flight jobs to the front of their queues.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::clock;
+
+/// Every `recovery_interval`, requeues the in-flight jobs of each lapsed worker.
+pub(crate) struct Recoverer {
+    ctx: Arc<Context>,
+}
+
+impl Recoverer {
+    pub(crate) fn new(ctx: Arc<Context>) -> Recoverer {
+        Recoverer { ctx }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let interval = self.ctx.settings.recovery_interval();
+        loop {
+            // Jitter spreads the checks of many workers over the interval.
+            let pause = interval.mul_f64(rand::rng().random_range(0.5..=1.0));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            for queue in &self.ctx.settings.queues {
+                if let Err(error) = self.recover(queue).await {
+                    tracing::warn!(%error, queue, "recovering orphaned jobs failed; will retry");
+                }
+            }
+        }
+    }
+
+    async fn recover(&self, queue: &str) -> Result<(), crate::Error> {
+        let ctx = &self.ctx;
+        let lease = ctx.settings.lease.as_millis() as u64;
+        let cutoff = clock::now_ms().saturating_sub(lease);
+        for worker in ctx.broker.lapsed_workers(queue, cutoff).await? {
+            if worker == ctx.worker_id {
+                continue;
+            }
+            if let Some(requeued) = ctx.broker.requeue_lapsed(queue, &worker, cutoff).await? {
+                tracing::warn!(queue, lapsed_worker = %worker, requeued, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            }
+        }
+        Ok(())
+    }
+}

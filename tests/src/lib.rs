@@ -1,0 +1,6 @@
+//! Shared pieces of dtask's integration tests: a redis-server per test, unique key prefixes,
+//! polling with a deadline, and the tasks the tests enqueue (also run by the `test_worker`
+//! binary, so that tests can kill a worker process).
+
+pub mod harness;
+pub mod tasks;

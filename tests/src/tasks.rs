@@ -1,0 +1,130 @@
+//! The tasks the integration tests enqueue. In-process tests observe them through [`runs`];
+//! worker processes record their effects in Redis (see [`mark`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+static RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static ATTEMPTS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+/// Records that a task ran for `key` with `detail`.
+fn record(key: &str, detail: impl Into<String>) {
+    RUNS.lock().unwrap().push((key.to_owned(), detail.into()));
+}
+
+/// Every run recorded for `key`, in order, as details.
+pub fn runs(key: &str) -> Vec<String> {
+    RUNS.lock()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+/// Counts an attempt for `key` and returns its number (1 for the first).
+fn attempt(key: &str) -> u32 {
+    let mut attempts = ATTEMPTS.lock().unwrap();
+    let count = attempts.get_or_insert_with(HashMap::new).entry(key.to_owned()).or_insert(0);
+    *count += 1;
+    *count
+}
+
+/// A struct argument, to show structs travel intact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signup {
+    /// A number.
+    pub user_id: u64,
+    /// Text that may hold any Unicode.
+    pub email: String,
+    /// Optional data.
+    pub tags: Vec<String>,
+}
+
+/// Returns its arguments, so a test can compare what came out of the worker with what went in.
+#[dtask::task(queue = "roundtrip")]
+pub async fn echo(signup: Signup, note: String, blob: Vec<u8>) -> (Signup, String, Vec<u8>) {
+    (signup, note, blob)
+}
+
+/// Adds two numbers, and records the run under `key`.
+#[dtask::task(queue = "math")]
+pub async fn add(key: String, a: i64, b: i64) -> i64 {
+    record(&key, format!("{a}+{b}"));
+    a + b
+}
+
+/// A task without arguments or result.
+#[dtask::task(queue = "math", name = "tests.ping")]
+pub async fn ping() {}
+
+/// The error of the failing tasks.
+#[derive(Debug, thiserror::Error)]
+#[error("flaky failure number {0}")]
+pub struct FlakyError(pub u32);
+
+/// Fails its first `failures` attempts for `key`, then returns the attempt number.
+#[dtask::task(queue = "flaky", retries = 5)]
+pub async fn flaky(key: String, failures: u32) -> Result<u32, FlakyError> {
+    let n = attempt(&key);
+    if n <= failures {
+        Err(FlakyError(n))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Always fails with `message`; 2 retries.
+#[dtask::task(queue = "doomed", retries = 2)]
+pub async fn doomed(key: String, message: String) -> Result<(), String> {
+    attempt(&key);
+    Err(message)
+}
+
+/// Panics on its first attempt for `key`, then succeeds.
+#[dtask::task(queue = "panicky", retries = 3)]
+pub async fn panics_once(key: String) -> u32 {
+    let n = attempt(&key);
+    if n == 1 {
+        panic!("boom on attempt {n}");
+    }
+    n
+}
+
+/// Sleeps past its 200 ms timeout on its first attempt for `key`, then succeeds.
+#[dtask::task(queue = "slow", retries = 3, timeout = "200ms")]
+pub async fn hangs_once(key: String) -> u32 {
+    let n = attempt(&key);
+    if n == 1 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    n
+}
+
+/// Records its run under `key` with `label`; used to observe the order jobs run in.
+#[dtask::task(queue = "low")]
+pub async fn note(key: String, label: String) {
+    record(&key, label);
+}
+
+/// Sleeps `millis`, then counts a run of `job` in Redis (`INCR <job>`, at `DTASK_REDIS_URL`).
+/// Run by worker processes, so that a test sees effects across processes.
+#[dtask::task(queue = "marks", retries = 5)]
+pub async fn mark(job: String, millis: u64) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    let url = std::env::var("DTASK_REDIS_URL").map_err(|e| e.to_string())?;
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    redis::cmd("INCR")
+        .arg(&job)
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
