@@ -115,28 +115,33 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
     Ok(envelope)
 }
 
-/// What is kept under a job's result key: its latest outcome.
+/// Where a job stands, as its result record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OutcomeState {
+    /// The job succeeded; the record holds its value.
+    Succeeded,
+    /// An attempt failed; another is scheduled for `at_ms`.
+    Retrying,
+    /// The job is in the dead set since `at_ms`.
+    Dead,
+}
+
+/// What is kept under a job's result key: its latest outcome. (A flat struct rather than a
+/// tagged enum: serde cannot buffer a `RawValue` through a tag.)
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub(crate) enum OutcomeRecord {
-    /// The job succeeded; `value` is its JSON-encoded return value.
-    Succeeded {
-        value: Box<RawValue>,
-        attempts: u32,
-        finished_at_ms: u64,
-    },
-    /// An attempt failed; another is scheduled.
-    Retrying {
-        error: String,
-        attempts: u32,
-        next_attempt_at_ms: u64,
-    },
-    /// The job is in the dead set.
-    Dead {
-        error: String,
-        attempts: u32,
-        died_at_ms: u64,
-    },
+pub(crate) struct OutcomeRecord {
+    pub(crate) state: OutcomeState,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// When it finished, when it will be retried, or when it died, ms since the epoch.
+    pub(crate) at_ms: u64,
+    /// The JSON-encoded return value, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) value: Option<Box<RawValue>>,
+    /// The last error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 impl OutcomeRecord {

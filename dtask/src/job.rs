@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use crate::client::{Client, default_client};
-use crate::envelope::{JobId, OutcomeRecord};
+use serde_json::value::RawValue;
+
+use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 
 /// Where a job stands, as far as its result record tells.
@@ -103,28 +105,25 @@ impl<T: DeserializeOwned> JobHandle<T> {
                 id: self.id.clone(),
                 source,
             })?;
-        Ok(match record {
-            OutcomeRecord::Succeeded { value, .. } => {
-                let value = serde_json::from_str(value.get()).map_err(|source| {
-                    Error::DecodeResult {
-                        id: self.id.clone(),
-                        source,
-                    }
+        let error = record.error.unwrap_or_default();
+        Ok(match record.state {
+            OutcomeState::Succeeded => {
+                let value = record.value.as_deref().map_or("null", RawValue::get);
+                let value = serde_json::from_str(value).map_err(|source| Error::DecodeResult {
+                    id: self.id.clone(),
+                    source,
                 })?;
                 JobStatus::Succeeded(value)
             }
-            OutcomeRecord::Retrying {
+            OutcomeState::Retrying => JobStatus::Retrying {
+                attempts: record.attempts,
                 error,
-                attempts,
-                next_attempt_at_ms,
-            } => JobStatus::Retrying {
-                attempts,
-                error,
-                next_attempt_at: UNIX_EPOCH + Duration::from_millis(next_attempt_at_ms),
+                next_attempt_at: UNIX_EPOCH + Duration::from_millis(record.at_ms),
             },
-            OutcomeRecord::Dead {
-                error, attempts, ..
-            } => JobStatus::Dead { attempts, error },
+            OutcomeState::Dead => JobStatus::Dead {
+                attempts: record.attempts,
+                error,
+            },
         })
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use crate::backoff::RECONNECT;
 use crate::clock;
-use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord};
+use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 
 /// Runs the job in `payload`, fetched from `queue`, and settles it. When `abandon` fires (the
@@ -87,12 +87,12 @@ pub(crate) async fn execute(
     let error = match outcome {
         Some(Ok(Ok(value))) => {
             tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-            let value = RawValue::from_string(value)
-                .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default());
-            let record = OutcomeRecord::Succeeded {
-                value,
+            let record = OutcomeRecord {
+                state: OutcomeState::Succeeded,
                 attempts: attempt,
-                finished_at_ms: clock::now_ms(),
+                at_ms: clock::now_ms(),
+                value: RawValue::from_string(value).ok(),
+                error: None,
             }
             .to_json();
             let ttl = ctx.settings.result_ttl;
@@ -126,10 +126,12 @@ pub(crate) async fn execute(
         let delay = ctx.settings.retry_backoff.delay(attempt);
         let due_ms = clock::now_ms() + delay.as_millis() as u64;
         tracing::warn!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-        let record = OutcomeRecord::Retrying {
-            error: error.clone(),
+        let record = OutcomeRecord {
+            state: OutcomeState::Retrying,
             attempts: attempt,
-            next_attempt_at_ms: due_ms,
+            at_ms: due_ms,
+            value: None,
+            error: Some(error.clone()),
         }
         .to_json();
         let next = Envelope {
@@ -172,10 +174,12 @@ async fn bury(
         tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moved to the dead set");
     }
     let died_at_ms = clock::now_ms();
-    let outcome = OutcomeRecord::Dead {
-        error: error.clone(),
+    let outcome = OutcomeRecord {
+        state: OutcomeState::Dead,
         attempts: envelope.attempt,
-        died_at_ms,
+        at_ms: died_at_ms,
+        value: None,
+        error: Some(error.clone()),
     }
     .to_json();
     let envelope = Envelope {
