@@ -126,3 +126,66 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// A `test_worker` process; killed (SIGKILL, by pid) when dropped if still running.
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// Starts the worker binary at `exe` against `redis_url` and `prefix`, serving `queues`,
+    /// with extra environment variables.
+    pub fn start(exe: &str, redis_url: &str, prefix: &str, queues: &str, env: &[(&str, &str)]) -> WorkerProcess {
+        let child = Command::new(exe)
+            .env("DTASK_REDIS_URL", redis_url)
+            .env("DTASK_PREFIX", prefix)
+            .env("TEST_QUEUES", queues)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the test worker");
+        WorkerProcess { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (e.g. "TERM") to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit code (None if killed by
+    /// a signal). Panics when it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "worker {} did not exit within {timeout:?}", self.pid());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}

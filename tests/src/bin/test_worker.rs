@@ -15,10 +15,6 @@ async fn main() -> Result<(), dtask::Error> {
         .split(',')
         .map(str::to_owned)
         .collect();
-    let lease_ms: u64 = std::env::var("TEST_RECOVERY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
     let grace_ms: u64 = std::env::var("TEST_GRACE_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -26,7 +22,6 @@ async fn main() -> Result<(), dtask::Error> {
     println!("worker ready");
     dtask::Worker::from_env()?
         .queues(queues)
-        .recovery_after(Duration::from_millis(lease_ms))
         .shutdown_timeout(Duration::from_millis(grace_ms))
         .run()
         .await

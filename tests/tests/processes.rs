@@ -1,0 +1,175 @@
+//! What happens to jobs when worker processes die, are told to stop, or lose Redis: run real
+//! worker processes (the `test_worker` binary) and a real redis-server, and count effects.
+
+use std::time::{Duration, Instant};
+
+use dtask::{Client, Worker};
+use dtask_tests::harness::{RedisServer, WorkerProcess, eventually, init_logging, unique_prefix};
+use dtask_tests::tasks;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
+
+/// How many times the `mark` task has completed for `job`.
+async fn runs_of(client: &redis::aio::MultiplexedConnection, job: &str) -> i64 {
+    let mut conn = client.clone();
+    redis::cmd("GET")
+        .arg(job)
+        .query_async::<Option<i64>>(&mut conn)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+async fn connect(redis: &RedisServer, prefix: &str) -> (Client, redis::aio::MultiplexedConnection) {
+    let client = Client::connect_with_prefix(&redis.url(), prefix).await.unwrap();
+    let raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (client, raw)
+}
+
+#[tokio::test]
+async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("sigkill");
+    let (client, raw) = connect(&redis, &prefix).await;
+    let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &[]);
+
+    let job = unique_prefix("killed-job");
+    tasks::mark::with()
+        .client(&client)
+        .enqueue(job.clone(), 3_000)
+        .await
+        .unwrap();
+    // The job is in flight on the first worker once it has left the queue.
+    eventually(Duration::from_secs(10), "the first worker took the job", || async {
+        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    first.kill();
+    let killed_at = Instant::now();
+    assert_eq!(runs_of(&raw, &job).await, 0, "killed mid-job");
+
+    let _second = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &[]);
+    eventually(Duration::from_secs(20), "the job ran on the second worker", || async {
+        (runs_of(&raw, &job).await == 1).then_some(())
+    })
+    .await;
+    let recovered_in = killed_at.elapsed();
+    // Default recovery bound is 10 s, plus the job's own 3 s.
+    assert!(
+        recovered_in < Duration::from_secs(13),
+        "recovered and ran {recovered_in:?} after the kill"
+    );
+    let stats = client.queue("marks").stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
+    assert_eq!(runs_of(&raw, &job).await, 1, "ran exactly once to completion");
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("sigterm");
+    let (client, raw) = connect(&redis, &prefix).await;
+    let mut worker = WorkerProcess::start(
+        WORKER,
+        &redis.url(),
+        &prefix,
+        "marks",
+        &[("DTASK_CONCURRENCY", "1")],
+    );
+    let running = unique_prefix("running");
+    tasks::mark::with()
+        .client(&client)
+        .enqueue(running.clone(), 2_000)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the worker took the first job", || async {
+        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    let queued: Vec<String> = (0..3).map(|i| format!("{running}-queued-{i}")).collect();
+    for job in &queued {
+        tasks::mark::with()
+            .client(&client)
+            .enqueue(job.clone(), 10)
+            .await
+            .unwrap();
+    }
+    worker.signal("TERM");
+    let code = worker.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+    assert_eq!(runs_of(&raw, &running).await, 1, "the in-flight job finished");
+    for job in &queued {
+        assert_eq!(runs_of(&raw, job).await, 0, "{job} must not have run");
+    }
+    let stats = client.queue("marks").stats().await.unwrap();
+    assert_eq!(stats.pending, 3, "the queued jobs are still queued");
+}
+
+#[tokio::test]
+async fn a_job_running_past_the_grace_period_is_returned_to_its_queue() {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("grace");
+    let (client, raw) = connect(&redis, &prefix).await;
+    let mut worker = WorkerProcess::start(
+        WORKER,
+        &redis.url(),
+        &prefix,
+        "marks",
+        &[("TEST_GRACE_MS", "300")],
+    );
+    let long = unique_prefix("long");
+    tasks::mark::with()
+        .client(&client)
+        .enqueue(long.clone(), 60_000)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the worker took the job", || async {
+        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(runs_of(&raw, &long).await, 0);
+    assert_eq!(
+        client.queue("marks").stats().await.unwrap().pending,
+        1,
+        "the unfinished job is back in its queue"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
+    init_logging();
+    let mut redis = RedisServer::start();
+    let prefix = unique_prefix("restart");
+    let client = Client::connect_with_prefix(&redis.url(), &prefix).await.unwrap();
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let key = unique_prefix("restart-key");
+    let job = tasks::add::with()
+        .client(&client)
+        .enqueue(key.clone(), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(job.wait(Duration::from_secs(10)).await.unwrap(), 2);
+
+    redis.restart(&[]);
+
+    // The client reconnects by itself; the first command after the restart may still fail.
+    let job = eventually(Duration::from_secs(10), "enqueue works again", || async {
+        tasks::add::with()
+            .client(&client)
+            .enqueue(key.clone(), 2, 3)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(job.wait(Duration::from_secs(15)).await.unwrap(), 5, "the worker resumed");
+    worker.shutdown().await.unwrap();
+}
