@@ -46,7 +46,10 @@ impl<'a> Task<'a> {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errors.push(syn::Error::new_spanned(variadic, "a task cannot be variadic"));
+            errors.push(syn::Error::new_spanned(
+                variadic,
+                "a task cannot be variadic",
+            ));
         }
         let mut args = Vec::new();
         for (index, input) in sig.inputs.iter().enumerate() {

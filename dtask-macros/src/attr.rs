@@ -116,9 +116,9 @@ fn parse_duration_ms(text: &LitStr) -> syn::Result<u64> {
         _ => None,
     };
     match (number.parse::<u64>(), factor) {
-        (Ok(n), Some(factor)) if n > 0 => n.checked_mul(factor).ok_or_else(|| {
-            syn::Error::new(text.span(), "`timeout` is too long")
-        }),
+        (Ok(n), Some(factor)) if n > 0 => n
+            .checked_mul(factor)
+            .ok_or_else(|| syn::Error::new(text.span(), "`timeout` is too long")),
         _ => Err(syn::Error::new(
             text.span(),
             format!(

@@ -30,13 +30,17 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         (Ok(args), Ok(task)) => generate(&args, &task),
         (args, task) => {
             let mut errors = args.err().into_iter().chain(task.err());
-            let mut error = errors.next().unwrap_or_else(|| {
-                syn::Error::new(Span::call_site(), "invalid `#[task]`")
-            });
+            let mut error = errors
+                .next()
+                .unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid `#[task]`"));
             for more in errors {
                 error.combine(more);
             }
             let error = error.to_compile_error();
+            if item.sig.receiver().is_some() {
+                // A method: it sits in an `impl`, where a module is not allowed.
+                return quote! { #item #error };
+            }
             let vis = &item.vis;
             let ident = &item.sig.ident;
             quote! {
@@ -75,9 +79,18 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
     // Aliases beside the fn name its types where the user wrote them; the module reaches them
     // through `super::`, so paths like `super::Thing` or `self::Thing` keep their meaning.
-    let arg_alias: Vec<_> = (0..task.args.len())
-        .map(|i| format_ident!("__dtask_{}_arg{}", ident, i))
+    let arg_alias: Vec<_> = task
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| format_ident!("__dtask_{}_arg{}", ident, i, span = arg.ty.span()))
         .collect();
+    // Named for the mistake it catches: inside a fn body, `super::` cannot see it.
+    let module_level = format_ident!(
+        "__dtask_task_must_be_declared_at_module_level_{}",
+        ident,
+        span = ident.span()
+    );
     let output_alias = format_ident!("__dtask_{}_output", ident);
     let arg_types: Vec<_> = task.args.iter().map(|arg| &arg.ty).collect();
     let arg_names: Vec<_> = task.args.iter().map(|arg| &arg.name).collect();
@@ -140,9 +153,18 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         type #output_alias = #output_type;
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        const #module_level: () = ();
 
         #[doc = #fn_doc]
         #vis mod #ident {
+            const _: () = super::#module_level;
+            const _: () = {
+                #(#arg_checks)*
+                #output_check
+            };
+
             /// The name jobs of this task carry.
             pub const NAME: &str = #name;
 
@@ -231,11 +253,6 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     self.0.enqueue_many_args(items.into_iter().map(#item_to_args)).await
                 }
             }
-
-            const _: () = {
-                #(#arg_checks)*
-                #output_check
-            };
 
             #[doc(hidden)]
             fn __dtask_handler(args: &str) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {

@@ -97,7 +97,9 @@ pub(crate) enum DecodeError {
     NotJson(String),
     #[error("payload is not a dtask job envelope: {0}")]
     NotEnvelope(String),
-    #[error("envelope version {0} is newer than this worker understands ({ENVELOPE_VERSION}); upgrade the worker")]
+    #[error(
+        "envelope version {0} is newer than this worker understands ({ENVELOPE_VERSION}); upgrade the worker"
+    )]
     NewerVersion(u32),
 }
 
@@ -199,17 +201,29 @@ mod tests {
     #[test]
     fn envelope_round_trips_and_stays_compact() {
         let json = envelope("[7,640]").to_json();
-        assert_eq!(json, r#"{"v":1,"id":"j1","t":"t","q":"q","a":[7,640],"n":0,"at":1}"#);
+        assert_eq!(
+            json,
+            r#"{"v":1,"id":"j1","t":"t","q":"q","a":[7,640],"n":0,"at":1}"#
+        );
         let back = decode(json.as_bytes()).unwrap();
         assert_eq!(back.args.get(), "[7,640]");
     }
 
     #[test]
     fn decode_tells_bad_bytes_bad_json_and_foreign_json_apart() {
-        assert!(matches!(decode(&[0xff, 0xfe]), Err(DecodeError::NotJson(_))));
+        assert!(matches!(
+            decode(&[0xff, 0xfe]),
+            Err(DecodeError::NotJson(_))
+        ));
         assert!(matches!(decode(b"{\"v\":1,"), Err(DecodeError::NotJson(_))));
-        assert!(matches!(decode(b"{\"hello\":1}"), Err(DecodeError::NotEnvelope(_))));
+        assert!(matches!(
+            decode(b"{\"hello\":1}"),
+            Err(DecodeError::NotEnvelope(_))
+        ));
         let newer = r#"{"v":9,"id":"j","t":"t","q":"q","a":null,"at":1}"#;
-        assert!(matches!(decode(newer.as_bytes()), Err(DecodeError::NewerVersion(9))));
+        assert!(matches!(
+            decode(newer.as_bytes()),
+            Err(DecodeError::NewerVersion(9))
+        ));
     }
 }

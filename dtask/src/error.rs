@@ -33,7 +33,9 @@ pub enum Error {
     Config(String),
 
     /// The process-wide default client was already set, by `dtask::init` or a first enqueue.
-    #[error("the default dtask client is already initialized; call `dtask::init` once, before the first enqueue")]
+    #[error(
+        "the default dtask client is already initialized; call `dtask::init` once, before the first enqueue"
+    )]
     AlreadyInitialized,
 
     /// A task's arguments could not be serialized.
@@ -77,7 +79,9 @@ pub enum Error {
     },
 
     /// Two tasks were registered under one name.
-    #[error("two tasks are registered as `{name}`: one at {first}, one at {second}; give one of them `#[task(name = \"...\")]`")]
+    #[error(
+        "two tasks are registered as `{name}`: one at {first}, one at {second}; give one of them `#[task(name = \"...\")]`"
+    )]
     DuplicateTask {
         /// The shared name.
         name: String,

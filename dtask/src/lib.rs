@@ -104,9 +104,7 @@ pub mod __private {
     }
 
     /// Checks that a task argument can travel in a job.
-    pub const fn assert_arg<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>()
-    {
-    }
+    pub const fn assert_arg<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>() {}
 
     /// Checks that a task's output can be stored as its result.
     pub const fn assert_output<T: serde::Serialize + Send + 'static>() {}

@@ -31,7 +31,10 @@ mod tests {
             "redis://app:***@db:6379/0"
         );
         assert_eq!(redis_url("redis://s3cret@db:6379"), "redis://***@db:6379");
-        assert_eq!(redis_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redis_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(redis_url("not a url"), "not a url");
     }
 }

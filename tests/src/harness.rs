@@ -22,7 +22,8 @@ impl RedisServer {
     /// Starts a redis-server with extra arguments (e.g. `--appendonly yes`) on a free port.
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("dtask-test-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("dtask-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the redis data dir");
         let server = RedisServer {
             child: spawn_redis(port, &dir, extra),
@@ -60,7 +61,11 @@ impl RedisServer {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -75,7 +80,14 @@ impl Drop for RedisServer {
 
 fn spawn_redis(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .arg("--dir")
         .arg(dir)
         .args(extra)
@@ -135,7 +147,13 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts the worker binary at `exe` against `redis_url` and `prefix`, serving `queues`,
     /// with extra environment variables.
-    pub fn start(exe: &str, redis_url: &str, prefix: &str, queues: &str, env: &[(&str, &str)]) -> WorkerProcess {
+    pub fn start(
+        exe: &str,
+        redis_url: &str,
+        prefix: &str,
+        queues: &str,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let child = Command::new(exe)
             .env("DTASK_REDIS_URL", redis_url)
             .env("DTASK_PREFIX", prefix)
@@ -176,7 +194,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "worker {} did not exit within {timeout:?}", self.pid());
+            assert!(
+                Instant::now() < deadline,
+                "worker {} did not exit within {timeout:?}",
+                self.pid()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -28,7 +28,10 @@ pub fn runs(key: &str) -> Vec<String> {
 /// Counts an attempt for `key` and returns its number (1 for the first).
 fn attempt(key: &str) -> u32 {
     let mut attempts = ATTEMPTS.lock().unwrap();
-    let count = attempts.get_or_insert_with(HashMap::new).entry(key.to_owned()).or_insert(0);
+    let count = attempts
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_insert(0);
     *count += 1;
     *count
 }

@@ -49,7 +49,9 @@ async fn arguments_and_results_round_trip_intact() {
 
     // A handle rebuilt from the id alone reads the same result.
     let again = tasks::echo::job(job.id().clone()).with_client(&client);
-    assert!(matches!(again.status().await.unwrap(), JobStatus::Succeeded((s, _, _)) if s == signup));
+    assert!(
+        matches!(again.status().await.unwrap(), JobStatus::Succeeded((s, _, _)) if s == signup)
+    );
     worker.shutdown().await.expect("clean shutdown");
 }
 
@@ -98,7 +100,11 @@ async fn a_failing_job_is_retried_until_it_succeeds_and_attempts_are_counted() {
         .enqueue(key, 2)
         .await
         .unwrap();
-    assert_eq!(job.wait(WAIT).await.unwrap(), 3, "succeeded on the third attempt");
+    assert_eq!(
+        job.wait(WAIT).await.unwrap(),
+        3,
+        "succeeded on the third attempt"
+    );
     let stats = client.queue("flaky").stats().await.unwrap();
     assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
     worker.shutdown().await.unwrap();
@@ -140,7 +146,10 @@ async fn a_job_out_of_retries_is_dead_with_its_last_error() {
         .enqueue(key, "once".into())
         .await
         .unwrap();
-    assert!(matches!(job.wait(WAIT).await, Err(dtask::Error::JobDead { attempts: 1, .. })));
+    assert!(matches!(
+        job.wait(WAIT).await,
+        Err(dtask::Error::JobDead { attempts: 1, .. })
+    ));
     worker.shutdown().await.unwrap();
 }
 
@@ -154,7 +163,11 @@ async fn a_panic_is_a_failed_attempt_and_the_job_is_retried() {
         .enqueue(key)
         .await
         .unwrap();
-    assert_eq!(job.wait(WAIT).await.unwrap(), 2, "the second attempt succeeded");
+    assert_eq!(
+        job.wait(WAIT).await.unwrap(),
+        2,
+        "the second attempt succeeded"
+    );
     // The worker survived the panic and still runs jobs.
     let key = unique_prefix("panic-key-2");
     let job = tasks::panics_once::with()
@@ -184,7 +197,10 @@ async fn a_timed_out_attempt_is_retried() {
         .await
         .unwrap();
     assert_eq!(job.wait(WAIT).await.unwrap(), 2);
-    assert!(started.elapsed() < Duration::from_secs(5), "the 30 s sleep was cut short");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the 30 s sleep was cut short"
+    );
     let key = unique_prefix("timeout-key-2");
     let job = tasks::hangs_once::with()
         .client(&client)
@@ -215,8 +231,14 @@ async fn a_delayed_job_runs_not_before_its_time_and_promptly_after() {
     assert_eq!(client.queue("math").stats().await.unwrap().scheduled, 1);
     assert_eq!(job.wait(WAIT).await.unwrap(), 3);
     let ran_after = enqueued.elapsed();
-    assert!(ran_after >= delay, "ran after {ran_after:?}, before its delay");
-    assert!(ran_after < delay + Duration::from_millis(1000), "ran {ran_after:?} after enqueue");
+    assert!(
+        ran_after >= delay,
+        "ran after {ran_after:?}, before its delay"
+    );
+    assert!(
+        ran_after < delay + Duration::from_millis(1000),
+        "ran {ran_after:?} after enqueue"
+    );
 
     // `.at` a time in the past runs at once.
     let job = tasks::add::with()
@@ -290,7 +312,11 @@ async fn bad_payloads_go_to_the_dead_set_with_a_reason_and_the_worker_keeps_goin
         .unwrap();
 
     let worker = worker(&client, &["math"]).spawn();
-    assert_eq!(good.wait(WAIT).await.unwrap(), 42, "the good job after the garbage ran");
+    assert_eq!(
+        good.wait(WAIT).await.unwrap(),
+        42,
+        "the good job after the garbage ran"
+    );
     let dead = eventually(WAIT, "5 dead records", || async {
         let dead = queue.dead_jobs(10).await.unwrap();
         (dead.len() == 5).then_some(dead)
@@ -302,11 +328,17 @@ async fn bad_payloads_go_to_the_dead_set_with_a_reason_and_the_worker_keeps_goin
             .map(|d| d.error.clone())
             .unwrap_or_else(|| panic!("no dead record for {needle}: {dead:?}"))
     };
-    assert!(reason("\u{fffd}\0\u{fffd}").starts_with("payload is not valid UTF-8 JSON"), "{dead:?}");
+    assert!(
+        reason("\u{fffd}\0\u{fffd}").starts_with("payload is not valid UTF-8 JSON"),
+        "{dead:?}"
+    );
     assert!(reason("{\"v\":1,\"id\":").starts_with("payload is not valid UTF-8 JSON"));
     assert!(reason("{\"hello\":\"world\"}").starts_with("payload is not a dtask job envelope"));
     assert!(reason("u1").starts_with("unknown task `no.such.task`"));
-    assert!(reason("w1").starts_with(&format!("arguments do not match task `{}`", tasks::add::NAME)));
+    assert!(reason("w1").starts_with(&format!(
+        "arguments do not match task `{}`",
+        tasks::add::NAME
+    )));
     let stats = queue.stats().await.unwrap();
     assert_eq!((stats.pending, stats.dead), (0, 5));
     worker.shutdown().await.unwrap();
@@ -317,11 +349,16 @@ async fn enqueue_reports_an_unreachable_redis_as_an_error() {
     init_logging();
     let redis = RedisServer::start();
     let url = redis.url();
-    let client = Client::connect_with_prefix(&url, &unique_prefix("down")).await.unwrap();
+    let client = Client::connect_with_prefix(&url, &unique_prefix("down"))
+        .await
+        .unwrap();
     drop(redis);
     let result = tasks::add::with()
         .client(&client)
         .enqueue("k".into(), 1, 1)
         .await;
-    assert!(matches!(result, Err(dtask::Error::Redis { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(dtask::Error::Redis { .. })),
+        "{result:?}"
+    );
 }

@@ -21,7 +21,9 @@ async fn runs_of(client: &redis::aio::MultiplexedConnection, job: &str) -> i64 {
 }
 
 async fn connect(redis: &RedisServer, prefix: &str) -> (Client, redis::aio::MultiplexedConnection) {
-    let client = Client::connect_with_prefix(&redis.url(), prefix).await.unwrap();
+    let client = Client::connect_with_prefix(&redis.url(), prefix)
+        .await
+        .unwrap();
     let raw = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -45,18 +47,22 @@ async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
         .await
         .unwrap();
     // The job is in flight on the first worker once it has left the queue.
-    eventually(Duration::from_secs(10), "the first worker took the job", || async {
-        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the first worker took the job",
+        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
+    )
     .await;
     first.kill();
     let killed_at = Instant::now();
     assert_eq!(runs_of(&raw, &job).await, 0, "killed mid-job");
 
     let _second = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &[]);
-    eventually(Duration::from_secs(20), "the job ran on the second worker", || async {
-        (runs_of(&raw, &job).await == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the job ran on the second worker",
+        || async { (runs_of(&raw, &job).await == 1).then_some(()) },
+    )
     .await;
     let recovered_in = killed_at.elapsed();
     // Default recovery bound is 10 s, plus the job's own 3 s.
@@ -66,7 +72,11 @@ async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
     );
     let stats = client.queue("marks").stats().await.unwrap();
     assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
-    assert_eq!(runs_of(&raw, &job).await, 1, "ran exactly once to completion");
+    assert_eq!(
+        runs_of(&raw, &job).await,
+        1,
+        "ran exactly once to completion"
+    );
 }
 
 #[tokio::test]
@@ -88,9 +98,11 @@ async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() 
         .enqueue(running.clone(), 2_000)
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "the worker took the first job", || async {
-        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the worker took the first job",
+        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
+    )
     .await;
     let queued: Vec<String> = (0..3).map(|i| format!("{running}-queued-{i}")).collect();
     for job in &queued {
@@ -103,7 +115,11 @@ async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() 
     worker.signal("TERM");
     let code = worker.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "exit code after SIGTERM");
-    assert_eq!(runs_of(&raw, &running).await, 1, "the in-flight job finished");
+    assert_eq!(
+        runs_of(&raw, &running).await,
+        1,
+        "the in-flight job finished"
+    );
     for job in &queued {
         assert_eq!(runs_of(&raw, job).await, 0, "{job} must not have run");
     }
@@ -130,9 +146,11 @@ async fn a_job_running_past_the_grace_period_is_returned_to_its_queue() {
         .enqueue(long.clone(), 60_000)
         .await
         .unwrap();
-    eventually(Duration::from_secs(10), "the worker took the job", || async {
-        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the worker took the job",
+        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
+    )
     .await;
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(10)), Some(0));
@@ -149,7 +167,9 @@ async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
     init_logging();
     let mut redis = RedisServer::start();
     let prefix = unique_prefix("restart");
-    let client = Client::connect_with_prefix(&redis.url(), &prefix).await.unwrap();
+    let client = Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .unwrap();
     let worker = Worker::new(&client).queues(["math"]).spawn();
     let key = unique_prefix("restart-key");
     let job = tasks::add::with()
@@ -170,6 +190,10 @@ async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
             .ok()
     })
     .await;
-    assert_eq!(job.wait(Duration::from_secs(15)).await.unwrap(), 5, "the worker resumed");
+    assert_eq!(
+        job.wait(Duration::from_secs(15)).await.unwrap(),
+        5,
+        "the worker resumed"
+    );
     worker.shutdown().await.unwrap();
 }

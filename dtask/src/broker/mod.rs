@@ -111,8 +111,7 @@ impl Broker {
                 None => {
                     let mut cmd = redis::cmd("RPUSH");
                     cmd.arg(keys::pending(&self.prefix, job.queue));
-                    while i < jobs.len() && jobs[i].due_ms.is_none() && jobs[i].queue == job.queue
-                    {
+                    while i < jobs.len() && jobs[i].due_ms.is_none() && jobs[i].queue == job.queue {
                         cmd.arg(jobs[i].payload);
                         i += 1;
                     }
@@ -385,7 +384,8 @@ impl Broker {
 
     /// Number of jobs in `queue`'s scheduled set.
     pub(crate) async fn scheduled_len(&self, queue: &str) -> Result<u64, Error> {
-        self.card("ZCARD", keys::scheduled(&self.prefix, queue)).await
+        self.card("ZCARD", keys::scheduled(&self.prefix, queue))
+            .await
     }
 
     /// Number of jobs in `queue`'s retry set.
@@ -414,7 +414,11 @@ impl Broker {
     }
 
     /// The dead records of `queue`, newest first, at most `limit`.
-    pub(crate) async fn dead_records(&self, queue: &str, limit: usize) -> Result<Vec<String>, Error> {
+    pub(crate) async fn dead_records(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
         let mut conn = self.conn.clone();
         redis::cmd("ZRANGE")
             .arg(keys::dead(&self.prefix, queue))

@@ -62,10 +62,7 @@ pub(crate) async fn execute(
     let run = match (entry.handler)(envelope.args.get()) {
         Ok(run) => run,
         Err(reason) => {
-            let reason = format!(
-                "arguments do not match task `{}`: {reason}",
-                envelope.task
-            );
+            let reason = format!("arguments do not match task `{}`: {reason}", envelope.task);
             bury(ctx, queue, &payload, envelope, reason, abandon).await;
             return;
         }

@@ -222,9 +222,9 @@ impl Worker {
         let registry = Registry::collect()?;
         let broker = match self.connection {
             Connection::Client(client) => client.broker,
-            Connection::Url { url, prefix } => Client::connect_with_prefix(&url, &prefix)
-                .await?
-                .broker,
+            Connection::Url { url, prefix } => {
+                Client::connect_with_prefix(&url, &prefix).await?.broker
+            }
         };
         let mut settings = self.settings;
         settings.queues = match self.queues {
@@ -315,7 +315,9 @@ async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Resul
     for queue in &settings.queues {
         match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
             Ok(0) => {}
-            Ok(requeued) => tracing::info!(queue, requeued, "returned unfinished jobs to the queue"),
+            Ok(requeued) => {
+                tracing::info!(queue, requeued, "returned unfinished jobs to the queue")
+            }
             Err(error) => {
                 tracing::error!(%error, queue, "could not requeue unfinished jobs; they will be recovered once this worker's heartbeat lapses");
                 result = Err(error);
@@ -379,7 +381,10 @@ fn new_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))
+        .map(|h| {
+            h.trim()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
     let random: u32 = rand::random();

@@ -1,1 +1,137 @@
-fn main(){}
+//! dtask example: an axum web app that hands slow work to background jobs.
+//!
+//! Run with a Redis at hand:
+//!
+//! ```text
+//! redis-server --port 6379 --save '' &
+//! cargo run -p dtask-example                 # web server and an embedded worker
+//! cargo run -p dtask-example -- web          # only the web server  (or DTASK_MODE=web)
+//! cargo run -p dtask-example -- worker       # only a worker        (or DTASK_MODE=worker)
+//! curl -s http://127.0.0.1:3000/             # help, with curl examples
+//! ```
+//!
+//! One binary, three modes: small deployments run web and worker in one process; larger ones
+//! run `web` behind the load balancer and as many `worker` processes as the jobs need. Jobs are
+//! enqueued into Redis, so any worker of this binary may run them, whichever process enqueued
+//! them.
+//!
+//! Settings, from the environment:
+//!
+//! - `LISTEN_ADDR`: where the web server listens (default `127.0.0.1:3000`);
+//! - `DTASK_REDIS_URL`: the Redis (default `redis://127.0.0.1:6379`), and `DTASK_PREFIX` its
+//!   key prefix (default `dtask`), both read by dtask itself;
+//! - `DTASK_CONCURRENCY`: jobs run at once per worker (default 8 embedded, 16 standalone);
+//! - `DTASK_MODE`: `all` (default), `web` or `worker`; a first argument takes precedence;
+//! - `RUST_LOG`: log filter (default `info`).
+//!
+//! SIGTERM or SIGINT (Ctrl-C) stops the process gracefully: the web server finishes the
+//! requests in progress, then the worker finishes its running jobs (and returns any it cannot
+//! finish in time to their queue).
+
+mod routes;
+mod tasks;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+/// Any error that ends the process.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The web server and a worker, in one process.
+    All,
+    /// Only the web server: it enqueues jobs; other processes run them.
+    Web,
+    /// Only a worker: it runs the jobs of this binary's tasks.
+    Worker,
+}
+
+impl Mode {
+    /// The mode named by the first argument, or else by `DTASK_MODE`; `All` when neither is set.
+    fn from_args_or_env() -> Result<Mode, String> {
+        let name = std::env::args()
+            .nth(1)
+            .or_else(|| std::env::var("DTASK_MODE").ok());
+        match name.as_deref().map(str::trim) {
+            None | Some("" | "all") => Ok(Mode::All),
+            Some("web") => Ok(Mode::Web),
+            Some("worker") => Ok(Mode::Worker),
+            Some(other) => Err(format!(
+                "unknown mode `{other}`: use `all`, `web` or `worker` (as the first argument or in DTASK_MODE)"
+            )),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let mode = Mode::from_args_or_env()?;
+    tracing::info!(?mode, "starting");
+    match mode {
+        Mode::Worker => {
+            // Returns after SIGTERM or SIGINT, once running jobs are done.
+            dtask::Worker::from_env()?.run().await?;
+            Ok(())
+        }
+        Mode::Web => serve(false).await,
+        Mode::All => serve(true).await,
+    }
+}
+
+/// Runs the web server, and with `embedded_worker` a worker beside it, until SIGTERM or SIGINT.
+async fn serve(embedded_worker: bool) -> Result<(), BoxError> {
+    let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    // One client for the whole process: the generated `enqueue` and `job` functions use it as
+    // the default, and the queue views use it by name. Connecting here also makes a wrong
+    // DTASK_REDIS_URL fail at start rather than on the first request.
+    let client = dtask::Client::from_env().await?;
+    dtask::init_with(client.clone())?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    let base_url: Arc<str> = format!("http://{}", listener.local_addr()?).into();
+
+    let worker = if embedded_worker {
+        let mut worker = dtask::Worker::from_env()?;
+        if std::env::var_os("DTASK_CONCURRENCY").is_none() {
+            // Leave room for the web server.
+            worker = worker.concurrency(8);
+        }
+        Some(worker.spawn())
+    } else {
+        None
+    };
+
+    tracing::info!("listening on {base_url}");
+    let app = routes::router(routes::AppState { client, base_url });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(dtask::shutdown_signal())
+        .await;
+    tracing::info!("web server stopped");
+
+    // Stop the worker whatever became of the server, so its jobs are not left in flight.
+    if let Some(worker) = worker {
+        worker.shutdown().await?;
+    }
+    served?;
+    Ok(())
+}

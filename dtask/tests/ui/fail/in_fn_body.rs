@@ -1,0 +1,4 @@
+fn main() {
+    #[dtask::task]
+    async fn send(_to: String) {}
+}

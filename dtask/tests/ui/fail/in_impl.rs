@@ -1,0 +1,8 @@
+struct Mailer;
+
+impl Mailer {
+    #[dtask::task]
+    async fn send(_to: String) {}
+}
+
+fn main() {}

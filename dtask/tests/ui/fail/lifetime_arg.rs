@@ -1,0 +1,6 @@
+use std::borrow::Cow;
+
+#[dtask::task]
+async fn greet(_name: Cow<'static, str>) {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+struct Opaque;
+
+#[dtask::task]
+async fn keep(_value: Opaque) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[dtask::task]
+async fn greet(_name: &str) {}
+
+fn main() {}

@@ -1,0 +1,395 @@
+//! The HTTP API: routes that enqueue jobs, report on them, or enqueue and wait.
+//!
+//! Every answer is JSON except `GET /` (plain-text help). Errors are `{"error": "..."}`, with
+//! `job_id` (and `attempts`) when they are about a job.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::tasks::{
+    MAX_WIDTH, MIN_WIDTH, Signup, Thumbnail, count_words, make_thumbnail, send_welcome,
+};
+
+/// How long the `sync` routes wait for a job before they give up and answer 504.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+/// The longest delay `POST /thumbnails` accepts.
+const MAX_DELAY_SECS: u64 = 7 * 24 * 3600;
+/// The most widths one batch may ask for.
+const MAX_BATCH: usize = 100;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The dtask client, also installed as the process-wide default; used here for the queue
+    /// views, which need a client by name.
+    pub client: dtask::Client,
+    /// The server's own base URL, for the curl examples in the help text.
+    pub base_url: Arc<str>,
+}
+
+/// The app's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(help))
+        .route("/thumbnails", post(create_thumbnail))
+        .route("/thumbnails/sync", post(create_thumbnail_sync))
+        .route("/thumbnails/batch", post(create_thumbnails))
+        .route("/jobs/{id}", get(thumbnail_job))
+        .route("/signups", post(create_signup))
+        .route("/signups/{id}", get(signup_job))
+        .route("/words", post(words))
+        .route("/queues/{name}", get(queue))
+        .with_state(state)
+}
+
+/// `GET /`: what the app does, with curl examples.
+async fn help(State(state): State<AppState>) -> String {
+    let base = &state.base_url;
+    let json = "-H 'content-type: application/json'";
+    format!(
+        r#"dtask example: thumbnails, welcome mails and word counts, made by background jobs.
+
+Routes:
+  POST /thumbnails        {{"image_url", "width", "delay_secs"?, "retries"?}} -> 202 {{"job_id"}}
+  POST /thumbnails/batch  {{"image_url", "widths": [..]}}                      -> 202 {{"job_ids"}}
+  POST /thumbnails/sync   {{"image_url", "width"}}: enqueues, waits up to 10 s -> 200 {{"job_id", "thumbnail"}}
+  GET  /jobs/{{id}}         a thumbnail job: pending | retrying | succeeded | dead
+  POST /signups           {{"email", "name"}}: sends a welcome mail            -> 202 {{"job_id"}}
+  GET  /signups/{{id}}      a welcome-mail job
+  POST /words             any text: counted by a worker, waits up to 10 s
+  GET  /queues/{{name}}     job counts and recent dead jobs of thumbnails | emails | default
+
+Try:
+  curl -s {base}/thumbnails {json} -d '{{"image_url":"https://img.example/cat.png","width":320}}'
+  curl -s {base}/jobs/JOB_ID
+  curl -s {base}/thumbnails {json} -d '{{"image_url":"https://img.example/cat.png","width":64,"delay_secs":5}}'
+  curl -s {base}/thumbnails/sync {json} -d '{{"image_url":"https://img.example/dog.png","width":640}}'
+  curl -s {base}/thumbnails/batch {json} -d '{{"image_url":"https://img.example/cat.png","widths":[64,128,256]}}'
+  curl -s {base}/signups {json} -d '{{"email":"ada@example.com","name":"Ada"}}'
+  curl -s {base}/signups/JOB_ID
+  curl -s {base}/words --data-binary @README.md
+
+URLs containing "broken" always fail: watch the job retry (GET /jobs/JOB_ID), then land in the
+dead set (GET /queues/thumbnails). "retries" lowers the retry count for one job:
+  curl -s {base}/thumbnails {json} -d '{{"image_url":"https://img.example/broken.png","width":64,"retries":1}}'
+Mail to an address ending in ".invalid" fails the same way.
+"#
+    )
+}
+
+/// `POST /thumbnails` and `POST /thumbnails/sync` bodies.
+#[derive(Debug, Deserialize)]
+struct ThumbnailRequest {
+    image_url: String,
+    width: u32,
+    /// Run the job no sooner than this many seconds from now.
+    #[serde(default)]
+    delay_secs: Option<u64>,
+    /// Retry this job at most this many times, instead of the task's 3.
+    #[serde(default)]
+    retries: Option<u32>,
+}
+
+impl ThumbnailRequest {
+    fn validate(&self) -> Result<(), ApiError> {
+        check_image_url(&self.image_url)?;
+        check_width(self.width)?;
+        if self.delay_secs.is_some_and(|delay| delay > MAX_DELAY_SECS) {
+            return Err(ApiError::invalid(format!(
+                "delay_secs must be at most {MAX_DELAY_SECS}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Enqueues the job this request asks for.
+    async fn enqueue(self) -> Result<dtask::JobHandle<Thumbnail>, ApiError> {
+        self.validate()?;
+        let mut job = make_thumbnail::with();
+        if let Some(delay) = self.delay_secs {
+            job = job.delay(Duration::from_secs(delay));
+        }
+        if let Some(retries) = self.retries {
+            job = job.retries(retries);
+        }
+        let handle = job.enqueue(self.image_url, self.width).await?;
+        tracing::info!(job_id = %handle.id(), delay_secs = ?self.delay_secs, "thumbnail job enqueued");
+        Ok(handle)
+    }
+}
+
+fn check_image_url(url: &str) -> Result<(), ApiError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "image_url must be an http:// or https:// URL",
+        ))
+    }
+}
+
+fn check_width(width: u32) -> Result<(), ApiError> {
+    if (MIN_WIDTH..=MAX_WIDTH).contains(&width) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "width must be between {MIN_WIDTH} and {MAX_WIDTH}"
+        )))
+    }
+}
+
+/// `POST /thumbnails`: enqueues a thumbnail job, now or after `delay_secs`.
+async fn create_thumbnail(
+    Json(request): Json<ThumbnailRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let job = request.enqueue().await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job.id() }))))
+}
+
+/// `POST /thumbnails/sync`: enqueues a thumbnail job and waits for its result.
+async fn create_thumbnail_sync(
+    Json(request): Json<ThumbnailRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let job = request.enqueue().await?;
+    let thumbnail = job.wait(SYNC_WAIT).await?;
+    Ok(Json(json!({ "job_id": job.id(), "thumbnail": thumbnail })))
+}
+
+/// `POST /thumbnails/batch` body.
+#[derive(Debug, Deserialize)]
+struct BatchRequest {
+    image_url: String,
+    widths: Vec<u32>,
+}
+
+/// `POST /thumbnails/batch`: one job per width, enqueued in one round trip.
+async fn create_thumbnails(
+    Json(request): Json<BatchRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_image_url(&request.image_url)?;
+    if request.widths.is_empty() || request.widths.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!(
+            "widths must hold 1 to {MAX_BATCH} widths"
+        )));
+    }
+    for &width in &request.widths {
+        check_width(width)?;
+    }
+    let url = request.image_url;
+    let jobs =
+        make_thumbnail::enqueue_many(request.widths.into_iter().map(|w| (url.clone(), w))).await?;
+    tracing::info!(jobs = jobs.len(), "thumbnail jobs enqueued");
+    let ids: Vec<_> = jobs.iter().map(dtask::JobHandle::id).collect();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_ids": ids }))))
+}
+
+/// `GET /jobs/{id}`: where a thumbnail job stands.
+async fn thumbnail_job(Path(id): Path<String>) -> Result<Json<JobReport<Thumbnail>>, ApiError> {
+    report(make_thumbnail::job(id)).await
+}
+
+/// `POST /signups`: sends the welcome mail in the background.
+async fn create_signup(Json(signup): Json<Signup>) -> Result<impl IntoResponse, ApiError> {
+    let valid = signup
+        .email
+        .split_once('@')
+        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+    if !valid {
+        return Err(ApiError::invalid("email must look like user@example.com"));
+    }
+    if signup.name.trim().is_empty() {
+        return Err(ApiError::invalid("name must not be empty"));
+    }
+    let job = send_welcome::enqueue(signup).await?;
+    tracing::info!(job_id = %job.id(), "welcome mail enqueued");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job.id() }))))
+}
+
+/// `GET /signups/{id}`: where a welcome-mail job stands.
+async fn signup_job(Path(id): Path<String>) -> Result<Json<JobReport<()>>, ApiError> {
+    report(send_welcome::job(id)).await
+}
+
+/// `POST /words`: counts the words of the body, on a worker, and waits for the answer.
+async fn words(text: String) -> Result<Json<Value>, ApiError> {
+    let job = count_words::enqueue(text).await?;
+    let count = job.wait(SYNC_WAIT).await?;
+    Ok(Json(json!({ "job_id": job.id(), "count": count })))
+}
+
+/// `GET /queues/{name}`: job counts of one of the app's queues, and its latest dead jobs.
+async fn queue(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let known = [
+        make_thumbnail::INFO.queue,
+        send_welcome::INFO.queue,
+        count_words::INFO.queue,
+    ];
+    if !known.contains(&name.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no queue `{name}`; the app's queues are {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    let queue = state.client.queue(&name);
+    let stats = queue.stats().await?;
+    let dead: Vec<Value> = queue
+        .dead_jobs(10)
+        .await?
+        .into_iter()
+        .map(|job| {
+            json!({
+                "job_id": job.id,
+                "task": job.task,
+                "attempts": job.attempts,
+                "error": job.error,
+                "died_secs_ago": SystemTime::now()
+                    .duration_since(job.died_at)
+                    .unwrap_or_default()
+                    .as_secs(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "queue": name,
+        "pending": stats.pending,
+        "scheduled": stats.scheduled,
+        "retry": stats.retry,
+        "dead": stats.dead,
+        "recent_dead": dead,
+    })))
+}
+
+/// A job's state, as the status routes report it.
+#[derive(Debug, Serialize)]
+struct JobReport<T> {
+    job_id: String,
+    #[serde(flatten)]
+    state: JobState<T>,
+}
+
+/// `{"state": "pending" | "retrying" | "succeeded" | "dead", ...}`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum JobState<T> {
+    /// Queued, scheduled or running; also what an unknown or expired id reports.
+    Pending,
+    Retrying {
+        attempts: u32,
+        error: String,
+        next_attempt_in_ms: u64,
+    },
+    Succeeded {
+        result: T,
+    },
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// Reads where the job behind `handle` stands.
+async fn report<T: DeserializeOwned>(
+    handle: dtask::JobHandle<T>,
+) -> Result<Json<JobReport<T>>, ApiError> {
+    let state = match handle.status().await? {
+        dtask::JobStatus::Pending => JobState::Pending,
+        dtask::JobStatus::Retrying {
+            attempts,
+            error,
+            next_attempt_at,
+        } => JobState::Retrying {
+            attempts,
+            error,
+            next_attempt_in_ms: next_attempt_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        },
+        dtask::JobStatus::Succeeded(result) => JobState::Succeeded { result },
+        dtask::JobStatus::Dead { attempts, error } => JobState::Dead { attempts, error },
+        // `JobStatus` is non-exhaustive: a newer dtask may know more states.
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the job is in a state this app does not know",
+            ));
+        }
+    };
+    Ok(Json(JobReport {
+        job_id: handle.id().to_string(),
+        state,
+    }))
+}
+
+/// An error answer: a status and a JSON body with at least `error`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    /// An error answer with `status` and `{"error": message}`.
+    pub fn new(status: StatusCode, message: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": message.to_string() }),
+        }
+    }
+
+    /// A 422 for a request that parsed but makes no sense.
+    fn invalid(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+impl From<dtask::Error> for ApiError {
+    fn from(error: dtask::Error) -> ApiError {
+        let answer = match &error {
+            // The job failed for good: the thing it stood for (the image, the mailbox) failed.
+            dtask::Error::JobDead { id, attempts, .. } => {
+                let mut answer = ApiError::new(StatusCode::BAD_GATEWAY, &error);
+                answer.body["job_id"] = json!(id);
+                answer.body["state"] = json!("dead");
+                answer.body["attempts"] = json!(attempts);
+                answer
+            }
+            // Still running, or no worker is serving its queue: the caller can poll the id.
+            dtask::Error::WaitTimeout { id, .. } => {
+                let mut answer = ApiError::new(StatusCode::GATEWAY_TIMEOUT, &error);
+                answer.body["job_id"] = json!(id);
+                answer
+            }
+            dtask::Error::Redis { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, &error),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, &error),
+        };
+        if answer.status != StatusCode::BAD_GATEWAY && answer.status != StatusCode::GATEWAY_TIMEOUT
+        {
+            tracing::error!(%error, "request failed");
+        }
+        answer
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
