@@ -131,7 +131,6 @@ impl Broker {
         queue: &str,
         worker: &str,
         max: usize,
-        now_ms: u64,
     ) -> Result<Vec<Vec<u8>>, Error> {
         let mut conn = self.conn.clone();
         scripts::FETCH
@@ -140,7 +139,6 @@ impl Broker {
             .key(keys::workers(&self.prefix, queue))
             .arg(max)
             .arg(worker)
-            .arg(now_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("fetching jobs"))
@@ -297,25 +295,28 @@ impl Broker {
         })
     }
 
-    /// Records that `worker` is alive and serving `queues`, at `now_ms`.
-    pub(crate) async fn heartbeat(
-        &self,
-        queues: &[String],
-        worker: &str,
-        now_ms: u64,
-    ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        for queue in queues {
-            pipe.cmd("ZADD")
-                .arg(keys::workers(&self.prefix, queue))
-                .arg(now_ms)
-                .arg(worker)
-                .ignore();
-        }
+    /// Records, at the Redis server's clock, that `worker` is alive and serving `queues`.
+    pub(crate) async fn heartbeat(&self, queues: &[String], worker: &str) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
+        for queue in queues {
+            scripts::HEARTBEAT
+                .key(keys::workers(&self.prefix, queue))
+                .arg(worker)
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map_err(redis_err("sending a heartbeat"))?;
+        }
+        Ok(())
+    }
+
+    /// The Redis server's clock, ms since the epoch: the one clock heartbeats are compared by.
+    pub(crate) async fn server_time_ms(&self) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME")
+            .query_async(&mut conn)
             .await
-            .map_err(redis_err("sending a heartbeat"))
+            .map_err(redis_err("reading the server time"))?;
+        Ok(secs * 1000 + micros / 1000)
     }
 
     /// The workers of `queue` whose last heartbeat is at or before `cutoff_ms`.

@@ -17,3 +17,4 @@ script!(RETRY, "retry.lua");
 script!(BURY, "bury.lua");
 script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
+script!(HEARTBEAT, "heartbeat.lua");

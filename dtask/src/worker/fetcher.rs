@@ -16,7 +16,6 @@ use tokio_util::task::TaskTracker;
 use super::Context;
 use super::executor;
 use crate::backoff::RECONNECT;
-use crate::clock;
 
 /// How long one blocking wait lasts; the waiters check for shutdown between waits.
 const BLOCK: Duration = Duration::from_secs(1);
@@ -136,10 +135,7 @@ impl Fetcher {
         let mut jobs = Vec::new();
         for queue in &ctx.settings.queues {
             let need = wanted - jobs.len();
-            let fetched = ctx
-                .broker
-                .fetch(queue, &ctx.worker_id, need, clock::now_ms())
-                .await?;
+            let fetched = ctx.broker.fetch(queue, &ctx.worker_id, need).await?;
             jobs.extend(fetched.into_iter().map(|payload| (queue.clone(), payload)));
             if jobs.len() == wanted {
                 break;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::clock;
 
 /// Refreshes the worker's entry in each queue's worker registry every `heartbeat_interval`.
 pub(crate) struct Heartbeat {
@@ -23,7 +22,7 @@ impl Heartbeat {
         loop {
             if let Err(error) = ctx
                 .broker
-                .heartbeat(&ctx.settings.queues, &ctx.worker_id, clock::now_ms())
+                .heartbeat(&ctx.settings.queues, &ctx.worker_id)
                 .await
             {
                 tracing::warn!(%error, "heartbeat failed; retrying");

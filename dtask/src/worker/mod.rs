@@ -264,7 +264,7 @@ async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Resul
     );
     // Register before the first fetch, so that no job is ever in flight on an unknown worker.
     ctx.broker
-        .heartbeat(&settings.queues, &ctx.worker_id, crate::clock::now_ms())
+        .heartbeat(&settings.queues, &ctx.worker_id)
         .await?;
 
     let background = TaskTracker::new();

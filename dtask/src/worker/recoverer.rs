@@ -7,7 +7,6 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::clock;
 
 /// Every `recovery_interval`, requeues the in-flight jobs of each lapsed worker.
 pub(crate) struct Recoverer {
@@ -39,7 +38,7 @@ impl Recoverer {
     async fn recover(&self, queue: &str) -> Result<(), crate::Error> {
         let ctx = &self.ctx;
         let lease = ctx.settings.lease.as_millis() as u64;
-        let cutoff = clock::now_ms().saturating_sub(lease);
+        let cutoff = ctx.broker.server_time_ms().await?.saturating_sub(lease);
         for worker in ctx.broker.lapsed_workers(queue, cutoff).await? {
             if worker == ctx.worker_id {
                 continue;

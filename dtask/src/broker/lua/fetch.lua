@@ -4,8 +4,7 @@
   KEYS[2] in-flight list of the worker for this queue
   KEYS[3] worker registry of the queue (ZSET worker id -> last heartbeat, ms)
   ARGV[1] maximum number of jobs to move
-  ARGV[2] worker id
-  ARGV[3] now, ms (refreshes the worker's heartbeat: a fetching worker is alive)
+  ARGV[2] worker id (its heartbeat is refreshed: a fetching worker is alive)
 
   Returns the moved payloads, oldest first; an empty array when the queue is empty.
 ]]
@@ -15,5 +14,6 @@ if not jobs then
   return {}
 end
 rcall('RPUSH', KEYS[2], unpack(jobs))
-rcall('ZADD', KEYS[3], ARGV[3], ARGV[2])
+local time = rcall('TIME')
+rcall('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])
 return jobs
