@@ -31,6 +31,7 @@
 //! // in worker mode:
 //! dtask::Worker::from_env()?.queues(["images"]).concurrency(64).run().await?;
 //! # Ok(()) }
+//! # fn main() {}
 //! ```
 //!
 //! Jobs run at least once: a handler may run again after a worker dies mid-job, so make
@@ -69,6 +70,7 @@ pub use worker::{Worker, WorkerHandle, shutdown_signal};
 /// # async fn demo() -> Result<(), dtask::Error> {
 /// send_welcome::enqueue(42, "ada@example.com".into()).await?;
 /// # Ok(()) }
+/// # fn main() {}
 /// ```
 ///
 /// Options, all optional: `queue` (default `"default"`), `retries` (default 3), `timeout`
