@@ -31,10 +31,23 @@
 mod routes;
 mod tasks;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
+
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: dtask-example [all|web|worker]
+
+  all     the web server and a worker in one process (default)
+  web     only the web server; jobs wait in Redis for a worker
+  worker  only a worker
+
+environment: LISTEN_ADDR (127.0.0.1:3000), DTASK_REDIS_URL (redis://127.0.0.1:6379),
+DTASK_PREFIX (dtask), DTASK_CONCURRENCY, DTASK_MODE (instead of the argument), RUST_LOG (info)
+";
 
 /// Any error that ends the process.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -69,7 +82,15 @@ impl Mode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|arg| arg == "-h" || arg == "--help")
+    {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

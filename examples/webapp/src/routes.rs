@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::tasks::{
-    MAX_WIDTH, MIN_WIDTH, Signup, Thumbnail, count_words, make_thumbnail, send_welcome,
+    MAX_WIDTH, MIN_WIDTH, Signup, Thumbnail, WordCount, count_words, make_thumbnail, send_welcome,
 };
 
 /// How long the `sync` routes wait for a job before they give up and answer 504.
@@ -61,11 +62,11 @@ async fn help(State(state): State<AppState>) -> String {
 Routes:
   POST /thumbnails        {{"image_url", "width", "delay_secs"?, "retries"?}} -> 202 {{"job_id"}}
   POST /thumbnails/batch  {{"image_url", "widths": [..]}}                      -> 202 {{"job_ids"}}
-  POST /thumbnails/sync   {{"image_url", "width"}}: enqueues, waits up to 10 s -> 200 {{"job_id", "thumbnail"}}
+  POST /thumbnails/sync   {{"image_url", "width"}}: enqueues, waits up to 10 s -> 200 {{"job_id", "result"}}
   GET  /jobs/{{id}}         a thumbnail job: pending | retrying | succeeded | dead
   POST /signups           {{"email", "name"}}: sends a welcome mail            -> 202 {{"job_id"}}
   GET  /signups/{{id}}      a welcome-mail job
-  POST /words             any text: counted by a worker, waits up to 10 s
+  POST /words             any text: counted by a worker, waits up to 10 s  -> 200 {{"job_id", "result"}}
   GET  /queues/{{name}}     job counts and recent dead jobs of thumbnails | emails | default
 
 Try:
@@ -149,19 +150,31 @@ fn check_width(width: u32) -> Result<(), ApiError> {
 
 /// `POST /thumbnails`: enqueues a thumbnail job, now or after `delay_secs`.
 async fn create_thumbnail(
-    Json(request): Json<ThumbnailRequest>,
+    request: Result<Json<ThumbnailRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Json(request) = request?;
     let job = request.enqueue().await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job.id() }))))
 }
 
 /// `POST /thumbnails/sync`: enqueues a thumbnail job and waits for its result.
 async fn create_thumbnail_sync(
-    Json(request): Json<ThumbnailRequest>,
-) -> Result<Json<Value>, ApiError> {
+    request: Result<Json<ThumbnailRequest>, JsonRejection>,
+) -> Result<Json<Finished<Thumbnail>>, ApiError> {
+    let Json(request) = request?;
     let job = request.enqueue().await?;
-    let thumbnail = job.wait(SYNC_WAIT).await?;
-    Ok(Json(json!({ "job_id": job.id(), "thumbnail": thumbnail })))
+    let result = job.wait(SYNC_WAIT).await?;
+    Ok(Json(Finished {
+        job_id: job.id().to_string(),
+        result,
+    }))
+}
+
+/// What the `sync` routes answer: the job and what it returned.
+#[derive(Debug, Serialize)]
+struct Finished<T> {
+    job_id: String,
+    result: T,
 }
 
 /// `POST /thumbnails/batch` body.
@@ -173,8 +186,9 @@ struct BatchRequest {
 
 /// `POST /thumbnails/batch`: one job per width, enqueued in one round trip.
 async fn create_thumbnails(
-    Json(request): Json<BatchRequest>,
+    request: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Json(request) = request?;
     check_image_url(&request.image_url)?;
     if request.widths.is_empty() || request.widths.len() > MAX_BATCH {
         return Err(ApiError::invalid(format!(
@@ -198,7 +212,10 @@ async fn thumbnail_job(Path(id): Path<String>) -> Result<Json<JobReport<Thumbnai
 }
 
 /// `POST /signups`: sends the welcome mail in the background.
-async fn create_signup(Json(signup): Json<Signup>) -> Result<impl IntoResponse, ApiError> {
+async fn create_signup(
+    signup: Result<Json<Signup>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(signup) = signup?;
     let valid = signup
         .email
         .split_once('@')
@@ -220,17 +237,20 @@ async fn signup_job(Path(id): Path<String>) -> Result<Json<JobReport<()>>, ApiEr
 }
 
 /// `POST /words`: counts the words of the body, on a worker, and waits for the answer.
-async fn words(text: String) -> Result<Json<Value>, ApiError> {
+async fn words(text: String) -> Result<Json<Finished<WordCount>>, ApiError> {
     let job = count_words::enqueue(text).await?;
-    let count = job.wait(SYNC_WAIT).await?;
-    Ok(Json(json!({ "job_id": job.id(), "count": count })))
+    let result = job.wait(SYNC_WAIT).await?;
+    Ok(Json(Finished {
+        job_id: job.id().to_string(),
+        result,
+    }))
 }
 
 /// `GET /queues/{name}`: job counts of one of the app's queues, and its latest dead jobs.
 async fn queue(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueReport>, ApiError> {
     let known = [
         make_thumbnail::INFO.queue,
         send_welcome::INFO.queue,
@@ -247,31 +267,51 @@ async fn queue(
     }
     let queue = state.client.queue(&name);
     let stats = queue.stats().await?;
-    let dead: Vec<Value> = queue
+    let recent_dead = queue
         .dead_jobs(10)
         .await?
         .into_iter()
-        .map(|job| {
-            json!({
-                "job_id": job.id,
-                "task": job.task,
-                "attempts": job.attempts,
-                "error": job.error,
-                "died_secs_ago": SystemTime::now()
-                    .duration_since(job.died_at)
-                    .unwrap_or_default()
-                    .as_secs(),
-            })
+        .map(|job| DeadReport {
+            job_id: job.id.to_string(),
+            task: job.task,
+            attempts: job.attempts,
+            error: job.error,
+            died_secs_ago: SystemTime::now()
+                .duration_since(job.died_at)
+                .unwrap_or_default()
+                .as_secs(),
         })
         .collect();
-    Ok(Json(json!({
-        "queue": name,
-        "pending": stats.pending,
-        "scheduled": stats.scheduled,
-        "retry": stats.retry,
-        "dead": stats.dead,
-        "recent_dead": dead,
-    })))
+    Ok(Json(QueueReport {
+        queue: name,
+        pending: stats.pending,
+        scheduled: stats.scheduled,
+        retry: stats.retry,
+        dead: stats.dead,
+        recent_dead,
+    }))
+}
+
+/// What `GET /queues/{name}` answers.
+#[derive(Debug, Serialize)]
+struct QueueReport {
+    queue: String,
+    pending: u64,
+    scheduled: u64,
+    retry: u64,
+    dead: u64,
+    /// The latest dead jobs, newest first.
+    recent_dead: Vec<DeadReport>,
+}
+
+/// One job of a queue's dead set.
+#[derive(Debug, Serialize)]
+struct DeadReport {
+    job_id: String,
+    task: Option<String>,
+    attempts: u32,
+    error: String,
+    died_secs_ago: u64,
 }
 
 /// A job's state, as the status routes report it.
@@ -385,6 +425,12 @@ impl From<dtask::Error> for ApiError {
             tracing::error!(%error, "request failed");
         }
         answer
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::new(rejection.status(), rejection.body_text())
     }
 }
 
