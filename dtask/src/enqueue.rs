@@ -24,9 +24,16 @@ pub struct Enqueue<O> {
     info: &'static TaskInfo,
     client: Option<Client>,
     queue: Option<String>,
-    due: Option<SystemTime>,
+    due: Option<Due>,
     retries: Option<u32>,
     output: PhantomData<fn() -> O>,
+}
+
+/// When a delayed job is due: after a delay from the moment it is enqueued, or at a time.
+#[derive(Clone, Copy)]
+enum Due {
+    After(Duration),
+    At(SystemTime),
 }
 
 impl<O> Enqueue<O> {
@@ -45,13 +52,13 @@ impl<O> Enqueue<O> {
 
     /// Runs the job no sooner than `delay` from now.
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.due = Some(SystemTime::now() + delay);
+        self.due = Some(Due::After(delay));
         self
     }
 
     /// Runs the job no sooner than `when`. A time in the past means now.
     pub fn at(mut self, when: impl Into<SystemTime>) -> Self {
-        self.due = Some(when.into());
+        self.due = Some(Due::At(when.into()));
         self
     }
 
@@ -96,8 +103,17 @@ impl<O> Enqueue<O> {
                 "queue name `{queue}` must be non-empty and hold no `{{` or `}}`"
             )));
         }
-        let now_ms = clock::now_ms();
-        let due_ms = self.due.map(clock::to_ms).filter(|due| *due > now_ms);
+        let now = SystemTime::now();
+        let now_ms = clock::to_ms(now);
+        let due = match self.due {
+            None => None,
+            Some(Due::At(when)) => Some(when),
+            Some(Due::After(delay)) => Some(
+                now.checked_add(delay)
+                    .ok_or_else(|| Error::Config(format!("a delay of {delay:?} is too long")))?,
+            ),
+        };
+        let due_ms = due.map(clock::to_ms).filter(|due| *due > now_ms);
         let mut ids = Vec::new();
         let mut payloads = Vec::new();
         for args in items {

@@ -93,6 +93,14 @@ impl<T> JobHandle<T> {
     }
 }
 
+impl Client {
+    /// A handle on the job `id` of any task, whose result is read as untyped JSON: for code
+    /// that follows jobs without knowing their task, such as a generic `/jobs/{id}` route.
+    pub fn job(&self, id: impl Into<JobId>) -> JobHandle<serde_json::Value> {
+        JobHandle::new(id.into(), Some(self.clone()))
+    }
+}
+
 impl<T: DeserializeOwned> JobHandle<T> {
     /// Reads where the job stands now.
     pub async fn status(&self) -> Result<JobStatus<T>, Error> {
@@ -129,6 +137,8 @@ impl<T: DeserializeOwned> JobHandle<T> {
 
     /// Waits up to `timeout` for the job to succeed and returns its result; a job that dies
     /// first is an [`Error::JobDead`] carrying its last error. Retries are waited through.
+    ///
+    /// Waiting polls the job's result key, every millisecond at first and then every 50 ms.
     pub async fn wait(&self, timeout: Duration) -> Result<T, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);

@@ -25,8 +25,14 @@ async fn a_worker_refuses_two_tasks_with_one_name_and_names_both() {
             second,
         }) => {
             assert_eq!(name, "reports.build");
-            assert!(first.starts_with("tests/tests/duplicate_names.rs:"), "{first}");
-            assert!(second.starts_with("tests/tests/duplicate_names.rs:"), "{second}");
+            assert!(
+                first.starts_with("tests/tests/duplicate_names.rs:"),
+                "{first}"
+            );
+            assert!(
+                second.starts_with("tests/tests/duplicate_names.rs:"),
+                "{second}"
+            );
             assert_ne!(first, second);
         }
         other => panic!("expected a duplicate task error, got {other:?}"),

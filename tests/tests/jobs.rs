@@ -135,6 +135,21 @@ async fn a_job_out_of_retries_is_dead_with_its_last_error() {
     assert_eq!(dead[0].error, "smtp said no");
     assert_eq!(dead[0].attempts, 3);
     assert_eq!(dead[0].task.as_deref(), Some(tasks::doomed::NAME));
+    assert!(
+        client
+            .queue("doomed")
+            .dead_jobs(0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An untyped handle from the id alone tells the same story.
+    match client.job(job.id().clone()).status().await.unwrap() {
+        JobStatus::Dead { attempts, error } => {
+            assert_eq!((attempts, error.as_str()), (3, "smtp said no"))
+        }
+        other => panic!("expected dead, got {other:?}"),
+    }
     let stats = client.queue("doomed").stats().await.unwrap();
     assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 1));
 
@@ -360,5 +375,23 @@ async fn enqueue_reports_an_unreachable_redis_as_an_error() {
     assert!(
         matches!(result, Err(dtask::Error::Redis { .. })),
         "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_delay_too_long_to_represent_is_refused_with_a_clear_error() {
+    let (_redis, client) = setup("huge-delay").await;
+    let result = tasks::add::with()
+        .client(&client)
+        .delay(Duration::MAX)
+        .enqueue("k".into(), 1, 1)
+        .await;
+    match result {
+        Err(dtask::Error::Config(message)) => assert!(message.contains("too long"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(
+        client.queue("math").stats().await.unwrap(),
+        dtask::QueueStats::default()
     );
 }

@@ -420,6 +420,9 @@ impl Broker {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn.clone();
         redis::cmd("ZRANGE")
             .arg(keys::dead(&self.prefix, queue))
