@@ -27,6 +27,14 @@ pub(crate) struct NewJob<'a> {
     pub(crate) due_ms: Option<u64>,
 }
 
+/// A job that ran to success: where it was in flight, and the outcome record to keep for it
+/// (job id and record) unless the task keeps none.
+pub(crate) struct Finished {
+    pub(crate) queue: Arc<str>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) outcome: Option<(String, String)>,
+}
+
 /// Limits applied when a job is buried in the dead set.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DeadLimits {
@@ -164,34 +172,38 @@ impl Broker {
             .map_err(redis_err("waiting for a job"))
     }
 
-    /// Acknowledges a finished job: stores its outcome (when given) under the job's result key,
-    /// then removes the job from `worker`'s in-flight list, in one round trip. The result is
-    /// written first: a crash in between re-runs the job, it never loses the result.
-    pub(crate) async fn ack(
+    /// Acknowledges finished jobs of `worker`, in one round trip: stores each one's outcome
+    /// (when given) under its result key for `ttl`, then removes it from the worker's in-flight
+    /// list. Results are written first: a crash in between re-runs a job, it never loses one.
+    pub(crate) async fn ack_many<'a>(
         &self,
-        queue: &str,
         worker: &str,
-        payload: &[u8],
-        outcome: Option<(&str, &str, Duration)>,
+        jobs: impl Iterator<Item = &'a Finished> + Clone,
+        ttl: Duration,
     ) -> Result<(), Error> {
         let mut pipe = redis::pipe();
-        if let Some((job_id, record, ttl)) = outcome {
-            pipe.cmd("SET")
-                .arg(keys::result(&self.prefix, job_id))
-                .arg(record)
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        for job in jobs.clone() {
+            if let Some((job_id, record)) = &job.outcome {
+                pipe.cmd("SET")
+                    .arg(keys::result(&self.prefix, job_id))
+                    .arg(record)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+            }
+        }
+        for job in jobs {
+            pipe.cmd("LREM")
+                .arg(keys::active(&self.prefix, &job.queue, worker))
+                .arg(1)
+                .arg(&job.payload)
                 .ignore();
         }
-        pipe.cmd("LREM")
-            .arg(keys::active(&self.prefix, queue, worker))
-            .arg(1)
-            .arg(payload)
-            .ignore();
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(redis_err("acknowledging a job"))
+            .map_err(redis_err("acknowledging jobs"))
     }
 
     /// Stores a job's latest outcome under its result key for `ttl`.

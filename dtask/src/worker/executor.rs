@@ -3,13 +3,18 @@
 //! that cannot run at all is buried with the reason. Nothing here can stop the worker.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use super::acker::Ack;
+use super::catch_panic::{CatchPanic, panic_message};
 use crate::backoff::RECONNECT;
+use crate::broker::Finished;
 use crate::clock;
 use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
@@ -18,7 +23,7 @@ use crate::error::Error;
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
 pub(crate) async fn execute(
     ctx: &Context,
-    queue: &str,
+    queue: &Arc<str>,
     payload: Vec<u8>,
     abandon: &CancellationToken,
 ) {
@@ -34,7 +39,7 @@ pub(crate) async fn execute(
                 job: None,
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
-            tracing::error!(queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
+            tracing::error!(queue = &**queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
             let record_json = record.to_json();
             settle(ctx, abandon, "burying", || {
                 ctx.broker.bury(
@@ -70,12 +75,9 @@ pub(crate) async fn execute(
 
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
-    // A task of its own contains a panic; aborting it enforces the timeout.
-    let mut running = tokio::spawn(run);
     let outcome = tokio::select! {
-        outcome = within(entry.info.timeout, &mut running) => outcome,
+        outcome = within(entry.info.timeout, CatchPanic::new(run)) => outcome,
         _ = abandon.cancelled() => {
-            running.abort();
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
             return;
         }
@@ -92,25 +94,22 @@ pub(crate) async fn execute(
                 error: None,
             }
             .to_json();
-            let ttl = ctx.settings.result_ttl;
-            settle(ctx, abandon, "acknowledging", || {
-                ctx.broker.ack(
-                    queue,
-                    &ctx.worker_id,
-                    &payload,
-                    Some((envelope.id.as_str(), &record, ttl)),
-                )
-            })
-            .await;
+            let (done, acked) = oneshot::channel();
+            let job = Finished {
+                queue: queue.clone(),
+                payload,
+                outcome: Some((envelope.id.to_string(), record)),
+            };
+            if ctx.acks.send(Ack { job, done }).is_ok() {
+                // Holding the slot until Redis has the acknowledgement keeps the in-flight
+                // list no longer than the concurrency.
+                let _ = acked.await;
+            }
             return;
         }
         Some(Ok(Err(error))) => error,
-        Some(Err(join_error)) => match join_error.try_into_panic() {
-            Ok(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
-            Err(_) => "the task was cancelled".to_owned(),
-        },
+        Some(Err(panic)) => format!("panicked: {}", panic_message(panic.as_ref())),
         None => {
-            running.abort();
             format!(
                 "timed out after {:?}",
                 entry.info.timeout.unwrap_or_default()
@@ -240,16 +239,5 @@ where
                 }
             }
         }
-    }
-}
-
-/// The message a panic carried, when it was a string.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
     }
 }

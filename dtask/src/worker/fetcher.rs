@@ -23,7 +23,7 @@ const BLOCK: Duration = Duration::from_secs(1);
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// A job moved into this worker's in-flight list: its queue and its payload.
-type Fetched = (String, Vec<u8>);
+type Fetched = (Arc<str>, Vec<u8>);
 
 pub(crate) struct Fetcher {
     ctx: Arc<Context>,
@@ -59,7 +59,7 @@ impl Fetcher {
         for queue in queues {
             waiters.spawn(wait_for_jobs(
                 self.ctx.clone(),
-                queue,
+                Arc::from(queue.as_str()),
                 stop.clone(),
                 idle_rx.clone(),
                 deliver.clone(),
@@ -136,7 +136,10 @@ impl Fetcher {
         for queue in &ctx.settings.queues {
             let need = wanted - jobs.len();
             let fetched = ctx.broker.fetch(queue, &ctx.worker_id, need).await?;
-            jobs.extend(fetched.into_iter().map(|payload| (queue.clone(), payload)));
+            if !fetched.is_empty() {
+                let queue: Arc<str> = Arc::from(queue.as_str());
+                jobs.extend(fetched.into_iter().map(|payload| (queue.clone(), payload)));
+            }
             if jobs.len() == wanted {
                 break;
             }
@@ -157,7 +160,7 @@ impl Fetcher {
 /// Blocks on one queue while the fetcher is idle, and delivers what arrives.
 async fn wait_for_jobs(
     ctx: Arc<Context>,
-    queue: String,
+    queue: Arc<str>,
     stop: CancellationToken,
     mut idle: watch::Receiver<bool>,
     deliver: mpsc::Sender<Fetched>,
@@ -192,7 +195,7 @@ async fn wait_for_jobs(
             Err(error) => {
                 conn = None;
                 failures += 1;
-                tracing::warn!(%error, queue, "waiting for jobs failed; reconnecting");
+                tracing::warn!(%error, queue = &*queue, "waiting for jobs failed; reconnecting");
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}

@@ -8,6 +8,8 @@
 //! Shutdown is two-phase: stop fetching, let running jobs finish within the grace period, then
 //! return whatever is still in flight to the front of its queue.
 
+mod acker;
+mod catch_panic;
 mod executor;
 mod fetcher;
 mod forwarder;
@@ -27,6 +29,7 @@ use crate::broker::{Broker, DeadLimits};
 use crate::client::{Client, env_settings};
 use crate::error::Error;
 use crate::registry::Registry;
+use acker::{AckSender, Acker};
 use fetcher::Fetcher;
 use forwarder::Forwarder;
 use heartbeat::Heartbeat;
@@ -35,6 +38,8 @@ use recoverer::Recoverer;
 /// What every part of a running worker shares.
 pub(crate) struct Context {
     pub(crate) broker: Broker,
+    /// Where executors send acknowledgements, to be batched by the [`Acker`].
+    pub(crate) acks: AckSender,
     pub(crate) registry: Registry,
     pub(crate) settings: Settings,
     pub(crate) worker_id: String,
@@ -204,8 +209,8 @@ impl Worker {
 
     /// Runs until `stop` completes, then shuts down gracefully and returns.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
-        let ctx = Arc::new(self.start().await?);
-        run_started(ctx, stop).await
+        let (ctx, acker) = self.start().await?;
+        run_started(Arc::new(ctx), acker, stop).await
     }
 
     /// Starts the worker in a task of its own, for an application that also does other work.
@@ -218,7 +223,7 @@ impl Worker {
     }
 
     /// Connects, collects the registry and settles the settings.
-    async fn start(self) -> Result<Context, Error> {
+    async fn start(self) -> Result<(Context, Acker), Error> {
         let registry = Registry::collect()?;
         let broker = match self.connection {
             Connection::Client(client) => client.broker,
@@ -244,17 +249,24 @@ impl Worker {
             )));
         }
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
-        Ok(Context {
+        let (acks, acker) = Acker::new();
+        let ctx = Context {
             broker,
+            acks,
             registry,
             settings,
             worker_id: new_worker_id(),
-        })
+        };
+        Ok((ctx, acker))
     }
 }
 
 /// Runs a started worker until `stop`, then shuts it down in order.
-async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Result<(), Error> {
+async fn run_started(
+    ctx: Arc<Context>,
+    acker: Acker,
+    stop: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let settings = &ctx.settings;
     tracing::info!(
         worker = %ctx.worker_id,
@@ -276,6 +288,11 @@ async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Resul
 
     let jobs = TaskTracker::new();
     let abandon = CancellationToken::new();
+    let stop_acker = CancellationToken::new();
+    let acker = {
+        let (ctx, stop, abandon) = (ctx.clone(), stop_acker.clone(), abandon.clone());
+        tokio::spawn(async move { acker.run(&ctx, stop, abandon).await })
+    };
     let stop_fetching = CancellationToken::new();
     let fetcher = tokio::spawn(
         Fetcher::new(
@@ -306,6 +323,10 @@ async fn run_started(ctx: Arc<Context>, stop: impl Future<Output = ()>) -> Resul
         );
         abandon.cancel();
         jobs.wait().await;
+    }
+    stop_acker.cancel();
+    if let Err(error) = acker.await {
+        tracing::error!(%error, "the acker ended abnormally");
     }
     // The heartbeat runs until here, so no one takes the draining jobs for orphans.
     stop_background.cancel();
