@@ -124,6 +124,7 @@ impl<O> Enqueue<O> {
                     source,
                 })?;
             let envelope = Envelope {
+                deaths: 0,
                 v: ENVELOPE_VERSION,
                 id: JobId::generate(),
                 task: self.info.name.to_owned(),

@@ -55,6 +55,10 @@ impl std::str::FromStr for JobId {
 /// One job as it travels through the queues.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
+    /// How many workers died while running this job (counted by the recoverer, which writes
+    /// it first in the JSON; see `requeue_inflight.lua`).
+    #[serde(rename = "d", default, skip_serializing_if = "is_zero")]
+    pub(crate) deaths: u32,
     /// Format version.
     pub(crate) v: u32,
     /// Unique job id.
@@ -80,6 +84,10 @@ pub(crate) struct Envelope {
     /// The error of the last failed attempt.
     #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
@@ -186,6 +194,7 @@ mod tests {
 
     fn envelope(args: &str) -> Envelope {
         Envelope {
+            deaths: 0,
             v: ENVELOPE_VERSION,
             id: JobId::from("j1"),
             task: "t".into(),
@@ -207,6 +216,14 @@ mod tests {
         );
         let back = decode(json.as_bytes()).unwrap();
         assert_eq!(back.args.get(), "[7,640]");
+    }
+
+    #[test]
+    fn a_death_count_written_first_by_the_recoverer_is_read_and_kept_first() {
+        let json = r#"{"d":2,"v":1,"id":"j1","t":"t","q":"q","a":[],"at":1}"#;
+        let envelope = decode(json.as_bytes()).unwrap();
+        assert_eq!(envelope.deaths, 2);
+        assert!(envelope.to_json().starts_with(r#"{"d":2,"v":1,"#));
     }
 
     #[test]

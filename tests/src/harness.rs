@@ -186,6 +186,11 @@ impl WorkerProcess {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Waits up to `timeout` for the process to exit; returns its exit code (None if killed by
     /// a signal). Panics when it is still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {

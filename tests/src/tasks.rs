@@ -131,3 +131,9 @@ pub async fn mark(job: String, millis: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// Aborts the whole process: a poison job.
+#[dtask::task(queue = "poison")]
+pub async fn abort_process() {
+    std::process::abort();
+}

@@ -197,3 +197,52 @@ async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
     );
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_still_run() {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("poison");
+    let (client, raw) = connect(&redis, &prefix).await;
+    let poison = tasks::abort_process::with()
+        .client(&client)
+        .enqueue()
+        .await
+        .unwrap();
+    let good = unique_prefix("after-poison");
+    tasks::mark::with()
+        .client(&client)
+        .queue("poison")
+        .enqueue(good.clone(), 1)
+        .await
+        .unwrap();
+    let env = [("TEST_RECOVERY_MS", "500"), ("DTASK_CONCURRENCY", "1")];
+    let mut worker = WorkerProcess::start(WORKER, &redis.url(), &prefix, "poison", &env);
+    let mut deaths = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.queue("poison").stats().await.unwrap().dead == 0 {
+        assert!(Instant::now() < deadline, "the poison job was never buried");
+        if worker.exited() {
+            deaths += 1;
+            worker = WorkerProcess::start(WORKER, &redis.url(), &prefix, "poison", &env);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(deaths, 3, "three workers died before the job was buried");
+    let dead = client.queue("poison").dead_jobs(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].id, poison.id());
+    assert_eq!(dead[0].error, "worker died 3 times while running this job");
+    assert_eq!(dead[0].task.as_deref(), Some(tasks::abort_process::NAME));
+    match poison.wait(Duration::from_secs(10)).await {
+        Err(dtask::Error::JobDead { error, .. }) => {
+            assert_eq!(error, "worker died 3 times while running this job")
+        }
+        other => panic!("expected a dead job, got {other:?}"),
+    }
+    eventually(Duration::from_secs(10), "the good job ran", || async {
+        (runs_of(&raw, &good).await == 1).then_some(())
+    })
+    .await;
+    assert!(!worker.exited(), "the last worker is alive");
+}

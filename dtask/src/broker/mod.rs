@@ -35,6 +35,14 @@ pub(crate) struct Finished {
     pub(crate) outcome: Option<(String, String)>,
 }
 
+/// What became of a worker's in-flight jobs when they were taken back.
+pub(crate) struct Requeued {
+    /// Jobs returned to the front of their queue.
+    pub(crate) requeued: u64,
+    /// Ids of the jobs buried as poison: too many workers died running them.
+    pub(crate) buried: Vec<String>,
+}
+
 /// Limits applied when a job is buried in the dead set.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DeadLimits {
@@ -349,14 +357,16 @@ impl Broker {
     }
 
     /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to the
-    /// front of `queue`. Returns the number requeued, or None when the worker is alive after all.
+    /// front of `queue`, counting a worker death for each; a job with `max_deaths` deaths goes to
+    /// the dead set instead. None when the worker is alive after all.
     pub(crate) async fn requeue_lapsed(
         &self,
         queue: &str,
         worker: &str,
         cutoff_ms: u64,
-    ) -> Result<Option<u64>, Error> {
-        self.requeue_inflight(queue, worker, "lapsed", cutoff_ms)
+        max_deaths: u32,
+    ) -> Result<Option<Requeued>, Error> {
+        self.requeue_inflight(queue, worker, "lapsed", cutoff_ms, max_deaths)
             .await
     }
 
@@ -364,9 +374,9 @@ impl Broker {
     /// the worker from the queue's registry (used by the worker itself at shutdown).
     pub(crate) async fn requeue_own(&self, queue: &str, worker: &str) -> Result<u64, Error> {
         Ok(self
-            .requeue_inflight(queue, worker, "always", 0)
+            .requeue_inflight(queue, worker, "always", 0, u32::MAX)
             .await?
-            .unwrap_or(0))
+            .map_or(0, |requeued| requeued.requeued))
     }
 
     async fn requeue_inflight(
@@ -375,19 +385,29 @@ impl Broker {
         worker: &str,
         mode: &str,
         cutoff_ms: u64,
-    ) -> Result<Option<u64>, Error> {
+        max_deaths: u32,
+    ) -> Result<Option<Requeued>, Error> {
         let mut conn = self.conn.clone();
-        let moved: i64 = scripts::REQUEUE_INFLIGHT
+        let (requeued, buried): (i64, Vec<String>) = scripts::REQUEUE_INFLIGHT
             .key(keys::workers(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::pending(&self.prefix, queue))
+            .key(keys::dead(&self.prefix, queue))
             .arg(worker)
             .arg(mode)
             .arg(cutoff_ms)
+            .arg(max_deaths)
+            .arg(crate::clock::now_ms())
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("requeueing in-flight jobs"))?;
-        Ok(u64::try_from(moved).ok())
+        if requeued < 0 {
+            return Ok(None);
+        }
+        Ok(Some(Requeued {
+            requeued: requeued as u64,
+            buried,
+        }))
     }
 
     /// Number of jobs waiting in `queue`'s pending list.

@@ -53,6 +53,7 @@ pub(crate) struct Settings {
     pub(crate) fetch_batch: usize,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) lease: Duration,
+    pub(crate) max_worker_deaths: u32,
     pub(crate) retry_backoff: Backoff,
     pub(crate) result_ttl: Duration,
     pub(crate) dead_limits: DeadLimits,
@@ -136,6 +137,7 @@ impl Worker {
                 fetch_batch: 100,
                 shutdown_timeout: Duration::from_secs(25),
                 lease: Duration::from_secs(5),
+                max_worker_deaths: 3,
                 retry_backoff: Backoff {
                     base: Duration::from_secs(1),
                     max: Duration::from_secs(3600),
@@ -179,6 +181,14 @@ impl Worker {
     /// Redis for dead, and runs its jobs twice.
     pub fn recovery_after(mut self, lease: Duration) -> Worker {
         self.settings.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// After how many worker deaths a job is taken for poison and buried (default 3). A job
+    /// that was in flight on a worker whose heartbeat lapsed counts one death: a job that
+    /// crashes or aborts the process running it would otherwise kill workers forever.
+    pub fn max_worker_deaths(mut self, deaths: u32) -> Worker {
+        self.settings.max_worker_deaths = deaths.max(1);
         self
     }
 

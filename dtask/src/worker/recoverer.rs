@@ -7,6 +7,8 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use crate::clock;
+use crate::envelope::{OutcomeRecord, OutcomeState};
 
 /// Every `recovery_interval`, requeues the in-flight jobs of each lapsed worker.
 pub(crate) struct Recoverer {
@@ -43,8 +45,29 @@ impl Recoverer {
             if worker == ctx.worker_id {
                 continue;
             }
-            if let Some(requeued) = ctx.broker.requeue_lapsed(queue, &worker, cutoff).await? {
-                tracing::warn!(queue, lapsed_worker = %worker, requeued, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            let max_deaths = ctx.settings.max_worker_deaths;
+            let Some(outcome) = ctx
+                .broker
+                .requeue_lapsed(queue, &worker, cutoff, max_deaths)
+                .await?
+            else {
+                continue;
+            };
+            tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            for job_id in outcome.buried {
+                let error = format!("worker died {max_deaths} times while running this job");
+                tracing::error!(queue, %job_id, %error, "buried a poison job");
+                let record = OutcomeRecord {
+                    state: OutcomeState::Dead,
+                    attempts: max_deaths,
+                    at_ms: clock::now_ms(),
+                    value: None,
+                    error: Some(error),
+                }
+                .to_json();
+                ctx.broker
+                    .set_result(&job_id, &record, ctx.settings.result_ttl)
+                    .await?;
             }
         }
         Ok(())

@@ -19,8 +19,14 @@ async fn main() -> Result<(), dtask::Error> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    println!("worker ready");
-    dtask::Worker::from_env()?
+    let mut worker = dtask::Worker::from_env()?;
+    if let Some(lease_ms) = std::env::var("TEST_RECOVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        worker = worker.recovery_after(Duration::from_millis(lease_ms));
+    }
+    worker
         .queues(queues)
         .shutdown_timeout(Duration::from_millis(grace_ms))
         .run()
