@@ -25,7 +25,11 @@ pub const DEFAULT_PREFIX: &str = "dtask";
 #[derive(Clone)]
 pub struct Client {
     pub(crate) broker: Broker,
+    pub(crate) max_payload_bytes: usize,
 }
+
+/// The largest job payload a client enqueues unless told otherwise: 16 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,6 +56,7 @@ impl Client {
         }
         Ok(Client {
             broker: Broker::connect(url, prefix).await?,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         })
     }
 
@@ -60,6 +65,13 @@ impl Client {
     pub async fn from_env() -> Result<Client, Error> {
         let (url, prefix) = env_settings();
         Client::connect_with_prefix(&url, &prefix).await
+    }
+
+    /// This client, refusing to enqueue a job whose serialized payload is larger than `bytes`
+    /// (default 16 MiB): big payloads belong in object storage, with their key in the job.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Client {
+        self.max_payload_bytes = bytes;
+        self
     }
 
     /// The key prefix of this client.

@@ -135,7 +135,15 @@ impl<O> Enqueue<O> {
                 enqueued_at_ms: now_ms,
                 last_error: None,
             };
-            payloads.push(envelope.to_json());
+            let payload = envelope.to_json();
+            if payload.len() > client.max_payload_bytes {
+                return Err(Error::PayloadTooLarge {
+                    task: self.info.name.to_owned(),
+                    size: payload.len(),
+                    limit: client.max_payload_bytes,
+                });
+            }
+            payloads.push(payload);
             ids.push(envelope.id);
         }
         if payloads.is_empty() {

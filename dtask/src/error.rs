@@ -48,6 +48,19 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A job's payload is larger than the client's limit; nothing was enqueued.
+    #[error(
+        "a job of task `{task}` would be {size} bytes, over the limit of {limit} bytes; store large data elsewhere and pass its key"
+    )]
+    PayloadTooLarge {
+        /// The task's name.
+        task: String,
+        /// The payload's size in bytes.
+        size: usize,
+        /// The client's limit (`Client::with_max_payload_bytes`).
+        limit: usize,
+    },
+
     /// The job ran out of attempts (or could not run at all) and is in the dead set.
     #[error("job {id} is dead after {attempts} attempt(s): {error}")]
     JobDead {

@@ -395,3 +395,30 @@ async fn a_delay_too_long_to_represent_is_refused_with_a_clear_error() {
         dtask::QueueStats::default()
     );
 }
+
+#[tokio::test]
+async fn a_payload_over_the_limit_is_refused_and_nothing_is_enqueued() {
+    let (_redis, client) = setup("too-big").await;
+    let client = client.with_max_payload_bytes(1024);
+    let small = tasks::add::with()
+        .client(&client)
+        .enqueue("small".into(), 1, 1)
+        .await;
+    assert!(small.is_ok(), "{small:?}");
+    let result = tasks::add::with()
+        .client(&client)
+        .enqueue_many([("small".to_owned(), 2, 2), ("x".repeat(2000), 1, 1)])
+        .await;
+    match result {
+        Err(dtask::Error::PayloadTooLarge { size, limit, .. }) => {
+            assert!(size > 2000, "{size}");
+            assert_eq!(limit, 1024);
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        client.queue("math").stats().await.unwrap().pending,
+        1,
+        "the refused batch enqueued nothing"
+    );
+}

@@ -62,6 +62,8 @@ pub(crate) struct Broker {
     client: redis::Client,
     conn: ConnectionManager,
     prefix: Arc<str>,
+    /// The URL connected to, with its password hidden: safe to log.
+    url: Arc<str>,
 }
 
 fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
@@ -87,7 +89,25 @@ impl Broker {
             client,
             conn,
             prefix: prefix.into(),
+            url: crate::redact::redis_url(url).into(),
         })
+    }
+
+    /// The Redis URL, with its password hidden.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The server's `maxmemory-policy`; `None` when the server does not let us read it (an ACL
+    /// user without `CONFIG`, or a managed Redis).
+    pub(crate) async fn eviction_policy(&self) -> Option<String> {
+        let mut conn = self.conn.clone();
+        let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        reply.ok().and_then(|pair| pair.into_iter().nth(1))
     }
 
     /// The key prefix this broker works under.

@@ -280,10 +280,19 @@ async fn run_started(
     let settings = &ctx.settings;
     tracing::info!(
         worker = %ctx.worker_id,
+        redis = ctx.broker.url(),
+        prefix = ctx.broker.prefix(),
         queues = ?settings.queues,
         concurrency = settings.concurrency,
         "worker started"
     );
+    match ctx.broker.eviction_policy().await {
+        Some(policy) if policy != "noeviction" => tracing::warn!(
+            policy,
+            "Redis may evict keys when it is full (maxmemory-policy is not `noeviction`): queued jobs could vanish; set `maxmemory-policy noeviction`"
+        ),
+        _ => {}
+    }
     // Register before the first fetch, so that no job is ever in flight on an unknown worker.
     ctx.broker
         .heartbeat(&settings.queues, &ctx.worker_id)
