@@ -40,31 +40,43 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`), with the
-    /// default key prefix `dtask`.
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS), with the default key prefix `dtask`.
     pub async fn connect(url: &str) -> Result<Client, Error> {
-        Client::connect_with_prefix(url, DEFAULT_PREFIX).await
+        Client::builder(url).connect().await
     }
 
     /// Connects to the Redis at `url`, keeping every key under `prefix`, so that several
     /// applications (or tests) can share one Redis without seeing each other's jobs.
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Client, Error> {
-        if prefix.is_empty() || prefix.contains(['{', '}']) {
-            return Err(Error::Config(format!(
-                "key prefix `{prefix}` must be non-empty and hold no `{{` or `}}`"
-            )));
-        }
-        Ok(Client {
-            broker: Broker::connect(url, prefix).await?,
-            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
-        })
+        Client::builder(url).prefix(prefix).connect().await
     }
 
-    /// Connects as `DTASK_REDIS_URL` (default `redis://127.0.0.1:6379`) and `DTASK_PREFIX`
-    /// (default `dtask`) say.
+    /// Connects as the environment says: see [`ClientBuilder::from_env`].
     pub async fn from_env() -> Result<Client, Error> {
-        let (url, prefix) = env_settings();
-        Client::connect_with_prefix(&url, &prefix).await
+        ClientBuilder::from_env().connect().await
+    }
+
+    /// Options for a connection to the Redis at `url`, for settings beyond the URL: key
+    /// prefix, TLS certificate authority, payload limit.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), dtask::Error> {
+    /// let ca = std::fs::read("/etc/redis/ca.crt").expect("CA certificate");
+    /// let client = dtask::Client::builder("rediss://worker:secret@redis.internal:6380")
+    ///     .prefix("billing")
+    ///     .tls_ca_pem(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            tls_ca: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
     }
 
     /// This client, refusing to enqueue a job whose serialized payload is larger than `bytes`
@@ -80,11 +92,82 @@ impl Client {
     }
 }
 
-/// Reads `DTASK_REDIS_URL` and `DTASK_PREFIX`, with their defaults.
-pub(crate) fn env_settings() -> (String, String) {
-    let url = std::env::var("DTASK_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
-    let prefix = std::env::var("DTASK_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_owned());
-    (url, prefix)
+/// Where a certificate authority for TLS comes from.
+#[derive(Clone, Debug)]
+enum CaSource {
+    Pem(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+/// Options for connecting a [`Client`]; from [`Client::builder`] or [`ClientBuilder::from_env`].
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `.connect()` is awaited"]
+pub struct ClientBuilder {
+    url: String,
+    prefix: String,
+    tls_ca: Option<CaSource>,
+    max_payload_bytes: usize,
+}
+
+impl ClientBuilder {
+    /// Options read from the environment: `DTASK_REDIS_URL` (default
+    /// `redis://127.0.0.1:6379`), `DTASK_PREFIX` (default `dtask`), and `DTASK_REDIS_CA_FILE`
+    /// (a PEM file of the certificate authority that signed the server's TLS certificate, for
+    /// `rediss://` URLs; default: the system's trusted roots).
+    pub fn from_env() -> ClientBuilder {
+        let url = std::env::var("DTASK_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+        let mut builder = Client::builder(&url);
+        if let Ok(prefix) = std::env::var("DTASK_PREFIX") {
+            builder = builder.prefix(&prefix);
+        }
+        if let Ok(path) = std::env::var("DTASK_REDIS_CA_FILE") {
+            builder.tls_ca = Some(CaSource::File(path.into()));
+        }
+        builder
+    }
+
+    /// Keeps every key under `prefix` (default `dtask`).
+    pub fn prefix(mut self, prefix: &str) -> ClientBuilder {
+        prefix.clone_into(&mut self.prefix);
+        self
+    }
+
+    /// Trusts the certificate authority in `pem` (instead of the system's roots) for a
+    /// `rediss://` URL.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
+        self.tls_ca = Some(CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// Refuses to enqueue jobs whose payload is larger than `bytes` (default 16 MiB).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> ClientBuilder {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Connects.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let prefix = &self.prefix;
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(Error::Config(format!(
+                "key prefix `{prefix}` must be non-empty and hold no `{{` or `}}`"
+            )));
+        }
+        let ca = match self.tls_ca {
+            None => None,
+            Some(CaSource::Pem(pem)) => Some(pem),
+            Some(CaSource::File(path)) => Some(std::fs::read(&path).map_err(|e| {
+                Error::Config(format!(
+                    "cannot read the TLS certificate authority {}: {e}",
+                    path.display()
+                ))
+            })?),
+        };
+        Ok(Client {
+            broker: Broker::connect(&self.url, prefix, ca).await?,
+            max_payload_bytes: self.max_payload_bytes,
+        })
+    }
 }
 
 static DEFAULT_CLIENT: OnceCell<Client> = OnceCell::const_new();

@@ -53,7 +53,8 @@ mod worker;
 pub use admin::{DeadJob, Queue, QueueStats};
 pub use backoff::Backoff;
 pub use client::{
-    Client, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, DEFAULT_REDIS_URL, init, init_with,
+    Client, ClientBuilder, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, DEFAULT_REDIS_URL, init,
+    init_with,
 };
 pub use enqueue::Enqueue;
 pub use envelope::JobId;

@@ -11,6 +11,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// The URL readiness is checked with (it carries the password when the server needs one).
+    ready_url: String,
 }
 
 impl RedisServer {
@@ -21,17 +23,32 @@ impl RedisServer {
 
     /// Starts a redis-server with extra arguments (e.g. `--appendonly yes`) on a free port.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_with_password(extra, None)
+    }
+
+    /// Starts a redis-server with extra arguments whose `default` user needs `password`.
+    pub fn start_with_password(extra: &[&str], password: Option<&str>) -> RedisServer {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("dtask-test-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the redis data dir");
+        let ready_url = match password {
+            Some(password) => format!("redis://default:{password}@127.0.0.1:{port}"),
+            None => format!("redis://127.0.0.1:{port}"),
+        };
         let server = RedisServer {
             child: spawn_redis(port, &dir, extra),
             port,
             dir,
+            ready_url,
         };
         server.wait_ready();
         server
+    }
+
+    /// The port of the plain (non-TLS) listener.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -55,7 +72,7 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(client) = redis::Client::open(self.url())
+            if let Ok(client) = redis::Client::open(self.ready_url.as_str())
                 && let Ok(mut conn) = client.get_connection()
                 && redis::cmd("PING").query::<String>(&mut conn).is_ok()
             {
@@ -97,7 +114,8 @@ fn spawn_redis(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
         .expect("redis-server must be installed (apt-get install redis-server)")
 }
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
@@ -214,5 +232,28 @@ impl Drop for WorkerProcess {
         if let Ok(None) = self.child.try_wait() {
             self.kill();
         }
+    }
+}
+
+/// A directory under the system's temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory named after `label`.
+    pub fn new(label: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique_prefix(label));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

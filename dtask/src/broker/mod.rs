@@ -71,12 +71,33 @@ fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
 }
 
 impl Broker {
-    /// Connects to the Redis at `url`, for keys under `prefix`.
-    pub(crate) async fn connect(url: &str, prefix: &str) -> Result<Broker, Error> {
-        let client = redis::Client::open(url).map_err(|source| Error::InvalidRedisUrl {
+    /// Connects to the Redis at `url`, for keys under `prefix`; for a `rediss://` URL, trusting
+    /// the certificate authority `tls_ca` (PEM) when given, else the system's roots.
+    pub(crate) async fn connect(
+        url: &str,
+        prefix: &str,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Result<Broker, Error> {
+        let invalid = |source| Error::InvalidRedisUrl {
             url: crate::redact::redis_url(url),
             source,
-        })?;
+        };
+        if url.starts_with("rediss://") {
+            // rustls needs a process-wide crypto provider; another part of the application may
+            // have installed one already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match tls_ca {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
 use crate::broker::{Broker, DeadLimits};
-use crate::client::{Client, env_settings};
+use crate::client::{Client, ClientBuilder};
 use crate::error::Error;
 use crate::registry::Registry;
 use acker::{AckSender, Acker};
@@ -75,8 +75,8 @@ impl Settings {
 enum Connection {
     /// A client the application already has.
     Client(Client),
-    /// A URL and prefix to connect to when the worker starts.
-    Url { url: String, prefix: String },
+    /// Options to connect with when the worker starts.
+    Builder(ClientBuilder),
 }
 
 /// A worker for this binary's tasks: configure it, then [`run`](Worker::run) it in its own
@@ -105,12 +105,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker connecting as `DTASK_REDIS_URL` (default `redis://127.0.0.1:6379`) and
-    /// `DTASK_PREFIX` (default `dtask`) say. Fails when `DTASK_CONCURRENCY` is set but is not a
-    /// positive number.
+    /// A worker connecting as `DTASK_REDIS_URL` (default `redis://127.0.0.1:6379`),
+    /// `DTASK_PREFIX` (default `dtask`) and `DTASK_REDIS_CA_FILE` say (see
+    /// [`ClientBuilder::from_env`]), running `DTASK_CONCURRENCY` jobs at once (default 16).
+    /// Fails when `DTASK_CONCURRENCY` is set but is not a positive number.
     pub fn from_env() -> Result<Worker, Error> {
-        let (url, prefix) = env_settings();
-        let mut worker = Worker::with_connection(Connection::Url { url, prefix });
+        let mut worker = Worker::with_connection(Connection::Builder(ClientBuilder::from_env()));
         if let Ok(value) = std::env::var("DTASK_CONCURRENCY") {
             let concurrency = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 Error::Config(format!(
@@ -237,9 +237,7 @@ impl Worker {
         let registry = Registry::collect()?;
         let broker = match self.connection {
             Connection::Client(client) => client.broker,
-            Connection::Url { url, prefix } => {
-                Client::connect_with_prefix(&url, &prefix).await?.broker
-            }
+            Connection::Builder(builder) => builder.connect().await?.broker,
         };
         let mut settings = self.settings;
         settings.queues = match self.queues {

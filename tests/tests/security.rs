@@ -1,0 +1,228 @@
+//! Locked-down deployments: Redis ACL users with the minimal rights a producer and a worker
+//! need, passwords kept out of errors, and TLS with a private certificate authority.
+
+use std::process::Command;
+use std::time::Duration;
+
+use dtask::{Client, Worker};
+use dtask_tests::harness::{RedisServer, TempDir, free_port, init_logging, unique_prefix};
+use dtask_tests::tasks;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The ACL of a producer: enqueue (ready and delayed jobs) and read results. Same as README.
+const PRODUCER_ACL: &str =
+    "on >producer-pass ~dtask:* resetchannels -@all +rpush +zadd +get +ping";
+/// The ACL of a worker: run the scripts and the few plain commands of the worker. Same as README.
+const WORKER_ACL: &str = "on >worker-pass ~dtask:* resetchannels -@all +evalsha +script|load +blmove +lrem +set +get +zrange +time +llen +zcard +ping +rpush +lpop +lpush +rpop +zadd +zrem +zscore +zremrangebyscore +zremrangebyrank";
+
+#[tokio::test]
+async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
+    init_logging();
+    let acl = TempDir::new("acl");
+    let acl_file = acl.path().join("users.acl");
+    std::fs::write(
+        &acl_file,
+        format!(
+            "user default on >admin-pass ~* &* +@all\nuser producer {PRODUCER_ACL}\nuser worker {WORKER_ACL}\n"
+        ),
+    )
+    .unwrap();
+    let redis = RedisServer::start_with_password(
+        &["--aclfile", acl_file.to_str().unwrap()],
+        Some("admin-pass"),
+    );
+    let port = redis.port();
+    // Each test uses its own prefix, under the `dtask:` namespace the ACLs allow.
+    let prefix = format!("dtask:{}", unique_prefix("acl"));
+
+    let producer_url = format!("redis://producer:producer-pass@127.0.0.1:{port}");
+    let producer = Client::connect_with_prefix(&producer_url, &prefix)
+        .await
+        .unwrap();
+    let key = unique_prefix("acl-key");
+    let job = tasks::add::with()
+        .client(&producer)
+        .enqueue(key.clone(), 2, 40)
+        .await
+        .expect("the producer may enqueue");
+    let delayed = tasks::add::with()
+        .client(&producer)
+        .delay(Duration::from_millis(10))
+        .enqueue(key.clone(), 1, 1)
+        .await
+        .expect("the producer may schedule");
+    let doomed = tasks::doomed::with()
+        .client(&producer)
+        .retries(1)
+        .enqueue(key.clone(), "no".into())
+        .await
+        .unwrap();
+
+    // The producer cannot run a worker.
+    let refused = Worker::new(&producer)
+        .queues(["math"])
+        .run_until(async {})
+        .await;
+    assert!(
+        matches!(&refused, Err(dtask::Error::Redis { .. })),
+        "a producer must not be able to work: {refused:?}"
+    );
+
+    let worker_url = format!("redis://worker:worker-pass@127.0.0.1:{port}");
+    let worker_client = Client::connect_with_prefix(&worker_url, &prefix)
+        .await
+        .unwrap();
+    let worker = Worker::new(&worker_client).queues(["math"]).spawn();
+    assert_eq!(
+        job.wait(WAIT).await.unwrap(),
+        42,
+        "the producer reads the result"
+    );
+    worker
+        .shutdown()
+        .await
+        .expect("the worker needs no more rights");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_error_that_does_not_show_the_password() {
+    init_logging();
+    let redis =
+        RedisServer::start_with_password(&["--requirepass", "right-pass"], Some("right-pass"));
+    let url = format!("redis://default:wrong-pass@127.0.0.1:{}", redis.port());
+    let error = Client::connect(&url)
+        .await
+        .expect_err("a wrong password must fail");
+    let message = format!("{error} {error:?}");
+    assert!(
+        !message.contains("wrong-pass"),
+        "the password leaked: {message}"
+    );
+    assert!(
+        message.to_lowercase().contains("pass") || message.contains("WRONGPASS"),
+        "{message}"
+    );
+
+    let ok = format!("redis://default:right-pass@127.0.0.1:{}", redis.port());
+    let client = Client::connect_with_prefix(&ok, &unique_prefix("pass"))
+        .await
+        .unwrap();
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let job = tasks::add::with()
+        .client(&client)
+        .enqueue("k".into(), 1, 2)
+        .await
+        .unwrap();
+    assert_eq!(job.wait(WAIT).await.unwrap(), 3);
+    worker.shutdown().await.unwrap();
+}
+
+/// Makes a private CA and a server certificate for 127.0.0.1 with openssl; returns the CA's PEM.
+fn make_certificates(dir: &std::path::Path) -> Vec<u8> {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl must be installed");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dtask test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ]);
+    std::fs::read(dir.join("ca.crt")).unwrap()
+}
+
+#[tokio::test]
+async fn jobs_run_over_tls_with_a_private_certificate_authority() {
+    init_logging();
+    let certs = TempDir::new("tls");
+    let ca = make_certificates(certs.path());
+    let tls_port = free_port();
+    let path = |name: &str| certs.path().join(name).to_str().unwrap().to_owned();
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &path("server.crt"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let _plain_port_is_for_readiness = redis.port();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let prefix = unique_prefix("tls");
+
+    // Without the CA, the server's certificate is not trusted.
+    let untrusted = Client::connect_with_prefix(&url, &prefix).await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate from an unknown CA must be refused"
+    );
+
+    let client = Client::builder(&url)
+        .prefix(&prefix)
+        .tls_ca_pem(ca)
+        .connect()
+        .await
+        .unwrap();
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let job = tasks::add::with()
+        .client(&client)
+        .enqueue("k".into(), 20, 22)
+        .await
+        .unwrap();
+    assert_eq!(job.wait(WAIT).await.unwrap(), 42);
+    worker.shutdown().await.unwrap();
+}
