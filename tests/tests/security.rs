@@ -11,8 +11,7 @@ use dtask_tests::tasks;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The ACL of a producer: enqueue (ready and delayed jobs) and read results. Same as README.
-const PRODUCER_ACL: &str =
-    "on >producer-pass ~dtask:* resetchannels -@all +rpush +zadd +get +ping";
+const PRODUCER_ACL: &str = "on >producer-pass ~dtask:* resetchannels -@all +rpush +zadd +get +ping";
 /// The ACL of a worker: run the scripts and the few plain commands of the worker. Same as README.
 const WORKER_ACL: &str = "on >worker-pass ~dtask:* resetchannels -@all +evalsha +script|load +blmove +lrem +set +get +zrange +time +llen +zcard +ping +rpush +lpop +lpush +rpop +zadd +zrem +zscore +zremrangebyscore +zremrangebyrank";
 
@@ -73,11 +72,26 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
     let worker_client = Client::connect_with_prefix(&worker_url, &prefix)
         .await
         .unwrap();
-    let worker = Worker::new(&worker_client).queues(["math"]).spawn();
+    let worker = Worker::new(&worker_client)
+        .queues(["math", "doomed"])
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .spawn();
     assert_eq!(
         job.wait(WAIT).await.unwrap(),
         42,
         "the producer reads the result"
+    );
+    assert_eq!(
+        delayed.wait(WAIT).await.unwrap(),
+        2,
+        "delayed jobs are forwarded"
+    );
+    assert!(
+        matches!(
+            doomed.wait(WAIT).await,
+            Err(dtask::Error::JobDead { attempts: 2, .. })
+        ),
+        "retries and the dead set work"
     );
     worker
         .shutdown()
