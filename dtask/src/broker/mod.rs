@@ -6,6 +6,8 @@
 
 mod keys;
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

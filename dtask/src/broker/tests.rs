@@ -1,0 +1,364 @@
+//! Each broker operation on a real Redis, as a table: seed keys, run the operation, assert every
+//! key it may touch. Each test starts its own redis-server (stopped by pid when dropped).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::*;
+
+/// A throwaway redis-server on a free port.
+struct Server(Child, u16);
+
+impl Server {
+    fn start() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        Server(child, port)
+    }
+
+    async fn broker(&self) -> (Broker, redis::aio::MultiplexedConnection) {
+        let url = format!("redis://127.0.0.1:{}", self.1);
+        for _ in 0..500 {
+            if let Ok(broker) = Broker::connect(&url, "t", None).await {
+                let raw = redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap();
+                return (broker, raw);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis-server on port {} did not start", self.1);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn list(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
+async fn zset(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, u64)> {
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
+async fn push(raw: &mut redis::aio::MultiplexedConnection, key: &str, items: &[&str]) {
+    let _: () = redis::cmd("RPUSH")
+        .arg(key)
+        .arg(items)
+        .query_async(raw)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn enqueue_puts_ready_jobs_in_order_and_delayed_jobs_in_the_scheduled_set() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let job = |queue, payload, due_ms| NewJob {
+        queue,
+        payload,
+        due_ms,
+    };
+    broker
+        .enqueue(&[
+            job("a", "a1", None),
+            job("a", "a2", None),
+            job("b", "b1", None),
+            job("a", "a3", Some(5_000)),
+            job("a", "a4", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(list(&mut raw, "t:{a}:pending").await, ["a1", "a2", "a4"]);
+    assert_eq!(list(&mut raw, "t:{b}:pending").await, ["b1"]);
+    assert_eq!(
+        zset(&mut raw, "t:{a}:scheduled").await,
+        [("a3".into(), 5_000)]
+    );
+}
+
+#[tokio::test]
+async fn fetch_moves_the_oldest_jobs_in_flight_and_marks_the_worker_alive() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:pending", &["j1", "j2", "j3"]).await;
+    let fetched = broker.fetch("q", "w1", 2).await.unwrap();
+    assert_eq!(fetched, [b"j1".to_vec(), b"j2".to_vec()]);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["j3"]);
+    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1", "j2"]);
+    let workers = zset(&mut raw, "t:{q}:workers").await;
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].0, "w1");
+    assert!(
+        workers[0].1 > 1_700_000_000_000,
+        "scored by the server's clock in ms"
+    );
+
+    assert_eq!(broker.fetch("q", "w1", 10).await.unwrap(), [b"j3".to_vec()]);
+    assert!(broker.fetch("q", "w1", 10).await.unwrap().is_empty());
+    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1", "j2", "j3"]);
+}
+
+#[tokio::test]
+async fn a_blocking_fetch_moves_a_job_that_arrives_while_it_waits() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let mut blocking = broker.blocking_connection().await.unwrap();
+    let empty = broker
+        .fetch_blocking(&mut blocking, "q", "w1", Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(empty, None);
+    let waiting = broker.fetch_blocking(&mut blocking, "q", "w1", Duration::from_secs(5));
+    let pushing = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        push(&mut raw.clone(), "t:{q}:pending", &["j1"]).await;
+    };
+    let (fetched, ()) = tokio::join!(waiting, pushing);
+    assert_eq!(fetched.unwrap(), Some(b"j1".to_vec()));
+    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1"]);
+    assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
+}
+
+#[tokio::test]
+async fn ack_stores_results_and_removes_exactly_the_finished_jobs() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:active:w1", &["j1", "j2", "j1"]).await;
+    let done = [
+        Finished {
+            queue: "q".into(),
+            payload: b"j1".to_vec(),
+            outcome: Some(("id1".into(), "r1".into())),
+        },
+        Finished {
+            queue: "q".into(),
+            payload: b"j2".to_vec(),
+            outcome: None,
+        },
+    ];
+    broker
+        .ack_many("w1", done.iter(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        list(&mut raw, "t:{q}:active:w1").await,
+        ["j1"],
+        "one copy of j1 left"
+    );
+    assert_eq!(broker.result("id1").await.unwrap().as_deref(), Some("r1"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:result:{id1}")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn retry_moves_an_in_flight_job_to_the_retry_set_and_ignores_one_no_longer_there() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:active:w1", &["j1"]).await;
+    assert!(
+        broker
+            .retry("q", "w1", b"j1", "j1-next", 9_000)
+            .await
+            .unwrap()
+    );
+    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert_eq!(
+        zset(&mut raw, "t:{q}:retry").await,
+        [("j1-next".into(), 9_000)]
+    );
+    // A late retry from a worker whose job was recovered changes nothing.
+    assert!(!broker.retry("q", "w1", b"j1", "j1-again", 1).await.unwrap());
+    assert_eq!(
+        zset(&mut raw, "t:{q}:retry").await,
+        [("j1-next".into(), 9_000)]
+    );
+}
+
+#[tokio::test]
+async fn bury_records_the_job_and_trims_the_dead_set_by_size_and_age() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let limits = DeadLimits {
+        max_len: 2,
+        max_age: Duration::from_millis(1_000),
+    };
+    push(&mut raw, "t:{q}:active:w1", &["j1", "j2", "j3", "j4"]).await;
+    for (payload, at) in [("j1", 100), ("j2", 5_000), ("j3", 5_500), ("j4", 5_600)] {
+        let record = format!("dead-{payload}");
+        let buried = broker
+            .bury("q", "w1", payload.as_bytes(), &record, at, limits)
+            .await
+            .unwrap();
+        assert!(buried);
+    }
+    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert_eq!(
+        zset(&mut raw, "t:{q}:dead").await,
+        [("dead-j3".into(), 5_500), ("dead-j4".into(), 5_600)],
+        "j1 aged out, j2 fell off the end"
+    );
+    assert!(
+        !broker
+            .bury("q", "w1", b"j9", "dead-j9", 6_000, limits)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn forward_due_moves_only_due_jobs_and_tells_when_the_next_one_is_due() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:pending", &["p0"]).await;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg("t:{q}:scheduled")
+        .arg(100)
+        .arg("s1")
+        .ignore()
+        .cmd("ZADD")
+        .arg("t:{q}:scheduled")
+        .arg(900)
+        .arg("s2")
+        .ignore()
+        .cmd("ZADD")
+        .arg("t:{q}:retry")
+        .arg(200)
+        .arg("r1")
+        .ignore()
+        .cmd("ZADD")
+        .arg("t:{q}:retry")
+        .arg(700)
+        .arg("r2")
+        .ignore()
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let forwarded = broker.forward_due("q", 500, 100).await.unwrap();
+    assert_eq!(forwarded.moved, 2);
+    assert_eq!(forwarded.next_due_ms, Some(700));
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["p0", "s1", "r1"]);
+    assert_eq!(
+        zset(&mut raw, "t:{q}:scheduled").await,
+        [("s2".into(), 900)]
+    );
+    assert_eq!(zset(&mut raw, "t:{q}:retry").await, [("r2".into(), 700)]);
+
+    let forwarded = broker.forward_due("q", 1_000, 1).await.unwrap();
+    assert_eq!(
+        (forwarded.moved, forwarded.next_due_ms),
+        (2, None),
+        "one per set"
+    );
+    assert_eq!(
+        list(&mut raw, "t:{q}:pending").await,
+        ["p0", "s1", "r1", "s2", "r2"]
+    );
+}
+
+#[tokio::test]
+async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_one() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let envelope = |id: &str| format!(r#"{{"v":1,"id":"{id}","t":"task","q":"q","a":[],"at":1}}"#);
+    let poison = format!(r#"{{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}}"#);
+    let (e1, e2) = (envelope("e1"), envelope("e2"));
+    push(&mut raw, "t:{q}:pending", &["waiting"]).await;
+    push(&mut raw, "t:{q}:active:w1", &[&e1, &poison, "garbage", &e2]).await;
+    let _: () = redis::cmd("ZADD")
+        .arg("t:{q}:workers")
+        .arg(1_000)
+        .arg("w1")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    assert!(
+        broker
+            .requeue_lapsed("q", "w1", 999, 3)
+            .await
+            .unwrap()
+            .is_none(),
+        "alive"
+    );
+    assert_eq!(list(&mut raw, "t:{q}:active:w1").await.len(), 4);
+
+    let outcome = broker
+        .requeue_lapsed("q", "w1", 1_000, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.requeued, 3);
+    assert_eq!(outcome.buried, ["p"]);
+    assert_eq!(
+        list(&mut raw, "t:{q}:pending").await,
+        [
+            e1.replacen('{', r#"{"d":1,"#, 1),
+            "garbage".to_owned(),
+            e2.replacen('{', r#"{"d":1,"#, 1),
+            "waiting".to_owned(),
+        ],
+        "in their old order, at the front, each with one death counted"
+    );
+    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(
+        zset(&mut raw, "t:{q}:workers").await.is_empty(),
+        "the worker is forgotten"
+    );
+    let dead = zset(&mut raw, "t:{q}:dead").await;
+    assert_eq!(dead.len(), 1);
+    let record: serde_json::Value = serde_json::from_str(&dead[0].0).unwrap();
+    assert_eq!(record["id"], "p");
+    assert_eq!(record["task"], "task");
+    assert_eq!(
+        record["error"],
+        "worker died 3 times while running this job"
+    );
+    assert_eq!(record["attempts"], 4, "1 failed attempt + 3 deaths");
+    assert_eq!(record["job"]["d"], 3);
+}
+
+#[tokio::test]
+async fn requeue_own_returns_everything_without_counting_deaths() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let e1 = r#"{"v":1,"id":"e1","t":"task","q":"q","a":[],"at":1}"#;
+    push(&mut raw, "t:{q}:active:w1", &[e1]).await;
+    broker.heartbeat(&["q".to_owned()], "w1").await.unwrap();
+    assert_eq!(broker.requeue_own("q", "w1").await.unwrap(), 1);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, [e1]);
+    assert!(zset(&mut raw, "t:{q}:workers").await.is_empty());
+}
