@@ -294,7 +294,7 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     let envelope = |id: &str| format!(r#"{{"v":1,"id":"{id}","t":"task","q":"q","a":[],"at":1}}"#);
-    let poison = format!(r#"{{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}}"#);
+    let poison = r#"{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}"#;
     let (e1, e2) = (envelope("e1"), envelope("e2"));
     push(&mut raw, "t:{q}:pending", &["waiting"]).await;
     push(&mut raw, "t:{q}:active:w1", &[&e1, &poison, "garbage", &e2]).await;
