@@ -297,7 +297,7 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
     let poison = r#"{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}"#;
     let (e1, e2) = (envelope("e1"), envelope("e2"));
     push(&mut raw, "t:{q}:pending", &["waiting"]).await;
-    push(&mut raw, "t:{q}:active:w1", &[&e1, &poison, "garbage", &e2]).await;
+    push(&mut raw, "t:{q}:active:w1", &[&e1, poison, "garbage", &e2]).await;
     let _: () = redis::cmd("ZADD")
         .arg("t:{q}:workers")
         .arg(1_000)
