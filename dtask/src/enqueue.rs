@@ -128,7 +128,6 @@ impl<O> Enqueue<O> {
                 v: ENVELOPE_VERSION,
                 id: JobId::generate(),
                 task: self.info.name.to_owned(),
-                queue: queue.to_owned(),
                 args,
                 attempt: 0,
                 retries: self.retries,

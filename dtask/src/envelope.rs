@@ -16,9 +16,17 @@ pub(crate) const ENVELOPE_VERSION: u32 = 1;
 pub struct JobId(String);
 
 impl JobId {
-    /// A fresh, unique id.
+    /// A fresh, unique id: a UUID v7 (time-ordered) in 22 base-62 digits, so that ids sort by
+    /// creation time as text too.
     pub(crate) fn generate() -> JobId {
-        JobId(uuid::Uuid::now_v7().simple().to_string())
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut value = uuid::Uuid::now_v7().as_u128();
+        let mut text = [b'0'; 22];
+        for digit in text.iter_mut().rev() {
+            *digit = DIGITS[(value % 62) as usize];
+            value /= 62;
+        }
+        JobId(text.iter().map(|&b| b as char).collect())
     }
 
     /// The id as text.
@@ -66,14 +74,11 @@ pub(crate) struct Envelope {
     /// The task's registered name.
     #[serde(rename = "t")]
     pub(crate) task: String,
-    /// The queue the job belongs to.
-    #[serde(rename = "q")]
-    pub(crate) queue: String,
     /// The arguments, as a JSON array (or `null` for a task without arguments).
     #[serde(rename = "a")]
     pub(crate) args: Box<RawValue>,
     /// Attempts already made (0 for a job that has not run yet).
-    #[serde(rename = "n", default)]
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub(crate) attempt: u32,
     /// The retry limit for this job, when the enqueuer overrode the task's default.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +203,6 @@ mod tests {
             v: ENVELOPE_VERSION,
             id: JobId::from("j1"),
             task: "t".into(),
-            queue: "q".into(),
             args: RawValue::from_string(args.into()).unwrap(),
             attempt: 0,
             retries: None,
@@ -210,10 +214,7 @@ mod tests {
     #[test]
     fn envelope_round_trips_and_stays_compact() {
         let json = envelope("[7,640]").to_json();
-        assert_eq!(
-            json,
-            r#"{"v":1,"id":"j1","t":"t","q":"q","a":[7,640],"n":0,"at":1}"#
-        );
+        assert_eq!(json, r#"{"v":1,"id":"j1","t":"t","a":[7,640],"at":1}"#);
         let back = decode(json.as_bytes()).unwrap();
         assert_eq!(back.args.get(), "[7,640]");
     }
@@ -224,6 +225,16 @@ mod tests {
         let envelope = decode(json.as_bytes()).unwrap();
         assert_eq!(envelope.deaths, 2);
         assert!(envelope.to_json().starts_with(r#"{"d":2,"v":1,"#));
+    }
+
+    #[test]
+    fn ids_are_22_base62_digits_and_sort_by_creation() {
+        let first = JobId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = JobId::generate();
+        assert_eq!(first.as_str().len(), 22);
+        assert!(first.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(first < second);
     }
 
     #[test]
