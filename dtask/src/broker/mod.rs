@@ -4,6 +4,7 @@
 //! always in exactly one place: pending, scheduled, retry, in flight on one worker, or dead.
 //! Commands that need no atomicity across keys are single commands.
 
+mod connection;
 mod keys;
 mod scripts;
 #[cfg(test)]
@@ -12,15 +13,12 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, RedisError};
+use redis::RedisError;
+
+pub(crate) use connection::Conn;
+use connection::Target;
 
 use crate::error::Error;
-
-/// How long a non-blocking command may take before the client gives up on it.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long connecting to Redis may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A job to put into a queue: its payload and, for a delayed job, when it is due (ms).
 pub(crate) struct NewJob<'a> {
@@ -61,8 +59,8 @@ pub(crate) struct Forwarded {
 /// A handle on Redis for one key prefix. Cheap to clone: clones share one multiplexed connection.
 #[derive(Clone)]
 pub(crate) struct Broker {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Arc<Target>,
+    conn: Conn,
     prefix: Arc<str>,
     /// The URL connected to, with its password hidden: safe to log.
     url: Arc<str>,
@@ -89,27 +87,27 @@ impl Broker {
             // have installed one already, which is as good.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = match tls_ca {
-            Some(root_cert) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                },
-            ),
-            None => redis::Client::open(url),
+        // Several comma-separated node URLs mean a Redis Cluster.
+        let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+        let target = if nodes.len() > 1 {
+            Target::cluster(&nodes, tls_ca)
+        } else {
+            match tls_ca {
+                Some(root_cert) => redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                ),
+                None => redis::Client::open(url),
+            }
+            .map(Target::server)
         }
         .map_err(invalid)?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_err("connecting"))?;
+        let conn = target.shared().await.map_err(redis_err("connecting"))?;
         Ok(Broker {
-            client,
+            target: Arc::new(target),
             conn,
             prefix: prefix.into(),
             url: crate::redact::redis_url(url).into(),
@@ -140,24 +138,28 @@ impl Broker {
 
     /// Opens a connection of its own for blocking commands, with no response timeout: a blocking
     /// command holds its whole socket, so it must not share the multiplexed one.
-    pub(crate) async fn blocking_connection(&self) -> Result<MultiplexedConnection, Error> {
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
+    pub(crate) async fn blocking_connection(&self) -> Result<Conn, Error> {
+        self.target
+            .blocking()
             .await
             .map_err(redis_err("opening a blocking connection"))
     }
 
     /// Adds jobs: ready ones to the end of their queue's pending list, delayed ones to its
-    /// scheduled set. One round trip, whatever the number of jobs.
+    /// scheduled set. One round trip on a server, whatever the number of jobs; on a cluster, one
+    /// per queue (a pipeline must stay within one hash slot).
     pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        // Consecutive ready jobs of one queue go into one RPUSH.
+        let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
         let mut i = 0;
         while i < jobs.len() {
             let job = &jobs[i];
+            let pipe = match pipes.last_mut() {
+                Some((queue, pipe)) if !self.target.is_cluster() || *queue == job.queue => pipe,
+                _ => {
+                    pipes.push((job.queue, redis::pipe()));
+                    &mut pipes.last_mut().expect("just pushed").1
+                }
+            };
             match job.due_ms {
                 Some(due) => {
                     pipe.cmd("ZADD")
@@ -168,6 +170,7 @@ impl Broker {
                     i += 1;
                 }
                 None => {
+                    // Consecutive ready jobs of one queue go into one RPUSH.
                     let mut cmd = redis::cmd("RPUSH");
                     cmd.arg(keys::pending(&self.prefix, job.queue));
                     while i < jobs.len() && jobs[i].due_ms.is_none() && jobs[i].queue == job.queue {
@@ -179,9 +182,12 @@ impl Broker {
             }
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err("enqueueing"))
+        for (_, pipe) in pipes {
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err("enqueueing"))?;
+        }
+        Ok(())
     }
 
     /// Moves up to `max` jobs from `queue` to `worker`'s in-flight list; returns their payloads.
@@ -207,7 +213,7 @@ impl Broker {
     /// connection from [`Broker::blocking_connection`].
     pub(crate) async fn fetch_blocking(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         queue: &str,
         worker: &str,
         block: Duration,
@@ -223,38 +229,79 @@ impl Broker {
             .map_err(redis_err("waiting for a job"))
     }
 
-    /// Acknowledges finished jobs of `worker`, in one round trip: stores each one's outcome
-    /// (when given) under its result key for `ttl`, then removes it from the worker's in-flight
-    /// list. Results are written first: a crash in between re-runs a job, it never loses one.
+    /// Acknowledges finished jobs of `worker`: stores each one's outcome (when given) under its
+    /// result key for `ttl`, then removes it from the worker's in-flight list. Results are
+    /// written first: a crash in between re-runs a job, it never loses one. One round trip on a
+    /// server; on a cluster, the results (each in its own slot) go out concurrently first.
     pub(crate) async fn ack_many<'a>(
         &self,
         worker: &str,
         jobs: impl Iterator<Item = &'a Finished> + Clone,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        for job in jobs.clone() {
-            if let Some((job_id, record)) = &job.outcome {
-                pipe.cmd("SET")
-                    .arg(keys::result(&self.prefix, job_id))
-                    .arg(record)
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .ignore();
+        let result_commands = jobs.clone().filter_map(|job| {
+            let (job_id, record) = job.outcome.as_ref()?;
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(keys::result(&self.prefix, job_id))
+                .arg(record)
+                .arg("PX")
+                .arg(ttl_ms);
+            Some(cmd)
+        });
+        let mut pipe = redis::pipe();
+        if self.target.is_cluster() {
+            let mut writes = tokio::task::JoinSet::new();
+            for cmd in result_commands {
+                let mut conn = self.conn.clone();
+                writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
+            }
+            while let Some(written) = writes.join_next().await {
+                written
+                    .map_err(|e| Error::Worker(format!("storing results failed: {e}")))?
+                    .map_err(redis_err("storing job results"))?;
+            }
+        } else {
+            for cmd in result_commands {
+                pipe.add_command(cmd).ignore();
             }
         }
+        // In-flight lists are per queue; on a cluster each queue's removals go in a pipeline
+        // of their own.
+        let mut by_queue: Vec<(&str, redis::Pipeline)> = Vec::new();
         for job in jobs {
-            pipe.cmd("LREM")
-                .arg(keys::active(&self.prefix, &job.queue, worker))
-                .arg(1)
-                .arg(&job.payload)
-                .ignore();
+            let cmd = {
+                let mut cmd = redis::cmd("LREM");
+                cmd.arg(keys::active(&self.prefix, &job.queue, worker))
+                    .arg(1)
+                    .arg(&job.payload);
+                cmd
+            };
+            if !self.target.is_cluster() {
+                pipe.add_command(cmd).ignore();
+            } else {
+                match by_queue.iter_mut().find(|(queue, _)| *queue == &*job.queue) {
+                    Some((_, pipe)) => {
+                        pipe.add_command(cmd).ignore();
+                    }
+                    None => {
+                        let mut pipe = redis::pipe();
+                        pipe.add_command(cmd).ignore();
+                        by_queue.push((&job.queue, pipe));
+                    }
+                };
+            }
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err("acknowledging jobs"))
+        for pipe in std::iter::once(pipe).chain(by_queue.into_iter().map(|(_, pipe)| pipe)) {
+            if pipe.is_empty() {
+                continue;
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err("acknowledging jobs"))?;
+        }
+        Ok(())
     }
 
     /// Stores a job's latest outcome under its result key for `ttl`.
