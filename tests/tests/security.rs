@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The ACL of a producer: enqueue (ready and delayed jobs) and read results. Same as README.
 const PRODUCER_ACL: &str = "on >producer-pass ~dtask:* resetchannels -@all +rpush +zadd +get +ping";
 /// The ACL of a worker: run the scripts and the few plain commands of the worker. Same as README.
-const WORKER_ACL: &str = "on >worker-pass ~dtask:* resetchannels -@all +evalsha +script|load +blmove +lrem +set +get +zrange +time +llen +zcard +ping +rpush +lpop +lpush +rpop +zadd +zrem +zscore +zremrangebyscore +zremrangebyrank";
+const WORKER_ACL: &str = "on >worker-pass ~dtask:* resetchannels -@all +evalsha +script|load +blmove +lpop +hmget +hexists +hset +hdel +hvals +lrange +del +lpush +rpush +lrem +set +zadd +zrem +zrange +zscore +zremrangebyscore +zremrangebyrank +time +ping";
 
 #[tokio::test]
 async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {

@@ -97,9 +97,9 @@ impl Target {
                         .await?,
                 ))
             }
-            Target::Cluster(clients) => {
-                Ok(Conn::Cluster(clients.blocking.get_async_connection().await?))
-            }
+            Target::Cluster(clients) => Ok(Conn::Cluster(
+                clients.blocking.get_async_connection().await?,
+            )),
         }
     }
 }

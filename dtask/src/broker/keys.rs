@@ -29,9 +29,16 @@ pub(crate) fn workers(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:workers")
 }
 
-/// `prefix:{queue}:active:<worker>`: LIST of the payloads one worker has in flight.
+/// `prefix:{queue}:active:<worker>`: HASH of the jobs one worker has in flight (job id ->
+/// payload).
 pub(crate) fn active(prefix: &str, queue: &str, worker: &str) -> String {
     format!("{prefix}:{{{queue}}}:active:{worker}")
+}
+
+/// `prefix:{queue}:landing:<worker>`: LIST where a blocking wait of one worker puts the job it
+/// takes; in flight like the hash, and as small as the number of blocking waits.
+pub(crate) fn landing(prefix: &str, queue: &str, worker: &str) -> String {
+    format!("{prefix}:{{{queue}}}:landing:{worker}")
 }
 
 /// `prefix:result:{job-id}`: STRING holding a job's latest outcome, with a TTL.

@@ -27,10 +27,19 @@ pub(crate) struct NewJob<'a> {
     pub(crate) due_ms: Option<u64>,
 }
 
+/// Where a job is held in flight on its worker: under `field` in the in-flight hash (fetched
+/// by `fetch`), or, when `field` is None, in the landing list (taken by a blocking wait).
+pub(crate) struct Held<'a> {
+    pub(crate) field: Option<&'a str>,
+    pub(crate) payload: &'a [u8],
+}
+
 /// A job that ran to success: where it was in flight, and the outcome record to keep for it
 /// (job id and record) unless the task keeps none.
 pub(crate) struct Finished {
     pub(crate) queue: Arc<str>,
+    /// Its field in the in-flight hash; None when it is in the landing list.
+    pub(crate) field: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) outcome: Option<(String, String)>,
 }
@@ -190,13 +199,14 @@ impl Broker {
         Ok(())
     }
 
-    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight list; returns their payloads.
+    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash; returns each one's
+    /// field there and its payload, oldest first.
     pub(crate) async fn fetch(
         &self,
         queue: &str,
         worker: &str,
         max: usize,
-    ) -> Result<Vec<Vec<u8>>, Error> {
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let mut conn = self.conn.clone();
         scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
@@ -209,8 +219,8 @@ impl Broker {
             .map_err(redis_err("fetching jobs"))
     }
 
-    /// Waits up to `block` for a job on `queue` and moves it to `worker`'s in-flight list, on a
-    /// connection from [`Broker::blocking_connection`].
+    /// Waits up to `block` for a job on `queue` and moves it to `worker`'s landing list (in
+    /// flight, like the hash), on a connection from [`Broker::blocking_connection`].
     pub(crate) async fn fetch_blocking(
         &self,
         conn: &mut Conn,
@@ -220,7 +230,7 @@ impl Broker {
     ) -> Result<Option<Vec<u8>>, Error> {
         redis::cmd("BLMOVE")
             .arg(keys::pending(&self.prefix, queue))
-            .arg(keys::active(&self.prefix, queue, worker))
+            .arg(keys::landing(&self.prefix, queue, worker))
             .arg("LEFT")
             .arg("RIGHT")
             .arg(block.as_secs_f64())
@@ -266,31 +276,49 @@ impl Broker {
                 pipe.add_command(cmd).ignore();
             }
         }
-        // In-flight lists are per queue; on a cluster each queue's removals go in a pipeline
-        // of their own.
+        // One HDEL per queue takes every job fetched into the in-flight hash; a job that a
+        // blocking wait landed is removed from the (short) landing list. On a cluster each
+        // queue's removals go in a pipeline of their own.
+        let mut releases: Vec<(&str, redis::Cmd)> = Vec::new();
         let mut by_queue: Vec<(&str, redis::Pipeline)> = Vec::new();
         for job in jobs {
-            let cmd = {
-                let mut cmd = redis::cmd("LREM");
-                cmd.arg(keys::active(&self.prefix, &job.queue, worker))
-                    .arg(1)
-                    .arg(&job.payload);
-                cmd
-            };
-            if !self.target.is_cluster() {
-                pipe.add_command(cmd).ignore();
-            } else {
-                match by_queue.iter_mut().find(|(queue, _)| *queue == &*job.queue) {
-                    Some((_, pipe)) => {
-                        pipe.add_command(cmd).ignore();
+            let queue: &str = &job.queue;
+            match &job.field {
+                Some(field) => match releases.iter_mut().find(|(q, _)| *q == queue) {
+                    Some((_, hdel)) => {
+                        hdel.arg(field);
                     }
                     None => {
-                        let mut pipe = redis::pipe();
-                        pipe.add_command(cmd).ignore();
-                        by_queue.push((&job.queue, pipe));
+                        let mut hdel = redis::cmd("HDEL");
+                        hdel.arg(keys::active(&self.prefix, queue, worker))
+                            .arg(field);
+                        releases.push((queue, hdel));
                     }
-                };
+                },
+                None => {
+                    let mut lrem = redis::cmd("LREM");
+                    lrem.arg(keys::landing(&self.prefix, queue, worker))
+                        .arg(1)
+                        .arg(&job.payload);
+                    releases.push((queue, lrem));
+                }
             }
+        }
+        for (queue, cmd) in releases {
+            if !self.target.is_cluster() {
+                pipe.add_command(cmd).ignore();
+                continue;
+            }
+            match by_queue.iter_mut().find(|(q, _)| *q == queue) {
+                Some((_, pipe)) => {
+                    pipe.add_command(cmd).ignore();
+                }
+                None => {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(cmd).ignore();
+                    by_queue.push((queue, pipe));
+                }
+            };
         }
         let mut conn = self.conn.clone();
         for pipe in std::iter::once(pipe).chain(by_queue.into_iter().map(|(_, pipe)| pipe)) {
@@ -338,15 +366,17 @@ impl Broker {
         &self,
         queue: &str,
         worker: &str,
-        payload: &[u8],
+        held: &Held<'_>,
         next_payload: &str,
         due_ms: u64,
     ) -> Result<bool, Error> {
         let mut conn = self.conn.clone();
         let moved: i64 = scripts::RETRY
             .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::retry(&self.prefix, queue))
-            .arg(payload)
+            .arg(held.field.unwrap_or(""))
+            .arg(held.payload)
             .arg(next_payload)
             .arg(due_ms)
             .invoke_async(&mut conn)
@@ -361,7 +391,7 @@ impl Broker {
         &self,
         queue: &str,
         worker: &str,
-        payload: &[u8],
+        held: &Held<'_>,
         record: &str,
         now_ms: u64,
         limits: DeadLimits,
@@ -370,8 +400,10 @@ impl Broker {
         let mut conn = self.conn.clone();
         let moved: i64 = scripts::BURY
             .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::dead(&self.prefix, queue))
-            .arg(payload)
+            .arg(held.field.unwrap_or(""))
+            .arg(held.payload)
             .arg(record)
             .arg(now_ms)
             .arg(limits.max_len)
@@ -483,6 +515,7 @@ impl Broker {
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::pending(&self.prefix, queue))
             .key(keys::dead(&self.prefix, queue))
+            .key(keys::landing(&self.prefix, queue, worker))
             .arg(worker)
             .arg(mode)
             .arg(cutoff_ms)
@@ -523,8 +556,13 @@ impl Broker {
 
     /// Number of jobs in flight on `worker` for `queue`.
     pub(crate) async fn inflight_len(&self, queue: &str, worker: &str) -> Result<u64, Error> {
-        self.card("LLEN", keys::active(&self.prefix, queue, worker))
-            .await
+        let held = self
+            .card("HLEN", keys::active(&self.prefix, queue, worker))
+            .await?;
+        let landed = self
+            .card("LLEN", keys::landing(&self.prefix, queue, worker))
+            .await?;
+        Ok(held + landed)
     }
 
     async fn card(&self, command: &str, key: String) -> Result<u64, Error> {

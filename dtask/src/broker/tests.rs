@@ -69,6 +69,29 @@ async fn zset(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(St
         .unwrap()
 }
 
+async fn hash(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .unwrap();
+    pairs.sort();
+    pairs
+}
+
+async fn hset(raw: &mut redis::aio::MultiplexedConnection, key: &str, pairs: &[(&str, &str)]) {
+    let _: () = redis::cmd("HSET")
+        .arg(key)
+        .arg(pairs)
+        .query_async(raw)
+        .await
+        .unwrap();
+}
+
+fn pair(field: &str, payload: &str) -> (String, String) {
+    (field.to_owned(), payload.to_owned())
+}
+
 async fn push(raw: &mut redis::aio::MultiplexedConnection, key: &str, items: &[&str]) {
     let _: () = redis::cmd("RPUSH")
         .arg(key)
@@ -106,14 +129,27 @@ async fn enqueue_puts_ready_jobs_in_order_and_delayed_jobs_in_the_scheduled_set(
 }
 
 #[tokio::test]
-async fn fetch_moves_the_oldest_jobs_in_flight_and_marks_the_worker_alive() {
+async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    push(&mut raw, "t:{q}:pending", &["j1", "j2", "j3"]).await;
+    let (j1, j2) = (
+        r#"{"v":1,"id":"A1","t":"x"}"#,
+        r#"{"v":1,"id":"B2","t":"x"}"#,
+    );
+    push(&mut raw, "t:{q}:pending", &[j1, j2, "garbage"]).await;
     let fetched = broker.fetch("q", "w1", 2).await.unwrap();
-    assert_eq!(fetched, [b"j1".to_vec(), b"j2".to_vec()]);
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["j3"]);
-    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1", "j2"]);
+    assert_eq!(
+        fetched,
+        [
+            ("A1".to_owned(), j1.as_bytes().to_vec()),
+            ("B2".to_owned(), j2.as_bytes().to_vec())
+        ]
+    );
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["garbage"]);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:active:w1").await,
+        [pair("A1", j1), pair("B2", j2)]
+    );
     let workers = zset(&mut raw, "t:{q}:workers").await;
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].0, "w1");
@@ -122,13 +158,31 @@ async fn fetch_moves_the_oldest_jobs_in_flight_and_marks_the_worker_alive() {
         "scored by the server's clock in ms"
     );
 
-    assert_eq!(broker.fetch("q", "w1", 10).await.unwrap(), [b"j3".to_vec()]);
+    // A payload without an id is held under its hash; the same id twice never overwrites.
+    push(
+        &mut raw,
+        "t:{q}:pending",
+        &[r#"{"id":"A1","other":1}"#, r#"{"id":"A1","other":2}"#],
+    )
+    .await;
+    let fetched = broker.fetch("q", "w1", 10).await.unwrap();
+    let fields: Vec<&str> = fetched.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields.len(), 3);
+    assert!(
+        fields[0].starts_with("raw:") && fields[0].len() == 44,
+        "{fields:?}"
+    );
+    assert_eq!(&fields[1..], ["A1~1", "A1~2"]);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:active:w1").await.len(),
+        5,
+        "nothing overwritten"
+    );
     assert!(broker.fetch("q", "w1", 10).await.unwrap().is_empty());
-    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1", "j2", "j3"]);
 }
 
 #[tokio::test]
-async fn a_blocking_fetch_moves_a_job_that_arrives_while_it_waits() {
+async fn a_blocking_fetch_lands_a_job_that_arrives_while_it_waits() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     let mut blocking = broker.blocking_connection().await.unwrap();
@@ -144,36 +198,38 @@ async fn a_blocking_fetch_moves_a_job_that_arrives_while_it_waits() {
     };
     let (fetched, ()) = tokio::join!(waiting, pushing);
     assert_eq!(fetched.unwrap(), Some(b"j1".to_vec()));
-    assert_eq!(list(&mut raw, "t:{q}:active:w1").await, ["j1"]);
+    assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["j1"]);
     assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
 }
 
 #[tokio::test]
-async fn ack_stores_results_and_removes_exactly_the_finished_jobs() {
+async fn ack_stores_results_and_releases_exactly_the_finished_jobs() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    push(&mut raw, "t:{q}:active:w1", &["j1", "j2", "j1"]).await;
+    hset(
+        &mut raw,
+        "t:{q}:active:w1",
+        &[("A", "ja"), ("B", "jb"), ("C", "jc")],
+    )
+    .await;
+    push(&mut raw, "t:{q}:landing:w1", &["jl", "jm"]).await;
+    let finished = |field: Option<&str>, payload: &str, outcome: Option<(&str, &str)>| Finished {
+        queue: "q".into(),
+        field: field.map(str::to_owned),
+        payload: payload.as_bytes().to_vec(),
+        outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned())),
+    };
     let done = [
-        Finished {
-            queue: "q".into(),
-            payload: b"j1".to_vec(),
-            outcome: Some(("id1".into(), "r1".into())),
-        },
-        Finished {
-            queue: "q".into(),
-            payload: b"j2".to_vec(),
-            outcome: None,
-        },
+        finished(Some("A"), "ja", Some(("id1", "r1"))),
+        finished(Some("C"), "jc", None),
+        finished(None, "jl", None),
     ];
     broker
         .ack_many("w1", done.iter(), Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(
-        list(&mut raw, "t:{q}:active:w1").await,
-        ["j1"],
-        "one copy of j1 left"
-    );
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("B", "jb")]);
+    assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["jm"]);
     assert_eq!(broker.result("id1").await.unwrap().as_deref(), Some("r1"));
     let ttl: i64 = redis::cmd("PTTL")
         .arg("t:result:{id1}")
@@ -187,24 +243,41 @@ async fn ack_stores_results_and_removes_exactly_the_finished_jobs() {
 async fn retry_moves_an_in_flight_job_to_the_retry_set_and_ignores_one_no_longer_there() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    push(&mut raw, "t:{q}:active:w1", &["j1"]).await;
+    hset(&mut raw, "t:{q}:active:w1", &[("A", "ja")]).await;
+    push(&mut raw, "t:{q}:landing:w1", &["jl"]).await;
+    let held = |field, payload| Held { field, payload };
     assert!(
         broker
-            .retry("q", "w1", b"j1", "j1-next", 9_000)
+            .retry("q", "w1", &held(Some("A"), b"ja"), "ja-next", 9_000)
             .await
             .unwrap()
     );
-    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(
+        broker
+            .retry("q", "w1", &held(None, b"jl"), "jl-next", 9_500)
+            .await
+            .unwrap()
+    );
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
     assert_eq!(
         zset(&mut raw, "t:{q}:retry").await,
-        [("j1-next".into(), 9_000)]
+        [("ja-next".into(), 9_000), ("jl-next".into(), 9_500)]
     );
     // A late retry from a worker whose job was recovered changes nothing.
-    assert!(!broker.retry("q", "w1", b"j1", "j1-again", 1).await.unwrap());
-    assert_eq!(
-        zset(&mut raw, "t:{q}:retry").await,
-        [("j1-next".into(), 9_000)]
+    assert!(
+        !broker
+            .retry("q", "w1", &held(Some("A"), b"ja"), "again", 1)
+            .await
+            .unwrap()
     );
+    assert!(
+        !broker
+            .retry("q", "w1", &held(None, b"jl"), "again", 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(zset(&mut raw, "t:{q}:retry").await.len(), 2);
 }
 
 #[tokio::test]
@@ -215,24 +288,45 @@ async fn bury_records_the_job_and_trims_the_dead_set_by_size_and_age() {
         max_len: 2,
         max_age: Duration::from_millis(1_000),
     };
-    push(&mut raw, "t:{q}:active:w1", &["j1", "j2", "j3", "j4"]).await;
-    for (payload, at) in [("j1", 100), ("j2", 5_000), ("j3", 5_500), ("j4", 5_600)] {
+    hset(
+        &mut raw,
+        "t:{q}:active:w1",
+        &[("1", "j1"), ("2", "j2"), ("3", "j3")],
+    )
+    .await;
+    push(&mut raw, "t:{q}:landing:w1", &["j4"]).await;
+    for (field, payload, at) in [
+        (Some("1"), "j1", 100),
+        (Some("2"), "j2", 5_000),
+        (Some("3"), "j3", 5_500),
+        (None, "j4", 5_600),
+    ] {
         let record = format!("dead-{payload}");
-        let buried = broker
-            .bury("q", "w1", payload.as_bytes(), &record, at, limits)
-            .await
-            .unwrap();
-        assert!(buried);
+        let held = Held {
+            field,
+            payload: payload.as_bytes(),
+        };
+        assert!(
+            broker
+                .bury("q", "w1", &held, &record, at, limits)
+                .await
+                .unwrap()
+        );
     }
-    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
     assert_eq!(
         zset(&mut raw, "t:{q}:dead").await,
         [("dead-j3".into(), 5_500), ("dead-j4".into(), 5_600)],
         "j1 aged out, j2 fell off the end"
     );
+    let gone = Held {
+        field: Some("9"),
+        payload: b"j9",
+    };
     assert!(
         !broker
-            .bury("q", "w1", b"j9", "dead-j9", 6_000, limits)
+            .bury("q", "w1", &gone, "dead-j9", 6_000, limits)
             .await
             .unwrap()
     );
@@ -297,7 +391,13 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
     let poison = r#"{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}"#;
     let (e1, e2) = (envelope("e1"), envelope("e2"));
     push(&mut raw, "t:{q}:pending", &["waiting"]).await;
-    push(&mut raw, "t:{q}:active:w1", &[&e1, poison, "garbage", &e2]).await;
+    hset(
+        &mut raw,
+        "t:{q}:active:w1",
+        &[("e1", &e1), ("p", poison), ("raw:x", "garbage")],
+    )
+    .await;
+    push(&mut raw, "t:{q}:landing:w1", &[&e2]).await;
     let _: () = redis::cmd("ZADD")
         .arg("t:{q}:workers")
         .arg(1_000)
@@ -314,7 +414,7 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
             .is_none(),
         "alive"
     );
-    assert_eq!(list(&mut raw, "t:{q}:active:w1").await.len(), 4);
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 3);
 
     let outcome = broker
         .requeue_lapsed("q", "w1", 1_000, 3)
@@ -331,9 +431,10 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
             e2.replacen('{', r#"{"d":1,"#, 1),
             "waiting".to_owned(),
         ],
-        "in their old order, at the front, each with one death counted"
+        "at the front (held ones, then landed ones), each with one death counted"
     );
-    assert!(list(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
     assert!(
         zset(&mut raw, "t:{q}:workers").await.is_empty(),
         "the worker is forgotten"
@@ -356,9 +457,10 @@ async fn requeue_own_returns_everything_without_counting_deaths() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     let e1 = r#"{"v":1,"id":"e1","t":"task","q":"q","a":[],"at":1}"#;
-    push(&mut raw, "t:{q}:active:w1", &[e1]).await;
+    hset(&mut raw, "t:{q}:active:w1", &[("e1", e1)]).await;
+    push(&mut raw, "t:{q}:landing:w1", &["landed"]).await;
     broker.heartbeat(&["q".to_owned()], "w1").await.unwrap();
-    assert_eq!(broker.requeue_own("q", "w1").await.unwrap(), 1);
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, [e1]);
+    assert_eq!(broker.requeue_own("q", "w1").await.unwrap(), 2);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, [e1, "landed"]);
     assert!(zset(&mut raw, "t:{q}:workers").await.is_empty());
 }

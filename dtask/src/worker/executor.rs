@@ -3,7 +3,6 @@
 //! that cannot run at all is buried with the reason. Nothing here can stop the worker.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -13,20 +12,26 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use super::acker::Ack;
 use super::catch_panic::{CatchPanic, panic_message};
+use super::fetcher::Fetched;
 use crate::backoff::RECONNECT;
-use crate::broker::Finished;
+use crate::broker::{Finished, Held};
 use crate::clock;
 use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 
-/// Runs the job in `payload`, fetched from `queue`, and settles it. When `abandon` fires (the
-/// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
-pub(crate) async fn execute(
-    ctx: &Context,
-    queue: &Arc<str>,
-    payload: Vec<u8>,
-    abandon: &CancellationToken,
-) {
+/// Runs a fetched job and settles it. When `abandon` fires (the shutdown grace period is over)
+/// the job is left in flight, to be requeued by the worker.
+pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
+    let Fetched {
+        queue,
+        field,
+        payload,
+    } = job;
+    let queue = &queue;
+    let held = Held {
+        field: field.as_deref(),
+        payload: &payload,
+    };
     let envelope = match envelope::decode(&payload) {
         Ok(envelope) => envelope,
         Err(reason) => {
@@ -45,7 +50,7 @@ pub(crate) async fn execute(
                 ctx.broker.bury(
                     queue,
                     &ctx.worker_id,
-                    &payload,
+                    &held,
                     &record_json,
                     record.died_at_ms,
                     ctx.settings.dead_limits,
@@ -61,14 +66,14 @@ pub(crate) async fn execute(
             envelope.task,
             ctx.registry.names().join(", ")
         );
-        bury(ctx, queue, &payload, envelope, reason, abandon).await;
+        bury(ctx, queue, &held, envelope, reason, abandon).await;
         return;
     };
     let run = match (entry.handler)(envelope.args.get()) {
         Ok(run) => run,
         Err(reason) => {
             let reason = format!("arguments do not match task `{}`: {reason}", envelope.task);
-            bury(ctx, queue, &payload, envelope, reason, abandon).await;
+            bury(ctx, queue, &held, envelope, reason, abandon).await;
             return;
         }
     };
@@ -97,6 +102,7 @@ pub(crate) async fn execute(
             let (done, acked) = oneshot::channel();
             let job = Finished {
                 queue: queue.clone(),
+                field,
                 payload,
                 outcome: Some((envelope.id.to_string(), record)),
             };
@@ -143,7 +149,7 @@ pub(crate) async fn execute(
         .await;
         settle(ctx, abandon, "scheduling a retry", || {
             ctx.broker
-                .retry(queue, &ctx.worker_id, &payload, &next_payload, due_ms)
+                .retry(queue, &ctx.worker_id, &held, &next_payload, due_ms)
         })
         .await;
     } else {
@@ -152,7 +158,7 @@ pub(crate) async fn execute(
             attempt,
             ..envelope
         };
-        bury(ctx, queue, &payload, envelope, error, abandon).await;
+        bury(ctx, queue, &held, envelope, error, abandon).await;
     }
 }
 
@@ -161,7 +167,7 @@ pub(crate) async fn execute(
 async fn bury(
     ctx: &Context,
     queue: &str,
-    payload: &[u8],
+    held: &Held<'_>,
     envelope: Envelope,
     error: String,
     abandon: &CancellationToken,
@@ -201,7 +207,7 @@ async fn bury(
         ctx.broker.bury(
             queue,
             &ctx.worker_id,
-            payload,
+            held,
             &record,
             died_at_ms,
             ctx.settings.dead_limits,

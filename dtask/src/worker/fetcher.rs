@@ -22,8 +22,13 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// How long an idle fetcher waits for a waiter before it polls the queues itself.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// A job moved into this worker's in-flight list: its queue and its payload.
-type Fetched = (Arc<str>, Vec<u8>);
+/// A job moved in flight on this worker: its queue, where it is held, and its payload.
+pub(crate) struct Fetched {
+    pub(crate) queue: Arc<str>,
+    /// Its field in the in-flight hash; None when a blocking wait put it in the landing list.
+    pub(crate) field: Option<String>,
+    pub(crate) payload: Vec<u8>,
+}
 
 pub(crate) struct Fetcher {
     ctx: Arc<Context>,
@@ -138,7 +143,11 @@ impl Fetcher {
             let fetched = ctx.broker.fetch(queue, &ctx.worker_id, need).await?;
             if !fetched.is_empty() {
                 let queue: Arc<str> = Arc::from(queue.as_str());
-                jobs.extend(fetched.into_iter().map(|payload| (queue.clone(), payload)));
+                jobs.extend(fetched.into_iter().map(|(field, payload)| Fetched {
+                    queue: queue.clone(),
+                    field: Some(field),
+                    payload,
+                }));
             }
             if jobs.len() == wanted {
                 break;
@@ -147,11 +156,11 @@ impl Fetcher {
         Ok(jobs)
     }
 
-    fn dispatch(&self, (queue, payload): Fetched, slot: OwnedSemaphorePermit) {
+    fn dispatch(&self, job: Fetched, slot: OwnedSemaphorePermit) {
         let ctx = self.ctx.clone();
         let abandon = self.abandon.clone();
         self.jobs.spawn(async move {
-            executor::execute(&ctx, &queue, payload, &abandon).await;
+            executor::execute(&ctx, job, &abandon).await;
             drop(slot);
         });
     }
@@ -187,7 +196,12 @@ async fn wait_for_jobs(
         match result {
             Ok(Some(payload)) => {
                 failures = 0;
-                if deliver.send((queue.clone(), payload)).await.is_err() {
+                let job = Fetched {
+                    queue: queue.clone(),
+                    field: None,
+                    payload,
+                };
+                if deliver.send(job).await.is_err() {
                     return;
                 }
             }

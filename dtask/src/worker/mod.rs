@@ -134,7 +134,7 @@ impl Worker {
             settings: Settings {
                 queues: Vec::new(),
                 concurrency: 16,
-                fetch_batch: 100,
+                fetch_batch: 1000,
                 shutdown_timeout: Duration::from_secs(25),
                 lease: Duration::from_secs(5),
                 max_worker_deaths: 3,

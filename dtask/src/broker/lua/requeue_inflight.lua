@@ -7,9 +7,10 @@
   allowed is a poison job (it kills the process that runs it): it goes to the dead set instead.
 
   KEYS[1] worker registry of the queue (ZSET worker id -> last heartbeat, ms)
-  KEYS[2] in-flight list of the worker for this queue
+  KEYS[2] in-flight hash of the worker for this queue (field -> payload)
   KEYS[3] pending list of the queue
   KEYS[4] dead ZSET of the queue
+  KEYS[5] landing list of the worker for this queue
   ARGV[1] worker id
   ARGV[2] "lapsed": only when the worker's last heartbeat is at or before ARGV[3], counting a
           death for each job; "always": unconditionally (the worker itself is shutting down)
@@ -30,11 +31,14 @@ if lapsed then
 end
 local max_deaths = tonumber(ARGV[4])
 local result = { 0, {} }
-while true do
-  local payload = rcall('RPOP', KEYS[2])
-  if not payload then
-    break
-  end
+-- Jobs held in flight, then those a blocking wait landed; returned to the queue's front.
+local held = rcall('HVALS', KEYS[2])
+for _, payload in ipairs(rcall('LRANGE', KEYS[5], 0, -1)) do
+  held[#held + 1] = payload
+end
+rcall('DEL', KEYS[2], KEYS[5])
+for i = #held, 1, -1 do
+  local payload = held[i]
   local deaths = nil
   if lapsed then
     local counted, rest = string.match(payload, '^{"d":(%d+),(.*)$')
