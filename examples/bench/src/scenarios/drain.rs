@@ -1,0 +1,51 @@
+//! Scenario 3: drain. A queue is filled with no-op jobs (with `enqueue_many`), then one
+//! in-process worker runs them all; the time is from the worker's start to the last
+//! completion, as the task itself records it.
+
+use std::time::Duration;
+
+use super::{Bench, fill_noop};
+use crate::Result;
+use crate::report::Outcome;
+use crate::tasks::{self, NoopWatch};
+
+/// Drains `jobs` no-op jobs with one worker of `concurrency`.
+pub async fn drain(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Outcome> {
+    eprintln!("3. drain: {jobs} jobs, concurrency {concurrency} ...");
+    let (client, prefix) = bench.fresh_client().await?;
+    let empty = bench.snapshot().await?;
+    fill_noop(&client, jobs).await?;
+    NoopWatch::reset(jobs);
+    let before = bench.snapshot().await?;
+    let started_ns = tasks::now_ns();
+    let worker = dtask::Worker::new(&client)
+        .queues([tasks::NOOP_QUEUE])
+        .concurrency(concurrency)
+        .spawn();
+    // Generous: a drain slower than 1,000 jobs/s is a failure worth seeing.
+    let limit = Duration::from_secs(60 + jobs / 1_000);
+    let finished = NoopWatch::finished(limit).await;
+    let stopped = worker.shutdown().await;
+    let Some(finished_ns) = finished else {
+        return Err(format!(
+            "drain of {jobs} jobs (concurrency {concurrency}) timed out after {limit:?} with {} done",
+            NoopWatch::done()
+        )
+        .into());
+    };
+    stopped?;
+    let after = bench.snapshot().await?;
+    bench.clean_up(&prefix).await?;
+
+    let seconds = finished_ns.saturating_sub(started_ns) as f64 / 1e9;
+    let delta = after.since(&before);
+    let mut outcome = Outcome::new(3, "drain", jobs, seconds, &delta).with_rate();
+    outcome.concurrency = Some(concurrency);
+    outcome.retained_bytes_per_job =
+        Some(after.since(&empty).memory_bytes as f64 / jobs.max(1) as f64);
+    let done = NoopWatch::done();
+    if done != jobs {
+        outcome.note = Some(format!("{done} runs for {jobs} jobs (at least once)"));
+    }
+    Ok(outcome)
+}

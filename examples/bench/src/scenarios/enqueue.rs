@@ -1,0 +1,68 @@
+//! Scenarios 1 and 2: enqueue throughput, in batches and one job per call. No worker runs, so
+//! the jobs stay queued and the growth of Redis memory is what a queued job costs.
+
+use std::time::Instant;
+
+use super::{BATCH, Bench, fill_noop};
+use crate::Result;
+use crate::report::Outcome;
+use crate::tasks;
+
+/// Concurrent producers in scenario 2.
+pub const PRODUCERS: u64 = 64;
+
+/// Scenario 1: `jobs` no-op jobs with `enqueue_many`, [`BATCH`] per call, one call at a time.
+pub async fn batched(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
+    eprintln!("1. enqueue_many: {jobs} jobs in batches of {BATCH} ...");
+    let (client, prefix) = bench.fresh_client().await?;
+    let before = bench.snapshot().await?;
+    let started = Instant::now();
+    fill_noop(&client, jobs).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let after = bench.snapshot().await?;
+    bench.clean_up(&prefix).await?;
+    Ok(queued(1, "enqueue_many", jobs, seconds, &before, &after))
+}
+
+/// Scenario 2: `jobs` no-op jobs, each with its own `enqueue` call, from [`PRODUCERS`]
+/// concurrent tokio tasks sharing one client.
+pub async fn concurrent(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
+    eprintln!("2. enqueue from {PRODUCERS} tasks: {jobs} jobs ...");
+    let (client, prefix) = bench.fresh_client().await?;
+    let before = bench.snapshot().await?;
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for producer in 0..PRODUCERS {
+        let client = client.clone();
+        producers.spawn(async move {
+            let mut i = producer;
+            while i < jobs {
+                tasks::noop::with().client(&client).enqueue(i, 7).await?;
+                i += PRODUCERS;
+            }
+            Ok::<_, dtask::Error>(())
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = bench.snapshot().await?;
+    bench.clean_up(&prefix).await?;
+    Ok(queued(2, "enqueue_single", jobs, seconds, &before, &after))
+}
+
+/// The outcome of an enqueue run, with the memory its queued jobs hold.
+fn queued(
+    scenario: u8,
+    name: &'static str,
+    jobs: u64,
+    seconds: f64,
+    before: &crate::redis_stats::Snapshot,
+    after: &crate::redis_stats::Snapshot,
+) -> Outcome {
+    let delta = after.since(before);
+    let mut outcome = Outcome::new(scenario, name, jobs, seconds, &delta).with_rate();
+    outcome.bytes_per_job = Some(delta.memory_bytes as f64 / jobs.max(1) as f64);
+    outcome
+}
