@@ -11,11 +11,12 @@ pub(crate) struct TaskArgs {
     pub(crate) queue: Option<LitStr>,
     pub(crate) retries: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
+    pub(crate) result_ttl_ms: Option<u64>,
     pub(crate) name: Option<LitStr>,
     pub(crate) crate_path: Option<syn::Path>,
 }
 
-const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `name`, `crate`";
+const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
@@ -44,7 +45,11 @@ impl TaskArgs {
                 }),
                 Some("retries") => integer(&pair.value).map(|n| args.retries = Some(n)),
                 Some("timeout") => string(&pair.value, "timeout").and_then(|text| {
-                    args.timeout_ms = Some(parse_duration_ms(&text)?);
+                    args.timeout_ms = Some(parse_duration_ms(&text, "timeout", false)?);
+                    Ok(())
+                }),
+                Some("result_ttl") => string(&pair.value, "result_ttl").and_then(|text| {
+                    args.result_ttl_ms = Some(parse_duration_ms(&text, "result_ttl", true)?);
                     Ok(())
                 }),
                 Some("crate") => string(&pair.value, "crate").and_then(|path| {
@@ -102,8 +107,9 @@ fn check_queue(queue: &LitStr) -> syn::Result<()> {
     Ok(())
 }
 
-/// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds.
-fn parse_duration_ms(text: &LitStr) -> syn::Result<u64> {
+/// Parses `"500ms"`, `"30s"`, `"5m"` or `"1h"` into milliseconds, for the option `key`; zero
+/// only when `zero_ok`.
+fn parse_duration_ms(text: &LitStr, key: &str, zero_ok: bool) -> syn::Result<u64> {
     let value = text.value();
     let value = value.trim();
     let digits = value.len() - value.trim_start_matches(|c: char| c.is_ascii_digit()).len();
@@ -116,13 +122,14 @@ fn parse_duration_ms(text: &LitStr) -> syn::Result<u64> {
         _ => None,
     };
     match (number.parse::<u64>(), factor) {
-        (Ok(n), Some(factor)) if n > 0 => n
+        (Ok(n), Some(factor)) if n > 0 || zero_ok => n
             .checked_mul(factor)
-            .ok_or_else(|| syn::Error::new(text.span(), "`timeout` is too long")),
+            .ok_or_else(|| syn::Error::new(text.span(), format!("`{key}` is too long"))),
         _ => Err(syn::Error::new(
             text.span(),
             format!(
-                "invalid `timeout` \"{value}\"; expected a positive whole number followed by `ms`, `s`, `m` or `h`, such as \"30s\""
+                "invalid `{key}` \"{value}\"; expected a {} whole number followed by `ms`, `s`, `m` or `h`, such as \"30s\"",
+                if zero_ok { "non-negative" } else { "positive" }
             ),
         )),
     }
@@ -133,7 +140,11 @@ mod tests {
     use super::*;
 
     fn ms(text: &str) -> syn::Result<u64> {
-        parse_duration_ms(&LitStr::new(text, proc_macro2::Span::call_site()))
+        parse_duration_ms(
+            &LitStr::new(text, proc_macro2::Span::call_site()),
+            "timeout",
+            false,
+        )
     }
 
     #[test]
@@ -146,5 +157,7 @@ mod tests {
         assert!(ms("30").is_err());
         assert!(ms("s").is_err());
         assert!(ms("1.5s").is_err());
+        let zero = LitStr::new("0s", proc_macro2::Span::call_site());
+        assert_eq!(parse_duration_ms(&zero, "result_ttl", true).unwrap(), 0);
     }
 }

@@ -72,6 +72,10 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!("default"), |queue| quote!(#queue));
     let retries = args.retries.unwrap_or(3);
+    let result_ttl = match args.result_ttl_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
     let timeout = match args.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
@@ -174,6 +178,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 queue: #queue,
                 retries: #retries,
                 timeout: #timeout,
+                result_ttl: #result_ttl,
             };
 
             /// What the task returns on success, and what waiting on a job yields.

@@ -77,7 +77,8 @@ pub use worker::{Worker, WorkerHandle, shutdown_signal};
 /// ```
 ///
 /// Options, all optional: `queue` (default `"default"`), `retries` (default 3), `timeout`
-/// (`"500ms"`, `"30s"`, `"5m"`, `"1h"`; default none), `name` (default: module path and fn name).
+/// (`"500ms"`, `"30s"`, `"5m"`, `"1h"`; default none), `result_ttl` (how long a result stays
+/// readable; default the worker's, `"0s"` for none), `name` (default: module path and fn name).
 ///
 /// The fn stays as written, and a module of the same name appears beside it with
 /// `enqueue(args..)`, `enqueue_many(items)`, `with()` (the options builder: `delay`, `at`,

@@ -26,6 +26,9 @@ pub struct TaskInfo {
     pub retries: u32,
     /// How long one attempt may run; `None` for no limit.
     pub timeout: Option<Duration>,
+    /// How long a successful job's result is kept; `None` for the worker's default
+    /// (`Worker::result_ttl`), zero to keep none.
+    pub result_ttl: Option<Duration>,
 }
 
 /// One registered task: its settings and its handler. Built by `#[task]`; not meant to be

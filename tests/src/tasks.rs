@@ -137,3 +137,15 @@ pub async fn mark(job: String, millis: u64) -> Result<(), String> {
 pub async fn abort_process() {
     std::process::abort();
 }
+
+/// Records its run under `key`; keeps no result.
+#[dtask::task(queue = "math", result_ttl = "0s")]
+pub async fn fire_and_forget(key: String) {
+    record(&key, "ran");
+}
+
+/// Returns `n`; its result is kept for 300 ms only.
+#[dtask::task(queue = "math", result_ttl = "300ms")]
+pub async fn short_lived(n: u32) -> u32 {
+    n
+}

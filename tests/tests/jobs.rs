@@ -422,3 +422,40 @@ async fn a_payload_over_the_limit_is_refused_and_nothing_is_enqueued() {
         "the refused batch enqueued nothing"
     );
 }
+
+#[tokio::test]
+async fn a_task_keeps_its_result_as_long_as_its_result_ttl_says() {
+    let (_redis, client) = setup("result-ttl").await;
+    let worker = worker(&client, &["math"]).spawn();
+    let key = unique_prefix("forget");
+    let forgotten = tasks::fire_and_forget::with()
+        .client(&client)
+        .enqueue(key.clone())
+        .await
+        .unwrap();
+    let kept = tasks::short_lived::with()
+        .client(&client)
+        .enqueue(7)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.wait(WAIT).await.unwrap(),
+        7,
+        "kept long enough to be read"
+    );
+    eventually(WAIT, "the fire-and-forget job ran", || async {
+        (tasks::runs(&key) == ["ran"]).then_some(())
+    })
+    .await;
+    assert_eq!(client.queue("math").stats().await.unwrap().pending, 0);
+    assert_eq!(
+        forgotten.status().await.unwrap(),
+        JobStatus::Pending,
+        "no result record was kept"
+    );
+    eventually(WAIT, "the short-lived result expired", || async {
+        (kept.status().await.unwrap() == JobStatus::Pending).then_some(())
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+}

@@ -35,13 +35,13 @@ pub(crate) struct Held<'a> {
 }
 
 /// A job that ran to success: where it was in flight, and the outcome record to keep for it
-/// (job id and record) unless the task keeps none.
+/// (job id, record, and how long when not the worker's default) unless the task keeps none.
 pub(crate) struct Finished {
     pub(crate) queue: Arc<str>,
     /// Its field in the in-flight hash; None when it is in the landing list.
     pub(crate) field: Option<String>,
     pub(crate) payload: Vec<u8>,
-    pub(crate) outcome: Option<(String, String)>,
+    pub(crate) outcome: Option<(String, String, Option<Duration>)>,
 }
 
 /// What became of a worker's in-flight jobs when they were taken back.
@@ -240,7 +240,7 @@ impl Broker {
     }
 
     /// Acknowledges finished jobs of `worker`: stores each one's outcome (when given) under its
-    /// result key for `ttl`, then removes it from the worker's in-flight list. Results are
+    /// result key for its task's time, or `ttl`, then removes it from the worker's in-flight list. Results are
     /// written first: a crash in between re-runs a job, it never loses one. One round trip on a
     /// server; on a cluster, the results (each in its own slot) go out concurrently first.
     pub(crate) async fn ack_many<'a>(
@@ -249,9 +249,9 @@ impl Broker {
         jobs: impl Iterator<Item = &'a Finished> + Clone,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let ttl_ms = ttl.as_millis().max(1) as u64;
         let result_commands = jobs.clone().filter_map(|job| {
-            let (job_id, record) = job.outcome.as_ref()?;
+            let (job_id, record, task_ttl) = job.outcome.as_ref()?;
+            let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
             let mut cmd = redis::cmd("SET");
             cmd.arg(keys::result(&self.prefix, job_id))
                 .arg(record)

@@ -217,7 +217,7 @@ async fn ack_stores_results_and_releases_exactly_the_finished_jobs() {
         queue: "q".into(),
         field: field.map(str::to_owned),
         payload: payload.as_bytes().to_vec(),
-        outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned())),
+        outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned(), None)),
     };
     let done = [
         finished(Some("A"), "ja", Some(("id1", "r1"))),

@@ -91,20 +91,27 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
     let error = match outcome {
         Some(Ok(Ok(value))) => {
             tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-            let record = OutcomeRecord {
-                state: OutcomeState::Succeeded,
-                attempts: attempt,
-                at_ms: clock::now_ms(),
-                value: RawValue::from_string(value).ok(),
-                error: None,
-            }
-            .to_json();
+            let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
+            let outcome = keep_result.then(|| {
+                let record = OutcomeRecord {
+                    state: OutcomeState::Succeeded,
+                    attempts: attempt,
+                    at_ms: clock::now_ms(),
+                    value: RawValue::from_string(value).ok(),
+                    error: None,
+                };
+                (
+                    envelope.id.to_string(),
+                    record.to_json(),
+                    entry.info.result_ttl,
+                )
+            });
             let (done, acked) = oneshot::channel();
             let job = Finished {
                 queue: queue.clone(),
                 field,
                 payload,
-                outcome: Some((envelope.id.to_string(), record)),
+                outcome,
             };
             if ctx.acks.send(Ack { job, done }).is_ok() {
                 // Holding the slot until Redis has the acknowledgement keeps the in-flight
