@@ -289,6 +289,7 @@ impl Report {
         let mut rows = vec![row([
             "jobs",
             "concurrency",
+            "results",
             "seconds",
             "jobs/s",
             "×LPOP",
@@ -303,6 +304,7 @@ impl Report {
             rows.push(vec![
                 thousands(o.jobs as f64),
                 o.concurrency.map_or("-".into(), |c| c.to_string()),
+                results_kept(o).into(),
                 format!("{:.2}", o.seconds),
                 thousands(rate),
                 self.ratio(rate, "LPOP", 1),
@@ -322,19 +324,26 @@ impl Report {
         let mut sizes: Vec<u64> = outcomes.iter().map(|o| o.jobs).collect();
         sizes.dedup();
         for size in sizes {
-            if let Some(best) = outcomes.iter().filter(|o| o.jobs == size).max_by(|a, b| {
-                a.jobs_per_s
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.jobs_per_s.unwrap_or(0.0))
-            }) {
-                text.push_str(&format!(
-                    "   best for {} jobs: concurrency {} at {} jobs/s\n",
-                    thousands(size as f64),
-                    best.concurrency.unwrap_or(0),
-                    thousands(best.jobs_per_s.unwrap_or(0.0)),
-                ));
+            for kept in ["kept", "none"] {
+                let best = outcomes
+                    .iter()
+                    .filter(|o| o.jobs == size && results_kept(o) == kept)
+                    .max_by(|a, b| {
+                        a.jobs_per_s
+                            .unwrap_or(0.0)
+                            .total_cmp(&b.jobs_per_s.unwrap_or(0.0))
+                    });
+                if let Some(best) = best {
+                    text.push_str(&format!(
+                        "   best for {} jobs, results {kept}: concurrency {} at {} jobs/s\n",
+                        thousands(size as f64),
+                        best.concurrency.unwrap_or(0),
+                        thousands(best.jobs_per_s.unwrap_or(0.0)),
+                    ));
+                }
             }
         }
+        text.push_str("   results: kept = the default (a result record per job, kept for the result TTL); none = a fire-and-forget task (`result_ttl = \"0s\"`)\n");
         text.push_str("   retained B/job: Redis memory still held per finished job (its result record, kept for the result TTL)\n");
         text
     }
@@ -523,6 +532,15 @@ pub fn thousands(value: f64) -> String {
         out.insert(0, '-');
     }
     out
+}
+
+/// Whether a drain outcome's jobs kept their result records: "kept" or "none".
+fn results_kept(outcome: &Outcome) -> &'static str {
+    if outcome.name == crate::scenarios::drain::DRAIN_WITHOUT_RESULTS {
+        "none"
+    } else {
+        "kept"
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,16 @@ static NOOP_FINISHED: Notify = Notify::const_new();
 /// A job that does nothing but count itself.
 #[dtask::task(queue = "bench", name = "b.noop")]
 pub async fn noop(a: u64, b: u32) {
+    count_noop(a, b);
+}
+
+/// [`noop`] as a fire-and-forget task: it keeps no result record (`result_ttl = "0s"`).
+#[dtask::task(queue = "bench", name = "b.ff", result_ttl = "0s")]
+pub async fn noop_forget(a: u64, b: u32) {
+    count_noop(a, b);
+}
+
+fn count_noop(a: u64, b: u32) {
     std::hint::black_box((a, b));
     let done = NOOP_DONE.fetch_add(1, Ordering::AcqRel) + 1;
     if done == NOOP_TARGET.load(Ordering::Acquire) {

@@ -9,12 +9,23 @@ use crate::Result;
 use crate::report::Outcome;
 use crate::tasks::{self, NoopWatch};
 
-/// Drains `jobs` no-op jobs with one worker of `concurrency`.
-pub async fn drain(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Outcome> {
-    eprintln!("3. drain: {jobs} jobs, concurrency {concurrency} ...");
+/// The name of a drain whose jobs keep their result records (the default).
+pub const DRAIN: &str = "drain";
+/// The name of a drain of fire-and-forget jobs, which keep none.
+pub const DRAIN_WITHOUT_RESULTS: &str = "drain-no-results";
+
+/// Drains `jobs` no-op jobs with one worker of `concurrency`; the jobs keep a result record
+/// (the default) when `keep_results`, none otherwise (`result_ttl = "0s"`).
+pub async fn drain(
+    bench: &mut Bench,
+    jobs: u64,
+    concurrency: usize,
+    keep_results: bool,
+) -> Result<Outcome> {
+    eprintln!("3. drain: {jobs} jobs, concurrency {concurrency}, results kept: {keep_results} ...");
     let (client, prefix) = bench.fresh_client().await?;
     let empty = bench.snapshot().await?;
-    fill_noop(&client, jobs).await?;
+    fill_noop(&client, jobs, keep_results).await?;
     NoopWatch::reset(jobs);
     let before = bench.snapshot().await?;
     let started_ns = tasks::now_ns();
@@ -39,7 +50,12 @@ pub async fn drain(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<O
 
     let seconds = finished_ns.saturating_sub(started_ns) as f64 / 1e9;
     let delta = after.since(&before);
-    let mut outcome = Outcome::new(3, "drain", jobs, seconds, &delta).with_rate();
+    let name = if keep_results {
+        DRAIN
+    } else {
+        DRAIN_WITHOUT_RESULTS
+    };
+    let mut outcome = Outcome::new(3, name, jobs, seconds, &delta).with_rate();
     outcome.concurrency = Some(concurrency);
     outcome.retained_bytes_per_job =
         Some(after.since(&empty).memory_bytes as f64 / jobs.max(1) as f64);

@@ -51,7 +51,9 @@ impl Bench {
             _ => {
                 let mut outcomes = Vec::new();
                 for concurrency in self.concurrencies.clone() {
-                    outcomes.push(drain::drain(self, size, concurrency).await?);
+                    for keep_results in [true, false] {
+                        outcomes.push(drain::drain(self, size, concurrency, keep_results).await?);
+                    }
                 }
                 Ok(outcomes)
             }
@@ -136,15 +138,24 @@ impl Bench {
     }
 }
 
-/// Enqueues `jobs` no-op jobs with `enqueue_many`, [`BATCH`] at a time.
-pub async fn fill_noop(client: &dtask::Client, jobs: u64) -> Result<()> {
+/// Enqueues `jobs` no-op jobs with `enqueue_many`, [`BATCH`] at a time: of [`tasks::noop`],
+/// or of its fire-and-forget twin when not `keep_results`.
+pub async fn fill_noop(client: &dtask::Client, jobs: u64, keep_results: bool) -> Result<()> {
     let mut next = 0;
     while next < jobs {
         let end = (next + BATCH as u64).min(jobs);
-        tasks::noop::with()
-            .client(client)
-            .enqueue_many((next..end).map(|i| (i, 7)))
-            .await?;
+        let items = (next..end).map(|i| (i, 7));
+        if keep_results {
+            tasks::noop::with()
+                .client(client)
+                .enqueue_many(items)
+                .await?;
+        } else {
+            tasks::noop_forget::with()
+                .client(client)
+                .enqueue_many(items)
+                .await?;
+        }
         next = end;
     }
     Ok(())
