@@ -38,7 +38,7 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
             let record = DeadRecord {
                 id: JobId::generate(),
                 task: None,
-                error: reason.to_string(),
+                error: readable(reason.to_string()),
                 attempts: 0,
                 died_at_ms: clock::now_ms(),
                 job: None,
@@ -66,13 +66,16 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
             envelope.task,
             ctx.registry.names().join(", ")
         );
-        bury(ctx, queue, &held, envelope, reason, abandon).await;
+        bury(ctx, queue, &held, envelope, readable(reason), abandon).await;
         return;
     };
     let run = match (entry.handler)(envelope.args.get()) {
         Ok(run) => run,
         Err(reason) => {
-            let reason = format!("arguments do not match task `{}`: {reason}", envelope.task);
+            let reason = readable(format!(
+                "arguments do not match task `{}`: {reason}",
+                envelope.task
+            ));
             bury(ctx, queue, &held, envelope, reason, abandon).await;
             return;
         }
@@ -120,8 +123,8 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
             }
             return;
         }
-        Some(Ok(Err(error))) => error,
-        Some(Err(panic)) => format!("panicked: {}", panic_message(panic.as_ref())),
+        Some(Ok(Err(error))) => readable(error),
+        Some(Err(panic)) => readable(format!("panicked: {}", panic_message(panic.as_ref()))),
         None => {
             format!(
                 "timed out after {:?}",
@@ -223,6 +226,22 @@ async fn bury(
     .await;
 }
 
+/// The longest error message kept with a job, in characters.
+const MAX_ERROR_CHARS: usize = 1000;
+
+/// `message`, cut to [`MAX_ERROR_CHARS`] so that an error quoting a huge payload (a 10 MB
+/// argument, say) stays readable and does not bloat the job, its result and the dead set.
+fn readable(message: String) -> String {
+    match message.char_indices().nth(MAX_ERROR_CHARS) {
+        None => message,
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &message[..cut],
+            message.chars().count()
+        ),
+    }
+}
+
 /// Awaits `running` for at most `limit`; `None` when the limit passed first.
 async fn within<T>(limit: Option<Duration>, running: impl Future<Output = T>) -> Option<T> {
     match limit {
@@ -252,5 +271,19 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_at_a_character_boundary_and_say_how_long_they_were() {
+        assert_eq!(readable("short".into()), "short");
+        let long = "é".repeat(5000);
+        let cut = readable(long);
+        assert!(cut.starts_with(&"é".repeat(1000)));
+        assert!(cut.ends_with("… (5000 characters in all)"), "{cut}");
     }
 }
