@@ -280,18 +280,21 @@ impl Broker {
         // blocking wait landed is removed from the (short) landing list. On a cluster each
         // queue's removals go in a pipeline of their own.
         let mut releases: Vec<(&str, redis::Cmd)> = Vec::new();
+        // Index in `releases` of each queue's HDEL, so that fields join their own queue's HDEL
+        // and never another command.
+        let mut hdels: Vec<(&str, usize)> = Vec::new();
         let mut by_queue: Vec<(&str, redis::Pipeline)> = Vec::new();
         for job in jobs {
             let queue: &str = &job.queue;
             match &job.field {
-                Some(field) => match releases.iter_mut().find(|(q, _)| *q == queue) {
-                    Some((_, hdel)) => {
-                        hdel.arg(field);
+                Some(field) => match hdels.iter().find(|(q, _)| *q == queue) {
+                    Some(&(_, index)) => {
+                        releases[index].1.arg(field);
                     }
                     None => {
                         let mut hdel = redis::cmd("HDEL");
-                        hdel.arg(keys::active(&self.prefix, queue, worker))
-                            .arg(field);
+                        hdel.arg(keys::active(&self.prefix, queue, worker)).arg(field);
+                        hdels.push((queue, releases.len()));
                         releases.push((queue, hdel));
                     }
                 },
