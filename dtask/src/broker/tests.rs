@@ -219,10 +219,10 @@ async fn ack_stores_results_and_releases_exactly_the_finished_jobs() {
         payload: payload.as_bytes().to_vec(),
         outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned(), None)),
     };
-    // A landed job between two held ones: each release must stay its own command.
+    // A landed job before held ones: each release must stay its own command.
     let done = [
-        finished(Some("A"), "ja", Some(("id1", "r1"))),
         finished(None, "jl", None),
+        finished(Some("A"), "ja", Some(("id1", "r1"))),
         finished(Some("C"), "jc", None),
     ];
     broker
