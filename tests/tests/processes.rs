@@ -246,3 +246,51 @@ async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_
     .await;
     assert!(!worker.exited(), "the last worker is alive");
 }
+
+#[tokio::test]
+async fn a_job_whose_fetch_reply_was_lost_is_reclaimed_and_runs() {
+    init_logging();
+    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
+    let mut redis = RedisServer::start_with(&durable);
+    let prefix = unique_prefix("lost-reply");
+    let (client, mut raw) = connect(&redis, &prefix).await;
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let workers_key = format!("{prefix}:{{math}}:workers");
+    let worker_id: String = eventually(Duration::from_secs(10), "the worker registered", || {
+        let mut raw = raw.clone();
+        let key = workers_key.clone();
+        async move {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            ids.into_iter().next()
+        }
+    })
+    .await;
+    // A fetch that Redis ran but whose reply never reached the worker leaves the job in the
+    // worker's in-flight hash, unknown to the worker.
+    let envelope = format!(
+        r#"{{"v":1,"id":"lost-1","t":"{}","a":["k",40,2],"at":1}}"#,
+        tasks::add::NAME
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{prefix}:{{math}}:active:{worker_id}"))
+        .arg("lost-1")
+        .arg(&envelope)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // Redis fails; the worker's connections break, and it reclaims what it does not hold.
+    redis.restart(&durable);
+    let job = tasks::add::job("lost-1").with_client(&client);
+    // The client reconnects by itself; reads right after the restart may still fail.
+    eventually(Duration::from_secs(20), "the lost job ran", || async {
+        matches!(job.status().await, Ok(dtask::JobStatus::Succeeded(42))).then_some(())
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+}

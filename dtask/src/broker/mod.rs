@@ -536,6 +536,50 @@ impl Broker {
         }))
     }
 
+    /// Returns to the front of `queue` every job in `worker`'s in-flight hash whose field is not
+    /// in `held` (see `reclaim.lua`). Returns how many.
+    pub(crate) async fn reclaim_fetched(
+        &self,
+        queue: &str,
+        worker: &str,
+        held: &[String],
+    ) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        let mut invocation = scripts::RECLAIM.prepare_invoke();
+        invocation
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::landing(&self.prefix, queue, worker))
+            .key(keys::pending(&self.prefix, queue))
+            .arg("hash")
+            .arg(held);
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("reclaiming lost fetches"))
+    }
+
+    /// Returns to the front of `queue` every job in `worker`'s landing list that is not among
+    /// `held` (see `reclaim.lua`). Returns how many.
+    pub(crate) async fn reclaim_landed(
+        &self,
+        queue: &str,
+        worker: &str,
+        held: &[Vec<u8>],
+    ) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        let mut invocation = scripts::RECLAIM.prepare_invoke();
+        invocation
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::landing(&self.prefix, queue, worker))
+            .key(keys::pending(&self.prefix, queue))
+            .arg("landing")
+            .arg(held);
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("reclaiming lost fetches"))
+    }
+
     /// Number of jobs waiting in `queue`'s pending list.
     pub(crate) async fn pending_len(&self, queue: &str) -> Result<u64, Error> {
         self.card("LLEN", keys::pending(&self.prefix, queue)).await

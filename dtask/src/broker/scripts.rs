@@ -19,3 +19,4 @@ script!(BURY, "release.lua", "bury.lua");
 script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
 script!(HEARTBEAT, "heartbeat.lua");
+script!(RECLAIM, "reclaim.lua");

@@ -465,3 +465,20 @@ async fn requeue_own_returns_everything_without_counting_deaths() {
     assert_eq!(list(&mut raw, "t:{q}:pending").await, [e1, "landed"]);
     assert!(zset(&mut raw, "t:{q}:workers").await.is_empty());
 }
+
+#[tokio::test]
+async fn reclaim_returns_only_the_jobs_the_worker_does_not_hold() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    hset(&mut raw, "t:{q}:active:w1", &[("A", "ja"), ("B", "jb"), ("C", "jc")]).await;
+    push(&mut raw, "t:{q}:landing:w1", &["jl", "jl", "jm"]).await;
+    let held = ["A".to_owned(), "C".to_owned()];
+    assert_eq!(broker.reclaim_fetched("q", "w1", &held).await.unwrap(), 1);
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("A", "ja"), pair("C", "jc")]);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["jb"]);
+    let landed = [b"jl".to_vec()];
+    assert_eq!(broker.reclaim_landed("q", "w1", &landed).await.unwrap(), 2);
+    assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["jl"]);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await.len(), 3);
+    assert_eq!(broker.reclaim_fetched("q", "w1", &[]).await.unwrap(), 2, "none held");
+}

@@ -19,9 +19,22 @@ use crate::clock;
 use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 
-/// Runs a fetched job and settles it. When `abandon` fires (the shutdown grace period is over)
-/// the job is left in flight, to be requeued by the worker.
+/// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
+/// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
 pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
+    let queue = job.queue.clone();
+    let field = job.field.clone();
+    // A landed job is known by its payload; a fetched one by its field.
+    let landed_payload = field.is_none().then(|| job.payload.clone());
+    run_and_settle(ctx, job, abandon).await;
+    if !abandon.is_cancelled() {
+        let payload = landed_payload.as_deref().unwrap_or_default();
+        ctx.held.release(&queue, field.as_deref(), payload);
+    }
+}
+
+/// Runs a fetched job and settles it.
+async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
     let Fetched {
         queue,
         field,

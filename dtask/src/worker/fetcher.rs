@@ -72,6 +72,8 @@ impl Fetcher {
         }
         drop(deliver);
         let mut failures = 0;
+        // Set when a fetch failed: its reply may have been lost after Redis ran it.
+        let mut reclaim_needed = false;
         loop {
             let first = tokio::select! {
                 biased;
@@ -96,6 +98,20 @@ impl Fetcher {
                     Err(_) => break,
                 }
             }
+            if reclaim_needed {
+                match self.reclaim_lost().await {
+                    Ok(()) => reclaim_needed = false,
+                    Err(error) => {
+                        failures += 1;
+                        tracing::warn!(%error, "reclaiming lost fetches failed; retrying");
+                        drop(slots);
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(RECONNECT.delay(failures)) => continue,
+                        }
+                    }
+                }
+            }
             if batch.len() < slots.len() {
                 match self.fetch_round(slots.len() - batch.len()).await {
                     Ok(jobs) => {
@@ -104,6 +120,7 @@ impl Fetcher {
                     }
                     Err(error) => {
                         failures += 1;
+                        reclaim_needed = true;
                         tracing::warn!(%error, "fetching jobs failed; retrying");
                         drop(slots);
                         tokio::select! {
@@ -134,14 +151,26 @@ impl Fetcher {
         while waiters.join_next().await.is_some() {}
     }
 
-    /// Fetches up to `wanted` jobs, draining the queues in priority order.
+    /// Reclaims the jobs of every queue whose fetch reply was lost.
+    async fn reclaim_lost(&self) -> Result<(), crate::Error> {
+        for queue in &self.ctx.settings.queues {
+            self.ctx.reclaim_lost(queue).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches up to `wanted` jobs, draining the queues in priority order, and notes them as
+    /// held.
     async fn fetch_round(&self, wanted: usize) -> Result<Vec<Fetched>, crate::Error> {
         let ctx = &self.ctx;
+        let _fetching = ctx.fetch_lock.lock().await;
         let mut jobs = Vec::new();
         for queue in &ctx.settings.queues {
             let need = wanted - jobs.len();
             let fetched = ctx.broker.fetch(queue, &ctx.worker_id, need).await?;
             if !fetched.is_empty() {
+                ctx.held
+                    .hold_fetched(queue, fetched.iter().map(|(field, _)| field.as_str()));
                 let queue: Arc<str> = Arc::from(queue.as_str());
                 jobs.extend(fetched.into_iter().map(|(field, payload)| Fetched {
                     queue: queue.clone(),
@@ -176,11 +205,21 @@ async fn wait_for_jobs(
 ) {
     let mut conn = None;
     let mut failures = 0;
+    // Set when a blocking wait failed: Redis may have landed a job whose reply was lost.
+    let mut reclaim_needed = false;
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+        }
+        if reclaim_needed && conn.is_some() {
+            match ctx.reclaim_lost(&queue).await {
+                Ok(()) => reclaim_needed = false,
+                Err(error) => {
+                    tracing::warn!(%error, queue = &*queue, "reclaiming lost fetches failed; retrying")
+                }
+            }
         }
         let result = match &mut conn {
             Some(conn) => {
@@ -196,6 +235,7 @@ async fn wait_for_jobs(
         match result {
             Ok(Some(payload)) => {
                 failures = 0;
+                ctx.held.hold_landed(&queue, &payload);
                 let job = Fetched {
                     queue: queue.clone(),
                     field: None,
@@ -209,6 +249,7 @@ async fn wait_for_jobs(
             Err(error) => {
                 conn = None;
                 failures += 1;
+                reclaim_needed = true;
                 tracing::warn!(%error, queue = &*queue, "waiting for jobs failed; reconnecting");
                 tokio::select! {
                     _ = stop.cancelled() => return,

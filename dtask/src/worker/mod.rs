@@ -14,6 +14,7 @@ mod executor;
 mod fetcher;
 mod forwarder;
 mod heartbeat;
+mod held;
 mod recoverer;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use acker::{AckSender, Acker};
 use fetcher::Fetcher;
 use forwarder::Forwarder;
 use heartbeat::Heartbeat;
+use held::HeldJobs;
 use recoverer::Recoverer;
 
 /// What every part of a running worker shares.
@@ -43,6 +45,38 @@ pub(crate) struct Context {
     pub(crate) registry: Registry,
     pub(crate) settings: Settings,
     pub(crate) worker_id: String,
+    /// The jobs this worker knows it holds in flight.
+    pub(crate) held: HeldJobs,
+    /// Held while fetching into, or reclaiming from, the in-flight hash, so that a reclaim never
+    /// sees a fetched job before the fetcher has noted it as held.
+    pub(crate) fetch_lock: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    /// Returns to their queue the jobs in this worker's in-flight state for `queue` that it
+    /// does not hold: those of fetches whose reply was lost when Redis failed.
+    pub(crate) async fn reclaim_lost(&self, queue: &str) -> Result<(), Error> {
+        let _fetching = self.fetch_lock.lock().await;
+        let fetched = self.held.fetched(queue);
+        let lost_fetched = self
+            .broker
+            .reclaim_fetched(queue, &self.worker_id, &fetched)
+            .await?;
+        let landed = self.held.landed(queue);
+        let lost_landed = self
+            .broker
+            .reclaim_landed(queue, &self.worker_id, &landed)
+            .await?;
+        let reclaimed = lost_fetched + lost_landed;
+        if reclaimed > 0 {
+            tracing::warn!(
+                queue,
+                reclaimed,
+                "returned to the queue jobs whose fetch reply was lost"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A worker's settings, fixed once it starts.
@@ -264,6 +298,8 @@ impl Worker {
             registry,
             settings,
             worker_id: new_worker_id(),
+            held: HeldJobs::default(),
+            fetch_lock: tokio::sync::Mutex::new(()),
         };
         Ok((ctx, acker))
     }
