@@ -12,6 +12,9 @@ use crate::error::Error;
 pub struct QueueStats {
     /// Ready to run.
     pub pending: u64,
+    /// Ready to run, but in flight on two workers that died: each runs with no other suspect
+    /// beside it on its worker, until it succeeds or a third death buries it as poison.
+    pub suspects: u64,
     /// Waiting for their time (delayed with `.delay` or `.at`).
     pub scheduled: u64,
     /// Failed, waiting for their next attempt.
@@ -61,6 +64,7 @@ impl Queue {
         let broker = &self.client.broker;
         Ok(QueueStats {
             pending: broker.pending_len(&self.name).await?,
+            suspects: broker.suspects_len(&self.name).await?,
             scheduled: broker.scheduled_len(&self.name).await?,
             retry: broker.retry_len(&self.name).await?,
             dead: broker.dead_len(&self.name).await?,

@@ -9,6 +9,13 @@ pub(crate) fn pending(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:pending")
 }
 
+/// `prefix:{queue}:suspects`: LIST of jobs that were in flight on two dead workers: each runs
+/// with no other suspect beside it on its worker, so that a job killing its workers is found
+/// out alone and jobs that merely ran beside it are not blamed.
+pub(crate) fn suspects(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:suspects")
+}
+
 /// `prefix:{queue}:scheduled`: ZSET of payloads waiting for a time, scored by due time (ms).
 pub(crate) fn scheduled(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:scheduled")

@@ -199,24 +199,29 @@ impl Broker {
         Ok(())
     }
 
-    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash; returns each one's
-    /// field there and its payload, oldest first.
+    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, the first of them a
+    /// suspect when `take_suspect` and there is one; returns each one's field there and its
+    /// payload, oldest first, and whether the first is a suspect.
     pub(crate) async fn fetch(
         &self,
         queue: &str,
         worker: &str,
         max: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        take_suspect: bool,
+    ) -> Result<(Vec<(String, Vec<u8>)>, bool), Error> {
         let mut conn = self.conn.clone();
-        scripts::FETCH
+        let (jobs, suspect): (Vec<(String, Vec<u8>)>, i64) = scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::workers(&self.prefix, queue))
+            .key(keys::suspects(&self.prefix, queue))
             .arg(max)
             .arg(worker)
+            .arg(if take_suspect { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("fetching jobs"))
+            .map_err(redis_err("fetching jobs"))?;
+        Ok((jobs, suspect == 1))
     }
 
     /// Waits up to `block` for a job on `queue` and moves it to `worker`'s landing list (in
@@ -293,7 +298,8 @@ impl Broker {
                     }
                     None => {
                         let mut hdel = redis::cmd("HDEL");
-                        hdel.arg(keys::active(&self.prefix, queue, worker)).arg(field);
+                        hdel.arg(keys::active(&self.prefix, queue, worker))
+                            .arg(field);
                         hdels.push((queue, releases.len()));
                         releases.push((queue, hdel));
                     }
@@ -482,8 +488,9 @@ impl Broker {
     }
 
     /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to the
-    /// front of `queue`, counting a worker death for each; a job with `max_deaths` deaths goes to
-    /// the dead set instead. None when the worker is alive after all.
+    /// front of `queue`, counting a worker death for each; a job one death short of
+    /// `max_deaths` goes to the suspects list, and a job with `max_deaths` to the dead set. None
+    /// when the worker is alive after all.
     pub(crate) async fn requeue_lapsed(
         &self,
         queue: &str,
@@ -519,11 +526,13 @@ impl Broker {
             .key(keys::pending(&self.prefix, queue))
             .key(keys::dead(&self.prefix, queue))
             .key(keys::landing(&self.prefix, queue, worker))
+            .key(keys::suspects(&self.prefix, queue))
             .arg(worker)
             .arg(mode)
             .arg(cutoff_ms)
             .arg(max_deaths)
             .arg(crate::clock::now_ms())
+            .arg(max_deaths.saturating_sub(1).max(1))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("requeueing in-flight jobs"))?;
@@ -594,6 +603,11 @@ impl Broker {
     /// Number of jobs in `queue`'s retry set.
     pub(crate) async fn retry_len(&self, queue: &str) -> Result<u64, Error> {
         self.card("ZCARD", keys::retry(&self.prefix, queue)).await
+    }
+
+    /// Number of jobs in `queue`'s suspects list.
+    pub(crate) async fn suspects_len(&self, queue: &str) -> Result<u64, Error> {
+        self.card("LLEN", keys::suspects(&self.prefix, queue)).await
     }
 
     /// Number of records in `queue`'s dead set.

@@ -137,7 +137,8 @@ async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive(
         r#"{"v":1,"id":"B2","t":"x"}"#,
     );
     push(&mut raw, "t:{q}:pending", &[j1, j2, "garbage"]).await;
-    let fetched = broker.fetch("q", "w1", 2).await.unwrap();
+    let (fetched, suspect) = broker.fetch("q", "w1", 2, true).await.unwrap();
+    assert!(!suspect);
     assert_eq!(
         fetched,
         [
@@ -165,7 +166,7 @@ async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive(
         &[r#"{"id":"A1","other":1}"#, r#"{"id":"A1","other":2}"#],
     )
     .await;
-    let fetched = broker.fetch("q", "w1", 10).await.unwrap();
+    let (fetched, _) = broker.fetch("q", "w1", 10, true).await.unwrap();
     let fields: Vec<&str> = fetched.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(fields.len(), 3);
     assert!(
@@ -178,7 +179,47 @@ async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive(
         5,
         "nothing overwritten"
     );
-    assert!(broker.fetch("q", "w1", 10).await.unwrap().is_empty());
+    assert!(
+        broker
+            .fetch("q", "w1", 10, true)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn fetch_takes_one_suspect_first_and_only_when_allowed() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(
+        &mut raw,
+        "t:{q}:suspects",
+        &[r#"{"d":2,"id":"S1"}"#, r#"{"d":2,"id":"S2"}"#],
+    )
+    .await;
+    push(
+        &mut raw,
+        "t:{q}:pending",
+        &[r#"{"id":"P1"}"#, r#"{"id":"P2"}"#],
+    )
+    .await;
+    let (fetched, suspect) = broker.fetch("q", "w1", 1, false).await.unwrap();
+    assert!(!suspect);
+    assert_eq!(fetched[0].0, "P1", "no suspect while one is in flight");
+    let (fetched, suspect) = broker.fetch("q", "w1", 10, true).await.unwrap();
+    assert!(suspect);
+    let fields: Vec<&str> = fetched.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["S1", "P2"],
+        "one suspect, first, then pending jobs"
+    );
+    assert_eq!(
+        list(&mut raw, "t:{q}:suspects").await,
+        [r#"{"d":2,"id":"S2"}"#]
+    );
 }
 
 #[tokio::test]
@@ -390,12 +431,18 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
     let (broker, mut raw) = server.broker().await;
     let envelope = |id: &str| format!(r#"{{"v":1,"id":"{id}","t":"task","q":"q","a":[],"at":1}}"#);
     let poison = r#"{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}"#;
+    let once = r#"{"d":1,"v":1,"id":"o","t":"task","a":[],"at":1}"#;
     let (e1, e2) = (envelope("e1"), envelope("e2"));
     push(&mut raw, "t:{q}:pending", &["waiting"]).await;
     hset(
         &mut raw,
         "t:{q}:active:w1",
-        &[("e1", &e1), ("p", poison), ("raw:x", "garbage")],
+        &[
+            ("e1", &e1),
+            ("p", poison),
+            ("raw:x", "garbage"),
+            ("o", once),
+        ],
     )
     .await;
     push(&mut raw, "t:{q}:landing:w1", &[&e2]).await;
@@ -415,14 +462,19 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_o
             .is_none(),
         "alive"
     );
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 3);
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 4);
 
     let outcome = broker
         .requeue_lapsed("q", "w1", 1_000, 3)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(outcome.requeued, 3);
+    assert_eq!(outcome.requeued, 4);
+    assert_eq!(
+        list(&mut raw, "t:{q}:suspects").await,
+        [once.replacen(r#""d":1"#, r#""d":2"#, 1)],
+        "a job in flight on its second dead worker becomes a suspect"
+    );
     assert_eq!(outcome.buried, ["p"]);
     assert_eq!(
         list(&mut raw, "t:{q}:pending").await,
@@ -470,15 +522,27 @@ async fn requeue_own_returns_everything_without_counting_deaths() {
 async fn reclaim_returns_only_the_jobs_the_worker_does_not_hold() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    hset(&mut raw, "t:{q}:active:w1", &[("A", "ja"), ("B", "jb"), ("C", "jc")]).await;
+    hset(
+        &mut raw,
+        "t:{q}:active:w1",
+        &[("A", "ja"), ("B", "jb"), ("C", "jc")],
+    )
+    .await;
     push(&mut raw, "t:{q}:landing:w1", &["jl", "jl", "jm"]).await;
     let held = ["A".to_owned(), "C".to_owned()];
     assert_eq!(broker.reclaim_fetched("q", "w1", &held).await.unwrap(), 1);
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("A", "ja"), pair("C", "jc")]);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:active:w1").await,
+        [pair("A", "ja"), pair("C", "jc")]
+    );
     assert_eq!(list(&mut raw, "t:{q}:pending").await, ["jb"]);
     let landed = [b"jl".to_vec()];
     assert_eq!(broker.reclaim_landed("q", "w1", &landed).await.unwrap(), 2);
     assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["jl"]);
     assert_eq!(list(&mut raw, "t:{q}:pending").await.len(), 3);
-    assert_eq!(broker.reclaim_fetched("q", "w1", &[]).await.unwrap(), 2, "none held");
+    assert_eq!(
+        broker.reclaim_fetched("q", "w1", &[]).await.unwrap(),
+        2,
+        "none held"
+    );
 }

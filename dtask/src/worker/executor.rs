@@ -3,6 +3,7 @@
 //! that cannot run at all is buried with the reason. Nothing here can stop the worker.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -26,7 +27,11 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
     let field = job.field.clone();
     // A landed job is known by its payload; a fetched one by its field.
     let landed_payload = field.is_none().then(|| job.payload.clone());
+    let suspect = job.suspect;
     run_and_settle(ctx, job, abandon).await;
+    if suspect {
+        ctx.suspect_in_flight.store(false, Ordering::Release);
+    }
     if !abandon.is_cancelled() {
         let payload = landed_payload.as_deref().unwrap_or_default();
         ctx.held.release(&queue, field.as_deref(), payload);
@@ -39,6 +44,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         queue,
         field,
         payload,
+        ..
     } = job;
     let queue = &queue;
     let held = Held {

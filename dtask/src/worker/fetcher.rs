@@ -6,6 +6,7 @@
 //! worker starts a new job within milliseconds without polling.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -25,6 +26,8 @@ const IDLE_POLL: Duration = Duration::from_secs(5);
 /// A job moved in flight on this worker: its queue, where it is held, and its payload.
 pub(crate) struct Fetched {
     pub(crate) queue: Arc<str>,
+    /// Whether it is a suspect (in flight on two dead workers): the only one on this worker.
+    pub(crate) suspect: bool,
     /// Its field in the in-flight hash; None when a blocking wait put it in the landing list.
     pub(crate) field: Option<String>,
     pub(crate) payload: Vec<u8>,
@@ -167,16 +170,29 @@ impl Fetcher {
         let mut jobs = Vec::new();
         for queue in &ctx.settings.queues {
             let need = wanted - jobs.len();
-            let fetched = ctx.broker.fetch(queue, &ctx.worker_id, need).await?;
+            let take_suspect = !ctx.suspect_in_flight.load(Ordering::Acquire);
+            let (fetched, suspect) = ctx
+                .broker
+                .fetch(queue, &ctx.worker_id, need, take_suspect)
+                .await?;
+            if suspect {
+                ctx.suspect_in_flight.store(true, Ordering::Release);
+            }
             if !fetched.is_empty() {
                 ctx.held
                     .hold_fetched(queue, fetched.iter().map(|(field, _)| field.as_str()));
                 let queue: Arc<str> = Arc::from(queue.as_str());
-                jobs.extend(fetched.into_iter().map(|(field, payload)| Fetched {
-                    queue: queue.clone(),
-                    field: Some(field),
-                    payload,
-                }));
+                jobs.extend(
+                    fetched
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (field, payload))| Fetched {
+                            queue: queue.clone(),
+                            suspect: suspect && i == 0,
+                            field: Some(field),
+                            payload,
+                        }),
+                );
             }
             if jobs.len() == wanted {
                 break;
@@ -238,6 +254,7 @@ async fn wait_for_jobs(
                 ctx.held.hold_landed(&queue, &payload);
                 let job = Fetched {
                     queue: queue.clone(),
+                    suspect: false,
                     field: None,
                     payload,
                 };

@@ -19,6 +19,7 @@ mod recoverer;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -50,6 +51,8 @@ pub(crate) struct Context {
     /// Held while fetching into, or reclaiming from, the in-flight hash, so that a reclaim never
     /// sees a fetched job before the fetcher has noted it as held.
     pub(crate) fetch_lock: tokio::sync::Mutex<()>,
+    /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
+    pub(crate) suspect_in_flight: AtomicBool,
 }
 
 impl Context {
@@ -300,6 +303,7 @@ impl Worker {
             worker_id: new_worker_id(),
             held: HeldJobs::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
+            suspect_in_flight: AtomicBool::new(false),
         };
         Ok((ctx, acker))
     }

@@ -5,18 +5,41 @@
   is held under `raw:<sha1>`; a field already taken (the same id twice) gets a `~n` suffix, so
   no payload ever overwrites another.
 
+  When the worker has no suspect in flight, the first job may be a suspect (a job that was in
+  flight on two dead workers, see `requeue_inflight.lua`): a worker runs at most one at a time.
+
   KEYS[1] pending list of the queue
   KEYS[2] in-flight hash of the worker for this queue (field -> payload)
   KEYS[3] worker registry of the queue (ZSET worker id -> last heartbeat, ms)
+  KEYS[4] suspects list of the queue
   ARGV[1] maximum number of jobs to move
   ARGV[2] worker id (its heartbeat is refreshed: a fetching worker is alive)
+  ARGV[3] "1" when the worker may take a suspect
 
-  Returns { field1, payload1, field2, payload2, ... }, oldest first; empty when the queue is.
+  Returns { { field1, payload1, field2, payload2, ... }, 1 when the first job is a suspect else
+  0 }, oldest first; the first array is empty when there is nothing to run.
 ]]
 local rcall = redis.call
-local jobs = rcall('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not jobs then
-  return {}
+local max = tonumber(ARGV[1])
+local jobs = {}
+local suspect = 0
+if ARGV[3] == '1' then
+  local taken = rcall('LPOP', KEYS[4])
+  if taken then
+    jobs[1] = taken
+    suspect = 1
+  end
+end
+if #jobs < max then
+  local popped = rcall('LPOP', KEYS[1], max - #jobs)
+  if popped then
+    for _, payload in ipairs(popped) do
+      jobs[#jobs + 1] = payload
+    end
+  end
+end
+if #jobs == 0 then
+  return { {}, 0 }
 end
 local fields = {}
 for i, payload in ipairs(jobs) do
@@ -43,4 +66,4 @@ end
 rcall('HSET', KEYS[2], unpack(pairs_to_set))
 local time = rcall('TIME')
 rcall('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])
-return reply
+return { reply, suspect }

@@ -11,12 +11,15 @@
   KEYS[3] pending list of the queue
   KEYS[4] dead ZSET of the queue
   KEYS[5] landing list of the worker for this queue
+  KEYS[6] suspects list of the queue
   ARGV[1] worker id
   ARGV[2] "lapsed": only when the worker's last heartbeat is at or before ARGV[3], counting a
           death for each job; "always": unconditionally (the worker itself is shutting down)
   ARGV[3] heartbeat cutoff, ms (used with "lapsed")
   ARGV[4] worker deaths after which a job is buried
   ARGV[5] now, ms
+  ARGV[6] worker deaths from which a job is a suspect: it goes to the suspects list, where each
+          runs with no other suspect beside it, so that the next death is charged to it alone
 
   Returns { jobs requeued, { ids of the jobs buried } }, or { -1, {} } when the worker turned
   out to be alive.
@@ -63,6 +66,9 @@ for i = #held, 1, -1 do
       ',"died_at_ms":' .. ARGV[5] .. ',"job":' .. payload .. '}'
     rcall('ZADD', KEYS[4], ARGV[5], record)
     table.insert(result[2], id)
+  elseif deaths and deaths >= tonumber(ARGV[6]) then
+    rcall('RPUSH', KEYS[6], payload)
+    result[1] = result[1] + 1
   else
     rcall('LPUSH', KEYS[3], payload)
     result[1] = result[1] + 1
