@@ -31,6 +31,7 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
     run_and_settle(ctx, job, abandon).await;
     if suspect {
         ctx.suspect_in_flight.store(false, Ordering::Release);
+        ctx.wake_fetcher.notify_one();
     }
     if !abandon.is_cancelled() {
         let payload = landed_payload.as_deref().unwrap_or_default();

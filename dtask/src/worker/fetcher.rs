@@ -140,6 +140,7 @@ impl Fetcher {
                     biased;
                     _ = stop.cancelled() => break,
                     job = delivered.recv() => job,
+                    _ = self.ctx.wake_fetcher.notified() => None,
                     _ = tokio::time::sleep(IDLE_POLL) => None,
                 };
                 let _ = idle_tx.send(false);

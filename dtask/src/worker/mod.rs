@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,6 +54,9 @@ pub(crate) struct Context {
     pub(crate) fetch_lock: tokio::sync::Mutex<()>,
     /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
     pub(crate) suspect_in_flight: AtomicBool,
+    /// Wakes an idle fetcher when there may be work its blocking waits cannot see: a suspect
+    /// ended (the next may run), or the recoverer returned jobs.
+    pub(crate) wake_fetcher: Notify,
 }
 
 impl Context {
@@ -304,6 +308,7 @@ impl Worker {
             held: HeldJobs::default(),
             fetch_lock: tokio::sync::Mutex::new(()),
             suspect_in_flight: AtomicBool::new(false),
+            wake_fetcher: Notify::new(),
         };
         Ok((ctx, acker))
     }

@@ -54,6 +54,7 @@ impl Recoverer {
                 continue;
             };
             tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            ctx.wake_fetcher.notify_one();
             for job_id in outcome.buried {
                 let error = format!("worker died {max_deaths} times while running this job");
                 tracing::error!(queue, %job_id, %error, "buried a poison job");
