@@ -1,0 +1,179 @@
+//! The effects jobs leave in Redis, so that lost and duplicated jobs are counted, not guessed.
+//!
+//! Every run of a [`work`](crate::tasks::work) job ends with one Lua call that adds the job's id
+//! to `fx:{ns}:done`, counts the run in `fx:{ns}:runs`, and notes when and where it ran
+//! (`fx:{ns}:last`, `fx:{ns}:by`). The keys live outside dtask's prefix. A random token per run
+//! (`fx:{ns}:tokens`) makes the call idempotent: when a reply is lost and the worker sends the
+//! same call again, the run still counts once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+
+/// Environment variable naming the effects namespace of a worker process.
+pub const FX_ENV: &str = "TORTURE_FX";
+
+/// How long a worker keeps trying to record an effect before the attempt fails (and dtask
+/// retries the job).
+const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Records one run, once per token.
+static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('SADD', KEYS[4], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
+return 1
+",
+    )
+});
+
+/// The effect keys of one namespace.
+#[derive(Clone, Debug)]
+pub struct Effects {
+    ns: String,
+}
+
+impl Effects {
+    /// The keys of namespace `ns`.
+    pub fn new(ns: &str) -> Effects {
+        Effects { ns: ns.to_owned() }
+    }
+
+    /// The namespace, as passed to workers in [`FX_ENV`].
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("fx:{{{}}}:{what}", self.ns)
+    }
+
+    /// The ids of every job that ran at least once.
+    pub async fn done(&self, conn: &mut ConnectionManager) -> redis::RedisResult<HashSet<u64>> {
+        redis::cmd("SMEMBERS")
+            .arg(self.key("done"))
+            .query_async(conn)
+            .await
+    }
+
+    /// How many jobs ran at least once.
+    pub async fn done_count(&self, conn: &mut ConnectionManager) -> redis::RedisResult<u64> {
+        redis::cmd("SCARD")
+            .arg(self.key("done"))
+            .query_async(conn)
+            .await
+    }
+
+    /// How many times each job ran.
+    pub async fn runs(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<HashMap<u64, u64>> {
+        redis::cmd("HGETALL")
+            .arg(self.key("runs"))
+            .query_async(conn)
+            .await
+    }
+
+    /// When each of `ids` last ran (ms since the epoch, worker clock), if it ran.
+    pub async fn last_runs(
+        &self,
+        conn: &mut ConnectionManager,
+        ids: &[u64],
+    ) -> redis::RedisResult<Vec<Option<u64>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        redis::cmd("HMGET")
+            .arg(self.key("last"))
+            .arg(ids)
+            .query_async(conn)
+            .await
+    }
+
+    /// Records one run of job `id` under `token`, from worker process `pid`.
+    async fn record_once(
+        &self,
+        conn: &mut ConnectionManager,
+        id: u64,
+        token: &str,
+    ) -> redis::RedisResult<()> {
+        RECORD
+            .key(self.key("done"))
+            .key(self.key("runs"))
+            .key(self.key("last"))
+            .key(self.key("tokens"))
+            .key(self.key("by"))
+            .arg(id)
+            .arg(token)
+            .arg(now_ms())
+            .arg(std::process::id())
+            .invoke_async::<i64>(conn)
+            .await
+            .map(drop)
+    }
+}
+
+/// Milliseconds since the epoch, by this machine's clock (all processes share it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A connection to Redis that reconnects by itself, with short timeouts, so that a hung Redis
+/// costs an attempt a couple of seconds, not forever.
+pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_max_delay(Duration::from_secs(1));
+    redis::Client::open(url)?
+        .get_connection_manager_with_config(config)
+        .await
+}
+
+/// The worker process's connection for effects, opened on first use.
+static WORKER_CONN: OnceCell<(Effects, ConnectionManager)> = OnceCell::const_new();
+
+/// Records, from inside a job, that job `id` ran: keeps trying for a minute (Redis may be down
+/// or frozen), then fails the attempt.
+pub async fn record(id: u64) -> Result<(), String> {
+    let token = format!("{id}-{:016x}", rand::random::<u64>());
+    let deadline = Instant::now() + RECORD_PATIENCE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let error = match worker_conn().await {
+            Ok((fx, conn)) => match fx.record_once(&mut conn.clone(), id, &token).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error.to_string(),
+            },
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!("could not record the effect of job {id}: {error}"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn worker_conn() -> Result<&'static (Effects, ConnectionManager), String> {
+    WORKER_CONN
+        .get_or_try_init(|| async {
+            let url = std::env::var("DTASK_REDIS_URL").map_err(|e| e.to_string())?;
+            let ns = std::env::var(FX_ENV).map_err(|e| format!("{FX_ENV}: {e}"))?;
+            let conn = connect(&url).await.map_err(|e| e.to_string())?;
+            Ok((Effects::new(&ns), conn))
+        })
+        .await
+}

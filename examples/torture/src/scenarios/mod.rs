@@ -1,0 +1,84 @@
+//! The scenarios: what every one is given, and how one is run by number.
+
+mod bad_input;
+mod frozen_worker;
+mod poison;
+mod redis_crash;
+mod redis_outage;
+mod shutdown;
+mod worker_crash;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::report::Figures;
+
+/// How hard to push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Fewer jobs, faults and seconds: every scenario together well under 3 minutes (for CI).
+    Short,
+    /// The full figures: 20,000 jobs and 10 kills, 10 s outages.
+    Long,
+}
+
+/// What every scenario is given.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// Short or long.
+    pub mode: Mode,
+    /// Where each scenario keeps its redis-server's data and its workers' logs.
+    pub run_dir: PathBuf,
+    /// The `recovery_after` of workers, unless a scenario needs its own.
+    pub recovery: Duration,
+    /// The `RUST_LOG` filter of the workers' logs.
+    pub log_filter: String,
+}
+
+impl Ctx {
+    /// `short` in short mode, else `long`.
+    pub fn pick<T>(&self, short: T, long: T) -> T {
+        match self.mode {
+            Mode::Short => short,
+            Mode::Long => long,
+        }
+    }
+}
+
+/// Every scenario: number and name.
+pub const ALL: [(u8, &str); 7] = [
+    (1, "worker-crash"),
+    (2, "redis-crash"),
+    (3, "redis-outage"),
+    (4, "frozen-worker"),
+    (5, "poison-job"),
+    (6, "bad-input"),
+    (7, "shutdown"),
+];
+
+/// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
+pub async fn run(number: u8, ctx: &Ctx) -> Figures {
+    let name = ALL
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map_or("unknown", |(_, name)| name);
+    let mut figures = Figures::new(number, name);
+    let started = Instant::now();
+    let result = match number {
+        1 => worker_crash::run(ctx, &mut figures).await,
+        2 => redis_crash::run(ctx, &mut figures).await,
+        3 => redis_outage::run(ctx, &mut figures).await,
+        4 => frozen_worker::run(ctx, &mut figures).await,
+        5 => poison::run(ctx, &mut figures).await,
+        6 => bad_input::run(ctx, &mut figures).await,
+        7 => shutdown::run(ctx, &mut figures).await,
+        _ => Err(format!("there is no scenario {number}")),
+    };
+    if let Err(error) = result {
+        figures
+            .failures
+            .push(format!("the scenario could not run: {error}"));
+    }
+    figures.duration = started.elapsed();
+    figures
+}

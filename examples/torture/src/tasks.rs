@@ -1,0 +1,26 @@
+//! The tasks the torture workers run: [`work`], which leaves a countable effect, and
+//! [`poison`], which kills the process that runs it.
+
+use std::time::Duration;
+
+use crate::effects;
+
+/// The queue of [`work`] jobs.
+pub const WORK_QUEUE: &str = "torture";
+/// The queue of [`poison`] jobs (and of the good jobs queued behind them).
+pub const POISON_QUEUE: &str = "poison";
+
+/// Sleeps `millis`, then records that job `id` ran (see [`effects`]). Retried generously:
+/// recording fails only when Redis stays away for a minute.
+#[dtask::task(queue = "torture", retries = 25, name = "torture.work")]
+pub async fn work(id: u64, millis: u64) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    effects::record(id).await
+}
+
+/// Aborts the worker process running it: a poison job. `id` tells poison jobs apart.
+#[dtask::task(queue = "poison", retries = 0, name = "torture.poison")]
+pub async fn poison(id: u64) {
+    tracing::warn!(id, "poison job: aborting this worker process");
+    std::process::abort();
+}
