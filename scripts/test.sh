@@ -11,3 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== torture run, short mode (faults injected into real workers and a real redis-server)"
+cargo run --release -q -p dtask-torture -- --mode short
+echo "== benchmark smoke run (small sizes; the figures are not the point here)"
+cargo run --release -q -p dtask-bench -- --sizes 2000 --concurrency 64 --scenarios 1,2,3,4 --no-baseline > /dev/null
+echo "== all checks passed"
