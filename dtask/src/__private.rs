@@ -32,3 +32,20 @@ pub const fn assert_output<T: serde::Serialize + Send + 'static>() {}
 pub fn assert_send<F: std::future::Future + Send>(future: F) -> F {
     future
 }
+
+/// Decodes `payload` as a worker does, and when it is an envelope, checks that encoding it again
+/// decodes to the same job. Used by the fuzz target (`fuzz/`); panics on a violated invariant.
+pub fn fuzz_envelope(payload: &[u8]) {
+    let Ok(envelope) = crate::envelope::decode(payload) else {
+        return;
+    };
+    let again = envelope.to_json();
+    let decoded = crate::envelope::decode(again.as_bytes())
+        .unwrap_or_else(|e| panic!("a re-encoded envelope does not decode: {e}: {again}"));
+    assert_eq!(decoded.id, envelope.id);
+    assert_eq!(decoded.task, envelope.task);
+    assert_eq!(decoded.args.get(), envelope.args.get());
+    assert_eq!(decoded.attempt, envelope.attempt);
+    assert_eq!(decoded.deaths, envelope.deaths);
+    assert_eq!(decoded.to_json(), again, "encoding is stable");
+}

@@ -246,6 +246,27 @@ mod tests {
         assert!(first < second);
     }
 
+    /// Inputs kept from fuzzing (`fuzz/`), and edge cases next to them: none may panic, and
+    /// every envelope among them must survive re-encoding.
+    #[test]
+    fn fuzz_regressions() {
+        let cases: &[&[u8]] = &[
+            include_bytes!("../../fuzz/seeds/seed1"),
+            include_bytes!("../../fuzz/seeds/seed2"),
+            b"",
+            b"{}",
+            b"null",
+            br#"{"v":1,"id":"a","t":"t","a":"\ud800","at":1}"#,
+            br#"{"v":1,"id":"a","t":"t","a":1e999,"at":1}"#,
+            br#"{"v":1,"id":"a","t":"t","a":[],"at":18446744073709551615,"n":4294967295}"#,
+            br#"{"d":1,"d":2,"v":1,"id":"a","t":"t","a":[],"at":1}"#,
+            &[b'['; 100_000],
+        ];
+        for case in cases {
+            crate::__private::fuzz_envelope(case);
+        }
+    }
+
     #[test]
     fn decode_tells_bad_bytes_bad_json_and_foreign_json_apart() {
         assert!(matches!(
