@@ -32,6 +32,20 @@ async fn connect(redis: &RedisServer, prefix: &str) -> (Client, redis::aio::Mult
     (client, raw)
 }
 
+/// Enqueues a `mark` job of `millis` for `job` and waits until a worker has taken it (it left the
+/// queue: it is in flight).
+async fn enqueue_until_taken(client: &Client, job: &str, millis: u64) {
+    tasks::mark::with()
+        .client(client)
+        .enqueue(job.to_owned(), millis)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "a worker took the job", || async {
+        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
     init_logging();
@@ -41,18 +55,7 @@ async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
     let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &[]);
 
     let job = unique_prefix("killed-job");
-    tasks::mark::with()
-        .client(&client)
-        .enqueue(job.clone(), 3_000)
-        .await
-        .unwrap();
-    // The job is in flight on the first worker once it has left the queue.
-    eventually(
-        Duration::from_secs(10),
-        "the first worker took the job",
-        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
-    )
-    .await;
+    enqueue_until_taken(&client, &job, 3_000).await;
     first.kill();
     let killed_at = Instant::now();
     assert_eq!(runs_of(&raw, &job).await, 0, "killed mid-job");
@@ -93,17 +96,7 @@ async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() 
         &[("DTASK_CONCURRENCY", "1")],
     );
     let running = unique_prefix("running");
-    tasks::mark::with()
-        .client(&client)
-        .enqueue(running.clone(), 2_000)
-        .await
-        .unwrap();
-    eventually(
-        Duration::from_secs(10),
-        "the worker took the first job",
-        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
-    )
-    .await;
+    enqueue_until_taken(&client, &running, 2_000).await;
     let queued: Vec<String> = (0..3).map(|i| format!("{running}-queued-{i}")).collect();
     for job in &queued {
         tasks::mark::with()
@@ -141,17 +134,7 @@ async fn a_job_running_past_the_grace_period_is_returned_to_its_queue() {
         &[("TEST_GRACE_MS", "300")],
     );
     let long = unique_prefix("long");
-    tasks::mark::with()
-        .client(&client)
-        .enqueue(long.clone(), 60_000)
-        .await
-        .unwrap();
-    eventually(
-        Duration::from_secs(10),
-        "the worker took the job",
-        || async { (client.queue("marks").stats().await.unwrap().pending == 0).then_some(()) },
-    )
-    .await;
+    enqueue_until_taken(&client, &long, 60_000).await;
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(runs_of(&raw, &long).await, 0);

@@ -553,18 +553,7 @@ impl Broker {
         worker: &str,
         held: &[String],
     ) -> Result<u64, Error> {
-        let mut conn = self.conn.clone();
-        let mut invocation = scripts::RECLAIM.prepare_invoke();
-        invocation
-            .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::landing(&self.prefix, queue, worker))
-            .key(keys::pending(&self.prefix, queue))
-            .arg("hash")
-            .arg(held);
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err("reclaiming lost fetches"))
+        self.reclaim(queue, worker, "hash", held).await
     }
 
     /// Returns to the front of `queue` every job in `worker`'s landing list that is not among
@@ -575,13 +564,23 @@ impl Broker {
         worker: &str,
         held: &[Vec<u8>],
     ) -> Result<u64, Error> {
+        self.reclaim(queue, worker, "landing", held).await
+    }
+
+    async fn reclaim(
+        &self,
+        queue: &str,
+        worker: &str,
+        mode: &str,
+        held: impl redis::ToRedisArgs,
+    ) -> Result<u64, Error> {
         let mut conn = self.conn.clone();
         let mut invocation = scripts::RECLAIM.prepare_invoke();
         invocation
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::pending(&self.prefix, queue))
-            .arg("landing")
+            .arg(mode)
             .arg(held);
         invocation
             .invoke_async(&mut conn)
