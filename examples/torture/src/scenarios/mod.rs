@@ -82,3 +82,38 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
     figures.duration = started.elapsed();
     figures
 }
+
+/// The end of the two Redis-outage scenarios (2 and 3): waits for the work queue to drain,
+/// counts every job the producer enqueued, reports its failed enqueues and the jobs that ran
+/// twice (`why_twice` says why that was expected), and stops the workers.
+async fn finish_outage(
+    ctx: &Ctx,
+    rig: &crate::rig::Rig,
+    figures: &mut Figures,
+    fleet: &mut crate::workers::Fleet,
+    enqueued: &std::collections::HashSet<u64>,
+    report: &crate::producer::ProducerReport,
+    why_twice: &str,
+) -> Result<(), String> {
+    use crate::tasks::WORK_QUEUE;
+    let settled = rig
+        .settle(&[WORK_QUEUE], Duration::from_secs(ctx.pick(60, 120)))
+        .await;
+    let tally = rig.tally(enqueued, &[WORK_QUEUE]).await?;
+    rig.conclude(figures, &tally, &[WORK_QUEUE], false).await;
+    figures.check(settled, || "the queue did not drain".to_owned());
+    figures.note(format!(
+        "producer: {} enqueue call(s) ({} jobs) failed during the outage(s), not counted; slowest enqueue {:.2}s; first error: {}",
+        report.failed_calls,
+        report.failed_jobs,
+        report.slowest_call.as_secs_f64(),
+        report.first_error.as_deref().unwrap_or("none")
+    ));
+    figures.note(format!(
+        "{} job(s) ran twice ({why_twice})",
+        tally.ran_twice.len()
+    ));
+    let complaints = fleet.shutdown(Duration::from_secs(15)).await;
+    figures.failures.extend(complaints);
+    Ok(())
+}

@@ -80,24 +80,9 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     figures.recovery = recovery;
     let mut enqueued = id_set(&report.enqueued);
     enqueued.extend(burst_ids);
-    let settled = rig
-        .settle(&[WORK_QUEUE], Duration::from_secs(ctx.pick(60, 120)))
-        .await;
-    let tally = rig.tally(&enqueued, &[WORK_QUEUE]).await?;
-    rig.conclude(figures, &tally, &[WORK_QUEUE], false).await;
-    figures.check(settled, || "the queue did not drain".to_owned());
-    figures.note(format!(
-        "{} enqueue call(s) ({} jobs) failed during the outage(s), not counted; slowest enqueue {:.2}s; first error: {}",
-        report.failed_calls,
-        report.failed_jobs,
-        report.slowest_call.as_secs_f64(),
-        report.first_error.as_deref().unwrap_or("none")
-    ));
-    figures.note(format!(
-        "{} job(s) ran twice (their effect was written, then Redis died before the acknowledgement; or they were recovered from a worker whose heartbeat lapsed during the outage)",
-        tally.ran_twice.len()
-    ));
-    let complaints = fleet.shutdown(Duration::from_secs(15)).await;
-    figures.failures.extend(complaints);
-    Ok(())
+    let why_twice = "their effect was written, then Redis died before the acknowledgement; or they were recovered from a worker whose heartbeat lapsed during the outage";
+    super::finish_outage(
+        ctx, &rig, figures, &mut fleet, &enqueued, &report, why_twice,
+    )
+    .await
 }
