@@ -172,6 +172,8 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             ..envelope
         };
         let next_payload = next.to_json();
+        // The record goes first: once the retry is scheduled, the next attempt may run and
+        // record its own outcome, which this one must not overwrite.
         settle(ctx, abandon, "recording a failed attempt", || {
             ctx.broker
                 .set_result(next.id.as_str(), &record, ctx.settings.result_ttl)
@@ -192,8 +194,8 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     }
 }
 
-/// Buries a job that will not run again: records its death under its result key, then moves it
-/// from the in-flight list to the dead set.
+/// Buries a job that will not run again: moves it from its worker's in-flight state to the dead
+/// set, then records its death under its result key.
 async fn bury(
     ctx: &Context,
     queue: &str,
@@ -228,12 +230,7 @@ async fn bury(
         raw: None,
     }
     .to_json();
-    settle(ctx, abandon, "recording a dead job", || {
-        ctx.broker
-            .set_result(envelope.id.as_str(), &outcome, ctx.settings.result_ttl)
-    })
-    .await;
-    settle(ctx, abandon, "burying", || {
+    let buried = settle(ctx, abandon, "burying", || {
         ctx.broker.bury(
             queue,
             &ctx.worker_id,
@@ -244,6 +241,15 @@ async fn bury(
         )
     })
     .await;
+    // Only a job this worker buried is dead: one recovered meanwhile runs elsewhere. The record
+    // comes second, so that whoever sees the job dead also finds it in the dead set.
+    if buried == Some(true) {
+        settle(ctx, abandon, "recording a dead job", || {
+            ctx.broker
+                .set_result(envelope.id.as_str(), &outcome, ctx.settings.result_ttl)
+        })
+        .await;
+    }
 }
 
 /// The longest error message kept with a job, in characters.
@@ -273,7 +279,12 @@ async fn within<T>(limit: Option<Duration>, running: impl Future<Output = T>) ->
 /// Repeats a state change until Redis takes it: a settled job must not stay in flight on a live
 /// worker, where nobody would recover it. Gives up only when the job is abandoned at shutdown,
 /// in which case it is requeued (or recovered once this worker's heartbeat lapses).
-async fn settle<T, F, Fut>(ctx: &Context, abandon: &CancellationToken, action: &str, mut op: F)
+async fn settle<T, F, Fut>(
+    ctx: &Context,
+    abandon: &CancellationToken,
+    action: &str,
+    mut op: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -281,12 +292,12 @@ where
     let mut failures = 0;
     loop {
         match op().await {
-            Ok(_) => return,
+            Ok(value) => return Some(value),
             Err(error) => {
                 failures += 1;
                 tracing::warn!(%error, worker = %ctx.worker_id, "{action} failed; retrying");
                 tokio::select! {
-                    _ = abandon.cancelled() => return,
+                    _ = abandon.cancelled() => return None,
                     _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
                 }
             }
