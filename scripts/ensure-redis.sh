@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs redis-server with apt when it is missing (Debian/Ubuntu). Sourced by the other scripts.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server is not installed; installing it with apt-get" >&2
+# Installs what the demo and the tests need from Debian/Ubuntu packages when it is missing:
+# redis-server (and redis-cli), and openssl (the TLS test makes its certificates with it).
+# Sourced by the other scripts.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} with apt-get" >&2
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
