@@ -323,3 +323,17 @@ impl RedisCluster {
         }
     }
 }
+
+/// Waits up to `timeout` for `job` to end in the dead set and returns its attempts and last
+/// error; panics when it succeeds instead, or does not die in time.
+pub async fn wait_dead<T>(job: &dtask::JobHandle<T>, timeout: Duration) -> (u32, String)
+where
+    T: serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match job.wait(timeout).await {
+        Err(dtask::Error::JobDead {
+            attempts, error, ..
+        }) => (attempts, error),
+        other => panic!("expected a dead job, got {other:?}"),
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisCluster, init_logging, unique_prefix};
+use dtask_tests::harness::{RedisCluster, init_logging, unique_prefix, wait_dead};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -79,14 +79,8 @@ async fn jobs_of_queues_spread_over_a_cluster_run_retry_and_die_as_on_one_server
         3,
         "retried twice, then succeeded"
     );
-    match doomed.wait(WAIT).await {
-        Err(dtask::Error::JobDead {
-            attempts, error, ..
-        }) => {
-            assert_eq!((attempts, error.as_str()), (3, "no luck"))
-        }
-        other => panic!("expected a dead job, got {other:?}"),
-    }
+    let (attempts, error) = wait_dead(&doomed, WAIT).await;
+    assert_eq!((attempts, error.as_str()), (3, "no luck"));
     let dead = client.queue("doomed").dead_jobs(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     for queue in ["math", "flaky", "roundtrip"] {

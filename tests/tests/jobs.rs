@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Client, JobStatus, Worker};
-use dtask_tests::harness::{RedisServer, eventually, init_logging, unique_prefix};
+use dtask_tests::harness::{RedisServer, eventually, init_logging, unique_prefix, wait_dead};
 use dtask_tests::tasks::{self, Signup};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -120,15 +120,9 @@ async fn a_job_out_of_retries_is_dead_with_its_last_error() {
         .enqueue(key, "smtp said no".into())
         .await
         .unwrap();
-    match job.wait(WAIT).await {
-        Err(dtask::Error::JobDead {
-            attempts, error, ..
-        }) => {
-            assert_eq!(attempts, 3, "1 run + 2 retries");
-            assert_eq!(error, "smtp said no");
-        }
-        other => panic!("expected a dead job, got {other:?}"),
-    }
+    let (attempts, error) = wait_dead(&job, WAIT).await;
+    assert_eq!(attempts, 3, "1 run + 2 retries");
+    assert_eq!(error, "smtp said no");
     let dead = client.queue("doomed").dead_jobs(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(&dead[0].id, job.id());
@@ -161,10 +155,7 @@ async fn a_job_out_of_retries_is_dead_with_its_last_error() {
         .enqueue(key, "once".into())
         .await
         .unwrap();
-    assert!(matches!(
-        job.wait(WAIT).await,
-        Err(dtask::Error::JobDead { attempts: 1, .. })
-    ));
+    assert_eq!(wait_dead(&job, WAIT).await.0, 1);
     worker.shutdown().await.unwrap();
 }
 
@@ -191,12 +182,7 @@ async fn a_panic_is_a_failed_attempt_and_the_job_is_retried() {
         .enqueue(key)
         .await
         .unwrap();
-    match job.wait(WAIT).await {
-        Err(dtask::Error::JobDead { error, .. }) => {
-            assert_eq!(error, "panicked: boom on attempt 1")
-        }
-        other => panic!("expected a dead job, got {other:?}"),
-    }
+    assert_eq!(wait_dead(&job, WAIT).await.1, "panicked: boom on attempt 1");
     worker.shutdown().await.unwrap();
 }
 
@@ -223,10 +209,7 @@ async fn a_timed_out_attempt_is_retried() {
         .enqueue(key)
         .await
         .unwrap();
-    match job.wait(WAIT).await {
-        Err(dtask::Error::JobDead { error, .. }) => assert_eq!(error, "timed out after 200ms"),
-        other => panic!("expected a dead job, got {other:?}"),
-    }
+    assert_eq!(wait_dead(&job, WAIT).await.1, "timed out after 200ms");
     worker.shutdown().await.unwrap();
 }
 

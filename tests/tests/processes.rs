@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisServer, WorkerProcess, eventually, init_logging, unique_prefix};
+use dtask_tests::harness::{
+    RedisServer, WorkerProcess, eventually, init_logging, unique_prefix, wait_dead,
+};
 use dtask_tests::tasks;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
@@ -217,12 +219,8 @@ async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_
     assert_eq!(&dead[0].id, poison.id());
     assert_eq!(dead[0].error, "worker died 3 times while running this job");
     assert_eq!(dead[0].task.as_deref(), Some(tasks::abort_process::NAME));
-    match poison.wait(Duration::from_secs(10)).await {
-        Err(dtask::Error::JobDead { error, .. }) => {
-            assert_eq!(error, "worker died 3 times while running this job")
-        }
-        other => panic!("expected a dead job, got {other:?}"),
-    }
+    let (_, error) = wait_dead(&poison, Duration::from_secs(10)).await;
+    assert_eq!(error, "worker died 3 times while running this job");
     eventually(Duration::from_secs(10), "the good job ran", || async {
         (runs_of(&raw, &good).await == 1).then_some(())
     })

@@ -5,7 +5,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisServer, TempDir, free_port, init_logging, unique_prefix};
+use dtask_tests::harness::{
+    RedisServer, TempDir, free_port, init_logging, unique_prefix, wait_dead,
+};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -86,11 +88,9 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
         2,
         "delayed jobs are forwarded"
     );
-    assert!(
-        matches!(
-            doomed.wait(WAIT).await,
-            Err(dtask::Error::JobDead { attempts: 2, .. })
-        ),
+    assert_eq!(
+        wait_dead(&doomed, WAIT).await.0,
+        2,
         "retries and the dead set work"
     );
     worker
