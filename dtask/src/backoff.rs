@@ -1,7 +1,12 @@
 //! Exponential backoff with jitter, the one delay policy dtask uses: between a failed job's
-//! attempts, and between reconnection attempts of the worker's loops.
+//! attempts, and between reconnection attempts of the worker's loops ([`retry_until`]).
 
+use std::future::Future;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
 
 use rand::Rng;
 
@@ -33,6 +38,38 @@ pub(crate) const RECONNECT: Backoff = Backoff {
     base: Duration::from_millis(100),
     max: Duration::from_secs(5),
 };
+
+/// Runs `op` until it succeeds, pausing with [`RECONNECT`] backoff between failures and logging
+/// each as `what` failed; None when `stop` fires first (also during an attempt).
+pub(crate) async fn retry_until<T, F, Fut>(
+    stop: &CancellationToken,
+    what: &str,
+    mut op: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut failures = 0;
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            outcome = op() => outcome,
+        };
+        match outcome {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, failures, "{what} failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
+                }
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::broker::NewJob;
+use crate::broker::{self, NewJob};
 use crate::client::{Client, default_client};
 use crate::clock;
 use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
@@ -107,13 +107,19 @@ impl<O> Enqueue<O> {
         let now_ms = clock::to_ms(now);
         let due = match self.due {
             None => None,
-            Some(Due::At(when)) => Some(when),
-            Some(Due::After(delay)) => Some(
-                now.checked_add(delay)
-                    .ok_or_else(|| Error::Config(format!("a delay of {delay:?} is too long")))?,
-            ),
+            // A time the caller chose stays theirs; a delay counts on the Redis server's clock,
+            // so that a skewed clock here runs nothing early or late.
+            Some(Due::At(when)) => Some(clock::to_ms(when))
+                .filter(|due| *due > now_ms)
+                .map(broker::Due::AtMs),
+            Some(Due::After(delay)) => {
+                // Redis scores are doubles: exact up to 2^53 ms (285,000 years).
+                if now.checked_add(delay).is_none() || delay.as_millis() >= 1 << 53 {
+                    return Err(Error::Config(format!("a delay of {delay:?} is too long")));
+                }
+                (!delay.is_zero()).then_some(broker::Due::After(delay))
+            }
         };
-        let due_ms = due.map(clock::to_ms).filter(|due| *due > now_ms);
         let mut ids = Vec::new();
         let mut payloads = Vec::new();
         for args in items {
@@ -124,7 +130,6 @@ impl<O> Enqueue<O> {
                     source,
                 })?;
             let envelope = Envelope {
-                deaths: 0,
                 v: ENVELOPE_VERSION,
                 id: JobId::generate(),
                 task: self.info.name.to_owned(),
@@ -153,7 +158,7 @@ impl<O> Enqueue<O> {
             .map(|payload| NewJob {
                 queue,
                 payload,
-                due_ms,
+                due,
             })
             .collect();
         client.broker.enqueue(&jobs).await?;

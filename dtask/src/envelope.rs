@@ -72,10 +72,6 @@ impl std::str::FromStr for JobId {
 /// One job as it travels through the queues.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
-    /// How many workers died while running this job (counted by the recoverer, which writes
-    /// it first in the JSON; see `requeue_inflight.lua`).
-    #[serde(rename = "d", default, skip_serializing_if = "is_zero")]
-    pub(crate) deaths: u32,
     /// Format version.
     pub(crate) v: u32,
     /// Unique job id.
@@ -110,6 +106,24 @@ impl Envelope {
     pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// What a worker can read of an envelope it cannot run (a newer version, say): enough to tell
+/// how long the job has waited and which task it is for.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Peek {
+    /// The task's registered name.
+    #[serde(rename = "t", default)]
+    pub(crate) task: String,
+    /// When the job was first enqueued, ms since the epoch.
+    #[serde(rename = "at")]
+    pub(crate) enqueued_at_ms: u64,
+}
+
+/// Reads the task and enqueue time of any envelope, whatever its version; None when the payload
+/// holds no such fields.
+pub(crate) fn peek(payload: &[u8]) -> Option<Peek> {
+    serde_json::from_slice(payload).ok()
 }
 
 /// Why a payload fetched from a queue is not a job this worker can run.
@@ -208,7 +222,6 @@ mod tests {
 
     fn envelope(args: &str) -> Envelope {
         Envelope {
-            deaths: 0,
             v: ENVELOPE_VERSION,
             id: JobId::from("j1"),
             task: "t".into(),
@@ -229,11 +242,11 @@ mod tests {
     }
 
     #[test]
-    fn a_death_count_written_first_by_the_recoverer_is_read_and_kept_first() {
-        let json = r#"{"d":2,"v":1,"id":"j1","t":"t","q":"q","a":[],"at":1}"#;
-        let envelope = decode(json.as_bytes()).unwrap();
-        assert_eq!(envelope.deaths, 2);
-        assert!(envelope.to_json().starts_with(r#"{"d":2,"v":1,"#));
+    fn an_envelope_of_any_version_can_be_peeked_at() {
+        let newer = r#"{"v":9,"id":"j","t":"mail.send","a":null,"at":42,"new":{}}"#;
+        let peek = peek(newer.as_bytes()).unwrap();
+        assert_eq!((peek.task.as_str(), peek.enqueued_at_ms), ("mail.send", 42));
+        assert!(super::peek(b"not json").is_none());
     }
 
     #[test]

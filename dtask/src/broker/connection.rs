@@ -1,6 +1,14 @@
 //! The connections the broker talks through: one Redis server or a Redis Cluster, behind one
-//! type, so that every other part of the broker is written once.
+//! type, so that every other part of the broker is written once; and how a connection that went
+//! silent is noticed and replaced.
+//!
+//! A socket can die without a word (a dead NAT entry, a failed-over load balancer): every
+//! command then times out, and redis-rs keeps the socket after a timeout. So sockets carry TCP
+//! keepalive and `TCP_USER_TIMEOUT`, and the shared connection to a server is replaced by a new
+//! one after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::{
@@ -14,6 +22,27 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Valu
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeouts in a row after which the shared connection is dropped and a new one made.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
+/// Unanswered data on a socket for this long closes it (`TCP_USER_TIMEOUT`); idle sockets are
+/// probed by keepalive after the same time.
+const DEAD_SOCKET_AFTER: Duration = Duration::from_secs(15);
+
+/// The TCP settings of every connection: no Nagle delay, keepalive probes, and a bound on how
+/// long sent data may stay unacknowledged before the kernel gives up on the socket.
+pub(crate) fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+        .with_time(DEAD_SOCKET_AFTER)
+        .with_interval(Duration::from_secs(5));
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive.with_retries(3);
+    let settings = redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(DEAD_SOCKET_AFTER);
+    settings
+}
 
 /// Where the queues live: one server, or a cluster (given as several node URLs). Held once per
 /// broker, behind an `Arc`, so the size of its variants does not matter.
@@ -42,8 +71,9 @@ impl Target {
     /// A cluster reached through any of `nodes`, trusting `tls_ca` for `rediss://` nodes.
     pub(crate) fn cluster(nodes: &[&str], tls_ca: Option<Vec<u8>>) -> RedisResult<Target> {
         let builder = |timeout: Option<Duration>| {
-            let mut builder =
-                ClusterClient::builder(nodes.iter().copied()).connection_timeout(CONNECT_TIMEOUT);
+            let mut builder = ClusterClient::builder(nodes.iter().copied())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .tcp_settings(tcp_settings());
             if let Some(timeout) = timeout {
                 builder = builder.response_timeout(timeout);
             }
@@ -66,30 +96,24 @@ impl Target {
         matches!(self, Target::Cluster(_))
     }
 
-    /// The shared connection: multiplexed, cheap to clone, reconnecting by itself.
+    /// The shared connection: multiplexed, cheap to clone, reconnecting by itself, and
+    /// replaced when it stops answering.
     pub(crate) async fn shared(&self) -> RedisResult<Conn> {
         match self {
-            Target::Server(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_max_delay(Duration::from_secs(2));
-                Ok(Conn::Server(
-                    client.get_connection_manager_with_config(config).await?,
-                ))
-            }
+            Target::Server(client) => Ok(Conn::Server(Healing::connect(client.clone()).await?)),
             Target::Cluster(clients) => {
                 Ok(Conn::Cluster(clients.shared.get_async_connection().await?))
             }
         }
     }
 
-    /// A connection of its own for blocking commands, with no response timeout.
-    pub(crate) async fn blocking(&self) -> RedisResult<Conn> {
+    /// A connection of its own for blocking commands, whose replies may take up to
+    /// `response_timeout` (the longest block plus a margin).
+    pub(crate) async fn blocking(&self, response_timeout: Duration) -> RedisResult<Conn> {
         match self {
             Target::Server(client) => {
                 let config = AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
+                    .set_response_timeout(Some(response_timeout))
                     .set_connection_timeout(Some(CONNECT_TIMEOUT));
                 Ok(Conn::Blocking(
                     client
@@ -104,11 +128,101 @@ impl Target {
     }
 }
 
+/// A shared connection to one server that replaces itself when it goes silent: after
+/// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row, the next command finds a new connection.
+#[derive(Clone)]
+pub(crate) struct Healing {
+    inner: Arc<HealingInner>,
+}
+
+struct HealingInner {
+    client: redis::Client,
+    /// The connection in use, and its generation (how many times it was replaced).
+    current: RwLock<(u64, ConnectionManager)>,
+    /// Timeouts in a row on the current connection.
+    timeouts: AtomicU32,
+    /// Connections replaced so far (for tests and logs).
+    replaced: AtomicU64,
+    /// Held while a replacement is being made, so that only one is.
+    replacing: tokio::sync::Mutex<()>,
+}
+
+impl Healing {
+    async fn connect(client: redis::Client) -> RedisResult<Healing> {
+        let conn = Healing::new_manager(&client).await?;
+        Ok(Healing {
+            inner: Arc::new(HealingInner {
+                client,
+                current: RwLock::new((0, conn)),
+                timeouts: AtomicU32::new(0),
+                replaced: AtomicU64::new(0),
+                replacing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    async fn new_manager(client: &redis::Client) -> RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
+        client.get_connection_manager_with_config(config).await
+    }
+
+    fn current(&self) -> (u64, ConnectionManager) {
+        let current = self.inner.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// Notes how a command on connection `generation` ended; replaces the connection when it
+    /// has timed out too often in a row.
+    async fn observe<T>(&self, generation: u64, result: &RedisResult<T>) {
+        match result {
+            Ok(_) => self.inner.timeouts.store(0, Ordering::Relaxed),
+            Err(error) if error.is_timeout() => {
+                let timeouts = self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if timeouts >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.replace(generation).await;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    async fn replace(&self, generation: u64) {
+        let _replacing = self.inner.replacing.lock().await;
+        if self.current().0 != generation {
+            return; // another command replaced it already
+        }
+        match Healing::new_manager(&self.inner.client).await {
+            Ok(conn) => {
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
+                self.inner.timeouts.store(0, Ordering::Relaxed);
+                self.inner.replaced.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("replaced a Redis connection that stopped answering");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a Redis connection stopped answering and a new one could not be made yet");
+            }
+        }
+    }
+
+    /// How many times the connection was replaced.
+    #[cfg(test)]
+    pub(crate) fn replaced(&self) -> u64 {
+        self.inner.replaced.load(Ordering::Relaxed)
+    }
+}
+
 /// A connection to a server or to a cluster.
 #[derive(Clone)]
 pub(crate) enum Conn {
     /// The shared connection to a server.
-    Server(ConnectionManager),
+    Server(Healing),
     /// A blocking connection to a server.
     Blocking(MultiplexedConnection),
     /// A connection to a cluster, which routes each command by its first key.
@@ -118,7 +232,12 @@ pub(crate) enum Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Server(conn) => conn.req_packed_command(cmd),
+            Conn::Server(healing) => Box::pin(async move {
+                let (generation, mut conn) = healing.current();
+                let result = conn.req_packed_command(cmd).await;
+                healing.observe(generation, &result).await;
+                result
+            }),
             Conn::Blocking(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
         }
@@ -131,7 +250,12 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Server(healing) => Box::pin(async move {
+                let (generation, mut conn) = healing.current();
+                let result = conn.req_packed_commands(pipeline, offset, count).await;
+                healing.observe(generation, &result).await;
+                result
+            }),
             Conn::Blocking(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
@@ -139,7 +263,7 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Server(conn) => conn.get_db(),
+            Conn::Server(healing) => healing.current().1.get_db(),
             Conn::Blocking(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
         }

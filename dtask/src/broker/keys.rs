@@ -36,16 +36,34 @@ pub(crate) fn workers(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:workers")
 }
 
-/// `prefix:{queue}:active:<worker>`: HASH of the jobs one worker has in flight (job id ->
-/// payload).
+/// `prefix:{queue}:active:<worker>`: HASH of the jobs one worker has in flight (lease id ->
+/// payload): the one shape of a job in flight, whichever way it was taken.
 pub(crate) fn active(prefix: &str, queue: &str, worker: &str) -> String {
     format!("{prefix}:{{{queue}}}:active:{worker}")
 }
 
 /// `prefix:{queue}:landing:<worker>`: LIST where a blocking wait of one worker puts the job it
-/// takes; in flight like the hash, and as small as the number of blocking waits.
+/// takes, until the worker adopts it into its in-flight hash a moment later (`adopt.lua`);
+/// recovery sweeps it like the hash, for a worker that died in between.
 pub(crate) fn landing(prefix: &str, queue: &str, worker: &str) -> String {
     format!("{prefix}:{{{queue}}}:landing:{worker}")
+}
+
+/// `prefix:{queue}:leases`: STRING counter from which every fetch draws its lease ids.
+pub(crate) fn leases(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:leases")
+}
+
+/// `prefix:{queue}:deaths`: HASH of the worker deaths counted against jobs of the queue (SHA-1
+/// of the payload -> deaths), beside the payloads rather than inside them; absent when none.
+pub(crate) fn deaths(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:deaths")
+}
+
+/// `prefix:{queue}:poisoned`: LIST of jobs set aside as poison by a recovery, until a recoverer
+/// has built their dead records and buried them.
+pub(crate) fn poisoned(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:poisoned")
 }
 
 /// `prefix:result:{job-id}`: STRING holding a job's latest outcome, with a TTL.

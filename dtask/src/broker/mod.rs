@@ -20,36 +20,43 @@ use connection::Target;
 
 use crate::error::Error;
 
-/// A job to put into a queue: its payload and, for a delayed job, when it is due (ms).
+/// A job to put into a queue: its payload and, for a delayed job, when it is due.
 pub(crate) struct NewJob<'a> {
     pub(crate) queue: &'a str,
     pub(crate) payload: &'a str,
-    pub(crate) due_ms: Option<u64>,
+    pub(crate) due: Option<Due>,
 }
 
-/// Where a job is held in flight on its worker: under `field` in the in-flight hash (fetched
-/// by `fetch`), or, when `field` is None, in the landing list (taken by a blocking wait).
-pub(crate) struct Held<'a> {
-    pub(crate) field: Option<&'a str>,
-    pub(crate) payload: &'a [u8],
+/// When a delayed job is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// This long after Redis receives it, on the Redis server's clock.
+    After(Duration),
+    /// At this time, ms since the epoch (a time the caller chose).
+    AtMs(u64),
 }
 
-/// A job that ran to success: where it was in flight, and the outcome record to keep for it
+/// A job moved in flight on a worker, under a lease id unique to this run of it.
+#[derive(Debug)]
+pub(crate) struct Leased {
+    pub(crate) lease: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// A run that ended in success: which queue and lease, and the outcome record to keep for it
 /// (job id, record, and how long when not the worker's default) unless the task keeps none.
 pub(crate) struct Finished {
     pub(crate) queue: Arc<str>,
-    /// Its field in the in-flight hash; None when it is in the landing list.
-    pub(crate) field: Option<String>,
-    pub(crate) payload: Vec<u8>,
+    pub(crate) lease: String,
     pub(crate) outcome: Option<(String, String, Option<Duration>)>,
 }
 
 /// What became of a worker's in-flight jobs when they were taken back.
 pub(crate) struct Requeued {
-    /// Jobs returned to the front of their queue.
+    /// Jobs returned to their queue (or to its suspects list).
     pub(crate) requeued: u64,
-    /// Ids of the jobs buried as poison: too many workers died running them.
-    pub(crate) buried: Vec<String>,
+    /// Jobs set aside as poison (too many workers died running them), to be buried.
+    pub(crate) poisoned: u64,
 }
 
 /// Limits applied when a job is buried in the dead set.
@@ -62,8 +69,13 @@ pub(crate) struct DeadLimits {
 /// The outcome of one run of the forwarder over one queue.
 pub(crate) struct Forwarded {
     pub(crate) moved: u64,
-    pub(crate) next_due_ms: Option<u64>,
+    /// How long until the earliest job left is due, when there is one.
+    pub(crate) next_due_in: Option<Duration>,
 }
+
+/// How long the deaths hash of a queue outlives its last change: a job whose workers die less
+/// often than this is not taken for poison.
+const DEATHS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A handle on Redis for one key prefix. Cheap to clone: clones share one multiplexed connection.
 #[derive(Clone)]
@@ -101,15 +113,18 @@ impl Broker {
         let target = if nodes.len() > 1 {
             Target::cluster(&nodes, tls_ca)
         } else {
+            let info = redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(invalid)?
+                .set_tcp_settings(connection::tcp_settings());
             match tls_ca {
                 Some(root_cert) => redis::Client::build_with_tls(
-                    url,
+                    info,
                     redis::TlsCertificates {
                         client_tls: None,
                         root_cert: Some(root_cert),
                     },
                 ),
-                None => redis::Client::open(url),
+                None => redis::Client::open(info),
             }
             .map(Target::server)
         }
@@ -145,20 +160,41 @@ impl Broker {
         &self.prefix
     }
 
-    /// Opens a connection of its own for blocking commands, with no response timeout: a blocking
-    /// command holds its whole socket, so it must not share the multiplexed one.
-    pub(crate) async fn blocking_connection(&self) -> Result<Conn, Error> {
+    /// Opens a connection of its own for blocking commands, whose replies may take up to
+    /// `response_timeout`: a blocking command holds its whole socket, so it must not share the
+    /// multiplexed one, and a socket gone silent must still be noticed.
+    pub(crate) async fn blocking_connection(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<Conn, Error> {
         self.target
-            .blocking()
+            .blocking(response_timeout)
             .await
             .map_err(redis_err("opening a blocking connection"))
     }
 
+    /// The same broker on a connection of its own, made on the calling runtime: for a part that
+    /// must keep talking to Redis when the shared connection's runtime is starved (the
+    /// heartbeat).
+    pub(crate) async fn dedicated(&self) -> Result<Broker, Error> {
+        let conn = self
+            .target
+            .shared()
+            .await
+            .map_err(redis_err("connecting"))?;
+        Ok(Broker {
+            conn,
+            ..self.clone()
+        })
+    }
+
     /// Adds jobs: ready ones to the end of their queue's pending list, delayed ones to its
-    /// scheduled set. One round trip on a server, whatever the number of jobs; on a cluster, one
-    /// per queue (a pipeline must stay within one hash slot).
+    /// scheduled set (a delay counts from when Redis receives the job, on its own clock). One
+    /// round trip on a server, whatever the number of jobs; on a cluster, one per queue (a
+    /// pipeline must stay within one hash slot).
     pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
         let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
+        let mut scheduled: Vec<(&str, Duration, Vec<&str>)> = Vec::new();
         let mut i = 0;
         while i < jobs.len() {
             let job = &jobs[i];
@@ -169,71 +205,93 @@ impl Broker {
                     &mut pipes.last_mut().expect("just pushed").1
                 }
             };
-            match job.due_ms {
-                Some(due) => {
-                    pipe.cmd("ZADD")
-                        .arg(keys::scheduled(&self.prefix, job.queue))
-                        .arg(due)
-                        .arg(job.payload)
-                        .ignore();
-                    i += 1;
-                }
+            // Consecutive jobs of one queue due alike go into one command.
+            let run_end = jobs[i..]
+                .iter()
+                .position(|next| next.queue != job.queue || next.due != job.due)
+                .map_or(jobs.len(), |len| i + len);
+            let payloads = jobs[i..run_end].iter().map(|job| job.payload);
+            match job.due {
                 None => {
-                    // Consecutive ready jobs of one queue go into one RPUSH.
-                    let mut cmd = redis::cmd("RPUSH");
-                    cmd.arg(keys::pending(&self.prefix, job.queue));
-                    while i < jobs.len() && jobs[i].due_ms.is_none() && jobs[i].queue == job.queue {
-                        cmd.arg(jobs[i].payload);
-                        i += 1;
+                    pipe.cmd("RPUSH")
+                        .arg(keys::pending(&self.prefix, job.queue))
+                        .arg(payloads.collect::<Vec<_>>())
+                        .ignore();
+                }
+                Some(Due::AtMs(due_ms)) => {
+                    let cmd = pipe
+                        .cmd("ZADD")
+                        .arg(keys::scheduled(&self.prefix, job.queue));
+                    for payload in payloads {
+                        cmd.arg(due_ms).arg(payload);
                     }
-                    pipe.add_command(cmd).ignore();
+                    cmd.ignore();
+                }
+                Some(Due::After(delay)) => {
+                    // Due on the server's clock: a script reads it (after the pipelines).
+                    scheduled.push((job.queue, delay, payloads.collect::<Vec<_>>()));
                 }
             }
+            i = run_end;
         }
         let mut conn = self.conn.clone();
         for (_, pipe) in pipes {
+            if pipe.is_empty() {
+                continue;
+            }
             pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err("enqueueing"))?;
+        }
+        for (queue, delay, payloads) in scheduled {
+            scripts::SCHEDULE
+                .key(keys::scheduled(&self.prefix, queue))
+                .arg(delay.as_millis() as u64)
+                .arg(payloads)
+                .invoke_async::<u64>(&mut conn)
                 .await
                 .map_err(redis_err("enqueueing"))?;
         }
         Ok(())
     }
 
-    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, the first of them a
-    /// suspect when `take_suspect` and there is one; returns each one's field there and its
-    /// payload, oldest first, and whether the first is a suspect.
+    /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, each under a fresh
+    /// lease, the first of them a suspect when `take_suspect` and there is one; returns them
+    /// oldest first, and whether the first is a suspect.
     pub(crate) async fn fetch(
         &self,
         queue: &str,
         worker: &str,
         max: usize,
         take_suspect: bool,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), Error> {
+    ) -> Result<(Vec<Leased>, bool), Error> {
         let mut conn = self.conn.clone();
         let (jobs, suspect): (Vec<(String, Vec<u8>)>, i64) = scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::workers(&self.prefix, queue))
             .key(keys::suspects(&self.prefix, queue))
+            .key(keys::leases(&self.prefix, queue))
             .arg(max)
             .arg(worker)
             .arg(if take_suspect { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("fetching jobs"))?;
-        Ok((jobs, suspect == 1))
+        Ok((leased(jobs), suspect == 1))
     }
 
-    /// Waits up to `block` for a job on `queue` and moves it to `worker`'s landing list (in
-    /// flight, like the hash), on a connection from [`Broker::blocking_connection`].
+    /// Waits up to `block` for a job on `queue` and moves it to `worker`'s landing list, on a
+    /// connection from [`Broker::blocking_connection`]; true when one landed. The caller then
+    /// [adopts](Broker::adopt_landed) it.
     pub(crate) async fn fetch_blocking(
         &self,
         conn: &mut Conn,
         queue: &str,
         worker: &str,
         block: Duration,
-    ) -> Result<Option<Vec<u8>>, Error> {
-        redis::cmd("BLMOVE")
+    ) -> Result<bool, Error> {
+        let landed: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(keys::pending(&self.prefix, queue))
             .arg(keys::landing(&self.prefix, queue, worker))
             .arg("LEFT")
@@ -241,33 +299,87 @@ impl Broker {
             .arg(block.as_secs_f64())
             .query_async(conn)
             .await
-            .map_err(redis_err("waiting for a job"))
+            .map_err(redis_err("waiting for a job"))?;
+        Ok(landed.is_some())
     }
 
-    /// Acknowledges finished jobs of `worker`: stores each one's outcome (when given) under its
-    /// result key for its task's time, or `ttl`, then removes it from the worker's in-flight list. Results are
-    /// written first: a crash in between re-runs a job, it never loses one. One round trip on a
-    /// server; on a cluster, the results (each in its own slot) go out concurrently first.
-    pub(crate) async fn ack_many<'a>(
+    /// Moves every job in `worker`'s landing list for `queue` into its in-flight hash, each
+    /// under a fresh lease.
+    pub(crate) async fn adopt_landed(
+        &self,
+        queue: &str,
+        worker: &str,
+    ) -> Result<Vec<Leased>, Error> {
+        let mut conn = self.conn.clone();
+        let jobs: Vec<(String, Vec<u8>)> = scripts::ADOPT
+            .key(keys::landing(&self.prefix, queue, worker))
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::leases(&self.prefix, queue))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("adopting landed jobs"))?;
+        Ok(leased(jobs))
+    }
+
+    /// Acknowledges finished runs of `worker`: takes each out of the in-flight hash by its
+    /// lease, then stores the outcome of each run whose lease was still held under its result
+    /// key, for its task's time or `ttl`. A stale run (its job was recovered meanwhile) writes
+    /// nothing. Returns, per run in order, whether its lease was held.
+    ///
+    /// Two round trips per batch of one queue (the leases, then the outcomes): fencing needs the
+    /// first answer before the second write, as result keys live in slots of their own.
+    pub(crate) async fn ack_many(
         &self,
         worker: &str,
-        jobs: impl Iterator<Item = &'a Finished> + Clone,
+        jobs: &[&Finished],
         ttl: Duration,
-    ) -> Result<(), Error> {
-        let result_commands = jobs.clone().filter_map(|job| {
-            let (job_id, record, task_ttl) = job.outcome.as_ref()?;
-            let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(keys::result(&self.prefix, job_id))
-                .arg(record)
-                .arg("PX")
-                .arg(ttl_ms);
-            Some(cmd)
-        });
-        let mut pipe = redis::pipe();
+    ) -> Result<Vec<bool>, Error> {
+        let mut held = vec![false; jobs.len()];
+        // One script per queue in the batch, each in its queue's slot.
+        let mut queues: Vec<&str> = Vec::new();
+        for job in jobs {
+            if !queues.contains(&&*job.queue) {
+                queues.push(&job.queue);
+            }
+        }
+        let mut conn = self.conn.clone();
+        for queue in &queues {
+            let members: Vec<usize> = (0..jobs.len())
+                .filter(|&i| &*jobs[i].queue == *queue)
+                .collect();
+            let answer: Vec<i64> = scripts::ACK
+                .key(keys::active(&self.prefix, queue, worker))
+                .key(keys::deaths(&self.prefix, queue))
+                .arg(
+                    members
+                        .iter()
+                        .map(|&i| jobs[i].lease.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err("acknowledging jobs"))?;
+            for (&i, answer) in members.iter().zip(answer) {
+                held[i] = answer == 1;
+            }
+        }
+        let outcomes = jobs
+            .iter()
+            .zip(&held)
+            .filter(|(_, held)| **held)
+            .filter_map(|(job, _)| {
+                let (job_id, record, task_ttl) = job.outcome.as_ref()?;
+                let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(keys::result(&self.prefix, job_id))
+                    .arg(record)
+                    .arg("PX")
+                    .arg(ttl_ms);
+                Some(cmd)
+            });
         if self.target.is_cluster() {
             let mut writes = tokio::task::JoinSet::new();
-            for cmd in result_commands {
+            for cmd in outcomes {
                 let mut conn = self.conn.clone();
                 writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
             }
@@ -277,71 +389,20 @@ impl Broker {
                     .map_err(redis_err("storing job results"))?;
             }
         } else {
-            for cmd in result_commands {
+            let mut pipe = redis::pipe();
+            for cmd in outcomes {
                 pipe.add_command(cmd).ignore();
             }
-        }
-        // One HDEL per queue takes every job fetched into the in-flight hash; a job that a
-        // blocking wait landed is removed from the (short) landing list. On a cluster each
-        // queue's removals go in a pipeline of their own.
-        let mut releases: Vec<(&str, redis::Cmd)> = Vec::new();
-        // Index in `releases` of each queue's HDEL, so that fields join their own queue's HDEL
-        // and never another command.
-        let mut hdels: Vec<(&str, usize)> = Vec::new();
-        let mut by_queue: Vec<(&str, redis::Pipeline)> = Vec::new();
-        for job in jobs {
-            let queue: &str = &job.queue;
-            match &job.field {
-                Some(field) => match hdels.iter().find(|(q, _)| *q == queue) {
-                    Some(&(_, index)) => {
-                        releases[index].1.arg(field);
-                    }
-                    None => {
-                        let mut hdel = redis::cmd("HDEL");
-                        hdel.arg(keys::active(&self.prefix, queue, worker))
-                            .arg(field);
-                        hdels.push((queue, releases.len()));
-                        releases.push((queue, hdel));
-                    }
-                },
-                None => {
-                    let mut lrem = redis::cmd("LREM");
-                    lrem.arg(keys::landing(&self.prefix, queue, worker))
-                        .arg(1)
-                        .arg(&job.payload);
-                    releases.push((queue, lrem));
-                }
+            if !pipe.is_empty() {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err("storing job results"))?;
             }
         }
-        for (queue, cmd) in releases {
-            if !self.target.is_cluster() {
-                pipe.add_command(cmd).ignore();
-                continue;
-            }
-            match by_queue.iter_mut().find(|(q, _)| *q == queue) {
-                Some((_, pipe)) => {
-                    pipe.add_command(cmd).ignore();
-                }
-                None => {
-                    let mut pipe = redis::pipe();
-                    pipe.add_command(cmd).ignore();
-                    by_queue.push((queue, pipe));
-                }
-            };
-        }
-        let mut conn = self.conn.clone();
-        for pipe in std::iter::once(pipe).chain(by_queue.into_iter().map(|(_, pipe)| pipe)) {
-            if pipe.is_empty() {
-                continue;
-            }
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err("acknowledging jobs"))?;
-        }
-        Ok(())
+        Ok(held)
     }
 
-    /// Stores a job's latest outcome under its result key for `ttl`.
+    /// Stores a job's final outcome (succeeded or dead) under its result key for `ttl`.
     pub(crate) async fn set_result(
         &self,
         job_id: &str,
@@ -359,6 +420,25 @@ impl Broker {
             .map_err(redis_err("storing a job's outcome"))
     }
 
+    /// Stores that a job is to be retried, unless it already has a final outcome; true when
+    /// written.
+    pub(crate) async fn set_retrying(
+        &self,
+        job_id: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let written: i64 = scripts::SET_RETRYING
+            .key(keys::result(&self.prefix, job_id))
+            .arg(record)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("storing a job's outcome"))?;
+        Ok(written == 1)
+    }
+
     /// Reads a job's latest outcome record, if one is kept.
     pub(crate) async fn result(&self, job_id: &str) -> Result<Option<String>, Error> {
         let mut conn = self.conn.clone();
@@ -369,80 +449,107 @@ impl Broker {
             .map_err(redis_err("reading a job's outcome"))
     }
 
-    /// Moves a failed job from `worker`'s in-flight list to the retry set, due at `due_ms`.
-    /// Returns false when the job was no longer in flight there.
+    /// Takes the run holding `lease` out of `worker`'s in-flight hash and schedules
+    /// `next_payload` in the retry set, due `delay` from now on the server's clock. Returns the
+    /// due time (ms), or None when the lease was no longer held (nothing changed).
     pub(crate) async fn retry(
         &self,
         queue: &str,
         worker: &str,
-        held: &Held<'_>,
-        next_payload: &str,
-        due_ms: u64,
-    ) -> Result<bool, Error> {
+        lease: &str,
+        next_payload: &[u8],
+        delay: Duration,
+    ) -> Result<Option<u64>, Error> {
         let mut conn = self.conn.clone();
-        let moved: i64 = scripts::RETRY
+        let due: i64 = scripts::RETRY
             .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::retry(&self.prefix, queue))
-            .arg(held.field.unwrap_or(""))
-            .arg(held.payload)
+            .key(keys::deaths(&self.prefix, queue))
+            .arg(lease)
             .arg(next_payload)
-            .arg(due_ms)
+            .arg(delay.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("scheduling a retry"))?;
-        Ok(moved == 1)
+        Ok(u64::try_from(due).ok())
     }
 
-    /// Moves a job from `worker`'s in-flight list to the dead set as `record`, trimming the dead
-    /// set to `limits`. Returns false when the job was no longer in flight there.
+    /// Takes the run holding `lease` out of `worker`'s in-flight hash and adds `record` to the
+    /// dead set, trimmed to `limits`. Returns the time of death (server clock, ms), or None
+    /// when the lease was no longer held (nothing changed).
     pub(crate) async fn bury(
         &self,
         queue: &str,
         worker: &str,
-        held: &Held<'_>,
+        lease: &str,
         record: &str,
-        now_ms: u64,
         limits: DeadLimits,
-    ) -> Result<bool, Error> {
-        let oldest_kept = now_ms.saturating_sub(limits.max_age.as_millis() as u64);
+    ) -> Result<Option<u64>, Error> {
         let mut conn = self.conn.clone();
-        let moved: i64 = scripts::BURY
+        let died: i64 = scripts::BURY
             .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::dead(&self.prefix, queue))
-            .arg(held.field.unwrap_or(""))
-            .arg(held.payload)
+            .key(keys::deaths(&self.prefix, queue))
+            .arg(lease)
             .arg(record)
-            .arg(now_ms)
             .arg(limits.max_len)
-            .arg(oldest_kept)
+            .arg(limits.max_age.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("burying a job"))?;
-        Ok(moved == 1)
+        Ok(u64::try_from(died).ok())
     }
 
-    /// Moves the scheduled and retry jobs of `queue` that are due at `now_ms` to its pending list.
-    pub(crate) async fn forward_due(
+    /// Up to `limit` jobs of `queue` set aside as poison, waiting for their dead record.
+    pub(crate) async fn poisoned(&self, queue: &str, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(keys::poisoned(&self.prefix, queue))
+            .arg(0)
+            .arg(limit.saturating_sub(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading poisoned jobs"))
+    }
+
+    /// Moves one poisoned job of `queue` to the dead set as `record`, trimmed to `limits`.
+    /// Returns the time of death, or None when another recoverer buried it first.
+    pub(crate) async fn bury_poisoned(
         &self,
         queue: &str,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Forwarded, Error> {
+        payload: &[u8],
+        record: &str,
+        limits: DeadLimits,
+    ) -> Result<Option<u64>, Error> {
+        let mut conn = self.conn.clone();
+        let died: i64 = scripts::BURY_POISONED
+            .key(keys::poisoned(&self.prefix, queue))
+            .key(keys::dead(&self.prefix, queue))
+            .arg(payload)
+            .arg(record)
+            .arg(limits.max_len)
+            .arg(limits.max_age.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("burying a poison job"))?;
+        Ok(u64::try_from(died).ok())
+    }
+
+    /// Moves the scheduled and retry jobs of `queue` that are due (on the server's clock) to
+    /// its pending list, at most `limit` from each set.
+    pub(crate) async fn forward_due(&self, queue: &str, limit: usize) -> Result<Forwarded, Error> {
         let mut conn = self.conn.clone();
         let (moved, next_due): (u64, i64) = scripts::FORWARD_DUE
             .key(keys::scheduled(&self.prefix, queue))
             .key(keys::retry(&self.prefix, queue))
             .key(keys::pending(&self.prefix, queue))
-            .arg(now_ms)
             .arg(limit)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("forwarding due jobs"))?;
         Ok(Forwarded {
             moved,
-            next_due_ms: u64::try_from(next_due).ok(),
+            next_due_in: u64::try_from(next_due).ok().map(Duration::from_millis),
         })
     }
 
@@ -487,10 +594,10 @@ impl Broker {
             .map_err(redis_err("listing lapsed workers"))
     }
 
-    /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to the
-    /// front of `queue`, counting a worker death for each; a job one death short of
-    /// `max_deaths` goes to the suspects list, and a job with `max_deaths` to the dead set. None
-    /// when the worker is alive after all.
+    /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to
+    /// `queue`, counting a worker death against each; a job one death short of `max_deaths`
+    /// goes to the suspects list, and a job with `max_deaths` to the poisoned list (see
+    /// [`Broker::poisoned`]). None when the worker is alive after all.
     pub(crate) async fn requeue_lapsed(
         &self,
         queue: &str,
@@ -520,19 +627,20 @@ impl Broker {
         max_deaths: u32,
     ) -> Result<Option<Requeued>, Error> {
         let mut conn = self.conn.clone();
-        let (requeued, buried): (i64, Vec<String>) = scripts::REQUEUE_INFLIGHT
+        let (requeued, poisoned): (i64, u64) = scripts::REQUEUE_INFLIGHT
             .key(keys::workers(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::pending(&self.prefix, queue))
-            .key(keys::dead(&self.prefix, queue))
             .key(keys::landing(&self.prefix, queue, worker))
+            .key(keys::pending(&self.prefix, queue))
             .key(keys::suspects(&self.prefix, queue))
+            .key(keys::deaths(&self.prefix, queue))
+            .key(keys::poisoned(&self.prefix, queue))
             .arg(worker)
             .arg(mode)
             .arg(cutoff_ms)
             .arg(max_deaths)
-            .arg(crate::clock::now_ms())
             .arg(max_deaths.saturating_sub(1).max(1))
+            .arg(DEATHS_KEPT.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("requeueing in-flight jobs"))?;
@@ -541,46 +649,23 @@ impl Broker {
         }
         Ok(Some(Requeued {
             requeued: requeued as u64,
-            buried,
+            poisoned,
         }))
     }
 
-    /// Returns to the front of `queue` every job in `worker`'s in-flight hash whose field is not
-    /// in `held` (see `reclaim.lua`). Returns how many.
-    pub(crate) async fn reclaim_fetched(
+    /// Returns to the front of `queue` every job in `worker`'s in-flight hash whose lease is not
+    /// among `held` (see `reclaim.lua`). Returns how many.
+    pub(crate) async fn reclaim(
         &self,
         queue: &str,
         worker: &str,
         held: &[String],
     ) -> Result<u64, Error> {
-        self.reclaim(queue, worker, "hash", held).await
-    }
-
-    /// Returns to the front of `queue` every job in `worker`'s landing list that is not among
-    /// `held` (see `reclaim.lua`). Returns how many.
-    pub(crate) async fn reclaim_landed(
-        &self,
-        queue: &str,
-        worker: &str,
-        held: &[Vec<u8>],
-    ) -> Result<u64, Error> {
-        self.reclaim(queue, worker, "landing", held).await
-    }
-
-    async fn reclaim(
-        &self,
-        queue: &str,
-        worker: &str,
-        mode: &str,
-        held: impl redis::ToRedisArgs,
-    ) -> Result<u64, Error> {
         let mut conn = self.conn.clone();
         let mut invocation = scripts::RECLAIM.prepare_invoke();
         invocation
             .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::pending(&self.prefix, queue))
-            .arg(mode)
             .arg(held);
         invocation
             .invoke_async(&mut conn)
@@ -665,4 +750,12 @@ impl Broker {
             .await
             .map_err(redis_err("pushing a raw payload"))
     }
+}
+
+/// Pairs of lease and payload, as the fetching scripts answer.
+fn leased(pairs: Vec<(String, Vec<u8>)>) -> Vec<Leased> {
+    pairs
+        .into_iter()
+        .map(|(lease, payload)| Leased { lease, payload })
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! The Lua scripts behind the broker's multi-key operations, one file per operation (shared
-//! pieces such as `release.lua` are prepended), each hashed once and run with EVALSHA (redis-rs
+//! pieces such as `settle.lua` are prepended), each hashed once and run with EVALSHA (redis-rs
 //! reloads a script on NOSCRIPT).
 
 use std::sync::LazyLock;
@@ -13,9 +13,14 @@ macro_rules! script {
     };
 }
 
-script!(FETCH, "fetch.lua");
-script!(RETRY, "release.lua", "retry.lua");
-script!(BURY, "release.lua", "bury.lua");
+script!(FETCH, "lease.lua", "fetch.lua");
+script!(ADOPT, "lease.lua", "adopt.lua");
+script!(ACK, "settle.lua", "ack.lua");
+script!(RETRY, "settle.lua", "retry.lua");
+script!(BURY, "settle.lua", "bury.lua");
+script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");
+script!(SET_RETRYING, "set_retrying.lua");
+script!(SCHEDULE, "schedule.lua");
 script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
 script!(HEARTBEAT, "heartbeat.lua");

@@ -101,55 +101,81 @@ async fn push(raw: &mut redis::aio::MultiplexedConnection, key: &str, items: &[&
         .unwrap();
 }
 
+async fn exists(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(raw)
+        .await
+        .unwrap()
+        == 1
+}
+
+async fn get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(raw).await.unwrap()
+}
+
+async fn server_ms(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(raw).await.unwrap();
+    secs * 1000 + micros / 1000
+}
+
+fn leases(jobs: &[Leased]) -> Vec<&str> {
+    jobs.iter().map(|job| job.lease.as_str()).collect()
+}
+
+fn payloads(jobs: &[Leased]) -> Vec<&str> {
+    jobs.iter()
+        .map(|job| std::str::from_utf8(&job.payload).unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn enqueue_puts_ready_jobs_in_order_and_delayed_jobs_in_the_scheduled_set() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    let job = |queue, payload, due_ms| NewJob {
+    let job = |queue, payload, due| NewJob {
         queue,
         payload,
-        due_ms,
+        due,
     };
+    let before = server_ms(&mut raw).await;
     broker
         .enqueue(&[
             job("a", "a1", None),
             job("a", "a2", None),
             job("b", "b1", None),
-            job("a", "a3", Some(5_000)),
+            job("a", "a3", Some(Due::AtMs(5_000))),
             job("a", "a4", None),
+            job("a", "a5", Some(Due::After(Duration::from_secs(60)))),
         ])
         .await
         .unwrap();
+    let after = server_ms(&mut raw).await;
     assert_eq!(list(&mut raw, "t:{a}:pending").await, ["a1", "a2", "a4"]);
     assert_eq!(list(&mut raw, "t:{b}:pending").await, ["b1"]);
-    assert_eq!(
-        zset(&mut raw, "t:{a}:scheduled").await,
-        [("a3".into(), 5_000)]
+    let scheduled = zset(&mut raw, "t:{a}:scheduled").await;
+    assert_eq!(scheduled[0], ("a3".into(), 5_000));
+    assert_eq!(scheduled[1].0, "a5");
+    assert!(
+        (before + 60_000..=after + 60_000).contains(&scheduled[1].1),
+        "a delay counts on the server's clock: {scheduled:?}"
     );
 }
 
 #[tokio::test]
-async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive() {
+async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_alive() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    let (j1, j2) = (
-        r#"{"v":1,"id":"A1","t":"x"}"#,
-        r#"{"v":1,"id":"B2","t":"x"}"#,
-    );
-    push(&mut raw, "t:{q}:pending", &[j1, j2, "garbage"]).await;
+    let (j1, j2) = (r#"{"v":1,"id":"A1","t":"x"}"#, "not json at all");
+    push(&mut raw, "t:{q}:pending", &[j1, j2, "third"]).await;
     let (fetched, suspect) = broker.fetch("q", "w1", 2, true).await.unwrap();
     assert!(!suspect);
-    assert_eq!(
-        fetched,
-        [
-            ("A1".to_owned(), j1.as_bytes().to_vec()),
-            ("B2".to_owned(), j2.as_bytes().to_vec())
-        ]
-    );
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["garbage"]);
+    assert_eq!(leases(&fetched), ["1", "2"]);
+    assert_eq!(payloads(&fetched), [j1, j2]);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["third"]);
     assert_eq!(
         hash(&mut raw, "t:{q}:active:w1").await,
-        [pair("A1", j1), pair("B2", j2)]
+        [pair("1", j1), pair("2", j2)]
     );
     let workers = zset(&mut raw, "t:{q}:workers").await;
     assert_eq!(workers.len(), 1);
@@ -159,29 +185,15 @@ async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive(
         "scored by the server's clock in ms"
     );
 
-    // A payload without an id is held under its hash; the same id twice never overwrites.
-    push(
-        &mut raw,
-        "t:{q}:pending",
-        &[r#"{"id":"A1","other":1}"#, r#"{"id":"A1","other":2}"#],
-    )
-    .await;
+    // The same payload again (a job recovered and fetched anew) gets a new lease: leases are
+    // never reused, whichever worker fetches.
+    push(&mut raw, "t:{q}:pending", &[j1]).await;
     let (fetched, _) = broker.fetch("q", "w1", 10, true).await.unwrap();
-    let fields: Vec<&str> = fetched.iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(fields.len(), 3);
-    assert!(
-        fields[0].starts_with("raw:") && fields[0].len() == 44,
-        "{fields:?}"
-    );
-    assert_eq!(&fields[1..], ["A1~1", "A1~2"]);
-    assert_eq!(
-        hash(&mut raw, "t:{q}:active:w1").await.len(),
-        5,
-        "nothing overwritten"
-    );
+    assert_eq!(leases(&fetched), ["3", "4"]);
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 4);
     assert!(
         broker
-            .fetch("q", "w1", 10, true)
+            .fetch("q", "w2", 10, true)
             .await
             .unwrap()
             .0
@@ -193,88 +205,132 @@ async fn fetch_holds_the_oldest_jobs_in_flight_by_id_and_marks_the_worker_alive(
 async fn fetch_takes_one_suspect_first_and_only_when_allowed() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    push(
-        &mut raw,
-        "t:{q}:suspects",
-        &[r#"{"d":2,"id":"S1"}"#, r#"{"d":2,"id":"S2"}"#],
-    )
-    .await;
-    push(
-        &mut raw,
-        "t:{q}:pending",
-        &[r#"{"id":"P1"}"#, r#"{"id":"P2"}"#],
-    )
-    .await;
+    push(&mut raw, "t:{q}:suspects", &["S1", "S2"]).await;
+    push(&mut raw, "t:{q}:pending", &["P1", "P2"]).await;
     let (fetched, suspect) = broker.fetch("q", "w1", 1, false).await.unwrap();
     assert!(!suspect);
-    assert_eq!(fetched[0].0, "P1", "no suspect while one is in flight");
+    assert_eq!(
+        payloads(&fetched),
+        ["P1"],
+        "no suspect while one is in flight"
+    );
     let (fetched, suspect) = broker.fetch("q", "w1", 10, true).await.unwrap();
     assert!(suspect);
-    let fields: Vec<&str> = fetched.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(
-        fields,
+        payloads(&fetched),
         ["S1", "P2"],
         "one suspect, first, then pending jobs"
     );
-    assert_eq!(
-        list(&mut raw, "t:{q}:suspects").await,
-        [r#"{"d":2,"id":"S2"}"#]
-    );
+    assert_eq!(list(&mut raw, "t:{q}:suspects").await, ["S2"]);
 }
 
 #[tokio::test]
-async fn a_blocking_fetch_lands_a_job_that_arrives_while_it_waits() {
+async fn a_blocking_fetch_lands_a_job_that_is_then_adopted_under_a_lease() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    let mut blocking = broker.blocking_connection().await.unwrap();
+    let mut blocking = broker
+        .blocking_connection(Duration::from_secs(10))
+        .await
+        .unwrap();
     let empty = broker
         .fetch_blocking(&mut blocking, "q", "w1", Duration::from_millis(50))
         .await
         .unwrap();
-    assert_eq!(empty, None);
+    assert!(!empty);
+    assert!(broker.adopt_landed("q", "w1").await.unwrap().is_empty());
     let waiting = broker.fetch_blocking(&mut blocking, "q", "w1", Duration::from_secs(5));
     let pushing = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         push(&mut raw.clone(), "t:{q}:pending", &["j1"]).await;
     };
-    let (fetched, ()) = tokio::join!(waiting, pushing);
-    assert_eq!(fetched.unwrap(), Some(b"j1".to_vec()));
+    let (landed, ()) = tokio::join!(waiting, pushing);
+    assert!(landed.unwrap());
     assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["j1"]);
     assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
+
+    // A reply lost after a second job landed: adoption takes every landed job.
+    push(&mut raw, "t:{q}:landing:w1", &["j2"]).await;
+    let adopted = broker.adopt_landed("q", "w1").await.unwrap();
+    assert_eq!(payloads(&adopted), ["j1", "j2"]);
+    assert_eq!(leases(&adopted), ["1", "2"]);
+    assert!(!exists(&mut raw, "t:{q}:landing:w1").await);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:active:w1").await,
+        [pair("1", "j1"), pair("2", "j2")]
+    );
 }
 
 #[tokio::test]
-async fn ack_stores_results_and_releases_exactly_the_finished_jobs() {
+async fn a_blocking_wait_that_gets_no_answer_fails_within_its_bound() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let mut blocking = broker
+        .blocking_connection(Duration::from_millis(300))
+        .await
+        .unwrap();
+    // Redis holds every client's commands (as a muted network would) longer than the bound.
+    let stall = async {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1500)
+            .arg("ALL")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    };
+    let started = std::time::Instant::now();
+    let wait = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        broker
+            .fetch_blocking(&mut blocking, "q", "w1", Duration::from_millis(100))
+            .await
+    };
+    let ((), waited) = tokio::join!(stall, wait);
+    assert!(waited.is_err(), "{waited:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// A finished run of queue `q` holding `lease`, whose outcome (when given) is `record` for
+/// job `id`.
+fn finished(lease: &str, outcome: Option<(&str, &str)>) -> Finished {
+    Finished {
+        queue: "q".into(),
+        lease: lease.to_owned(),
+        outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned(), None)),
+    }
+}
+
+#[tokio::test]
+async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     hset(
         &mut raw,
         "t:{q}:active:w1",
-        &[("A", "ja"), ("B", "jb"), ("C", "jc")],
+        &[("1", "ja"), ("2", "jb"), ("3", "jc")],
     )
     .await;
-    push(&mut raw, "t:{q}:landing:w1", &["jl", "jm"]).await;
-    let finished = |field: Option<&str>, payload: &str, outcome: Option<(&str, &str)>| Finished {
-        queue: "q".into(),
-        field: field.map(str::to_owned),
-        payload: payload.as_bytes().to_vec(),
-        outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned(), None)),
-    };
-    // A landed job before held ones: each release must stay its own command.
-    let done = [
-        finished(None, "jl", None),
-        finished(Some("A"), "ja", Some(("id1", "r1"))),
-        finished(Some("C"), "jc", None),
+    let jobs = [
+        finished("1", Some(("A", "ra"))),
+        finished("3", None),
+        // A stale run: its lease is gone (the job was recovered and runs elsewhere).
+        finished("9", Some(("Z", "rz"))),
     ];
-    broker
-        .ack_many("w1", done.iter(), Duration::from_secs(60))
+    let refs: Vec<&Finished> = jobs.iter().collect();
+    let held = broker
+        .ack_many("w1", &refs, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("B", "jb")]);
-    assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["jm"]);
-    assert_eq!(broker.result("id1").await.unwrap().as_deref(), Some("r1"));
+    assert_eq!(held, [true, true, false]);
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
+    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
+    assert_eq!(
+        get(&mut raw, "t:result:{Z}").await,
+        None,
+        "a stale run writes nothing"
+    );
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("t:result:{id1}")
+        .arg("t:result:{A}")
         .query_async(&mut raw)
         .await
         .unwrap();
@@ -282,267 +338,330 @@ async fn ack_stores_results_and_releases_exactly_the_finished_jobs() {
 }
 
 #[tokio::test]
-async fn retry_moves_an_in_flight_job_to_the_retry_set_and_ignores_one_no_longer_there() {
+async fn settling_forgets_the_deaths_counted_against_a_job() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    hset(&mut raw, "t:{q}:active:w1", &[("A", "ja")]).await;
-    push(&mut raw, "t:{q}:landing:w1", &["jl"]).await;
-    let held = |field, payload| Held { field, payload };
-    assert!(
-        broker
-            .retry("q", "w1", &held(Some("A"), b"ja"), "ja-next", 9_000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        broker
-            .retry("q", "w1", &held(None, b"jl"), "jl-next", 9_500)
-            .await
-            .unwrap()
-    );
-    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
-    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
-    assert_eq!(
-        zset(&mut raw, "t:{q}:retry").await,
-        [("ja-next".into(), 9_000), ("jl-next".into(), 9_500)]
-    );
-    // A late retry from a worker whose job was recovered changes nothing.
-    assert!(
-        !broker
-            .retry("q", "w1", &held(Some("A"), b"ja"), "again", 1)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !broker
-            .retry("q", "w1", &held(None, b"jl"), "again", 1)
-            .await
-            .unwrap()
-    );
-    assert_eq!(zset(&mut raw, "t:{q}:retry").await.len(), 2);
-}
-
-#[tokio::test]
-async fn bury_records_the_job_and_trims_the_dead_set_by_size_and_age() {
-    let server = Server::start();
-    let (broker, mut raw) = server.broker().await;
-    let limits = DeadLimits {
-        max_len: 2,
-        max_age: Duration::from_millis(1_000),
+    hset(&mut raw, "t:{q}:active:w1", &[("1", "ja"), ("2", "jb")]).await;
+    let sha = |payload: &str| {
+        let script = redis::Script::new(payload);
+        script.get_hash().to_owned()
     };
     hset(
         &mut raw,
-        "t:{q}:active:w1",
-        &[("1", "j1"), ("2", "j2"), ("3", "j3")],
+        "t:{q}:deaths",
+        &[(&sha("ja"), "1"), (&sha("jb"), "2"), ("other", "1")],
     )
     .await;
-    push(&mut raw, "t:{q}:landing:w1", &["j4"]).await;
-    for (field, payload, at) in [
-        (Some("1"), "j1", 100),
-        (Some("2"), "j2", 5_000),
-        (Some("3"), "j3", 5_500),
-        (None, "j4", 5_600),
-    ] {
-        let record = format!("dead-{payload}");
-        let held = Held {
-            field,
-            payload: payload.as_bytes(),
-        };
-        assert!(
-            broker
-                .bury("q", "w1", &held, &record, at, limits)
-                .await
-                .unwrap()
-        );
-    }
+    let jobs = [finished("1", None)];
+    let refs: Vec<&Finished> = jobs.iter().collect();
+    broker
+        .ack_many("w1", &refs, Duration::from_secs(60))
+        .await
+        .unwrap();
+    broker
+        .retry("q", "w1", "2", b"jb2", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(hash(&mut raw, "t:{q}:deaths").await, [pair("other", "1")]);
+}
+
+#[tokio::test]
+async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    hset(&mut raw, "t:{q}:active:w1", &[("7", "old")]).await;
+    let before = server_ms(&mut raw).await;
+    let due = broker
+        .retry("q", "w1", "7", b"next", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the lease was held");
+    let after = server_ms(&mut raw).await;
+    assert!((before + 30_000..=after + 30_000).contains(&due));
+    assert_eq!(zset(&mut raw, "t:{q}:retry").await, [("next".into(), due)]);
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
-    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
+    // The same lease again, or another worker's: nothing changes.
     assert_eq!(
-        zset(&mut raw, "t:{q}:dead").await,
-        [("dead-j3".into(), 5_500), ("dead-j4".into(), 5_600)],
-        "j1 aged out, j2 fell off the end"
-    );
-    let gone = Held {
-        field: Some("9"),
-        payload: b"j9",
-    };
-    assert!(
-        !broker
-            .bury("q", "w1", &gone, "dead-j9", 6_000, limits)
+        broker
+            .retry("q", "w1", "7", b"again", Duration::ZERO)
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
+    assert_eq!(zset(&mut raw, "t:{q}:retry").await.len(), 1);
+}
+
+#[tokio::test]
+async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let now = server_ms(&mut raw).await;
+    let _: () = redis::cmd("ZADD")
+        .arg("t:{q}:dead")
+        .arg(now - 100_000)
+        .arg("ancient")
+        .arg(now - 10)
+        .arg("old1")
+        .arg(now - 5)
+        .arg("old2")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    hset(&mut raw, "t:{q}:active:w1", &[("1", "j1")]).await;
+    let limits = DeadLimits {
+        max_len: 2,
+        max_age: Duration::from_secs(60),
+    };
+    let died = broker
+        .bury("q", "w1", "1", "record1", limits)
+        .await
+        .unwrap()
+        .expect("held");
+    assert!(died >= now);
+    let dead: Vec<String> = zset(&mut raw, "t:{q}:dead")
+        .await
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(
+        dead,
+        ["old2", "record1"],
+        "too old and too many are dropped"
+    );
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert_eq!(
+        broker.bury("q", "w1", "1", "again", limits).await.unwrap(),
+        None
+    );
+    assert_eq!(zset(&mut raw, "t:{q}:dead").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_retrying_outcome_never_replaces_a_final_one() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let ttl = Duration::from_secs(60);
+    let retrying = |n: u32| format!(r#"{{"state":"retrying","attempts":{n}}}"#);
+    assert!(broker.set_retrying("j", &retrying(1), ttl).await.unwrap());
+    assert!(broker.set_retrying("j", &retrying(2), ttl).await.unwrap());
+    broker
+        .set_result("j", r#"{"state":"succeeded","attempts":3}"#, ttl)
+        .await
+        .unwrap();
+    assert!(!broker.set_retrying("j", &retrying(2), ttl).await.unwrap());
+    assert_eq!(
+        get(&mut raw, "t:result:{j}").await.as_deref(),
+        Some(r#"{"state":"succeeded","attempts":3}"#)
+    );
+    broker
+        .set_result("k", r#"{"state":"dead","attempts":1}"#, ttl)
+        .await
+        .unwrap();
+    assert!(!broker.set_retrying("k", &retrying(1), ttl).await.unwrap());
 }
 
 #[tokio::test]
 async fn forward_due_moves_only_due_jobs_and_tells_when_the_next_one_is_due() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    push(&mut raw, "t:{q}:pending", &["p0"]).await;
-    let _: () = redis::pipe()
-        .cmd("ZADD")
+    let now = server_ms(&mut raw).await;
+    let _: () = redis::cmd("ZADD")
         .arg("t:{q}:scheduled")
-        .arg(100)
+        .arg(now - 1_000)
         .arg("s1")
-        .ignore()
-        .cmd("ZADD")
-        .arg("t:{q}:scheduled")
-        .arg(900)
+        .arg(now + 60_000)
         .arg("s2")
-        .ignore()
-        .cmd("ZADD")
-        .arg("t:{q}:retry")
-        .arg(200)
-        .arg("r1")
-        .ignore()
-        .cmd("ZADD")
-        .arg("t:{q}:retry")
-        .arg(700)
-        .arg("r2")
-        .ignore()
         .query_async(&mut raw)
         .await
         .unwrap();
-    let forwarded = broker.forward_due("q", 500, 100).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg("t:{q}:retry")
+        .arg(now - 500)
+        .arg("r1")
+        .arg(now + 30_000)
+        .arg("r2")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let forwarded = broker.forward_due("q", 100).await.unwrap();
     assert_eq!(forwarded.moved, 2);
-    assert_eq!(forwarded.next_due_ms, Some(700));
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["p0", "s1", "r1"]);
-    assert_eq!(
-        zset(&mut raw, "t:{q}:scheduled").await,
-        [("s2".into(), 900)]
+    let next = forwarded.next_due_in.unwrap();
+    assert!(
+        next > Duration::from_secs(29) && next <= Duration::from_secs(30),
+        "{next:?}"
     );
-    assert_eq!(zset(&mut raw, "t:{q}:retry").await, [("r2".into(), 700)]);
-
-    let forwarded = broker.forward_due("q", 1_000, 1).await.unwrap();
-    assert_eq!(
-        (forwarded.moved, forwarded.next_due_ms),
-        (2, None),
-        "one per set"
-    );
-    assert_eq!(
-        list(&mut raw, "t:{q}:pending").await,
-        ["p0", "s1", "r1", "s2", "r2"]
-    );
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["s1", "r1"]);
+    assert_eq!(broker.forward_due("q", 100).await.unwrap().moved, 0);
 }
 
 #[tokio::test]
-async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_of_a_dead_one() {
+async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_payloads() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    let envelope = |id: &str| format!(r#"{{"v":1,"id":"{id}","t":"task","q":"q","a":[],"at":1}}"#);
-    let poison = r#"{"d":2,"v":1,"id":"p","t":"task","q":"q","a":[],"n":1,"at":1}"#;
-    let once = r#"{"d":1,"v":1,"id":"o","t":"task","a":[],"at":1}"#;
-    let (e1, e2) = (envelope("e1"), envelope("e2"));
-    push(&mut raw, "t:{q}:pending", &["waiting"]).await;
-    hset(
-        &mut raw,
-        "t:{q}:active:w1",
-        &[
-            ("e1", &e1),
-            ("p", poison),
-            ("raw:x", "garbage"),
-            ("o", once),
-        ],
-    )
-    .await;
-    push(&mut raw, "t:{q}:landing:w1", &[&e2]).await;
+    let now = server_ms(&mut raw).await;
     let _: () = redis::cmd("ZADD")
         .arg("t:{q}:workers")
-        .arg(1_000)
-        .arg("w1")
+        .arg(now)
+        .arg("alive")
+        .arg(now - 60_000)
+        .arg("dead")
         .query_async(&mut raw)
         .await
         .unwrap();
-
+    hset(&mut raw, "t:{q}:active:alive", &[("1", "a")]).await;
+    // A payload whose arguments look like dtask's own fields changes nothing: payloads are
+    // never read (the death count once came from a pattern match on `"n":`).
+    let tricky = r#"{"v":1,"id":"x","t":"task","a":[{"n":7,"d":9}],"at":1}"#;
+    hset(
+        &mut raw,
+        "t:{q}:active:dead",
+        &[("2", tricky), ("3", "not json")],
+    )
+    .await;
+    push(&mut raw, "t:{q}:landing:dead", &["landed"]).await;
+    let cutoff = now - 10_000;
     assert!(
         broker
-            .requeue_lapsed("q", "w1", 999, 3)
+            .requeue_lapsed("q", "alive", cutoff, 3)
             .await
             .unwrap()
-            .is_none(),
-        "alive"
+            .is_none()
     );
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 4);
+    assert_eq!(hash(&mut raw, "t:{q}:active:alive").await.len(), 1);
 
-    let outcome = broker
-        .requeue_lapsed("q", "w1", 1_000, 3)
+    let requeued = broker
+        .requeue_lapsed("q", "dead", cutoff, 3)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(outcome.requeued, 4);
+    assert_eq!((requeued.requeued, requeued.poisoned), (3, 0));
+    let mut pending = list(&mut raw, "t:{q}:pending").await;
+    pending.sort();
+    assert_eq!(pending, ["landed", "not json", tricky]);
     assert_eq!(
-        list(&mut raw, "t:{q}:suspects").await,
-        [once.replacen(r#""d":1"#, r#""d":2"#, 1)],
-        "a job in flight on its second dead worker becomes a suspect"
+        list(&mut raw, "t:{q}:pending")
+            .await
+            .iter()
+            .filter(|p| *p == tricky)
+            .count(),
+        1
     );
-    assert_eq!(outcome.buried, ["p"]);
+    assert!(!exists(&mut raw, "t:{q}:active:dead").await);
+    assert!(!exists(&mut raw, "t:{q}:landing:dead").await);
     assert_eq!(
-        list(&mut raw, "t:{q}:pending").await,
-        [
-            e1.replacen('{', r#"{"d":1,"#, 1),
-            "garbage".to_owned(),
-            e2.replacen('{', r#"{"d":1,"#, 1),
-            "waiting".to_owned(),
-        ],
-        "at the front (held ones, then landed ones), each with one death counted"
+        zset(&mut raw, "t:{q}:workers").await.len(),
+        1,
+        "the dead worker is forgotten"
     );
-    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
-    assert!(list(&mut raw, "t:{q}:landing:w1").await.is_empty());
+    let deaths = hash(&mut raw, "t:{q}:deaths").await;
+    assert_eq!(deaths.len(), 3);
+    assert!(deaths.iter().all(|(_, n)| n == "1"), "{deaths:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("t:{q}:deaths")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the deaths hash does not outlive its use forever");
+
+    // The second death makes a suspect, the third a poison job (max 3).
+    for (round, expect_suspects, expect_poisoned) in [(2, 1, 0), (3, 0, 1)] {
+        let _: () = redis::cmd("DEL")
+            .arg("t:{q}:pending")
+            .arg("t:{q}:suspects")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        hset(
+            &mut raw,
+            &format!("t:{{q}}:active:dead{round}"),
+            &[("9", tricky)],
+        )
+        .await;
+        let _: () = redis::cmd("ZADD")
+            .arg("t:{q}:workers")
+            .arg(now - 60_000)
+            .arg(format!("dead{round}"))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let requeued = broker
+            .requeue_lapsed("q", &format!("dead{round}"), cutoff, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(requeued.poisoned, expect_poisoned);
+        assert_eq!(
+            list(&mut raw, "t:{q}:suspects").await.len(),
+            expect_suspects as usize
+        );
+    }
+    assert_eq!(list(&mut raw, "t:{q}:poisoned").await, [tricky]);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:deaths").await.len(),
+        2,
+        "the poison job's count is gone"
+    );
+    assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
+
+    // Its dead record is built in Rust and buried with the dead set's caps.
+    let limits = DeadLimits {
+        max_len: 1,
+        max_age: Duration::from_secs(60),
+    };
+    assert!(broker.poisoned("q", 10).await.unwrap() == [tricky.as_bytes().to_vec()]);
     assert!(
-        zset(&mut raw, "t:{q}:workers").await.is_empty(),
-        "the worker is forgotten"
+        broker
+            .bury_poisoned("q", tricky.as_bytes(), "rec", limits)
+            .await
+            .unwrap()
+            .is_some()
     );
-    let dead = zset(&mut raw, "t:{q}:dead").await;
-    assert_eq!(dead.len(), 1);
-    let record: serde_json::Value = serde_json::from_str(&dead[0].0).unwrap();
-    assert_eq!(record["id"], "p");
-    assert_eq!(record["task"], "task");
-    assert_eq!(
-        record["error"],
-        "worker died 3 times while running this job"
+    assert!(
+        broker
+            .bury_poisoned("q", tricky.as_bytes(), "rec2", limits)
+            .await
+            .unwrap()
+            .is_none()
     );
-    assert_eq!(record["attempts"], 4, "1 failed attempt + 3 deaths");
-    assert_eq!(record["job"]["d"], 3);
+    let dead: Vec<String> = zset(&mut raw, "t:{q}:dead")
+        .await
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(dead, ["rec"]);
 }
 
 #[tokio::test]
 async fn requeue_own_returns_everything_without_counting_deaths() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
-    let e1 = r#"{"v":1,"id":"e1","t":"task","q":"q","a":[],"at":1}"#;
-    hset(&mut raw, "t:{q}:active:w1", &[("e1", e1)]).await;
-    push(&mut raw, "t:{q}:landing:w1", &["landed"]).await;
-    broker.heartbeat(&["q".to_owned()], "w1").await.unwrap();
+    hset(&mut raw, "t:{q}:active:w1", &[("1", "a")]).await;
+    push(&mut raw, "t:{q}:landing:w1", &["b"]).await;
     assert_eq!(broker.requeue_own("q", "w1").await.unwrap(), 2);
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, [e1, "landed"]);
-    assert!(zset(&mut raw, "t:{q}:workers").await.is_empty());
+    let mut pending = list(&mut raw, "t:{q}:pending").await;
+    pending.sort();
+    assert_eq!(pending, ["a", "b"]);
+    assert!(!exists(&mut raw, "t:{q}:deaths").await);
 }
 
 #[tokio::test]
-async fn reclaim_returns_only_the_jobs_the_worker_does_not_hold() {
+async fn reclaim_returns_only_the_jobs_whose_lease_the_worker_does_not_hold() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     hset(
         &mut raw,
         "t:{q}:active:w1",
-        &[("A", "ja"), ("B", "jb"), ("C", "jc")],
+        &[("1", "held"), ("2", "lost"), ("3", "held too")],
     )
     .await;
-    push(&mut raw, "t:{q}:landing:w1", &["jl", "jl", "jm"]).await;
-    let held = ["A".to_owned(), "C".to_owned()];
-    assert_eq!(broker.reclaim_fetched("q", "w1", &held).await.unwrap(), 1);
+    let reclaimed = broker
+        .reclaim("q", "w1", &["1".to_owned(), "3".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(reclaimed, 1);
+    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["lost"]);
     assert_eq!(
         hash(&mut raw, "t:{q}:active:w1").await,
-        [pair("A", "ja"), pair("C", "jc")]
-    );
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["jb"]);
-    let landed = [b"jl".to_vec()];
-    assert_eq!(broker.reclaim_landed("q", "w1", &landed).await.unwrap(), 2);
-    assert_eq!(list(&mut raw, "t:{q}:landing:w1").await, ["jl"]);
-    assert_eq!(list(&mut raw, "t:{q}:pending").await.len(), 3);
-    assert_eq!(
-        broker.reclaim_fetched("q", "w1", &[]).await.unwrap(),
-        2,
-        "none held"
+        [pair("1", "held"), pair("3", "held too")]
     );
 }

@@ -2,22 +2,21 @@
 //! round trips to Redis; the acker settles all of them in one pipeline instead of one round trip
 //! each. When the worker is idle, a lone acknowledgement goes out at once.
 
-use std::time::Duration;
-
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::backoff::RECONNECT;
+use crate::backoff::retry_until;
 use crate::broker::Finished;
 
 /// Most acknowledgements sent in one round trip.
 const MAX_BATCH: usize = 512;
 
-/// One finished job to acknowledge, and who to tell once Redis took it.
+/// One finished run to acknowledge, and who to tell once Redis took it: true when its lease was
+/// still held, false when the run was stale (its job had been taken back).
 pub(crate) struct Ack {
     pub(crate) job: Finished,
-    pub(crate) done: oneshot::Sender<()>,
+    pub(crate) done: oneshot::Sender<bool>,
 }
 
 /// Where executors send acknowledgements.
@@ -75,27 +74,20 @@ impl Acker {
 }
 
 async fn flush(ctx: &Context, batch: &mut Vec<Ack>, abandon: &CancellationToken) {
-    let mut failures = 0;
-    loop {
-        let jobs = batch.iter().map(|ack| &ack.job);
-        match ctx
-            .broker
-            .ack_many(&ctx.worker_id, jobs, ctx.settings.result_ttl)
-            .await
-        {
-            Ok(()) => break,
-            Err(error) => {
-                failures += 1;
-                tracing::warn!(%error, jobs = batch.len(), "acknowledging jobs failed; retrying");
-                let pause: Duration = RECONNECT.delay(failures);
-                tokio::select! {
-                    _ = abandon.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
-                }
+    let jobs: Vec<&Finished> = batch.iter().map(|ack| &ack.job).collect();
+    let ttl = ctx.settings.result_ttl;
+    let held = retry_until(abandon, "acknowledging jobs", || {
+        ctx.broker.ack_many(&ctx.worker_id, &jobs, ttl)
+    })
+    .await;
+    drop(jobs);
+    match held {
+        Some(held) => {
+            for (ack, held) in batch.drain(..).zip(held) {
+                let _ = ack.done.send(held);
             }
         }
-    }
-    for ack in batch.drain(..) {
-        let _ = ack.done.send(());
+        // Abandoned: the jobs stay in flight and are requeued, so they run again (never lost).
+        None => batch.clear(),
     }
 }

@@ -1,6 +1,9 @@
 //! The executor: runs one fetched job and settles it: acknowledged with its result, scheduled
-//! for a retry, or buried in the dead set. A panic or a timeout is a failed attempt; a payload
-//! that cannot run at all is buried with the reason. Nothing here can stop the worker.
+//! for a retry, or buried in the dead set, each fenced by the run's lease (a run whose job was
+//! taken back meanwhile changes nothing, its outcome included). A panic or a timeout is a failed
+//! attempt; a payload that cannot run at all is buried with the reason; a job of a task this
+//! worker does not know is put off for a while (a rolling deploy). Nothing here can stop the
+//! worker.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -14,19 +17,18 @@ use super::Context;
 use super::acker::Ack;
 use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
-use crate::backoff::RECONNECT;
-use crate::broker::{Finished, Held};
+use crate::backoff::retry_until;
+use crate::broker::Finished;
 use crate::clock;
-use crate::envelope::{self, DeadRecord, Envelope, JobId, OutcomeRecord, OutcomeState};
-use crate::error::Error;
+use crate::envelope::{
+    self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
+};
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
 pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
     let queue = job.queue.clone();
-    let field = job.field.clone();
-    // A landed job is known by its payload; a fetched one by its field.
-    let landed_payload = field.is_none().then(|| job.payload.clone());
+    let lease = job.lease.clone();
     let suspect = job.suspect;
     run_and_settle(ctx, job, abandon).await;
     if suspect {
@@ -34,26 +36,44 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
         ctx.wake_fetcher.notify_one();
     }
     if !abandon.is_cancelled() {
-        let payload = landed_payload.as_deref().unwrap_or_default();
-        ctx.held.release(&queue, field.as_deref(), payload);
+        ctx.held.release(&queue, &lease);
     }
+}
+
+/// The run being settled: where it is held, and how to tell it apart in logs.
+struct Run<'a> {
+    ctx: &'a Context,
+    queue: &'a str,
+    lease: &'a str,
+    abandon: &'a CancellationToken,
 }
 
 /// Runs a fetched job and settles it.
 async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
     let Fetched {
         queue,
-        field,
+        lease,
         payload,
         ..
     } = job;
-    let queue = &queue;
-    let held = Held {
-        field: field.as_deref(),
-        payload: &payload,
+    let run = Run {
+        ctx,
+        queue: &queue,
+        lease: &lease,
+        abandon,
     };
     let envelope = match envelope::decode(&payload) {
         Ok(envelope) => envelope,
+        Err(DecodeError::NewerVersion(version)) => {
+            let reason = format!(
+                "envelope version {version} is newer than this worker understands ({})",
+                envelope::ENVELOPE_VERSION
+            );
+            let peek = envelope::peek(&payload);
+            run.defer_or_bury(&payload, peek, "newer-envelope", reason)
+                .await;
+            return;
+        }
         Err(reason) => {
             let record = DeadRecord {
                 id: JobId::generate(),
@@ -64,19 +84,8 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 job: None,
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
-            tracing::error!(queue = &**queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
-            let record_json = record.to_json();
-            settle(ctx, abandon, "burying", || {
-                ctx.broker.bury(
-                    queue,
-                    &ctx.worker_id,
-                    &held,
-                    &record_json,
-                    record.died_at_ms,
-                    ctx.settings.dead_limits,
-                )
-            })
-            .await;
+            tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
+            run.bury_record(&record.to_json()).await;
             return;
         }
     };
@@ -86,17 +95,22 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             envelope.task,
             ctx.registry.names().join(", ")
         );
-        bury(ctx, queue, &held, envelope, readable(reason), abandon).await;
+        let peek = Some(envelope::Peek {
+            task: envelope.task.clone(),
+            enqueued_at_ms: envelope.enqueued_at_ms,
+        });
+        run.defer_or_bury(&payload, peek, &envelope.task, reason)
+            .await;
         return;
     };
-    let run = match (entry.handler)(envelope.args.get()) {
-        Ok(run) => run,
+    let handler = match (entry.handler)(envelope.args.get()) {
+        Ok(handler) => handler,
         Err(reason) => {
             let reason = readable(format!(
                 "arguments do not match task `{}`: {reason}",
                 envelope.task
             ));
-            bury(ctx, queue, &held, envelope, reason, abandon).await;
+            run.bury(envelope, reason).await;
             return;
         }
     };
@@ -104,7 +118,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = within(entry.info.timeout, CatchPanic::new(run)) => outcome,
+        outcome = within(entry.info.timeout, CatchPanic::new(handler)) => outcome,
         _ = abandon.cancelled() => {
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
             return;
@@ -113,7 +127,6 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
         Some(Ok(Ok(value))) => {
-            tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
             let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
             let outcome = keep_result.then(|| {
                 let record = OutcomeRecord {
@@ -132,14 +145,19 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             let (done, acked) = oneshot::channel();
             let job = Finished {
                 queue: queue.clone(),
-                field,
-                payload,
+                lease: lease.clone(),
                 outcome,
             };
             if ctx.acks.send(Ack { job, done }).is_ok() {
                 // Holding the slot until Redis has the acknowledgement keeps the in-flight
-                // list no longer than the concurrency.
-                let _ = acked.await;
+                // hash no larger than the concurrency.
+                match acked.await {
+                    Ok(true) => {
+                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded")
+                    }
+                    Ok(false) => run.stale(&envelope, "succeeded"),
+                    Err(_) => {}
+                }
             }
             return;
         }
@@ -154,101 +172,164 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     };
 
     let retries = envelope.retries.unwrap_or(entry.info.retries);
-    if attempt <= retries {
-        let delay = ctx.settings.retry_backoff.delay(attempt);
-        let due_ms = clock::now_ms() + delay.as_millis() as u64;
-        tracing::warn!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-        let record = OutcomeRecord {
-            state: OutcomeState::Retrying,
-            attempts: attempt,
-            at_ms: due_ms,
-            value: None,
-            error: Some(error.clone()),
-        }
-        .to_json();
-        let next = Envelope {
-            attempt,
-            last_error: Some(error),
-            ..envelope
-        };
-        let next_payload = next.to_json();
-        // The record goes first: once the retry is scheduled, the next attempt may run and
-        // record its own outcome, which this one must not overwrite.
-        settle(ctx, abandon, "recording a failed attempt", || {
-            ctx.broker
-                .set_result(next.id.as_str(), &record, ctx.settings.result_ttl)
-        })
-        .await;
-        settle(ctx, abandon, "scheduling a retry", || {
-            ctx.broker
-                .retry(queue, &ctx.worker_id, &held, &next_payload, due_ms)
-        })
-        .await;
-    } else {
-        tracing::error!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, "job failed on its last attempt; moved to the dead set");
+    if attempt > retries {
+        tracing::error!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, "job failed on its last attempt; moving it to the dead set");
         let envelope = Envelope {
             attempt,
             ..envelope
         };
-        bury(ctx, queue, &held, envelope, error, abandon).await;
+        run.bury(envelope, error).await;
+        return;
     }
-}
-
-/// Buries a job that will not run again: moves it from its worker's in-flight state to the dead
-/// set, then records its death under its result key.
-async fn bury(
-    ctx: &Context,
-    queue: &str,
-    held: &Held<'_>,
-    envelope: Envelope,
-    error: String,
-    abandon: &CancellationToken,
-) {
-    if envelope.attempt == 0 {
-        tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moved to the dead set");
-    }
-    let died_at_ms = clock::now_ms();
-    let outcome = OutcomeRecord {
-        state: OutcomeState::Dead,
-        attempts: envelope.attempt,
-        at_ms: died_at_ms,
-        value: None,
-        error: Some(error.clone()),
-    }
-    .to_json();
-    let envelope = Envelope {
+    let delay = ctx.settings.retry_backoff.delay(attempt);
+    let next = Envelope {
+        attempt,
         last_error: Some(error.clone()),
         ..envelope
     };
-    let record = DeadRecord {
-        id: envelope.id.clone(),
-        task: Some(envelope.task.clone()),
-        error,
-        attempts: envelope.attempt,
-        died_at_ms,
-        job: RawValue::from_string(envelope.to_json()).ok(),
-        raw: None,
+    let Some(due_ms) = run.retry(next.to_json().as_bytes(), delay).await else {
+        run.stale(&next, "failed");
+        return;
+    };
+    tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+    let record = OutcomeRecord {
+        state: OutcomeState::Retrying,
+        attempts: attempt,
+        at_ms: due_ms,
+        value: None,
+        error: Some(error),
     }
     .to_json();
-    let buried = settle(ctx, abandon, "burying", || {
-        ctx.broker.bury(
-            queue,
-            &ctx.worker_id,
-            held,
-            &record,
-            died_at_ms,
-            ctx.settings.dead_limits,
-        )
+    // Written after the retry is scheduled, so only by a run that held its lease; a final
+    // outcome written meanwhile by the next attempt is kept (see `set_retrying.lua`).
+    let ttl = ctx.settings.result_ttl;
+    retry_until(abandon, "recording a failed attempt", || {
+        ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
     })
     .await;
-    // Only a job this worker buried is dead: one recovered meanwhile runs elsewhere. The record
-    // comes second, so that whoever sees the job dead also finds it in the dead set.
-    if buried == Some(true) {
-        settle(ctx, abandon, "recording a dead job", || {
+}
+
+impl Run<'_> {
+    /// Logs that this run lost its lease before it settled: its job was recovered (this
+    /// worker looked dead) and runs elsewhere, so this run's outcome is dropped.
+    fn stale(&self, envelope: &Envelope, how: &str) {
+        tracing::warn!(job_id = %envelope.id, task = %envelope.task, queue = self.queue, "a run {how} after its job was taken back from this worker (it looked dead); the outcome is dropped, the job runs elsewhere");
+    }
+
+    /// Moves the run to the retry set as `next_payload`, due `delay` from now. The due time
+    /// (server clock, ms), or None when the lease was lost (or the worker is abandoning it).
+    async fn retry(&self, next_payload: &[u8], delay: Duration) -> Option<u64> {
+        let ctx = self.ctx;
+        retry_until(self.abandon, "scheduling a retry", || {
             ctx.broker
-                .set_result(envelope.id.as_str(), &outcome, ctx.settings.result_ttl)
+                .retry(self.queue, &ctx.worker_id, self.lease, next_payload, delay)
+        })
+        .await
+        .flatten()
+    }
+
+    /// Moves the run to the dead set as `record`; whether the lease was still held.
+    async fn bury_record(&self, record: &str) -> bool {
+        let ctx = self.ctx;
+        retry_until(self.abandon, "burying a job", || {
+            ctx.broker.bury(
+                self.queue,
+                &ctx.worker_id,
+                self.lease,
+                record,
+                ctx.settings.dead_limits,
+            )
+        })
+        .await
+        .flatten()
+        .is_some()
+    }
+
+    /// Buries a job that will not run again, then records its death under its result key.
+    async fn bury(&self, envelope: Envelope, error: String) {
+        if envelope.attempt == 0 {
+            tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moving it to the dead set");
+        }
+        let ctx = self.ctx;
+        let died_at_ms = clock::now_ms();
+        let outcome = OutcomeRecord {
+            state: OutcomeState::Dead,
+            attempts: envelope.attempt,
+            at_ms: died_at_ms,
+            value: None,
+            error: Some(error.clone()),
+        }
+        .to_json();
+        let envelope = Envelope {
+            last_error: Some(error.clone()),
+            ..envelope
+        };
+        let record = DeadRecord {
+            id: envelope.id.clone(),
+            task: Some(envelope.task.clone()),
+            error,
+            attempts: envelope.attempt,
+            died_at_ms,
+            job: RawValue::from_string(envelope.to_json()).ok(),
+            raw: None,
+        }
+        .to_json();
+        // Only a job this run buried is dead: one recovered meanwhile runs elsewhere. The record
+        // comes second, so that whoever sees the job dead also finds it in the dead set.
+        if !self.bury_record(&record).await {
+            self.stale(&envelope, "was buried");
+            return;
+        }
+        let ttl = ctx.settings.result_ttl;
+        retry_until(self.abandon, "recording a dead job", || {
+            ctx.broker.set_result(envelope.id.as_str(), &outcome, ttl)
         })
         .await;
+    }
+
+    /// A job this worker cannot run yet (its task is unknown here, or its envelope is newer):
+    /// during a rolling deploy a newer worker will run it, so it is put off with a growing
+    /// delay, the same payload, until `unknown_job_grace` after it was enqueued; then it is
+    /// buried with `reason`. Logged once per `kind` (task name).
+    async fn defer_or_bury(
+        &self,
+        payload: &[u8],
+        peek: Option<envelope::Peek>,
+        kind: &str,
+        reason: String,
+    ) {
+        let ctx = self.ctx;
+        let grace = ctx.settings.unknown_job_grace;
+        let waited = peek.as_ref().map_or(Duration::MAX, |peek| {
+            Duration::from_millis(clock::now_ms().saturating_sub(peek.enqueued_at_ms))
+        });
+        if waited >= grace {
+            let reason = readable(format!(
+                "{reason}; no worker ran it within {grace:?} of its enqueueing"
+            ));
+            match envelope::decode(payload) {
+                Ok(envelope) => self.bury(envelope, reason).await,
+                Err(_) => {
+                    let record = DeadRecord {
+                        id: JobId::generate(),
+                        task: peek.map(|peek| peek.task),
+                        error: reason,
+                        attempts: 0,
+                        died_at_ms: clock::now_ms(),
+                        job: None,
+                        raw: Some(String::from_utf8_lossy(payload).into_owned()),
+                    };
+                    tracing::error!(queue = self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
+                    self.bury_record(&record.to_json()).await;
+                }
+            }
+            return;
+        }
+        let delay = (waited / 8).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        if ctx.note_deferred(kind) {
+            tracing::warn!(queue = self.queue, kind, %reason, grace = ?grace, "putting off jobs this worker cannot run (a rolling deploy?); they wait for a worker that can, until the grace period ends");
+        }
+        self.retry(payload, delay).await;
     }
 }
 
@@ -273,35 +354,6 @@ async fn within<T>(limit: Option<Duration>, running: impl Future<Output = T>) ->
     match limit {
         Some(limit) => tokio::time::timeout(limit, running).await.ok(),
         None => Some(running.await),
-    }
-}
-
-/// Repeats a state change until Redis takes it: a settled job must not stay in flight on a live
-/// worker, where nobody would recover it. Gives up only when the job is abandoned at shutdown,
-/// in which case it is requeued (or recovered once this worker's heartbeat lapses).
-async fn settle<T, F, Fut>(
-    ctx: &Context,
-    abandon: &CancellationToken,
-    action: &str,
-    mut op: F,
-) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let mut failures = 0;
-    loop {
-        match op().await {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                failures += 1;
-                tracing::warn!(%error, worker = %ctx.worker_id, "{action} failed; retrying");
-                tokio::select! {
-                    _ = abandon.cancelled() => return None,
-                    _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
-                }
-            }
-        }
     }
 }
 

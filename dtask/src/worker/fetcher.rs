@@ -3,7 +3,11 @@
 //!
 //! When a queue is deep, one script moves up to one batch of jobs per round trip. When every
 //! queue is empty, one waiter per queue blocks on its own connection (`BLMOVE`), so an idle
-//! worker starts a new job within milliseconds without polling.
+//! worker starts a new job within milliseconds without polling; what a waiter lands is adopted
+//! into the in-flight hash under a lease at once, like a fetched job.
+//!
+//! A queue that fails (a broken key, a denied command, its cluster node down) is set aside with
+//! backoff while the others go on: a fault in one queue never slows or strands another.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,26 +15,52 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Context;
 use super::executor;
 use crate::backoff::RECONNECT;
+use crate::broker::Leased;
 
 /// How long one blocking wait lasts; the waiters check for shutdown between waits.
 const BLOCK: Duration = Duration::from_secs(1);
+/// How long past [`BLOCK`] a blocking wait may go unanswered before its connection is taken
+/// for dead and replaced.
+const BLOCK_MARGIN: Duration = Duration::from_secs(3);
 /// How long an idle fetcher waits for a waiter before it polls the queues itself.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// A job moved in flight on this worker: its queue, where it is held, and its payload.
+/// A job moved in flight on this worker: its queue, its lease, and its payload.
 pub(crate) struct Fetched {
     pub(crate) queue: Arc<str>,
     /// Whether it is a suspect (in flight on two dead workers): the only one on this worker.
     pub(crate) suspect: bool,
-    /// Its field in the in-flight hash; None when a blocking wait put it in the landing list.
-    pub(crate) field: Option<String>,
+    /// The lease of this run: every settle presents it.
+    pub(crate) lease: String,
     pub(crate) payload: Vec<u8>,
+}
+
+impl Fetched {
+    fn new(queue: &Arc<str>, job: Leased, suspect: bool) -> Fetched {
+        Fetched {
+            queue: queue.clone(),
+            suspect,
+            lease: job.lease,
+            payload: job.payload,
+        }
+    }
+}
+
+/// How one queue has been answering the fetcher.
+#[derive(Default)]
+struct QueueHealth {
+    failures: u32,
+    /// Set aside until then after a failure.
+    retry_at: Option<Instant>,
+    /// Set when a fetch failed: its reply may have been lost after Redis ran it.
+    reclaim_needed: bool,
 }
 
 pub(crate) struct Fetcher {
@@ -38,6 +68,7 @@ pub(crate) struct Fetcher {
     slots: Arc<Semaphore>,
     jobs: TaskTracker,
     abandon: CancellationToken,
+    health: Vec<QueueHealth>,
 }
 
 impl Fetcher {
@@ -49,17 +80,24 @@ impl Fetcher {
         jobs: TaskTracker,
         abandon: CancellationToken,
     ) -> Fetcher {
+        let health = ctx
+            .settings
+            .queues
+            .iter()
+            .map(|_| QueueHealth::default())
+            .collect();
         Fetcher {
             ctx,
             slots: Arc::new(Semaphore::new(slots)),
             jobs,
             abandon,
+            health,
         }
     }
 
     /// Fetches and dispatches until `stop`; returns once the blocking waiters are done too, so
-    /// that nothing moves into this worker's in-flight lists afterwards.
-    pub(crate) async fn run(self, stop: CancellationToken) {
+    /// that nothing moves into this worker's in-flight state afterwards.
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let queues = self.ctx.settings.queues.clone();
         let (deliver, mut delivered) = mpsc::channel::<Fetched>(queues.len());
         let (idle_tx, idle_rx) = watch::channel(false);
@@ -74,9 +112,6 @@ impl Fetcher {
             ));
         }
         drop(deliver);
-        let mut failures = 0;
-        // Set when a fetch failed: its reply may have been lost after Redis ran it.
-        let mut reclaim_needed = false;
         loop {
             let first = tokio::select! {
                 biased;
@@ -101,47 +136,20 @@ impl Fetcher {
                     Err(_) => break,
                 }
             }
-            if reclaim_needed {
-                match self.reclaim_lost().await {
-                    Ok(()) => reclaim_needed = false,
-                    Err(error) => {
-                        failures += 1;
-                        tracing::warn!(%error, "reclaiming lost fetches failed; retrying");
-                        drop(slots);
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(RECONNECT.delay(failures)) => continue,
-                        }
-                    }
-                }
-            }
             if batch.len() < slots.len() {
-                match self.fetch_round(slots.len() - batch.len()).await {
-                    Ok(jobs) => {
-                        failures = 0;
-                        batch.extend(jobs);
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        reclaim_needed = true;
-                        tracing::warn!(%error, "fetching jobs failed; retrying");
-                        drop(slots);
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(RECONNECT.delay(failures)) => continue,
-                        }
-                    }
-                }
+                let wanted = slots.len() - batch.len();
+                batch.extend(self.fetch_round(wanted).await);
             }
             if batch.is_empty() {
                 slots.truncate(1);
                 let _ = idle_tx.send(true);
+                let poll = self.next_poll();
                 let woken = tokio::select! {
                     biased;
                     _ = stop.cancelled() => break,
                     job = delivered.recv() => job,
                     _ = self.ctx.wake_fetcher.notified() => None,
-                    _ = tokio::time::sleep(IDLE_POLL) => None,
+                    _ = tokio::time::sleep_until(poll) => None,
                 };
                 let _ = idle_tx.send(false);
                 batch.extend(woken);
@@ -155,51 +163,47 @@ impl Fetcher {
         while waiters.join_next().await.is_some() {}
     }
 
-    /// Reclaims the jobs of every queue whose fetch reply was lost.
-    async fn reclaim_lost(&self) -> Result<(), crate::Error> {
-        for queue in &self.ctx.settings.queues {
-            self.ctx.reclaim_lost(queue).await?;
-        }
-        Ok(())
+    /// When an idle fetcher looks at the queues again: after [`IDLE_POLL`], or sooner when a
+    /// queue set aside after a failure is due for another try.
+    fn next_poll(&self) -> Instant {
+        let poll = Instant::now() + IDLE_POLL;
+        self.health
+            .iter()
+            .filter_map(|health| health.retry_at)
+            .fold(poll, Instant::min)
     }
 
     /// Fetches up to `wanted` jobs, draining the queues in priority order, and notes them as
-    /// held.
-    async fn fetch_round(&self, wanted: usize) -> Result<Vec<Fetched>, crate::Error> {
-        let ctx = &self.ctx;
+    /// held. A queue that fails is set aside with backoff; the others are still fetched from,
+    /// and what was fetched is always returned.
+    async fn fetch_round(&mut self, wanted: usize) -> Vec<Fetched> {
+        let ctx = self.ctx.clone();
         let _fetching = ctx.fetch_lock.lock().await;
+        let now = Instant::now();
         let mut jobs = Vec::new();
-        for queue in &ctx.settings.queues {
-            let need = wanted - jobs.len();
-            let take_suspect = !ctx.suspect_in_flight.load(Ordering::Acquire);
-            let (fetched, suspect) = ctx
-                .broker
-                .fetch(queue, &ctx.worker_id, need, take_suspect)
-                .await?;
-            if suspect {
-                ctx.suspect_in_flight.store(true, Ordering::Release);
+        for (index, queue) in ctx.settings.queues.iter().enumerate() {
+            let health = &mut self.health[index];
+            if health.retry_at.is_some_and(|at| at > now) {
+                continue;
             }
-            if !fetched.is_empty() {
-                ctx.held
-                    .hold_fetched(queue, fetched.iter().map(|(field, _)| field.as_str()));
-                let queue: Arc<str> = Arc::from(queue.as_str());
-                jobs.extend(
-                    fetched
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (field, payload))| Fetched {
-                            queue: queue.clone(),
-                            suspect: suspect && i == 0,
-                            field: Some(field),
-                            payload,
-                        }),
-                );
+            match fetch_queue(&ctx, queue, wanted - jobs.len(), health.reclaim_needed).await {
+                Ok(fetched) => {
+                    *health = QueueHealth::default();
+                    jobs.extend(fetched);
+                }
+                Err(error) => {
+                    health.failures += 1;
+                    health.reclaim_needed = true;
+                    let pause = RECONNECT.delay(health.failures);
+                    health.retry_at = Some(Instant::now() + pause);
+                    tracing::warn!(%error, queue, retry_in_ms = pause.as_millis() as u64, "fetching jobs failed; the other queues go on");
+                }
             }
             if jobs.len() == wanted {
                 break;
             }
         }
-        Ok(jobs)
+        jobs
     }
 
     fn dispatch(&self, job: Fetched, slot: OwnedSemaphorePermit) {
@@ -212,6 +216,35 @@ impl Fetcher {
     }
 }
 
+/// Fetches up to `wanted` jobs of `queue` (reclaiming first what earlier fetches lost, when
+/// `reclaim`), and notes them as held. The caller holds the fetch lock.
+async fn fetch_queue(
+    ctx: &Context,
+    queue: &str,
+    wanted: usize,
+    reclaim: bool,
+) -> Result<Vec<Fetched>, crate::Error> {
+    if reclaim {
+        ctx.reclaim_lost_locked(queue).await?;
+    }
+    let take_suspect = !ctx.suspect_in_flight.load(Ordering::Acquire);
+    let (fetched, suspect) = ctx
+        .broker
+        .fetch(queue, &ctx.worker_id, wanted, take_suspect)
+        .await?;
+    if suspect {
+        ctx.suspect_in_flight.store(true, Ordering::Release);
+    }
+    ctx.held
+        .hold(queue, fetched.iter().map(|job| job.lease.as_str()));
+    let queue: Arc<str> = Arc::from(queue);
+    Ok(fetched
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| Fetched::new(&queue, job, suspect && i == 0))
+        .collect())
+}
+
 /// Blocks on one queue while the fetcher is idle, and delivers what arrives.
 async fn wait_for_jobs(
     ctx: Arc<Context>,
@@ -222,61 +255,69 @@ async fn wait_for_jobs(
 ) {
     let mut conn = None;
     let mut failures = 0;
-    // Set when a blocking wait failed: Redis may have landed a job whose reply was lost.
-    let mut reclaim_needed = false;
+    // Set when a job may have landed unseen (a wait or an adoption failed): adopt what is in
+    // the landing list, and reclaim what an adoption whose reply was lost leased.
+    let mut recover = false;
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
         }
-        if reclaim_needed && conn.is_some() {
-            match ctx.reclaim_lost(&queue).await {
-                Ok(()) => reclaim_needed = false,
-                Err(error) => {
-                    tracing::warn!(%error, queue = &*queue, "reclaiming lost fetches failed; retrying")
+        let step = async {
+            if recover {
+                ctx.reclaim_lost(&queue).await?;
+            }
+            let landed = match &mut conn {
+                Some(blocking) => {
+                    let waited = ctx
+                        .broker
+                        .fetch_blocking(blocking, &queue, &ctx.worker_id, BLOCK)
+                        .await;
+                    if waited.is_err() {
+                        conn = None;
+                    }
+                    waited?
                 }
+                None => {
+                    conn = Some(ctx.broker.blocking_connection(BLOCK + BLOCK_MARGIN).await?);
+                    false
+                }
+            };
+            if landed || recover {
+                return ctx.adopt_landed(&queue).await;
             }
-        }
-        let result = match &mut conn {
-            Some(conn) => {
-                ctx.broker
-                    .fetch_blocking(conn, &queue, &ctx.worker_id, BLOCK)
-                    .await
-            }
-            None => ctx.broker.blocking_connection().await.map(|c| {
-                conn = Some(c);
-                None
-            }),
+            Ok(Vec::new())
         };
-        match result {
-            Ok(Some(payload)) => {
+        let outcome = tokio::select! {
+            // A wait cut short here leaves at most a landed job behind: the worker hands its
+            // landing list back at shutdown, like its in-flight hash.
+            _ = stop.cancelled() => return,
+            outcome = step => outcome,
+        };
+        match outcome {
+            Ok(jobs) => {
                 failures = 0;
-                ctx.held.hold_landed(&queue, &payload);
-                let job = Fetched {
-                    queue: queue.clone(),
-                    suspect: false,
-                    field: None,
-                    payload,
-                };
-                if deliver.send(job).await.is_err() {
-                    return;
+                recover = false;
+                for job in jobs {
+                    if deliver
+                        .send(Fetched::new(&queue, job, false))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
-            Ok(None) => failures = 0,
             Err(error) => {
-                conn = None;
                 failures += 1;
-                reclaim_needed = true;
+                recover = true;
                 tracing::warn!(%error, queue = &*queue, "waiting for jobs failed; reconnecting");
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}
                 }
             }
-        }
-        if stop.is_cancelled() {
-            return;
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The forwarder: moves delayed and retry jobs to their queue when they fall due.
+//! The forwarder: moves delayed and retry jobs to their queue when they fall due, on the Redis
+//! server's clock (a worker whose clock is off runs nothing early or late).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +7,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::clock;
 
 /// Most jobs moved from one set per script run, so that one run never blocks Redis for long.
 const BATCH: usize = 1000;
@@ -25,19 +25,18 @@ impl Forwarder {
 
     pub(crate) async fn run(self, stop: CancellationToken) {
         loop {
-            let now = clock::now_ms();
-            let mut wake_at = now + POLL.as_millis() as u64;
+            let mut pause = POLL;
             for queue in &self.ctx.settings.queues {
-                match self.ctx.broker.forward_due(queue, now, BATCH).await {
+                match self.ctx.broker.forward_due(queue, BATCH).await {
                     Ok(forwarded) => {
                         if forwarded.moved > 0 {
                             tracing::debug!(queue, moved = forwarded.moved, "forwarded due jobs");
                         }
                         if forwarded.moved >= BATCH as u64 {
-                            wake_at = now;
+                            pause = Duration::ZERO;
                         }
-                        if let Some(due) = forwarded.next_due_ms {
-                            wake_at = wake_at.min(due);
+                        if let Some(due_in) = forwarded.next_due_in {
+                            pause = pause.min(due_in);
                         }
                     }
                     Err(error) => {
@@ -45,7 +44,6 @@ impl Forwarder {
                     }
                 }
             }
-            let pause = Duration::from_millis(wake_at.saturating_sub(clock::now_ms()));
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}

@@ -17,6 +17,7 @@ mod heartbeat;
 mod held;
 mod recoverer;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
-use crate::broker::{Broker, DeadLimits};
+use crate::broker::{Broker, DeadLimits, Leased};
 use crate::client::{Client, ClientBuilder};
 use crate::error::Error;
 use crate::registry::Registry;
@@ -49,32 +50,36 @@ pub(crate) struct Context {
     pub(crate) worker_id: String,
     /// The jobs this worker knows it holds in flight.
     pub(crate) held: HeldJobs,
-    /// Held while fetching into, or reclaiming from, the in-flight hash, so that a reclaim never
-    /// sees a fetched job before the fetcher has noted it as held.
+    /// Held while fetching into, adopting into, or reclaiming from the in-flight hash, so that
+    /// a reclaim never sees a leased job before it is noted as held.
     pub(crate) fetch_lock: tokio::sync::Mutex<()>,
     /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
     pub(crate) suspect_in_flight: AtomicBool,
     /// Wakes an idle fetcher when there may be work its blocking waits cannot see: a suspect
     /// ended (the next may run), or the recoverer returned jobs.
     pub(crate) wake_fetcher: Notify,
+    /// The task names (or kinds of envelope) this worker has put off jobs of, each logged once.
+    deferred: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Context {
-    /// Returns to their queue the jobs in this worker's in-flight state for `queue` that it
-    /// does not hold: those of fetches whose reply was lost when Redis failed.
+    /// Notes that jobs of `kind` were put off; true the first time (to log it once).
+    pub(crate) fn note_deferred(&self, kind: &str) -> bool {
+        let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        !deferred.contains(kind) && deferred.insert(kind.to_owned())
+    }
+
+    /// Returns to their queue the jobs in this worker's in-flight hash for `queue` whose lease
+    /// it does not know: those of fetches whose reply was lost when Redis or the network failed.
     pub(crate) async fn reclaim_lost(&self, queue: &str) -> Result<(), Error> {
         let _fetching = self.fetch_lock.lock().await;
-        let fetched = self.held.fetched(queue);
-        let lost_fetched = self
-            .broker
-            .reclaim_fetched(queue, &self.worker_id, &fetched)
-            .await?;
-        let landed = self.held.landed(queue);
-        let lost_landed = self
-            .broker
-            .reclaim_landed(queue, &self.worker_id, &landed)
-            .await?;
-        let reclaimed = lost_fetched + lost_landed;
+        self.reclaim_lost_locked(queue).await
+    }
+
+    /// [`Context::reclaim_lost`], for a caller that holds the fetch lock.
+    pub(crate) async fn reclaim_lost_locked(&self, queue: &str) -> Result<(), Error> {
+        let held = self.held.leases(queue);
+        let reclaimed = self.broker.reclaim(queue, &self.worker_id, &held).await?;
         if reclaimed > 0 {
             tracing::warn!(
                 queue,
@@ -83,6 +88,16 @@ impl Context {
             );
         }
         Ok(())
+    }
+
+    /// Adopts the jobs a blocking wait landed for `queue` into the in-flight hash under fresh
+    /// leases, and notes them as held.
+    pub(crate) async fn adopt_landed(&self, queue: &str) -> Result<Vec<Leased>, Error> {
+        let _fetching = self.fetch_lock.lock().await;
+        let jobs = self.broker.adopt_landed(queue, &self.worker_id).await?;
+        self.held
+            .hold(queue, jobs.iter().map(|job| job.lease.as_str()));
+        Ok(jobs)
     }
 }
 
@@ -98,6 +113,7 @@ pub(crate) struct Settings {
     pub(crate) retry_backoff: Backoff,
     pub(crate) result_ttl: Duration,
     pub(crate) dead_limits: DeadLimits,
+    pub(crate) unknown_job_grace: Duration,
 }
 
 impl Settings {
@@ -188,6 +204,7 @@ impl Worker {
                     max_len: 10_000,
                     max_age: Duration::from_secs(30 * 24 * 3600),
                 },
+                unknown_job_grace: Duration::from_secs(15 * 60),
             },
         }
     }
@@ -253,6 +270,15 @@ impl Worker {
         self
     }
 
+    /// How long a job this worker cannot run yet is put off before it is buried (default 15
+    /// minutes, counted from its enqueueing): a job of a task this binary does not have, or in
+    /// a newer envelope format. During a rolling deploy, old workers meet the new version's
+    /// jobs; they wait, with a growing delay, for a worker of the new version to run them.
+    pub fn unknown_job_grace(mut self, grace: Duration) -> Worker {
+        self.settings.unknown_job_grace = grace;
+        self
+    }
+
     /// Runs until SIGTERM or SIGINT (Ctrl-C), then shuts down gracefully and returns.
     pub async fn run(self) -> Result<(), Error> {
         self.run_until(shutdown_signal()).await
@@ -309,10 +335,15 @@ impl Worker {
             fetch_lock: tokio::sync::Mutex::new(()),
             suspect_in_flight: AtomicBool::new(false),
             wake_fetcher: Notify::new(),
+            deferred: std::sync::Mutex::new(HashSet::new()),
         };
         Ok((ctx, acker))
     }
 }
+
+/// How long handing unfinished jobs back at shutdown may take: when Redis does not answer,
+/// the worker exits anyway and the jobs are recovered by others once its heartbeat lapses.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs a started worker until `stop`, then shuts it down in order.
 async fn run_started(
@@ -341,12 +372,19 @@ async fn run_started(
         .heartbeat(&settings.queues, &ctx.worker_id)
         .await?;
 
-    let background = TaskTracker::new();
-    let stop_background = CancellationToken::new();
-    background.spawn(Heartbeat::new(ctx.clone()).run(stop_background.clone()));
+    let stop_heartbeat = CancellationToken::new();
+    let heartbeat = Heartbeat::new(
+        ctx.broker.clone(),
+        settings.queues.clone(),
+        ctx.worker_id.clone(),
+        settings.heartbeat_interval(),
+    )
+    .spawn(stop_heartbeat.clone())?;
+    let helpers = TaskTracker::new();
     let stop_helpers = CancellationToken::new();
-    background.spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone()));
-    background.spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone()));
+    helpers.spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone()));
+    helpers.spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone()));
+    helpers.close();
 
     let jobs = TaskTracker::new();
     let abandon = CancellationToken::new();
@@ -367,12 +405,18 @@ async fn run_started(
     );
 
     stop.await;
+    // The shutdown order, each step bounded so that the worker exits within the grace period
+    // plus a few seconds whatever Redis does:
+    // 1. Stop taking jobs (the fetcher and its waiters return without waiting on Redis) and
+    //    stop the recoverer and the forwarder.
     tracing::info!(worker = %ctx.worker_id, "shutting down: no new jobs; waiting for running ones");
     stop_fetching.cancel();
     stop_helpers.cancel();
     if let Err(error) = fetcher.await {
         tracing::error!(%error, "the fetcher ended abnormally");
     }
+    // 2. Let running jobs finish (and be acknowledged) within the grace period; then abandon
+    //    the rest: they stop at once, and their settles give up.
     jobs.close();
     if tokio::time::timeout(settings.shutdown_timeout, jobs.wait())
         .await
@@ -386,26 +430,53 @@ async fn run_started(
         abandon.cancel();
         jobs.wait().await;
     }
+    // 3. Flush the last acknowledgements (given up on when the jobs were abandoned).
     stop_acker.cancel();
-    if let Err(error) = acker.await {
-        tracing::error!(%error, "the acker ended abnormally");
-    }
-    // The heartbeat runs until here, so no one takes the draining jobs for orphans.
-    stop_background.cancel();
-    background.close();
-    background.wait().await;
-    let mut result = Ok(());
-    for queue in &settings.queues {
-        match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
-            Ok(0) => {}
-            Ok(requeued) => {
-                tracing::info!(queue, requeued, "returned unfinished jobs to the queue")
+    if tokio::time::timeout(
+        HAND_BACK_TIMEOUT,
+        &mut Box::pin(async {
+            if let Err(error) = acker.await {
+                tracing::error!(%error, "the acker ended abnormally");
             }
-            Err(error) => {
-                tracing::error!(%error, queue, "could not requeue unfinished jobs; they will be recovered once this worker's heartbeat lapses");
-                result = Err(error);
+        }),
+    )
+    .await
+    .is_err()
+    {
+        abandon.cancel();
+    }
+    helpers.wait().await;
+    // 4. Hand back what is still in flight (bounded: when Redis is away, others recover it once
+    //    this worker's heartbeat lapses).
+    let mut result = Ok(());
+    let hand_back = async {
+        for queue in &settings.queues {
+            match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
+                Ok(0) => {}
+                Ok(requeued) => {
+                    tracing::info!(queue, requeued, "returned unfinished jobs to the queue")
+                }
+                Err(error) => {
+                    tracing::error!(%error, queue, "could not hand back unfinished jobs; others will recover them once this worker's heartbeat lapses");
+                }
             }
         }
+    };
+    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses"
+        );
+    }
+    // 5. Stop the heartbeat last, so that no one took the draining jobs for orphans.
+    stop_heartbeat.cancel();
+    if tokio::task::spawn_blocking(move || heartbeat.join())
+        .await
+        .is_err()
+    {
+        result = Err(Error::Worker("the heartbeat thread panicked".into()));
     }
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     result

@@ -1,14 +1,19 @@
 //! The recoverer: finds workers whose heartbeat lapsed (killed, frozen, cut off) and returns
-//! their in-flight jobs to the front of their queues.
+//! their in-flight jobs to their queues; and buries the jobs those recoveries set aside as
+//! poison, with a dead record built here (Lua never reads a payload).
 
 use std::sync::Arc;
 
 use rand::Rng;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::clock;
-use crate::envelope::{OutcomeRecord, OutcomeState};
+use crate::envelope::{self, DeadRecord, JobId, OutcomeRecord, OutcomeState};
+
+/// Most poisoned jobs buried per queue per round.
+const POISONED_PER_ROUND: usize = 100;
 
 /// Every `recovery_interval`, requeues the in-flight jobs of each lapsed worker.
 pub(crate) struct Recoverer {
@@ -33,6 +38,9 @@ impl Recoverer {
                 if let Err(error) = self.recover(queue).await {
                     tracing::warn!(%error, queue, "recovering orphaned jobs failed; will retry");
                 }
+                if let Err(error) = self.bury_poisoned(queue).await {
+                    tracing::warn!(%error, queue, "burying poison jobs failed; will retry");
+                }
             }
         }
     }
@@ -53,21 +61,56 @@ impl Recoverer {
             else {
                 continue;
             };
-            tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, poisoned = outcome.poisoned, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
             ctx.wake_fetcher.notify_one();
-            for job_id in outcome.buried {
-                let error = format!("worker died {max_deaths} times while running this job");
-                tracing::error!(queue, %job_id, %error, "buried a poison job");
-                let record = OutcomeRecord {
+        }
+        Ok(())
+    }
+
+    /// Buries the jobs of `queue` that recoveries set aside as poison: each with a dead record
+    /// and, when it is a job, a dead outcome under its result key.
+    async fn bury_poisoned(&self, queue: &str) -> Result<(), crate::Error> {
+        let ctx = &self.ctx;
+        let deaths = ctx.settings.max_worker_deaths;
+        for payload in ctx.broker.poisoned(queue, POISONED_PER_ROUND).await? {
+            let error = format!("worker died {deaths} times while running this job");
+            let died_at_ms = clock::now_ms();
+            let envelope = envelope::decode(&payload).ok();
+            let attempts = envelope.as_ref().map_or(0, |e| e.attempt) + deaths;
+            let record = DeadRecord {
+                id: envelope
+                    .as_ref()
+                    .map_or_else(JobId::generate, |e| e.id.clone()),
+                task: envelope.as_ref().map(|e| e.task.clone()),
+                error: error.clone(),
+                attempts,
+                died_at_ms,
+                job: envelope
+                    .as_ref()
+                    .and_then(|e| RawValue::from_string(e.to_json()).ok()),
+                raw: envelope
+                    .is_none()
+                    .then(|| String::from_utf8_lossy(&payload).into_owned()),
+            };
+            let buried = ctx
+                .broker
+                .bury_poisoned(queue, &payload, &record.to_json(), ctx.settings.dead_limits)
+                .await?;
+            if buried.is_none() {
+                continue; // another recoverer buried it
+            }
+            tracing::error!(queue, job_id = %record.id, %error, "buried a poison job");
+            if envelope.is_some() {
+                let outcome = OutcomeRecord {
                     state: OutcomeState::Dead,
-                    attempts: max_deaths,
-                    at_ms: clock::now_ms(),
+                    attempts,
+                    at_ms: died_at_ms,
                     value: None,
                     error: Some(error),
                 }
                 .to_json();
                 ctx.broker
-                    .set_result(&job_id, &record, ctx.settings.result_ttl)
+                    .set_result(record.id.as_str(), &outcome, ctx.settings.result_ttl)
                     .await?;
             }
         }

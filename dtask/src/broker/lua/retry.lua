@@ -1,18 +1,20 @@
---[[ retry: takes a failed job out of a worker's in-flight state and schedules its next attempt.
+--[[ retry: takes a job out of a worker's in-flight hash and schedules another attempt, due a
+  delay from now on the Redis server's clock. Also used to put off a job this worker cannot run
+  yet (an unknown task or a newer envelope during a rolling deploy), with the same payload.
 
-  KEYS[1] in-flight hash of the worker for this queue
-  KEYS[2] landing list of the worker for this queue
-  KEYS[3] retry ZSET of the queue (payload -> due time, ms)
-  ARGV[1] the job's field in the in-flight hash, or '' when it is in the landing list
-  ARGV[2] payload as fetched
-  ARGV[3] payload of the next attempt
-  ARGV[4] due time of the next attempt, ms
+  KEYS[1] in-flight hash of the worker for this queue (lease id -> payload)
+  KEYS[2] retry ZSET of the queue (payload -> due time, ms)
+  KEYS[3] deaths hash of the queue
+  ARGV[1] lease id of the run
+  ARGV[2] payload of the next attempt
+  ARGV[3] delay, ms
 
-  Returns 1 when the job was moved; 0 when it was no longer in flight on this worker
-  (it was recovered meanwhile and belongs to someone else: nothing is changed).
+  Returns the due time (server clock, ms), or -1 when the lease was not held (the job was
+  recovered meanwhile: nothing is changed).
 ]]
-if release(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) == 0 then
-  return 0
+if not release(KEYS[1], KEYS[3], ARGV[1]) then
+  return -1
 end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-return 1
+local due = now_ms() + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], due, ARGV[2])
+return due

@@ -1,0 +1,41 @@
+--[[ forget_deaths (included at the top of the settling scripts): a job that ends an attempt on
+  a live worker forgets the worker deaths counted against it (see `requeue_inflight.lua`). The
+  deaths hash exists only while some job of the queue has a death counted, so the usual cost
+  is one EXISTS per script run.
+]]
+local function forget_deaths(deaths, payloads)
+  if redis.call('EXISTS', deaths) == 0 then
+    return
+  end
+  for _, payload in ipairs(payloads) do
+    if payload then
+      redis.call('HDEL', deaths, redis.sha1hex(payload))
+    end
+  end
+end
+
+-- Takes the job held under `lease` out of `hash`; returns its payload, or nil when the lease
+-- is no longer held (the job was recovered meanwhile and belongs to another run).
+local function release(hash, deaths, lease)
+  local payload = redis.call('HGET', hash, lease)
+  if not payload then
+    return nil
+  end
+  redis.call('HDEL', hash, lease)
+  forget_deaths(deaths, { payload })
+  return payload
+end
+
+-- The Redis server's clock, ms.
+local function now_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- Adds `record` to the dead set `dead` at `now`, then drops records older than `max_age` ms and
+-- the oldest beyond `max_len`: every burial keeps the dead set within its caps.
+local function add_dead(dead, record, now, max_len, max_age)
+  redis.call('ZADD', dead, now, record)
+  redis.call('ZREMRANGEBYSCORE', dead, '-inf', '(' .. (now - tonumber(max_age)))
+  redis.call('ZREMRANGEBYRANK', dead, 0, -(tonumber(max_len) + 1))
+end
