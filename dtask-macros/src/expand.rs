@@ -209,7 +209,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             /// A handle on the job `id` of this task, to read its status or wait for its result,
             /// from any process.
             pub fn job(id: impl ::core::convert::Into<#krate::JobId>) -> #krate::JobHandle<Output> {
-                #krate::JobHandle::new(id.into(), ::core::option::Option::None)
+                #krate::JobHandle::new(id.into(), ::core::option::Option::None).of_task(&INFO)
             }
 
             /// Options for enqueueing jobs of this task; see [`with`].

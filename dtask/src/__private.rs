@@ -12,9 +12,10 @@ pub fn encode_output<T: serde::Serialize>(value: &T) -> Result<String, String> {
         .map_err(|e| format!("the task succeeded but its result could not be serialized: {e}"))
 }
 
-/// Decodes a job's arguments as the tuple `A`.
+/// Decodes a job's arguments as the tuple `A`. The error tells what was expected and where,
+/// never the values found there (they may be secrets, and errors reach logs and records).
 pub fn decode_args<A: serde::de::DeserializeOwned>(args: &str) -> Result<A, String> {
-    serde_json::from_str(args).map_err(|e| e.to_string())
+    serde_json::from_str(args).map_err(|e| crate::redact::decode_error(&e))
 }
 
 /// Renders a task's error, with its chain of causes where it has one (`{:#}`).

@@ -76,6 +76,7 @@ impl Client {
             prefix: DEFAULT_PREFIX.to_owned(),
             tls_ca: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            response_timeout: crate::broker::DEFAULT_RESPONSE_TIMEOUT,
         }
     }
 
@@ -107,6 +108,7 @@ pub struct ClientBuilder {
     prefix: String,
     tls_ca: Option<CaSource>,
     max_payload_bytes: usize,
+    response_timeout: std::time::Duration,
 }
 
 impl ClientBuilder {
@@ -145,6 +147,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a command may wait for Redis's answer before it fails (default 10 s). A
+    /// connection whose commands time out twice in a row is taken for dead (a silently dropped
+    /// socket: a dead NAT entry, a failed-over load balancer) and replaced by a new one, so
+    /// enqueues and workers resume within about twice this after the network heals. Blocking
+    /// waits have a bound of their own.
+    pub fn response_timeout(mut self, timeout: std::time::Duration) -> ClientBuilder {
+        self.response_timeout = timeout.max(std::time::Duration::from_millis(10));
+        self
+    }
+
     /// Connects.
     pub async fn connect(self) -> Result<Client, Error> {
         let prefix = &self.prefix;
@@ -164,7 +176,7 @@ impl ClientBuilder {
             })?),
         };
         Ok(Client {
-            broker: Broker::connect(&self.url, prefix, ca).await?,
+            broker: Broker::connect(&self.url, prefix, ca, self.response_timeout).await?,
             max_payload_bytes: self.max_payload_bytes,
         })
     }

@@ -165,7 +165,7 @@ impl<O> Enqueue<O> {
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids
             .into_iter()
-            .map(|id| JobHandle::new(id, Some(client.clone())))
+            .map(|id| JobHandle::new(id, Some(client.clone())).of_task(self.info))
             .collect())
     }
 }

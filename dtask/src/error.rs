@@ -72,6 +72,17 @@ pub enum Error {
         error: String,
     },
 
+    /// `wait()` on a job whose task keeps no result (`result_ttl = "0s"`): it would never end.
+    #[error(
+        "job {id} keeps no result to wait for: its task `{task}` is declared with result_ttl = \"0s\""
+    )]
+    NoResultKept {
+        /// The job.
+        id: JobId,
+        /// Its task.
+        task: String,
+    },
+
     /// The job did not finish within the time the caller was willing to wait.
     #[error("job {id} did not finish within {waited:?}")]
     WaitTimeout {

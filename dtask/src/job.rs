@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
+use crate::registry::TaskInfo;
 
 /// Where a job stands, as far as its result record tells.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,8 @@ pub enum JobStatus<T> {
 pub struct JobHandle<T> {
     id: JobId,
     client: Option<Client>,
+    /// The job's task, when known: tells whether it keeps a result to wait for.
+    task: Option<&'static TaskInfo>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -58,6 +61,7 @@ impl<T> Clone for JobHandle<T> {
         JobHandle {
             id: self.id.clone(),
             client: self.client.clone(),
+            task: self.task,
             output: PhantomData,
         }
     }
@@ -70,8 +74,16 @@ impl<T> JobHandle<T> {
         JobHandle {
             id,
             client,
+            task: None,
             output: PhantomData,
         }
+    }
+
+    /// The same handle, knowing the job's task.
+    #[doc(hidden)]
+    pub fn of_task(mut self, task: &'static TaskInfo) -> Self {
+        self.task = Some(task);
+        self
     }
 
     /// The job's id.
@@ -102,7 +114,8 @@ impl Client {
 }
 
 impl<T: DeserializeOwned> JobHandle<T> {
-    /// Reads where the job stands now.
+    /// Reads where the job stands now. A job of a task that keeps no result (`result_ttl =
+    /// "0s"`) stays [`JobStatus::Pending`] after it succeeded; its death is still recorded.
     pub async fn status(&self) -> Result<JobStatus<T>, Error> {
         let client = self.client().await?;
         let Some(record) = client.broker.result(self.id.as_str()).await? else {
@@ -138,8 +151,20 @@ impl<T: DeserializeOwned> JobHandle<T> {
     /// Waits up to `timeout` for the job to succeed and returns its result; a job that dies
     /// first is an [`Error::JobDead`] carrying its last error. Retries are waited through.
     ///
+    /// A task declared with `result_ttl = "0s"` keeps no result, so there is nothing to wait
+    /// for: this returns [`Error::NoResultKept`] at once.
+    ///
     /// Waiting polls the job's result key, every millisecond at first and then every 50 ms.
     pub async fn wait(&self, timeout: Duration) -> Result<T, Error> {
+        if let Some(task) = self
+            .task
+            .filter(|task| task.result_ttl == Some(Duration::ZERO))
+        {
+            return Err(Error::NoResultKept {
+                id: self.id.clone(),
+                task: task.name.to_owned(),
+            });
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {

@@ -163,8 +163,6 @@ fn query_ends_in_secret_value(text: &str) -> bool {
 /// type, not the payload). Dropped: values, unknown variant and field names (from the payload),
 /// and any message of a shape not known here (`invalid data (message hidden)`). Syntax, EOF and
 /// I/O errors have fixed wordings without payload and come back as they were.
-// Not called yet outside the tests: `__private::decode_args` is to render its errors with it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn decode_error(error: &serde_json::Error) -> String {
     let text = error.to_string();
     if error.classify() != Category::Data {

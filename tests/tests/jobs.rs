@@ -436,6 +436,20 @@ async fn a_task_keeps_its_result_as_long_as_its_result_ttl_says() {
         JobStatus::Pending,
         "no result record was kept"
     );
+    // Waiting for a result that is never kept is refused at once, not timed out.
+    let started = std::time::Instant::now();
+    for handle in [
+        forgotten.clone(),
+        tasks::fire_and_forget::job(forgotten.id().clone()),
+    ] {
+        match handle.wait(WAIT).await {
+            Err(dtask::Error::NoResultKept { task, .. }) => {
+                assert_eq!(task, tasks::fire_and_forget::NAME)
+            }
+            other => panic!("expected NoResultKept, got {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
     eventually(WAIT, "the short-lived result expired", || async {
         (kept.status().await.unwrap() == JobStatus::Pending).then_some(())
     })

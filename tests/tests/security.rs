@@ -12,20 +12,40 @@ use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The ACL of a producer: enqueue (ready and delayed jobs) and read results. Same as README.
-const PRODUCER_ACL: &str = "on >producer-pass ~dtask:* resetchannels -@all +rpush +zadd +get +ping";
-/// The ACL of a worker: run the scripts and the few plain commands of the worker. Same as README.
-const WORKER_ACL: &str = "on >worker-pass ~dtask:* resetchannels -@all +evalsha +script|load +blmove +lpop +hmget +hexists +hset +hdel +hvals +lrange +del +lpush +rpush +lrem +set +zadd +zrem +zrange +zscore +zremrangebyscore +zremrangebyrank +time +ping";
+/// The README's ACL line for `user`, exactly as a reader would copy it (without `user NAME`).
+fn readme_acl(user: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let prefix = format!("user {user} ");
+    readme
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("README.md has no ACL line for `{user}`"))
+        .to_owned()
+}
+
+/// Kills every connection of `user`, as a proxy restart or `CLIENT KILL` in production would.
+async fn kill_connections(admin: &mut redis::aio::MultiplexedConnection, user: &str) -> u64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(user)
+        .query_async(admin)
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
-async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
+async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_through_connection_kills()
+{
     init_logging();
     let acl = TempDir::new("acl");
     let acl_file = acl.path().join("users.acl");
     std::fs::write(
         &acl_file,
         format!(
-            "user default on >admin-pass ~* &* +@all\nuser producer {PRODUCER_ACL}\nuser worker {WORKER_ACL}\n"
+            "user default on >admin-pass ~* &* +@all\nuser producer {}\nuser worker {}\n",
+            readme_acl("producer"),
+            readme_acl("worker")
         ),
     )
     .unwrap();
@@ -34,11 +54,16 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
         Some("admin-pass"),
     );
     let port = redis.port();
-    // Each test uses its own prefix, under the `dtask:` namespace the ACLs allow.
-    let prefix = format!("dtask:{}", unique_prefix("acl"));
+    let mut admin = redis::Client::open(format!("redis://:admin-pass@127.0.0.1:{port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // The README's users work under the default prefix `dtask`.
+    let prefix = "dtask";
 
-    let producer_url = format!("redis://producer:producer-pass@127.0.0.1:{port}");
-    let producer = Client::connect_with_prefix(&producer_url, &prefix)
+    let producer_url = format!("redis://producer:producer-password@127.0.0.1:{port}");
+    let producer = Client::connect_with_prefix(&producer_url, prefix)
         .await
         .unwrap();
     let key = unique_prefix("acl-key");
@@ -59,6 +84,50 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
         .enqueue(key.clone(), "no".into())
         .await
         .unwrap();
+    let many = tasks::add::with()
+        .client(&producer)
+        .enqueue_many((0..2_000).map(|i| (key.clone(), i, 1)))
+        .await
+        .unwrap();
+
+    // A worker that died with jobs in flight (its heartbeat long lapsed), and a job a recovery
+    // set aside as poison: the worker's recoverer handles both under its ACL.
+    let ghost = tasks::add::with()
+        .client(&producer)
+        .queue("ghost-staging")
+        .enqueue(key.clone(), 5, 5)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("RENAME")
+        .arg("dtask:{ghost-staging}:pending")
+        .arg("dtask:{math}:active:ghost-worker")
+        .query_async(&mut admin)
+        .await
+        .expect("staged");
+    let staged: Vec<String> = redis::cmd("LRANGE")
+        .arg("dtask:{math}:active:ghost-worker")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .cmd("DEL")
+        .arg("dtask:{math}:active:ghost-worker")
+        .cmd("HSET")
+        .arg("dtask:{math}:active:ghost-worker")
+        .arg("lease-of-a-dead-worker")
+        .arg(&staged[0])
+        .cmd("ZADD")
+        .arg("dtask:{math}:workers")
+        .arg(1)
+        .arg("ghost-worker")
+        .cmd("RPUSH")
+        .arg("dtask:{math}:poisoned")
+        .arg("a poisoned payload")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
 
     // The producer cannot run a worker.
     let refused = Worker::new(&producer)
@@ -70,14 +139,24 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
         "a producer must not be able to work: {refused:?}"
     );
 
-    let worker_url = format!("redis://worker:worker-pass@127.0.0.1:{port}");
-    let worker_client = Client::connect_with_prefix(&worker_url, &prefix)
+    let worker_url = format!("redis://worker:worker-password@127.0.0.1:{port}");
+    let worker_client = Client::connect_with_prefix(&worker_url, prefix)
         .await
         .unwrap();
     let worker = Worker::new(&worker_client)
         .queues(["math", "doomed"])
+        .concurrency(8)
+        .recovery_after(Duration::from_millis(500))
         .retry_backoff(Duration::from_millis(10), Duration::from_millis(10))
         .spawn();
+    // Kill the worker's connections again and again while it works (the finding: after one
+    // connection error, a script the ACL denied stopped the worker fetching for good).
+    let mut killed = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        killed += kill_connections(&mut admin, "worker").await;
+    }
+    assert!(killed > 0, "connections were killed");
     assert_eq!(
         job.wait(WAIT).await.unwrap(),
         42,
@@ -92,6 +171,19 @@ async fn a_producer_and_a_worker_with_minimal_acl_users_run_jobs() {
         wait_dead(&doomed, WAIT).await.0,
         2,
         "retries and the dead set work"
+    );
+    for (i, handle) in many.iter().enumerate() {
+        assert_eq!(handle.wait(WAIT).await.unwrap(), i as i64 + 1, "job {i}");
+    }
+    assert_eq!(
+        ghost.wait(WAIT).await.unwrap(),
+        10,
+        "the dead worker's job was recovered and ran"
+    );
+    let dead = worker_client.queue("math").dead_jobs(10).await.unwrap();
+    assert!(
+        dead.iter().any(|d| d.error.contains("worker died")),
+        "the poisoned job was buried: {dead:?}"
     );
     worker
         .shutdown()

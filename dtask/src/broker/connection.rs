@@ -7,7 +7,7 @@
 //! keepalive and `TCP_USER_TIMEOUT`, and the shared connection to a server is replaced by a new
 //! one after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,8 +18,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-/// How long a non-blocking command may take before the client gives up on it.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a non-blocking command may take before the client gives up on it, unless the
+/// client is told otherwise.
+pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeouts in a row after which the shared connection is dropped and a new one made.
@@ -49,8 +50,15 @@ pub(crate) fn tcp_settings() -> redis::io::tcp::TcpSettings {
 #[derive(Clone)]
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
-    Server(redis::Client),
+    Server(ServerClient),
     Cluster(ClusterClients),
+}
+
+/// The client of a server target, and how long its commands may take.
+#[derive(Clone)]
+pub(crate) struct ServerClient {
+    client: redis::Client,
+    response_timeout: Duration,
 }
 
 /// The two clients of a cluster target.
@@ -63,13 +71,21 @@ pub(crate) struct ClusterClients {
 }
 
 impl Target {
-    /// A single server from `client`.
-    pub(crate) fn server(client: redis::Client) -> Target {
-        Target::Server(client)
+    /// A single server from `client`, whose commands may take up to `response_timeout`.
+    pub(crate) fn server(client: redis::Client, response_timeout: Duration) -> Target {
+        Target::Server(ServerClient {
+            client,
+            response_timeout,
+        })
     }
 
-    /// A cluster reached through any of `nodes`, trusting `tls_ca` for `rediss://` nodes.
-    pub(crate) fn cluster(nodes: &[&str], tls_ca: Option<Vec<u8>>) -> RedisResult<Target> {
+    /// A cluster reached through any of `nodes`, trusting `tls_ca` for `rediss://` nodes, whose
+    /// commands may take up to `response_timeout`.
+    pub(crate) fn cluster(
+        nodes: &[&str],
+        tls_ca: Option<Vec<u8>>,
+        response_timeout: Duration,
+    ) -> RedisResult<Target> {
         let builder = |timeout: Option<Duration>| {
             let mut builder = ClusterClient::builder(nodes.iter().copied())
                 .connection_timeout(CONNECT_TIMEOUT)
@@ -86,7 +102,7 @@ impl Target {
             builder.build()
         };
         Ok(Target::Cluster(ClusterClients {
-            shared: builder(Some(RESPONSE_TIMEOUT))?,
+            shared: builder(Some(response_timeout))?,
             blocking: builder(None)?,
         }))
     }
@@ -100,7 +116,7 @@ impl Target {
     /// replaced when it stops answering.
     pub(crate) async fn shared(&self) -> RedisResult<Conn> {
         match self {
-            Target::Server(client) => Ok(Conn::Server(Healing::connect(client.clone()).await?)),
+            Target::Server(server) => Ok(Conn::Server(Healing::connect(server.clone()).await?)),
             Target::Cluster(clients) => {
                 Ok(Conn::Cluster(clients.shared.get_async_connection().await?))
             }
@@ -111,7 +127,7 @@ impl Target {
     /// `response_timeout` (the longest block plus a margin).
     pub(crate) async fn blocking(&self, response_timeout: Duration) -> RedisResult<Conn> {
         match self {
-            Target::Server(client) => {
+            Target::Server(ServerClient { client, .. }) => {
                 let config = AsyncConnectionConfig::new()
                     .set_response_timeout(Some(response_timeout))
                     .set_connection_timeout(Some(CONNECT_TIMEOUT));
@@ -136,37 +152,34 @@ pub(crate) struct Healing {
 }
 
 struct HealingInner {
-    client: redis::Client,
+    server: ServerClient,
     /// The connection in use, and its generation (how many times it was replaced).
     current: RwLock<(u64, ConnectionManager)>,
     /// Timeouts in a row on the current connection.
     timeouts: AtomicU32,
-    /// Connections replaced so far (for tests and logs).
-    replaced: AtomicU64,
     /// Held while a replacement is being made, so that only one is.
     replacing: tokio::sync::Mutex<()>,
 }
 
 impl Healing {
-    async fn connect(client: redis::Client) -> RedisResult<Healing> {
-        let conn = Healing::new_manager(&client).await?;
+    async fn connect(server: ServerClient) -> RedisResult<Healing> {
+        let conn = Healing::new_manager(&server).await?;
         Ok(Healing {
             inner: Arc::new(HealingInner {
-                client,
+                server,
                 current: RwLock::new((0, conn)),
                 timeouts: AtomicU32::new(0),
-                replaced: AtomicU64::new(0),
                 replacing: tokio::sync::Mutex::new(()),
             }),
         })
     }
 
-    async fn new_manager(client: &redis::Client) -> RedisResult<ConnectionManager> {
+    async fn new_manager(server: &ServerClient) -> RedisResult<ConnectionManager> {
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_response_timeout(Some(server.response_timeout))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
-        client.get_connection_manager_with_config(config).await
+        server.client.get_connection_manager_with_config(config).await
     }
 
     fn current(&self) -> (u64, ConnectionManager) {
@@ -194,7 +207,7 @@ impl Healing {
         if self.current().0 != generation {
             return; // another command replaced it already
         }
-        match Healing::new_manager(&self.inner.client).await {
+        match Healing::new_manager(&self.inner.server).await {
             Ok(conn) => {
                 *self
                     .inner
@@ -202,7 +215,6 @@ impl Healing {
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
                 self.inner.timeouts.store(0, Ordering::Relaxed);
-                self.inner.replaced.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("replaced a Redis connection that stopped answering");
             }
             Err(error) => {
@@ -210,12 +222,7 @@ impl Healing {
             }
         }
     }
-
-    /// How many times the connection was replaced.
-    #[cfg(test)]
-    pub(crate) fn replaced(&self) -> u64 {
-        self.inner.replaced.load(Ordering::Relaxed)
-    }
+}
 }
 
 /// A connection to a server or to a cluster.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-pub(crate) use connection::Conn;
+pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 use connection::Target;
 
 use crate::error::Error;
@@ -49,6 +49,33 @@ pub(crate) struct Finished {
     pub(crate) queue: Arc<str>,
     pub(crate) lease: String,
     pub(crate) outcome: Option<(String, String, Option<Duration>)>,
+}
+
+/// What a fenced settle (retry, bury) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fenced {
+    /// Done now, at this time (server clock, ms).
+    Settled(u64),
+    /// Done already, by an earlier call with this lease whose reply was lost.
+    AlreadySettled,
+    /// The lease is not held: the job was taken back and belongs to another run. Nothing
+    /// changed.
+    NotHeld,
+}
+
+impl Fenced {
+    fn from_reply(reply: i64) -> Fenced {
+        match u64::try_from(reply) {
+            Ok(at) => Fenced::Settled(at),
+            Err(_) if reply == -2 => Fenced::AlreadySettled,
+            Err(_) => Fenced::NotHeld,
+        }
+    }
+
+    /// Whether this run held its lease (now or in an earlier call).
+    pub(crate) fn held(self) -> bool {
+        self != Fenced::NotHeld
+    }
 }
 
 /// What became of a worker's in-flight jobs when they were taken back.
@@ -93,11 +120,14 @@ fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
 
 impl Broker {
     /// Connects to the Redis at `url`, for keys under `prefix`; for a `rediss://` URL, trusting
-    /// the certificate authority `tls_ca` (PEM) when given, else the system's roots.
+    /// the certificate authority `tls_ca` (PEM) when given, else the system's roots. A command
+    /// unanswered after `response_timeout` fails (and a connection that keeps failing so is
+    /// replaced).
     pub(crate) async fn connect(
         url: &str,
         prefix: &str,
         tls_ca: Option<Vec<u8>>,
+        response_timeout: Duration,
     ) -> Result<Broker, Error> {
         let invalid = |source| Error::InvalidRedisUrl {
             url: crate::redact::redis_url(url),
@@ -111,7 +141,7 @@ impl Broker {
         // Several comma-separated node URLs mean a Redis Cluster.
         let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
         let target = if nodes.len() > 1 {
-            Target::cluster(&nodes, tls_ca)
+            Target::cluster(&nodes, tls_ca, response_timeout)
         } else {
             let info = redis::IntoConnectionInfo::into_connection_info(url)
                 .map_err(invalid)?
@@ -126,7 +156,7 @@ impl Broker {
                 ),
                 None => redis::Client::open(info),
             }
-            .map(Target::server)
+            .map(|client| Target::server(client, response_timeout))
         }
         .map_err(invalid)?;
         let conn = target.shared().await.map_err(redis_err("connecting"))?;
@@ -189,12 +219,26 @@ impl Broker {
     }
 
     /// Adds jobs: ready ones to the end of their queue's pending list, delayed ones to its
-    /// scheduled set (a delay counts from when Redis receives the job, on its own clock). One
-    /// round trip on a server, whatever the number of jobs; on a cluster, one per queue (a
-    /// pipeline must stay within one hash slot).
+    /// scheduled set (a delay counts from the Redis server's clock, read first when a job has
+    /// one). One round trip on a server, whatever the number of jobs (two with a delay); on a
+    /// cluster, one per queue (a pipeline must stay within one hash slot).
     pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
+        let server_now_ms = if jobs
+            .iter()
+            .any(|job| matches!(job.due, Some(Due::After(_))))
+        {
+            Some(self.server_time_ms().await?)
+        } else {
+            None
+        };
+        let due_ms = |job: &NewJob<'_>| match job.due {
+            None => None,
+            Some(Due::AtMs(due)) => Some(due),
+            Some(Due::After(delay)) => {
+                Some(server_now_ms.unwrap_or_default() + delay.as_millis() as u64)
+            }
+        };
         let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
-        let mut scheduled: Vec<(&str, Duration, Vec<&str>)> = Vec::new();
         let mut i = 0;
         while i < jobs.len() {
             let job = &jobs[i];
@@ -211,14 +255,14 @@ impl Broker {
                 .position(|next| next.queue != job.queue || next.due != job.due)
                 .map_or(jobs.len(), |len| i + len);
             let payloads = jobs[i..run_end].iter().map(|job| job.payload);
-            match job.due {
+            match due_ms(job) {
                 None => {
                     pipe.cmd("RPUSH")
                         .arg(keys::pending(&self.prefix, job.queue))
                         .arg(payloads.collect::<Vec<_>>())
                         .ignore();
                 }
-                Some(Due::AtMs(due_ms)) => {
+                Some(due_ms) => {
                     let cmd = pipe
                         .cmd("ZADD")
                         .arg(keys::scheduled(&self.prefix, job.queue));
@@ -227,28 +271,12 @@ impl Broker {
                     }
                     cmd.ignore();
                 }
-                Some(Due::After(delay)) => {
-                    // Due on the server's clock: a script reads it (after the pipelines).
-                    scheduled.push((job.queue, delay, payloads.collect::<Vec<_>>()));
-                }
             }
             i = run_end;
         }
         let mut conn = self.conn.clone();
         for (_, pipe) in pipes {
-            if pipe.is_empty() {
-                continue;
-            }
             pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err("enqueueing"))?;
-        }
-        for (queue, delay, payloads) in scheduled {
-            scripts::SCHEDULE
-                .key(keys::scheduled(&self.prefix, queue))
-                .arg(delay.as_millis() as u64)
-                .arg(payloads)
-                .invoke_async::<u64>(&mut conn)
                 .await
                 .map_err(redis_err("enqueueing"))?;
         }
@@ -321,18 +349,18 @@ impl Broker {
         Ok(leased(jobs))
     }
 
-    /// Acknowledges finished runs of `worker`: takes each out of the in-flight hash by its
-    /// lease, then stores the outcome of each run whose lease was still held under its result
-    /// key, for its task's time or `ttl`. A stale run (its job was recovered meanwhile) writes
-    /// nothing. Returns, per run in order, whether its lease was held.
+    /// Acknowledges finished runs of `worker`, first step: settles each in the in-flight hash by
+    /// its lease. Returns, per run in order, whether its lease was held; a stale run (its job
+    /// was recovered meanwhile) must then write nothing. Safe to repeat after an error: a lease
+    /// this worker settled still answers held until [`Broker::store_outcomes`] removes it.
     ///
-    /// Two round trips per batch of one queue (the leases, then the outcomes): fencing needs the
-    /// first answer before the second write, as result keys live in slots of their own.
-    pub(crate) async fn ack_many(
+    /// Acknowledging takes two round trips per batch of one queue (the leases, then the
+    /// outcomes): fencing needs the first answer before the second write, as result keys live in
+    /// slots of their own.
+    pub(crate) async fn settle_finished(
         &self,
         worker: &str,
         jobs: &[&Finished],
-        ttl: Duration,
     ) -> Result<Vec<bool>, Error> {
         let mut held = vec![false; jobs.len()];
         // One script per queue in the batch, each in its queue's slot.
@@ -363,9 +391,29 @@ impl Broker {
                 held[i] = answer == 1;
             }
         }
+        Ok(held)
+    }
+
+    /// Acknowledges finished runs of `worker`, second step: stores the outcome of each run
+    /// whose lease was `held` under its result key (for its task's time or `ttl`), then removes
+    /// their settled entries from the in-flight hash.
+    pub(crate) async fn store_outcomes(
+        &self,
+        worker: &str,
+        jobs: &[&Finished],
+        held: &[bool],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let mut queues: Vec<&str> = Vec::new();
+        for job in jobs {
+            if !queues.contains(&&*job.queue) {
+                queues.push(&job.queue);
+            }
+        }
+        let mut conn = self.conn.clone();
         let outcomes = jobs
             .iter()
-            .zip(&held)
+            .zip(held)
             .filter(|(_, held)| **held)
             .filter_map(|(job, _)| {
                 let (job_id, record, task_ttl) = job.outcome.as_ref()?;
@@ -377,6 +425,20 @@ impl Broker {
                     .arg(ttl_ms);
                 Some(cmd)
             });
+        // The settled entries go once the outcomes are stored (after them in one pipeline on a
+        // server): a crash in between leaves emptied entries, never a lost outcome.
+        let removals = queues.iter().filter_map(|queue| {
+            let leases: Vec<&str> = (0..jobs.len())
+                .filter(|&i| held[i] && &*jobs[i].queue == *queue)
+                .map(|i| jobs[i].lease.as_str())
+                .collect();
+            (!leases.is_empty()).then(|| {
+                let mut cmd = redis::cmd("HDEL");
+                cmd.arg(keys::active(&self.prefix, queue, worker))
+                    .arg(leases);
+                cmd
+            })
+        });
         if self.target.is_cluster() {
             let mut writes = tokio::task::JoinSet::new();
             for cmd in outcomes {
@@ -388,9 +450,14 @@ impl Broker {
                     .map_err(|e| Error::Worker(format!("storing results failed: {e}")))?
                     .map_err(redis_err("storing job results"))?;
             }
+            for cmd in removals {
+                cmd.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err("acknowledging jobs"))?;
+            }
         } else {
             let mut pipe = redis::pipe();
-            for cmd in outcomes {
+            for cmd in outcomes.chain(removals) {
                 pipe.add_command(cmd).ignore();
             }
             if !pipe.is_empty() {
@@ -399,7 +466,7 @@ impl Broker {
                     .map_err(redis_err("storing job results"))?;
             }
         }
-        Ok(held)
+        Ok(())
     }
 
     /// Stores a job's final outcome (succeeded or dead) under its result key for `ttl`.
@@ -449,9 +516,9 @@ impl Broker {
             .map_err(redis_err("reading a job's outcome"))
     }
 
-    /// Takes the run holding `lease` out of `worker`'s in-flight hash and schedules
-    /// `next_payload` in the retry set, due `delay` from now on the server's clock. Returns the
-    /// due time (ms), or None when the lease was no longer held (nothing changed).
+    /// Settles the run holding `lease` in `worker`'s in-flight hash by scheduling
+    /// `next_payload` in the retry set, due `delay` from now on the server's clock (the due
+    /// time is in [`Fenced::Settled`]).
     pub(crate) async fn retry(
         &self,
         queue: &str,
@@ -459,7 +526,7 @@ impl Broker {
         lease: &str,
         next_payload: &[u8],
         delay: Duration,
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Fenced, Error> {
         let mut conn = self.conn.clone();
         let due: i64 = scripts::RETRY
             .key(keys::active(&self.prefix, queue, worker))
@@ -471,12 +538,26 @@ impl Broker {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("scheduling a retry"))?;
-        Ok(u64::try_from(due).ok())
+        self.forget_settled(queue, worker, &[lease]).await;
+        Ok(Fenced::from_reply(due))
     }
 
-    /// Takes the run holding `lease` out of `worker`'s in-flight hash and adds `record` to the
-    /// dead set, trimmed to `limits`. Returns the time of death (server clock, ms), or None
-    /// when the lease was no longer held (nothing changed).
+    /// Removes the emptied entries of settled runs from `worker`'s in-flight hash. Best effort:
+    /// an entry left behind is skipped by recovery and removed by the next reclaim or shutdown.
+    async fn forget_settled(&self, queue: &str, worker: &str, leases: &[&str]) {
+        let mut conn = self.conn.clone();
+        let removed: Result<(), _> = redis::cmd("HDEL")
+            .arg(keys::active(&self.prefix, queue, worker))
+            .arg(leases)
+            .query_async(&mut conn)
+            .await;
+        if let Err(error) = removed {
+            tracing::debug!(%error, "removing settled runs failed; they are skipped meanwhile");
+        }
+    }
+
+    /// Settles the run holding `lease` in `worker`'s in-flight hash by adding `record` to the
+    /// dead set, trimmed to `limits` (the time of death is in [`Fenced::Settled`]).
     pub(crate) async fn bury(
         &self,
         queue: &str,
@@ -484,7 +565,7 @@ impl Broker {
         lease: &str,
         record: &str,
         limits: DeadLimits,
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Fenced, Error> {
         let mut conn = self.conn.clone();
         let died: i64 = scripts::BURY
             .key(keys::active(&self.prefix, queue, worker))
@@ -497,7 +578,8 @@ impl Broker {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("burying a job"))?;
-        Ok(u64::try_from(died).ok())
+        self.forget_settled(queue, worker, &[lease]).await;
+        Ok(Fenced::from_reply(died))
     }
 
     /// Up to `limit` jobs of `queue` set aside as poison, waiting for their dead record.

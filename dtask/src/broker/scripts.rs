@@ -20,7 +20,6 @@ script!(RETRY, "settle.lua", "retry.lua");
 script!(BURY, "settle.lua", "bury.lua");
 script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");
 script!(SET_RETRYING, "set_retrying.lua");
-script!(SCHEDULE, "schedule.lua");
 script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
 script!(HEARTBEAT, "heartbeat.lua");

@@ -27,7 +27,7 @@ impl Server {
     async fn broker(&self) -> (Broker, redis::aio::MultiplexedConnection) {
         let url = format!("redis://127.0.0.1:{}", self.1);
         for _ in 0..500 {
-            if let Ok(broker) = Broker::connect(&url, "t", None).await {
+            if let Ok(broker) = Broker::connect(&url, "t", None, DEFAULT_RESPONSE_TIMEOUT).await {
                 let raw = redis::Client::open(url.as_str())
                     .unwrap()
                     .get_multiplexed_async_connection()
@@ -317,11 +317,19 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         finished("9", Some(("Z", "rz"))),
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
-    let held = broker
-        .ack_many("w1", &refs, Duration::from_secs(60))
+    let held = broker.settle_finished("w1", &refs).await.unwrap();
+    assert_eq!(held, [true, true, false]);
+    assert_eq!(
+        hash(&mut raw, "t:{q}:active:w1").await,
+        [pair("1", ""), pair("2", "jb"), pair("3", "")],
+        "settled entries are emptied, not yet removed"
+    );
+    // Repeated after a lost reply: the same answer.
+    assert_eq!(broker.settle_finished("w1", &refs).await.unwrap(), held);
+    broker
+        .store_outcomes("w1", &refs, &held, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(held, [true, true, false]);
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
     assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
     assert_eq!(
@@ -354,10 +362,7 @@ async fn settling_forgets_the_deaths_counted_against_a_job() {
     .await;
     let jobs = [finished("1", None)];
     let refs: Vec<&Finished> = jobs.iter().collect();
-    broker
-        .ack_many("w1", &refs, Duration::from_secs(60))
-        .await
-        .unwrap();
+    broker.settle_finished("w1", &refs).await.unwrap();
     broker
         .retry("q", "w1", "2", b"jb2", Duration::ZERO)
         .await
@@ -371,22 +376,34 @@ async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
     let (broker, mut raw) = server.broker().await;
     hset(&mut raw, "t:{q}:active:w1", &[("7", "old")]).await;
     let before = server_ms(&mut raw).await;
-    let due = broker
+    let Fenced::Settled(due) = broker
         .retry("q", "w1", "7", b"next", Duration::from_secs(30))
         .await
         .unwrap()
-        .expect("the lease was held");
+    else {
+        panic!("the lease was held")
+    };
     let after = server_ms(&mut raw).await;
     assert!((before + 30_000..=after + 30_000).contains(&due));
     assert_eq!(zset(&mut raw, "t:{q}:retry").await, [("next".into(), due)]);
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
-    // The same lease again, or another worker's: nothing changes.
+    // The same lease again (its settled entry was removed): nothing changes.
     assert_eq!(
         broker
             .retry("q", "w1", "7", b"again", Duration::ZERO)
             .await
             .unwrap(),
-        None
+        Fenced::NotHeld
+    );
+    // A call repeated while the emptied entry is still there (its removal was lost) knows it
+    // was done, and does nothing either.
+    hset(&mut raw, "t:{q}:active:w1", &[("8", "")]).await;
+    assert_eq!(
+        broker
+            .retry("q", "w1", "8", b"again", Duration::ZERO)
+            .await
+            .unwrap(),
+        Fenced::AlreadySettled
     );
     assert_eq!(zset(&mut raw, "t:{q}:retry").await.len(), 1);
 }
@@ -412,11 +429,13 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
         max_len: 2,
         max_age: Duration::from_secs(60),
     };
-    let died = broker
+    let Fenced::Settled(died) = broker
         .bury("q", "w1", "1", "record1", limits)
         .await
         .unwrap()
-        .expect("held");
+    else {
+        panic!("held")
+    };
     assert!(died >= now);
     let dead: Vec<String> = zset(&mut raw, "t:{q}:dead")
         .await
@@ -431,7 +450,7 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
     assert_eq!(
         broker.bury("q", "w1", "1", "again", limits).await.unwrap(),
-        None
+        Fenced::NotHeld
     );
     assert_eq!(zset(&mut raw, "t:{q}:dead").await.len(), 2);
 }
@@ -659,9 +678,56 @@ async fn reclaim_returns_only_the_jobs_whose_lease_the_worker_does_not_hold() {
         .await
         .unwrap();
     assert_eq!(reclaimed, 1);
-    assert_eq!(list(&mut raw, "t:{q}:pending").await, ["lost"]);
+    assert_eq!(
+        list(&mut raw, "t:{q}:pending").await,
+        ["lost"],
+        "a settled run is only removed"
+    );
     assert_eq!(
         hash(&mut raw, "t:{q}:active:w1").await,
         [pair("1", "held"), pair("3", "held too")]
+    );
+}
+
+#[test]
+fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
+    let readme = include_str!("../../../README.md");
+    let worker_acl = readme
+        .lines()
+        .find_map(|line| line.strip_prefix("user worker "))
+        .expect("README.md has the worker's ACL line");
+    let allowed: Vec<String> = worker_acl
+        .split_whitespace()
+        .filter_map(|rule| rule.strip_prefix('+'))
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let scripts = [
+        include_str!("lua/lease.lua"),
+        include_str!("lua/settle.lua"),
+        include_str!("lua/fetch.lua"),
+        include_str!("lua/adopt.lua"),
+        include_str!("lua/ack.lua"),
+        include_str!("lua/retry.lua"),
+        include_str!("lua/bury.lua"),
+        include_str!("lua/bury_poisoned.lua"),
+        include_str!("lua/set_retrying.lua"),
+        include_str!("lua/forward_due.lua"),
+        include_str!("lua/requeue_inflight.lua"),
+        include_str!("lua/heartbeat.lua"),
+        include_str!("lua/reclaim.lua"),
+    ];
+    let mut called = Vec::new();
+    for script in scripts {
+        for (i, _) in script.match_indices("call('") {
+            let rest = &script[i + "call('".len()..];
+            let command = &rest[..rest.find('\'').expect("a quoted command")];
+            called.push(command.to_ascii_uppercase());
+        }
+    }
+    assert!(called.len() > 20, "{called:?}");
+    let missing: Vec<&String> = called.iter().filter(|c| !allowed.contains(c)).collect();
+    assert!(
+        missing.is_empty(),
+        "scripts call commands the README's worker ACL denies: {missing:?}"
     );
 }

@@ -75,19 +75,30 @@ impl Acker {
 
 async fn flush(ctx: &Context, batch: &mut Vec<Ack>, abandon: &CancellationToken) {
     let jobs: Vec<&Finished> = batch.iter().map(|ack| &ack.job).collect();
-    let ttl = ctx.settings.result_ttl;
-    let held = retry_until(abandon, "acknowledging jobs", || {
-        ctx.broker.ack_many(&ctx.worker_id, &jobs, ttl)
+    let worker = &ctx.worker_id;
+    let settled = retry_until(abandon, "acknowledging jobs", || {
+        ctx.broker.settle_finished(worker, &jobs)
     })
     .await;
-    drop(jobs);
-    match held {
+    let stored = match &settled {
         Some(held) => {
+            let ttl = ctx.settings.result_ttl;
+            retry_until(abandon, "storing job results", || {
+                ctx.broker.store_outcomes(worker, &jobs, held, ttl)
+            })
+            .await
+        }
+        None => None,
+    };
+    drop(jobs);
+    match (settled, stored) {
+        (Some(held), Some(())) => {
             for (ack, held) in batch.drain(..).zip(held) {
                 let _ = ack.done.send(held);
             }
         }
-        // Abandoned: the jobs stay in flight and are requeued, so they run again (never lost).
-        None => batch.clear(),
+        // Abandoned at shutdown: unsettled jobs stay in flight and are requeued, so they run
+        // again (never lost); settled ones keep their emptied entries and are not.
+        _ => batch.clear(),
     }
 }

@@ -18,7 +18,7 @@ use super::acker::Ack;
 use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::backoff::retry_until;
-use crate::broker::Finished;
+use crate::broker::{Fenced, Finished};
 use crate::clock;
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
@@ -187,9 +187,15 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         last_error: Some(error.clone()),
         ..envelope
     };
-    let Some(due_ms) = run.retry(next.to_json().as_bytes(), delay).await else {
-        run.stale(&next, "failed");
-        return;
+    let due_ms = match run.retry(next.to_json().as_bytes(), delay).await {
+        Some(Fenced::Settled(due_ms)) => due_ms,
+        // Scheduled by an earlier call whose reply was lost: about then.
+        Some(Fenced::AlreadySettled) => clock::now_ms() + delay.as_millis() as u64,
+        Some(Fenced::NotHeld) => {
+            run.stale(&next, "failed");
+            return;
+        }
+        None => return, // abandoned at shutdown
     };
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     let record = OutcomeRecord {
@@ -216,19 +222,19 @@ impl Run<'_> {
         tracing::warn!(job_id = %envelope.id, task = %envelope.task, queue = self.queue, "a run {how} after its job was taken back from this worker (it looked dead); the outcome is dropped, the job runs elsewhere");
     }
 
-    /// Moves the run to the retry set as `next_payload`, due `delay` from now. The due time
-    /// (server clock, ms), or None when the lease was lost (or the worker is abandoning it).
-    async fn retry(&self, next_payload: &[u8], delay: Duration) -> Option<u64> {
+    /// Moves the run to the retry set as `next_payload`, due `delay` from now; None when the
+    /// worker abandons it at shutdown.
+    async fn retry(&self, next_payload: &[u8], delay: Duration) -> Option<Fenced> {
         let ctx = self.ctx;
         retry_until(self.abandon, "scheduling a retry", || {
             ctx.broker
                 .retry(self.queue, &ctx.worker_id, self.lease, next_payload, delay)
         })
         .await
-        .flatten()
     }
 
-    /// Moves the run to the dead set as `record`; whether the lease was still held.
+    /// Moves the run to the dead set as `record`; whether the lease was held (false too when
+    /// the worker abandons it at shutdown).
     async fn bury_record(&self, record: &str) -> bool {
         let ctx = self.ctx;
         retry_until(self.abandon, "burying a job", || {
@@ -241,8 +247,7 @@ impl Run<'_> {
             )
         })
         .await
-        .flatten()
-        .is_some()
+        .is_some_and(Fenced::held)
     }
 
     /// Buries a job that will not run again, then records its death under its result key.

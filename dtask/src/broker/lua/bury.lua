@@ -10,10 +10,14 @@
   ARGV[4] maximum age of a record, ms
 
   Returns the time of death (server clock, ms), or -1 when the lease was not held (the job was
-  recovered meanwhile: nothing is changed).
+  recovered meanwhile: nothing is changed), or -2 when this lease was settled already (a repeated
+  call after a lost reply: nothing is changed).
 ]]
-if not release(KEYS[1], KEYS[3], ARGV[1]) then
+local payload = settle_lease(KEYS[1], KEYS[3], ARGV[1])
+if not payload then
   return -1
+elseif payload == '' then
+  return -2
 end
 local now = now_ms()
 add_dead(KEYS[2], ARGV[2], now, ARGV[3], ARGV[4])

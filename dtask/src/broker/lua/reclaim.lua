@@ -8,6 +8,9 @@
   ARGV    the lease ids the worker holds
 
   Returns the number of jobs returned to the queue.
+
+  The worker's own settled runs are not in its list once settled; their emptied entries (see
+  `settle.lua`), left when the worker's removal was lost, are removed here.
 ]]
 local rcall = redis.call
 local keep = {}
@@ -17,9 +20,13 @@ end
 local reclaimed = 0
 for _, lease in ipairs(rcall('HKEYS', KEYS[1])) do
   if not keep[lease] then
-    rcall('LPUSH', KEYS[2], rcall('HGET', KEYS[1], lease))
+    local payload = rcall('HGET', KEYS[1], lease)
     rcall('HDEL', KEYS[1], lease)
-    reclaimed = reclaimed + 1
+    -- An emptied entry is a settled run whose removal was lost: only removed.
+    if payload ~= '' then
+      rcall('LPUSH', KEYS[2], payload)
+      reclaimed = reclaimed + 1
+    end
   end
 end
 return reclaimed

@@ -38,7 +38,13 @@ end
 local max_deaths = tonumber(ARGV[4])
 local suspect_from = tonumber(ARGV[5])
 local requeued, poisoned = 0, 0
-local held = rcall('HVALS', KEYS[2])
+-- Emptied entries are runs that finished (see `settle.lua`): nothing to requeue.
+local held = {}
+for _, payload in ipairs(rcall('HVALS', KEYS[2])) do
+  if payload ~= '' then
+    held[#held + 1] = payload
+  end
+end
 for _, payload in ipairs(rcall('LRANGE', KEYS[3], 0, -1)) do
   held[#held + 1] = payload
 end

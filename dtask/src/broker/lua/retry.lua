@@ -10,10 +10,14 @@
   ARGV[3] delay, ms
 
   Returns the due time (server clock, ms), or -1 when the lease was not held (the job was
-  recovered meanwhile: nothing is changed).
+  recovered meanwhile: nothing is changed), or -2 when this lease was settled already (a repeated
+  call after a lost reply: nothing is changed).
 ]]
-if not release(KEYS[1], KEYS[3], ARGV[1]) then
+local payload = settle_lease(KEYS[1], KEYS[3], ARGV[1])
+if not payload then
   return -1
+elseif payload == '' then
+  return -2
 end
 local due = now_ms() + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], due, ARGV[2])

@@ -1,27 +1,35 @@
---[[ forget_deaths (included at the top of the settling scripts): a job that ends an attempt on
-  a live worker forgets the worker deaths counted against it (see `requeue_inflight.lua`). The
-  deaths hash exists only while some job of the queue has a death counted, so the usual cost
-  is one EXISTS per script run.
+--[[ settle (included at the top of the settling scripts): the pieces they share.
+
+  A run is settled by emptying its entry in the in-flight hash (`settle_lease`); the worker
+  deletes the emptied entry once it has the answer. An emptied entry is a run that finished:
+  recovery, shutdown and reclaim skip it.
+
+  A job that ends an attempt on a live worker forgets the worker deaths counted against it (see
+  `requeue_inflight.lua`). The deaths hash exists only while some job of the queue has a death
+  counted, so the usual cost is one EXISTS per script run.
 ]]
 local function forget_deaths(deaths, payloads)
   if redis.call('EXISTS', deaths) == 0 then
     return
   end
   for _, payload in ipairs(payloads) do
-    if payload then
+    if payload and payload ~= '' then
       redis.call('HDEL', deaths, redis.sha1hex(payload))
     end
   end
 end
 
--- Takes the job held under `lease` out of `hash`; returns its payload, or nil when the lease
--- is no longer held (the job was recovered meanwhile and belongs to another run).
-local function release(hash, deaths, lease)
+-- Marks the run under `lease` in `hash` as settled: its entry stays, emptied, until the
+-- worker removes it, so that a call repeated after a lost reply knows it was done (and a
+-- recovery meanwhile skips it: a settled run is nobody's to requeue). Returns the payload the
+-- first time, '' when this lease was already settled, nil when it is not held (the job was
+-- recovered and belongs to another run).
+local function settle_lease(hash, deaths, lease)
   local payload = redis.call('HGET', hash, lease)
-  if not payload then
-    return nil
+  if not payload or payload == '' then
+    return payload or nil
   end
-  redis.call('HDEL', hash, lease)
+  redis.call('HSET', hash, lease, '')
   forget_deaths(deaths, { payload })
   return payload
 end
