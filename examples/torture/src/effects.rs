@@ -5,6 +5,10 @@
 //! (`fx:{ns}:last`, `fx:{ns}:by`). The keys live outside dtask's prefix. A random token per run
 //! (`fx:{ns}:tokens`) makes the call idempotent: when a reply is lost and the worker sends the
 //! same call again, the run still counts once.
+//!
+//! A [`stall`](crate::tasks::stall) job also notes when it *starts* (`fx:{ns}:starts`, with a
+//! token of its own), so that a job run twice at once, both copies still running, is counted
+//! too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -15,10 +19,27 @@ use tokio::sync::OnceCell;
 
 /// Environment variable naming the effects namespace of a worker process.
 pub const FX_ENV: &str = "TORTURE_FX";
+/// Environment variable with the Redis URL a worker process records effects at (default:
+/// `DTASK_REDIS_URL`). A scenario that puts a faulty network between the workers and Redis
+/// points this straight at Redis, so that only dtask's own connections suffer the fault.
+pub const FX_URL_ENV: &str = "TORTURE_FX_URL";
 
 /// How long a worker keeps trying to record an effect before the attempt fails (and dtask
 /// retries the job).
 const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Records the start of one run, once per token.
+static START: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+",
+    )
+});
 
 /// Records one run, once per token.
 static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -84,6 +105,17 @@ impl Effects {
             .await
     }
 
+    /// How many times each job started (only jobs that note their start, see [`record_start`]).
+    pub async fn starts(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<HashMap<u64, u64>> {
+        redis::cmd("HGETALL")
+            .arg(self.key("starts"))
+            .query_async(conn)
+            .await
+    }
+
     /// When each of `ids` last ran (ms since the epoch, worker clock), if it ran.
     pub async fn last_runs(
         &self,
@@ -100,8 +132,39 @@ impl Effects {
             .await
     }
 
-    /// Records one run of job `id` under `token`, from worker process `pid`.
+    /// Records `mark` of job `id` under `token`.
     async fn record_once(
+        &self,
+        conn: &mut ConnectionManager,
+        id: u64,
+        token: &str,
+        mark: Mark,
+    ) -> redis::RedisResult<()> {
+        match mark {
+            Mark::Start => self.record_start_once(conn, id, token).await,
+            Mark::Done => self.record_done_once(conn, id, token).await,
+        }
+    }
+
+    /// Records the start of a run of job `id` under `token`.
+    async fn record_start_once(
+        &self,
+        conn: &mut ConnectionManager,
+        id: u64,
+        token: &str,
+    ) -> redis::RedisResult<()> {
+        START
+            .key(self.key("starts"))
+            .key(self.key("tokens"))
+            .arg(id)
+            .arg(token)
+            .invoke_async::<i64>(conn)
+            .await
+            .map(drop)
+    }
+
+    /// Records one run of job `id` under `token`, from this worker process.
+    async fn record_done_once(
         &self,
         conn: &mut ConnectionManager,
         id: u64,
@@ -123,6 +186,15 @@ impl Effects {
     }
 }
 
+/// What a job records.
+#[derive(Clone, Copy, Debug)]
+enum Mark {
+    /// It started (see [`record_start`]).
+    Start,
+    /// It ran to its end (see [`record`]).
+    Done,
+}
+
 /// Milliseconds since the epoch, by this machine's clock (all processes share it).
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -142,18 +214,30 @@ pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
         .await
 }
 
-/// The worker process's connection for effects, opened on first use.
+/// The worker process's connection for effects, opened on first use (at [`FX_URL_ENV`]).
 static WORKER_CONN: OnceCell<(Effects, ConnectionManager)> = OnceCell::const_new();
 
 /// Records, from inside a job, that job `id` ran: keeps trying for a minute (Redis may be down
 /// or frozen), then fails the attempt.
 pub async fn record(id: u64) -> Result<(), String> {
-    let token = format!("{id}-{:016x}", rand::random::<u64>());
+    record_mark(id, Mark::Done).await
+}
+
+/// Records, from inside a job, that job `id` starts, with the same patience as [`record`].
+pub async fn record_start(id: u64) -> Result<(), String> {
+    record_mark(id, Mark::Start).await
+}
+
+async fn record_mark(id: u64, mark: Mark) -> Result<(), String> {
+    let token = match mark {
+        Mark::Start => format!("start-{id}-{:016x}", rand::random::<u64>()),
+        Mark::Done => format!("{id}-{:016x}", rand::random::<u64>()),
+    };
     let deadline = Instant::now() + RECORD_PATIENCE;
     let mut pause = Duration::from_millis(50);
     loop {
         let error = match worker_conn().await {
-            Ok((fx, conn)) => match fx.record_once(&mut conn.clone(), id, &token).await {
+            Ok((fx, conn)) => match fx.record_once(&mut conn.clone(), id, &token, mark).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error.to_string(),
             },
@@ -170,7 +254,9 @@ pub async fn record(id: u64) -> Result<(), String> {
 async fn worker_conn() -> Result<&'static (Effects, ConnectionManager), String> {
     WORKER_CONN
         .get_or_try_init(|| async {
-            let url = std::env::var("DTASK_REDIS_URL").map_err(|e| e.to_string())?;
+            let url = std::env::var(FX_URL_ENV)
+                .or_else(|_| std::env::var("DTASK_REDIS_URL"))
+                .map_err(|e| format!("{FX_URL_ENV} or DTASK_REDIS_URL: {e}"))?;
             let ns = std::env::var(FX_ENV).map_err(|e| format!("{FX_ENV}: {e}"))?;
             let conn = connect(&url).await.map_err(|e| e.to_string())?;
             Ok((Effects::new(&ns), conn))

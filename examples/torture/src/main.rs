@@ -8,7 +8,9 @@
 //! The driver starts, for each scenario, a redis-server of its own on a free port in a temporary
 //! directory, and re-executes itself as worker processes (`dtask-torture worker`, configured by
 //! environment variables). It then injects faults: SIGKILLed, frozen and terminated workers, a
-//! crashed, frozen and restarted Redis, a poison job, garbage payloads. Every job records its
+//! crashed, frozen and restarted Redis, a poison job, garbage payloads, job handlers that block
+//! every thread of their worker's runtime, and a network that silently drops every established
+//! connection (a TCP proxy of its own between the workers and Redis). Every job records its
 //! runs idempotently in Redis (see [`effects`]), so that at the end lost jobs (enqueued `Ok`, not
 //! run, not dead) and duplicate runs are counted, not guessed.
 //!
@@ -17,9 +19,16 @@
 //! when any scenario loses a job or breaks one of its invariants. Every process the driver
 //! started (redis-servers, workers) is stopped by pid when its scenario ends, also on Ctrl-C.
 //! Logs and Redis data stay in the run directory when a scenario fails (or with `--keep`).
+//!
+//! The scenarios: 1 `worker-crash`, 2 `redis-crash`, 3 `redis-outage`, 4 `frozen-worker`,
+//! 5 `poison-job`, 6 `bad-input`, 7 `shutdown`, 8 `stalled-runtime` (handlers that block their
+//! runtime thread for several leases: no job may run twice), 9 `silent-network` (every
+//! established connection blackholed at once: enqueueing and processing must resume, and the
+//! workers still stop cleanly). See each module of [`scenarios`].
 
 mod effects;
 mod producer;
+mod proxy;
 mod redis_server;
 mod report;
 mod rig;
@@ -43,10 +52,10 @@ struct Args {
     /// Short (for CI, all scenarios well under 3 minutes) or long (the full figures).
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
-    /// Run only this scenario (1-7).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=7))]
+    /// Run only this scenario (1-9).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
     only: Option<u8>,
-    /// `recovery_after` of the workers in scenarios 1-3, in ms (4 and 5 use their own).
+    /// `recovery_after` of the workers, in ms (scenarios 4, 5 and 8 use their own).
     #[arg(long, default_value_t = 2_000)]
     recovery_ms: u64,
     /// Where to keep Redis data and worker logs (default: a new directory under the temp dir).
@@ -70,10 +79,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(args.command.as_ref()) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the tokio runtime: {error}");
@@ -90,6 +96,19 @@ fn main() -> ExitCode {
         },
         None => runtime.block_on(drive(args)),
     }
+}
+
+/// The tokio runtime: tokio's default, but in worker mode as many threads as the driver asked
+/// for (a small runtime is one that blocking handlers starve).
+fn runtime(command: Option<&Command>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(command, Some(Command::Worker))
+        && let Some(threads) = workers::runtime_threads()
+    {
+        builder.worker_threads(threads);
+    }
+    builder.build()
 }
 
 /// Runs the chosen scenarios, prints their figures and the summary, and tells the exit code.

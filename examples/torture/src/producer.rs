@@ -1,6 +1,8 @@
 //! The producer: enqueues [`work`](crate::tasks::work) jobs at a steady rate in a task of its
 //! own, and remembers exactly which enqueues returned `Ok`. A batch whose enqueue failed is not
-//! counted (its ids are never used again); the producer pauses a little and goes on.
+//! counted (its ids are never used again); the producer pauses a little and goes on. It also
+//! publishes its last successful enqueue, so that a scenario can tell when enqueueing works
+//! again after a fault.
 
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -43,9 +45,13 @@ pub struct ProducerReport {
     pub next_id: u64,
 }
 
+/// The last enqueue call that returned `Ok`: when it was sent, and when it returned.
+type LastOk = Option<(Instant, Instant)>;
+
 /// A running producer.
 pub struct Producer {
     stop: watch::Sender<bool>,
+    last_ok: watch::Receiver<LastOk>,
     task: JoinHandle<ProducerReport>,
 }
 
@@ -53,8 +59,29 @@ impl Producer {
     /// Starts enqueueing through `client`.
     pub fn start(client: dtask::Client, config: ProducerConfig) -> Producer {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(produce(client, config, stopped));
-        Producer { stop, task }
+        let (ok_tx, last_ok) = watch::channel(None);
+        let task = tokio::spawn(produce(client, config, stopped, ok_tx));
+        Producer {
+            stop,
+            last_ok,
+            task,
+        }
+    }
+
+    /// Waits until an enqueue call sent at or after `since` has returned `Ok`: how long after
+    /// `since` it returned. None if none did within `timeout` of `since`.
+    pub async fn resumed(&self, since: Instant, timeout: Duration) -> Option<Duration> {
+        let mut last_ok = self.last_ok.clone();
+        let deadline = tokio::time::Instant::from_std(since + timeout);
+        let seen = tokio::time::timeout_at(
+            deadline,
+            last_ok.wait_for(|ok| ok.is_some_and(|(sent, _)| sent >= since)),
+        )
+        .await;
+        match seen {
+            Ok(Ok(ok)) => ok.map(|(_, returned)| returned.saturating_duration_since(since)),
+            _ => None,
+        }
     }
 
     /// Stops the producer now and returns what it did.
@@ -68,6 +95,7 @@ async fn produce(
     client: dtask::Client,
     config: ProducerConfig,
     mut stopped: watch::Receiver<bool>,
+    last_ok: watch::Sender<LastOk>,
 ) -> ProducerReport {
     let mut report = ProducerReport {
         next_id: config.first_id,
@@ -105,7 +133,10 @@ async fn produce(
             .await;
         report.slowest_call = report.slowest_call.max(call.elapsed());
         match result {
-            Ok(_) => report.enqueued.extend(items.iter().map(|(id, _)| *id)),
+            Ok(_) => {
+                report.enqueued.extend(items.iter().map(|(id, _)| *id));
+                last_ok.send_replace(Some((call, Instant::now())));
+            }
             Err(error) => {
                 report.failed_calls += 1;
                 report.failed_jobs += wanted;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::effects::{self, Effects};
@@ -18,6 +19,13 @@ use crate::workers::WorkerConfig;
 
 /// The kinds of key in which dtask keeps a worker's in-flight jobs (`<prefix>:{queue}:<kind>:<worker>`).
 const IN_FLIGHT_KEYS: [&str; 2] = ["active", "landing"];
+
+/// The shortest stay in a landing list that [`Rig::watch_landing`] reports: a job runs from its
+/// landing list, so short jobs pass through in well under a second.
+const LANDING_NOTICE: Duration = Duration::from_secs(1);
+
+/// How often [`Rig::watch_landing`] looks.
+const LANDING_POLL: Duration = Duration::from_millis(100);
 
 /// How many jobs are where, summed over some queues.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,19 @@ pub enum Rerun {
     After(Duration),
     /// These had not run again when the watch gave up.
     Missing(Vec<u64>),
+}
+
+/// A job seen in a landing list for at least a second (see [`Rig::watch_landing`]).
+#[derive(Debug, Clone)]
+pub struct Stay {
+    /// The landing list (`<prefix>:{queue}:landing:<worker>`).
+    pub key: String,
+    /// The job's id, when it is a counted job.
+    pub id: Option<u64>,
+    /// How long it was seen there (to within 100 ms).
+    pub seen: Duration,
+    /// Whether it was still there when the watch ended.
+    pub ongoing: bool,
 }
 
 /// A redis-server of the scenario's own, and the connections to it.
@@ -97,10 +118,11 @@ impl Rig {
     }
 
     /// The default worker configuration for this rig: serves `queues`, 16 jobs at once, the
-    /// run's `recovery_after`, a grace period of 10 s.
+    /// run's `recovery_after`, a grace period of 10 s, tokio's default runtime.
     pub fn workers(&self, queues: &[&str]) -> WorkerConfig {
         WorkerConfig {
             redis_url: self.redis.url(),
+            fx_url: self.redis.url(),
             prefix: self.prefix.clone(),
             fx_ns: self.fx.ns().to_owned(),
             queues: Vec::new(),
@@ -109,6 +131,7 @@ impl Rig {
             grace: Duration::from_secs(10),
             log_filter: self.log_filter.clone(),
             log_dir: self.dir.join("logs"),
+            runtime_threads: None,
         }
         .queues(queues)
     }
@@ -120,24 +143,7 @@ impl Rig {
 
     /// The keys matching `pattern` (SCAN).
     pub async fn keys(&self, pattern: &str) -> redis::RedisResult<Vec<String>> {
-        let mut conn = self.conn();
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
-        }
+        scan(&mut self.conn(), pattern).await
     }
 
     /// The keys holding the in-flight jobs of `queue`'s workers: dtask keeps a worker's jobs in
@@ -214,13 +220,13 @@ impl Rig {
         Ok(payloads)
     }
 
-    /// The ids of the `work` jobs in flight on the worker process `pid` for `queue`.
+    /// The ids of the counted jobs in flight on the worker process `pid` for `queue`.
     pub async fn in_flight(&self, queue: &str, pid: u32) -> Result<Vec<u64>, String> {
         Ok(self
             .in_flight_payloads(queue, pid)
             .await?
             .iter()
-            .filter_map(|p| work_id(p))
+            .filter_map(|p| job_id(p))
             .collect())
     }
 
@@ -347,6 +353,38 @@ impl Rig {
         })
     }
 
+    /// Waits until one of the jobs `ids` (enqueued at `since_ms` or later) has run: how long
+    /// after `since_ms` the first of them ran. None if none ran within `timeout`.
+    pub async fn first_run(
+        &self,
+        ids: &[u64],
+        since_ms: u64,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let mut conn = self.conn();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(last) = self.fx.last_runs(&mut conn, ids).await
+                && let Some(first) = last.iter().flatten().min()
+            {
+                return Some(Duration::from_millis(first.saturating_sub(since_ms)));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Watches the landing lists of `queue` (where a blocking wait puts the job it takes) until
+    /// `stop` says true or its sender is gone; returns every job seen in one for at least a
+    /// second, the longest stay first.
+    pub fn watch_landing(&self, queue: &str, stop: watch::Receiver<bool>) -> JoinHandle<Vec<Stay>> {
+        let conn = self.conn();
+        let pattern = format!("{}:{{{queue}}}:landing:*", self.prefix);
+        tokio::spawn(watch_landing(conn, pattern, stop))
+    }
+
     /// Waits, from `since`, until another job has run: how long processing took to resume.
     pub async fn resumed(&self, since: Instant, timeout: Duration) -> Option<Duration> {
         let mut conn = self.conn();
@@ -374,10 +412,100 @@ impl Rig {
     }
 }
 
-/// The id of a `work` job from its payload (its first argument), if it is one.
-pub fn work_id(payload: &str) -> Option<u64> {
+/// The keys matching `pattern` (SCAN).
+async fn scan(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Every job in the lists matching `pattern`: list and payload.
+async fn landed(
+    conn: &mut ConnectionManager,
+    pattern: &str,
+) -> redis::RedisResult<HashSet<(String, String)>> {
+    let mut jobs = HashSet::new();
+    for key in scan(conn, pattern).await? {
+        let payloads: Vec<String> = redis::cmd("LRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await?;
+        jobs.extend(payloads.into_iter().map(|p| (key.clone(), p)));
+    }
+    Ok(jobs)
+}
+
+/// The watch behind [`Rig::watch_landing`].
+async fn watch_landing(
+    mut conn: ConnectionManager,
+    pattern: String,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<Stay> {
+    let stay = |(key, payload): (String, String), seen: Duration, ongoing: bool| Stay {
+        id: job_id(&payload),
+        key,
+        seen,
+        ongoing,
+    };
+    let mut first_seen: HashMap<(String, String), Instant> = HashMap::new();
+    let mut stays = Vec::new();
+    loop {
+        if let Ok(now) = landed(&mut conn, &pattern).await {
+            let gone: Vec<(String, String)> = first_seen
+                .keys()
+                .filter(|job| !now.contains(*job))
+                .cloned()
+                .collect();
+            for job in gone {
+                if let Some(since) = first_seen.remove(&job)
+                    && since.elapsed() >= LANDING_NOTICE
+                {
+                    stays.push(stay(job, since.elapsed(), false));
+                }
+            }
+            for job in now {
+                first_seen.entry(job).or_insert_with(Instant::now);
+            }
+        }
+        if stop.has_changed().is_err() || *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(LANDING_POLL) => {}
+        }
+    }
+    stays.extend(
+        first_seen
+            .into_iter()
+            .filter(|(_, since)| since.elapsed() >= LANDING_NOTICE)
+            .map(|(job, since)| stay(job, since.elapsed(), true)),
+    );
+    stays.sort_by_key(|s| std::cmp::Reverse(s.seen));
+    stays
+}
+
+/// The id of a counted job (`work`, `stall`) from its payload (its first argument), if it is
+/// one.
+pub fn job_id(payload: &str) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-    if value.get("t")?.as_str()? != tasks::work::NAME {
+    if !tasks::COUNTED.contains(&value.get("t")?.as_str()?) {
         return None;
     }
     value.get("a")?.get(0)?.as_u64()

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::effects;
 use crate::report::Figures;
-use crate::rig::{Leftovers, Rig, work_id};
+use crate::rig::{Leftovers, Rig, job_id};
 use crate::tasks;
 
 /// The count of jobs at the end of a scenario.
@@ -21,7 +21,7 @@ pub struct Tally {
     pub duplicates: u64,
     /// Jobs that ran more than once.
     pub ran_twice: Vec<u64>,
-    /// `work` jobs in the dead set: id and error.
+    /// Counted jobs (`work`, `stall`) in the dead set: id and error.
     pub dead: Vec<(u64, String)>,
     /// Jobs that ran though their enqueue returned an error (it reached Redis, its reply did not
     /// reach us).
@@ -67,10 +67,10 @@ impl Rig {
                     .iter()
                     .take(3)
                     .map(|p| {
-                        let whose = match work_id(p) {
+                        let whose = match job_id(p) {
                             Some(id) if enqueued.contains(&id) => "enqueued Ok",
                             Some(_) => "its enqueue had returned an error",
-                            None => "not a work job",
+                            None => "not a counted job",
                         };
                         let text: String = p.chars().take(120).collect();
                         format!("{text} ({whose})")
@@ -86,8 +86,8 @@ impl Rig {
         lines
     }
 
-    /// The `work` jobs in the dead sets of `queues`: id and error.
-    pub async fn dead_work(&self, queues: &[&str]) -> Result<Vec<(u64, String)>, String> {
+    /// The counted jobs (`work`, `stall`) in the dead sets of `queues`: id and error.
+    pub async fn dead_counted(&self, queues: &[&str]) -> Result<Vec<(u64, String)>, String> {
         let mut dead = Vec::new();
         for queue in queues {
             for job in self
@@ -97,8 +97,11 @@ impl Rig {
                 .await
                 .map_err(|e| e.to_string())?
             {
-                if job.task.as_deref() == Some(tasks::work::NAME)
-                    && let Some(id) = work_id(&job.payload)
+                if job
+                    .task
+                    .as_deref()
+                    .is_some_and(|task| tasks::COUNTED.contains(&task))
+                    && let Some(id) = job_id(&job.payload)
                 {
                     dead.push((id, job.error));
                 }
@@ -112,7 +115,7 @@ impl Rig {
         let mut conn = self.conn();
         let done = self.fx.done(&mut conn).await.map_err(|e| e.to_string())?;
         let runs = self.fx.runs(&mut conn).await.map_err(|e| e.to_string())?;
-        let dead = self.dead_work(queues).await?;
+        let dead = self.dead_counted(queues).await?;
         let dead_ids: HashSet<u64> = dead.iter().map(|(id, _)| *id).collect();
         let mut lost: Vec<u64> = enqueued
             .iter()
@@ -160,7 +163,7 @@ impl Rig {
     }
 
     /// Copies a tally into `figures` and checks the invariants every scenario shares: no job
-    /// lost, nothing left pending or in flight, no `work` job dead unless `dead_allowed`.
+    /// lost, nothing left pending or in flight, no counted job dead unless `dead_allowed`.
     pub async fn conclude(
         &self,
         figures: &mut Figures,

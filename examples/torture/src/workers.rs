@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::effects::FX_ENV;
+use crate::effects::{FX_ENV, FX_URL_ENV};
 
 /// Queues to serve, comma-separated.
 const QUEUES_ENV: &str = "TORTURE_QUEUES";
@@ -18,12 +18,17 @@ const RECOVERY_ENV: &str = "TORTURE_RECOVERY_MS";
 const GRACE_ENV: &str = "TORTURE_GRACE_MS";
 /// The driver's pid: a worker whose driver is gone exits.
 const PARENT_ENV: &str = "TORTURE_PARENT_PID";
+/// How many threads the worker process's tokio runtime has (default: one per core).
+const RUNTIME_THREADS_ENV: &str = "TORTURE_RUNTIME_THREADS";
 
 /// How a worker process is started.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The Redis URL (`DTASK_REDIS_URL`).
+    /// The Redis URL dtask connects to (`DTASK_REDIS_URL`).
     pub redis_url: String,
+    /// The Redis URL the jobs record their effects at (see [`FX_URL_ENV`]): Redis itself, also
+    /// when dtask goes through a proxy.
+    pub fx_url: String,
     /// dtask's key prefix (`DTASK_PREFIX`).
     pub prefix: String,
     /// The effects namespace (see [`crate::effects`]).
@@ -40,6 +45,8 @@ pub struct WorkerConfig {
     pub log_filter: String,
     /// Where the worker logs go, one file per process.
     pub log_dir: PathBuf,
+    /// Threads of the worker process's tokio runtime; None for tokio's default (one per core).
+    pub runtime_threads: Option<usize>,
 }
 
 impl WorkerConfig {
@@ -58,6 +65,19 @@ impl WorkerConfig {
     /// This configuration with a grace period of `grace`.
     pub fn grace(mut self, grace: Duration) -> WorkerConfig {
         self.grace = grace;
+        self
+    }
+
+    /// This configuration with dtask connecting to `url` (a proxy, say); effects are still
+    /// recorded straight at Redis.
+    pub fn redis_url(mut self, url: &str) -> WorkerConfig {
+        self.redis_url = url.to_owned();
+        self
+    }
+
+    /// This configuration with a tokio runtime of `threads` threads in the worker process.
+    pub fn runtime_threads(mut self, threads: usize) -> WorkerConfig {
+        self.runtime_threads = Some(threads);
         self
     }
 
@@ -83,12 +103,18 @@ impl WorkerProcess {
         std::fs::create_dir_all(&config.log_dir).map_err(|e| format!("log dir: {e}"))?;
         let log = unique_log_path(&config.log_dir, label);
         let stderr = File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        match config.runtime_threads {
+            Some(threads) => command.env(RUNTIME_THREADS_ENV, threads.to_string()),
+            None => command.env_remove(RUNTIME_THREADS_ENV),
+        };
+        let child = command
             .arg("worker")
             .env("DTASK_REDIS_URL", &config.redis_url)
             .env("DTASK_PREFIX", &config.prefix)
             .env("DTASK_CONCURRENCY", config.concurrency.to_string())
             .env(FX_ENV, &config.fx_ns)
+            .env(FX_URL_ENV, &config.fx_url)
             .env(QUEUES_ENV, config.queues.join(","))
             .env(RECOVERY_ENV, config.recovery.as_millis().to_string())
             .env(GRACE_ENV, config.grace.as_millis().to_string())
@@ -312,6 +338,15 @@ fn parent_pid() -> Option<u32> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// How many threads this worker process's tokio runtime should have, as the driver said
+/// (None: tokio's default).
+pub fn runtime_threads() -> Option<usize> {
+    std::env::var(RUNTIME_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
 }
 
 fn env_ms(name: &str) -> Option<Duration> {

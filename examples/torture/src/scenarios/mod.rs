@@ -6,6 +6,8 @@ mod poison;
 mod redis_crash;
 mod redis_outage;
 mod shutdown;
+mod silent_network;
+mod stalled_runtime;
 mod worker_crash;
 
 use std::path::PathBuf;
@@ -46,7 +48,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 7] = [
+pub const ALL: [(u8, &str); 9] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -54,6 +56,8 @@ pub const ALL: [(u8, &str); 7] = [
     (5, "poison-job"),
     (6, "bad-input"),
     (7, "shutdown"),
+    (8, "stalled-runtime"),
+    (9, "silent-network"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -72,6 +76,8 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         5 => poison::run(ctx, &mut figures).await,
         6 => bad_input::run(ctx, &mut figures).await,
         7 => shutdown::run(ctx, &mut figures).await,
+        8 => stalled_runtime::run(ctx, &mut figures).await,
+        9 => silent_network::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {

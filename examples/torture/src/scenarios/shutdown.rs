@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::producer::enqueue_now;
 use crate::redis_server::Persistence;
 use crate::report::Figures;
-use crate::rig::{Rig, id_set, work_id};
+use crate::rig::{Rig, id_set, job_id};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::{Fleet, WorkerProcess};
 
@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
             .query_async(&mut rig.conn())
             .await
             .map_err(|e| e.to_string())?;
-        let pending: HashSet<u64> = pending.iter().filter_map(|p| work_id(p)).collect();
+        let pending: HashSet<u64> = pending.iter().filter_map(|p| job_id(p)).collect();
         let both: Vec<u64> = done.intersection(&pending).copied().collect();
         let nowhere: Vec<u64> = enqueued
             .iter()
