@@ -223,7 +223,6 @@ impl Healing {
         }
     }
 }
-}
 
 /// A connection to a server or to a cluster.
 #[derive(Clone)]
