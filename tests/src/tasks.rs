@@ -149,3 +149,44 @@ pub async fn fire_and_forget(key: String) {
 pub async fn short_lived(n: u32) -> u32 {
     n
 }
+
+/// Blocks its thread (not the async way) for `millis`, then records `"ran"` for `key`: a
+/// handler that starves the runtime it runs on.
+#[dtask::task(queue = "blocking", retries = 0)]
+pub async fn block_thread(key: String, millis: u64) {
+    std::thread::sleep(Duration::from_millis(millis));
+    record(&key, "ran");
+}
+
+static GATES: Mutex<Option<HashMap<String, std::sync::Arc<tokio::sync::Notify>>>> =
+    Mutex::new(None);
+
+fn gate(key: &str) -> std::sync::Arc<tokio::sync::Notify> {
+    GATES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// Lets the first run of [`gated`] for `key` go on.
+pub fn open_gate(key: &str) {
+    gate(key).notify_one();
+}
+
+/// Its first run for `key` records `"first started"`, waits for [`open_gate`], records `"first
+/// failed"` and fails; every later run records `"ran"` and returns its run number.
+#[dtask::task(queue = "gated", retries = 3)]
+pub async fn gated(key: String) -> Result<u32, String> {
+    let run = attempt(&key);
+    if run == 1 {
+        record(&key, "first started");
+        gate(&key).notified().await;
+        record(&key, "first failed");
+        return Err("the first run failed late".into());
+    }
+    record(&key, "ran");
+    Ok(run)
+}

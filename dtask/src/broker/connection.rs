@@ -179,7 +179,10 @@ impl Healing {
             .set_response_timeout(Some(server.response_timeout))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_max_delay(Duration::from_secs(2));
-        server.client.get_connection_manager_with_config(config).await
+        server
+            .client
+            .get_connection_manager_with_config(config)
+            .await
     }
 
     fn current(&self) -> (u64, ConnectionManager) {

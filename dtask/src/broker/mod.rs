@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use redis::RedisError;
 
-pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 use connection::Target;
+pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 
 use crate::error::Error;
 

@@ -28,7 +28,6 @@
 
 mod effects;
 mod producer;
-mod proxy;
 mod redis_server;
 mod report;
 mod rig;

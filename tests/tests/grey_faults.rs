@@ -1,0 +1,447 @@
+//! Grey faults: the half-broken conditions production brings, each a regression test of a
+//! promise that once broke under it. A broken queue beside a healthy one, a handler that
+//! blocks its runtime, a run that lost its job to a recovery and finishes late, a connection
+//! that goes silent, jobs a rolling deploy brings before the workers that know them, secrets
+//! in bad arguments, and a shutdown while Redis is away.
+
+use std::time::{Duration, Instant};
+
+use dtask::{Client, JobStatus, Worker};
+use dtask_tests::harness::{RedisServer, WorkerProcess, eventually, init_logging, unique_prefix};
+use dtask_tests::proxy::Proxy;
+use dtask_tests::tasks;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn setup(
+    label: &str,
+) -> (
+    RedisServer,
+    Client,
+    redis::aio::MultiplexedConnection,
+    String,
+) {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix(label);
+    let client = Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .expect("connect");
+    let raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (redis, client, raw, prefix)
+}
+
+/// The keys of the jobs in flight (or settling) on any worker of `queue`.
+async fn in_flight(raw: &mut redis::aio::MultiplexedConnection, prefix: &str, queue: &str) -> u64 {
+    let mut count = 0;
+    for kind in ["active", "landing"] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:{{{queue}}}:{kind}:*"))
+            .query_async(raw)
+            .await
+            .unwrap();
+        for key in keys {
+            let len: u64 = redis::cmd(if kind == "active" { "HLEN" } else { "LLEN" })
+                .arg(&key)
+                .query_async(raw)
+                .await
+                .unwrap();
+            count += len;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn a_broken_queue_neither_strands_nor_stalls_the_jobs_of_a_healthy_one() {
+    let (_redis, client, mut raw, prefix) = setup("broken-queue").await;
+    // `broken` holds a string where its pending list should be: every fetch from it fails.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:{{broken}}:pending"))
+        .arg("not a list")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for queues in [["math", "broken"], ["broken", "math"]] {
+        let worker = Worker::new(&client).queues(queues).concurrency(8).spawn();
+        let key = unique_prefix("healthy");
+        let jobs = tasks::add::with()
+            .client(&client)
+            .enqueue_many((0..50).map(|i| (key.clone(), i, 1)))
+            .await
+            .unwrap();
+        for (i, job) in jobs.iter().enumerate() {
+            assert_eq!(
+                job.wait(WAIT).await.unwrap(),
+                i as i64 + 1,
+                "job {i} of the healthy queue ran (queues {queues:?})"
+            );
+        }
+        eventually(WAIT, "nothing of the healthy queue stays in flight", || {
+            let mut raw = raw.clone();
+            let prefix = prefix.clone();
+            async move { (in_flight(&mut raw, &prefix, "math").await == 0).then_some(()) }
+        })
+        .await;
+        assert_eq!(tasks::runs(&key).len(), 50, "each ran once");
+        worker.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_blocks_its_runtime_does_not_make_its_worker_look_dead() {
+    let (redis, client, mut raw, prefix) = setup("blocking").await;
+    let lease = Duration::from_millis(1000);
+    // Worker A runs on this test's runtime (one thread): a blocked handler stalls all of it.
+    let worker_a = Worker::new(&client)
+        .queues(["blocking"])
+        .concurrency(1)
+        .recovery_after(lease)
+        .spawn();
+    // Worker B runs on a runtime of its own, free to recover A's jobs if A looks dead.
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let (url, prefix_b) = (redis.url(), prefix.clone());
+    let worker_b = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = Client::connect_with_prefix(&url, &prefix_b).await.unwrap();
+            Worker::new(&client)
+                .queues(["blocking"])
+                .concurrency(1)
+                .recovery_after(lease)
+                .run_until(async {
+                    let _ = stopped_b.await;
+                })
+                .await
+        })
+    });
+    let keys: Vec<String> = (0..2)
+        .map(|i| unique_prefix(&format!("block-{i}")))
+        .collect();
+    let jobs = tasks::block_thread::with()
+        .client(&client)
+        .enqueue_many(
+            keys.iter()
+                .map(|key| (key.clone(), 3 * lease.as_millis() as u64)),
+        )
+        .await
+        .unwrap();
+    for job in &jobs {
+        eventually(
+            Duration::from_secs(20),
+            "the blocking job succeeded",
+            || async {
+                matches!(job.status().await.unwrap(), JobStatus::Succeeded(())).then_some(())
+            },
+        )
+        .await;
+    }
+    // A recovered copy would have started during the 3 s block (recovery comes after 1 to 1.5
+    // s), so it would be running or done by now.
+    eventually(WAIT, "nothing left in flight", || {
+        let mut raw = raw.clone();
+        let prefix = prefix.clone();
+        async move { (in_flight(&mut raw, &prefix, "blocking").await == 0).then_some(()) }
+    })
+    .await;
+    let stats = client.queue("blocking").stats().await.unwrap();
+    assert_eq!((stats.pending, stats.suspects, stats.dead), (0, 0, 0));
+    for key in &keys {
+        assert_eq!(tasks::runs(key), ["ran"], "{key} ran exactly once");
+    }
+    let _ = stop_b.send(());
+    worker_b.join().unwrap().unwrap();
+    worker_a.shutdown().await.unwrap();
+    let _ = &mut raw;
+}
+
+#[tokio::test]
+async fn a_stale_run_changes_nothing_after_its_job_was_recovered_and_run_again() {
+    let (_redis, client, mut raw, prefix) = setup("stale").await;
+    let worker = Worker::new(&client)
+        .queues(["gated"])
+        .concurrency(2)
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .spawn();
+    let key = unique_prefix("gated");
+    let job = tasks::gated::with()
+        .client(&client)
+        .enqueue(key.clone())
+        .await
+        .unwrap();
+    eventually(WAIT, "the first run started", || async {
+        (tasks::runs(&key) == ["first started"]).then_some(())
+    })
+    .await;
+    // Take the job back as a recoverer does from a worker it took for dead: the in-flight
+    // entry goes, the payload returns to the queue.
+    let active: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:{{gated}}:active:*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1);
+    let entries: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg(&active[0])
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(&active[0])
+        .cmd("LPUSH")
+        .arg(format!("{prefix}:{{gated}}:pending"))
+        .arg(&entries[0].1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    // The same worker fetches the job again, under a new lease, and this run succeeds.
+    assert_eq!(job.wait(WAIT).await.unwrap(), 2);
+    // Now the stale first run fails: it must not schedule a retry, nor touch the outcome, nor
+    // the new run's entry.
+    tasks::open_gate(&key);
+    eventually(WAIT, "the stale run ended and settled", || {
+        let mut raw = raw.clone();
+        let prefix = prefix.clone();
+        let key = key.clone();
+        async move {
+            let ended = tasks::runs(&key).contains(&"first failed".to_owned());
+            (ended && in_flight(&mut raw, &prefix, "gated").await == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(job.status().await.unwrap(), JobStatus::Succeeded(2));
+    let stats = client.queue("gated").stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.retry, stats.dead),
+        (0, 0, 0),
+        "no retry, no burial from the stale run"
+    );
+    assert_eq!(tasks::runs(&key), ["first started", "ran", "first failed"]);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn enqueues_and_jobs_resume_soon_after_the_connection_goes_silent() {
+    let (redis, direct, _raw, prefix) = setup("silent").await;
+    let proxy = Proxy::start(redis.port()).await.unwrap();
+    let timeout = Duration::from_millis(500);
+    let producer = Client::builder(&proxy.url())
+        .prefix(&prefix)
+        .response_timeout(timeout)
+        .connect()
+        .await
+        .unwrap();
+    let worker = Worker::new(&direct).queues(["math"]).spawn();
+    let key = unique_prefix("silent");
+    let before = tasks::add::with()
+        .client(&producer)
+        .enqueue(key.clone(), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(before.wait(WAIT).await.unwrap(), 2);
+
+    // Every established connection through the proxy goes silent, as after a dead NAT entry.
+    assert!(proxy.blackhole() > 0);
+    let silenced = Instant::now();
+    let mut failures = 0;
+    let after = loop {
+        match tasks::add::with()
+            .client(&producer)
+            .enqueue(key.clone(), 2, 2)
+            .await
+        {
+            Ok(job) => break job,
+            Err(error) => {
+                failures += 1;
+                assert!(
+                    silenced.elapsed() < 4 * timeout + Duration::from_secs(2),
+                    "enqueues still fail {:?} after the network went silent: {error}",
+                    silenced.elapsed()
+                );
+            }
+        }
+    };
+    assert!(failures > 0, "the silent connection was noticed");
+    assert_eq!(after.wait(WAIT).await.unwrap(), 4);
+    worker.shutdown().await.unwrap();
+}
+
+/// An envelope as a newer deploy's producer would write it, due now.
+fn envelope(version: u32, id: &str, task: &str) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(r#"{{"v":{version},"id":"{id}","t":"{task}","a":[],"at":{now_ms}}}"#)
+}
+
+#[tokio::test]
+async fn jobs_a_worker_cannot_run_yet_wait_out_a_rolling_deploy_then_die_with_the_reason() {
+    let (_redis, client, mut raw, prefix) = setup("deploy").await;
+    for payload in [
+        envelope(1, "unknown-task", "billing.new_invoice"),
+        envelope(99, "newer-envelope", "tests.ping"),
+    ] {
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("{prefix}:{{math}}:pending"))
+            .arg(payload)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let grace = Duration::from_secs(2);
+    let worker = Worker::new(&client)
+        .queues(["math"])
+        .unknown_job_grace(grace)
+        .spawn();
+    let started = Instant::now();
+    eventually(WAIT, "both jobs put off, not buried", || async {
+        let stats = client.queue("math").stats().await.unwrap();
+        (stats.retry + stats.pending == 2 && stats.dead == 0 && stats.retry > 0).then_some(())
+    })
+    .await;
+    let dead = eventually(
+        Duration::from_secs(15),
+        "both jobs buried after the grace",
+        || async {
+            let dead = client.queue("math").dead_jobs(10).await.unwrap();
+            (dead.len() == 2).then_some(dead)
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() >= grace,
+        "not buried before the grace period"
+    );
+    let unknown = dead
+        .iter()
+        .find(|d| d.id.as_str() == "unknown-task")
+        .unwrap();
+    assert!(
+        unknown.error.contains("unknown task `billing.new_invoice`")
+            && unknown.error.contains("no worker ran it within"),
+        "{}",
+        unknown.error
+    );
+    let newer = dead
+        .iter()
+        .find(|d| d.error.contains("envelope version 99"))
+        .unwrap_or_else(|| panic!("{dead:?}"));
+    assert_eq!(newer.task.as_deref(), Some("tests.ping"));
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_argument_that_does_not_fit_is_reported_without_its_value() {
+    let (_redis, client, mut raw, prefix) = setup("secret-args").await;
+    let payload = format!(
+        r#"{{"v":1,"id":"leaky","t":"{}","a":["k","sk_live_51HxSECRET",1],"at":1}}"#,
+        tasks::add::NAME
+    );
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{prefix}:{{math}}:pending"))
+        .arg(payload)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let dead = eventually(WAIT, "the job is dead", || async {
+        let dead = client.queue("math").dead_jobs(10).await.unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    let error = &dead[0].error;
+    assert!(
+        error.contains("arguments do not match") && error.contains("expected i64"),
+        "{error}"
+    );
+    assert!(!error.contains("sk_live"), "the value leaked: {error}");
+    let outcome = client.job("leaky").status().await.unwrap();
+    assert!(
+        matches!(&outcome, JobStatus::Dead { error, .. } if !error.contains("sk_live")),
+        "{outcome:?}"
+    );
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_while_redis_is_away_exits_within_the_grace_period_and_loses_nothing() {
+    init_logging();
+    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
+    let mut redis = RedisServer::start_with(&durable);
+    let prefix = unique_prefix("sigterm-down");
+    let client = Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .unwrap();
+    let worker_exe = env!("CARGO_BIN_EXE_test_worker");
+    let settings = [
+        ("TEST_GRACE_MS", "1000"),
+        ("TEST_RECOVERY_MS", "1000"),
+        ("DTASK_CONCURRENCY", "1"),
+    ];
+    let mut worker = WorkerProcess::start(worker_exe, &redis.url(), &prefix, "marks", &settings);
+    let job = unique_prefix("held");
+    tasks::mark::with()
+        .client(&client)
+        .enqueue(job.clone(), 3_000)
+        .await
+        .unwrap();
+    eventually(WAIT, "the worker took the job", || async {
+        (client.queue("marks").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    redis.kill();
+    worker.signal("TERM");
+    let started = Instant::now();
+    let code = worker.wait_exit(Duration::from_secs(15));
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "exit code after SIGTERM with Redis away");
+    assert!(took < Duration::from_secs(6), "took {took:?} (grace 1 s)");
+
+    // The job it could not hand back is recovered by another worker, as after a crash.
+    redis.restart(&durable);
+    let _other = WorkerProcess::start(worker_exe, &redis.url(), &prefix, "marks", &settings);
+    let mut raw = loop {
+        if let Ok(conn) = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+        {
+            break conn;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Redis did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the job ran on the other worker",
+        || {
+            let mut raw = raw.clone();
+            let job = job.clone();
+            async move {
+                let runs: Option<i64> = redis::cmd("GET")
+                    .arg(&job)
+                    .query_async(&mut raw)
+                    .await
+                    .ok()?;
+                (runs == Some(1)).then_some(())
+            }
+        },
+    )
+    .await;
+    let _ = &mut raw;
+}
