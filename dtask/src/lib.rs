@@ -80,6 +80,10 @@ pub use worker::{Worker, WorkerHandle, shutdown_signal};
 /// (`"500ms"`, `"30s"`, `"5m"`, `"1h"`; default none), `result_ttl` (how long a result stays
 /// readable; default the worker's, `"0s"` for none), `name` (default: module path and fn name).
 ///
+/// A timeout cancels the handler at its next `.await`; it cannot stop code that blocks its
+/// thread (`std::thread::sleep`, synchronous I/O, long CPU work), which also stalls the other
+/// jobs on that runtime thread. Run such code with `tokio::task::spawn_blocking` and await it.
+///
 /// The fn stays as written, and a module of the same name appears beside it with
 /// `enqueue(args..)`, `enqueue_many(items)`, `with()` (the options builder: `delay`, `at`,
 /// `queue`, `retries`, `client`), `job(id)`, `NAME` and `INFO`.

@@ -61,13 +61,33 @@ pub(crate) struct ServerClient {
     response_timeout: Duration,
 }
 
-/// The two clients of a cluster target.
+/// The clients of a cluster target.
 #[derive(Clone)]
 pub(crate) struct ClusterClients {
-    /// For the shared connection: commands time out.
+    /// For the shared connection: commands time out after the response timeout.
     shared: ClusterClient,
-    /// For blocking connections: no response timeout, a blocking command may wait.
-    blocking: ClusterClient,
+    /// For blocking connections, each with a bound of its own (made when one is opened).
+    nodes: Vec<String>,
+    tls_ca: Option<Vec<u8>>,
+}
+
+/// A cluster client for `nodes` whose commands time out after `response_timeout`.
+fn cluster_client(
+    nodes: &[String],
+    tls_ca: Option<&Vec<u8>>,
+    response_timeout: Duration,
+) -> RedisResult<ClusterClient> {
+    let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(response_timeout)
+        .tcp_settings(tcp_settings());
+    if let Some(root_cert) = tls_ca {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert.clone()),
+        });
+    }
+    builder.build()
 }
 
 impl Target {
@@ -86,24 +106,11 @@ impl Target {
         tls_ca: Option<Vec<u8>>,
         response_timeout: Duration,
     ) -> RedisResult<Target> {
-        let builder = |timeout: Option<Duration>| {
-            let mut builder = ClusterClient::builder(nodes.iter().copied())
-                .connection_timeout(CONNECT_TIMEOUT)
-                .tcp_settings(tcp_settings());
-            if let Some(timeout) = timeout {
-                builder = builder.response_timeout(timeout);
-            }
-            if let Some(root_cert) = &tls_ca {
-                builder = builder.certs(redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert.clone()),
-                });
-            }
-            builder.build()
-        };
+        let nodes: Vec<String> = nodes.iter().map(|node| (*node).to_owned()).collect();
         Ok(Target::Cluster(ClusterClients {
-            shared: builder(Some(response_timeout))?,
-            blocking: builder(None)?,
+            shared: cluster_client(&nodes, tls_ca.as_ref(), response_timeout)?,
+            nodes,
+            tls_ca,
         }))
     }
 
@@ -138,7 +145,9 @@ impl Target {
                 ))
             }
             Target::Cluster(clients) => Ok(Conn::Cluster(
-                clients.blocking.get_async_connection().await?,
+                cluster_client(&clients.nodes, clients.tls_ca.as_ref(), response_timeout)?
+                    .get_async_connection()
+                    .await?,
             )),
         }
     }

@@ -446,9 +446,18 @@ async fn run_started(
         abandon.cancel();
     }
     helpers.wait().await;
-    // 4. Hand back what is still in flight (bounded: when Redis is away, others recover it once
-    //    this worker's heartbeat lapses).
+    // 4. Stop the heartbeat: every job this worker still holds is about to be handed back (or,
+    //    when Redis is away, recovered by others once the heartbeat has lapsed).
     let mut result = Ok(());
+    stop_heartbeat.cancel();
+    if tokio::task::spawn_blocking(move || heartbeat.join())
+        .await
+        .map_or(true, |joined| joined.is_err())
+    {
+        result = Err(Error::Worker("the heartbeat thread panicked".into()));
+    }
+    // 5. Hand back what is still in flight, and leave the queues' worker registries (bounded:
+    //    when Redis is away, others recover the jobs once this worker's heartbeat lapsed).
     let hand_back = async {
         for queue in &settings.queues {
             match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
@@ -462,21 +471,8 @@ async fn run_started(
             }
         }
     };
-    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back)
-        .await
-        .is_err()
-    {
-        tracing::error!(
-            "Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses"
-        );
-    }
-    // 5. Stop the heartbeat last, so that no one took the draining jobs for orphans.
-    stop_heartbeat.cancel();
-    if tokio::task::spawn_blocking(move || heartbeat.join())
-        .await
-        .is_err()
-    {
-        result = Err(Error::Worker("the heartbeat thread panicked".into()));
+    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back).await.is_err() {
+        tracing::error!("Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses");
     }
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     result
