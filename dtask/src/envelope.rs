@@ -112,6 +112,9 @@ impl Envelope {
 /// how long the job has waited and which task it is for.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Peek {
+    /// The job's id.
+    #[serde(default)]
+    pub(crate) id: Option<JobId>,
     /// The task's registered name.
     #[serde(rename = "t", default)]
     pub(crate) task: String,
@@ -246,6 +249,7 @@ mod tests {
         let newer = r#"{"v":9,"id":"j","t":"mail.send","a":null,"at":42,"new":{}}"#;
         let peek = peek(newer.as_bytes()).unwrap();
         assert_eq!((peek.task.as_str(), peek.enqueued_at_ms), ("mail.send", 42));
+        assert_eq!(peek.id, Some(JobId::from("j")));
         assert!(super::peek(b"not json").is_none());
     }
 

@@ -336,9 +336,18 @@ async fn jobs_a_worker_cannot_run_yet_wait_out_a_rolling_deploy_then_die_with_th
     );
     let newer = dead
         .iter()
-        .find(|d| d.error.contains("envelope version 99"))
+        .find(|d| d.id.as_str() == "newer-envelope")
         .unwrap_or_else(|| panic!("{dead:?}"));
+    assert!(
+        newer.error.contains("envelope version 99"),
+        "{}",
+        newer.error
+    );
     assert_eq!(newer.task.as_deref(), Some("tests.ping"));
+    for id in ["unknown-task", "newer-envelope"] {
+        let status = client.job(id).status().await.unwrap();
+        assert!(matches!(status, JobStatus::Dead { .. }), "{id}: {status:?}");
+    }
     worker.shutdown().await.unwrap();
 }
 

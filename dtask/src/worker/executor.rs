@@ -96,6 +96,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             ctx.registry.names().join(", ")
         );
         let peek = Some(envelope::Peek {
+            id: Some(envelope.id.clone()),
             task: envelope.task.clone(),
             enqueued_at_ms: envelope.enqueued_at_ms,
         });
@@ -255,16 +256,8 @@ impl Run<'_> {
         if envelope.attempt == 0 {
             tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moving it to the dead set");
         }
-        let ctx = self.ctx;
         let died_at_ms = clock::now_ms();
-        let outcome = OutcomeRecord {
-            state: OutcomeState::Dead,
-            attempts: envelope.attempt,
-            at_ms: died_at_ms,
-            value: None,
-            error: Some(error.clone()),
-        }
-        .to_json();
+        let outcome_error = error.clone();
         let envelope = Envelope {
             last_error: Some(error.clone()),
             ..envelope
@@ -285,9 +278,24 @@ impl Run<'_> {
             self.stale(&envelope, "was buried");
             return;
         }
+        self.record_death(&envelope.id, envelope.attempt, &outcome_error)
+            .await;
+    }
+
+    /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.
+    async fn record_death(&self, id: &JobId, attempts: u32, error: &str) {
+        let outcome = OutcomeRecord {
+            state: OutcomeState::Dead,
+            attempts,
+            at_ms: clock::now_ms(),
+            value: None,
+            error: Some(error.to_owned()),
+        }
+        .to_json();
+        let ctx = self.ctx;
         let ttl = ctx.settings.result_ttl;
         retry_until(self.abandon, "recording a dead job", || {
-            ctx.broker.set_result(envelope.id.as_str(), &outcome, ttl)
+            ctx.broker.set_result(id.as_str(), &outcome, ttl)
         })
         .await;
     }
@@ -315,8 +323,9 @@ impl Run<'_> {
             match envelope::decode(payload) {
                 Ok(envelope) => self.bury(envelope, reason).await,
                 Err(_) => {
+                    let id = peek.as_ref().and_then(|peek| peek.id.clone());
                     let record = DeadRecord {
-                        id: JobId::generate(),
+                        id: id.clone().unwrap_or_else(JobId::generate),
                         task: peek.map(|peek| peek.task),
                         error: reason,
                         attempts: 0,
@@ -325,7 +334,11 @@ impl Run<'_> {
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
                     tracing::error!(queue = self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
-                    self.bury_record(&record.to_json()).await;
+                    if self.bury_record(&record.to_json()).await
+                        && let Some(id) = id
+                    {
+                        self.record_death(&id, 0, &record.error).await;
+                    }
                 }
             }
             return;

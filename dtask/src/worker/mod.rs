@@ -471,8 +471,13 @@ async fn run_started(
             }
         }
     };
-    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back).await.is_err() {
-        tracing::error!("Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses");
+    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses"
+        );
     }
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     result
