@@ -566,18 +566,15 @@ impl Broker {
         record: &str,
         limits: DeadLimits,
     ) -> Result<Fenced, Error> {
-        let mut conn = self.conn.clone();
-        let died: i64 = scripts::BURY
+        let mut invocation = scripts::BURY.prepare_invoke();
+        invocation
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::dead(&self.prefix, queue))
             .key(keys::deaths(&self.prefix, queue))
-            .arg(lease)
-            .arg(record)
-            .arg(limits.max_len)
-            .arg(limits.max_age.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err("burying a job"))?;
+            .arg(lease);
+        let died = self
+            .bury_with(invocation, record, limits, "burying a job")
+            .await?;
         self.forget_settled(queue, worker, &[lease]).await;
         Ok(Fenced::from_reply(died))
     }
@@ -603,18 +600,35 @@ impl Broker {
         record: &str,
         limits: DeadLimits,
     ) -> Result<Option<u64>, Error> {
-        let mut conn = self.conn.clone();
-        let died: i64 = scripts::BURY_POISONED
+        let mut invocation = scripts::BURY_POISONED.prepare_invoke();
+        invocation
             .key(keys::poisoned(&self.prefix, queue))
             .key(keys::dead(&self.prefix, queue))
-            .arg(payload)
+            .arg(payload);
+        let died = self
+            .bury_with(invocation, record, limits, "burying a poison job")
+            .await?;
+        Ok(u64::try_from(died).ok())
+    }
+
+    /// Runs a burying script (`bury`, `bury_poisoned`) whose keys and first argument are set:
+    /// adds the dead record and the dead set's caps, and returns its answer.
+    async fn bury_with(
+        &self,
+        mut invocation: redis::ScriptInvocation<'_>,
+        record: &str,
+        limits: DeadLimits,
+        action: &'static str,
+    ) -> Result<i64, Error> {
+        invocation
             .arg(record)
             .arg(limits.max_len)
-            .arg(limits.max_age.as_millis() as u64)
+            .arg(limits.max_age.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("burying a poison job"))?;
-        Ok(u64::try_from(died).ok())
+            .map_err(redis_err(action))
     }
 
     /// Moves the scheduled and retry jobs of `queue` that are due (on the server's clock) to

@@ -13,11 +13,9 @@
   recovered meanwhile: nothing is changed), or -2 when this lease was settled already (a repeated
   call after a lost reply: nothing is changed).
 ]]
-local payload = settle_lease(KEYS[1], KEYS[3], ARGV[1])
-if not payload then
-  return -1
-elseif payload == '' then
-  return -2
+local refused = refuse_unless_held(KEYS[1], KEYS[3], ARGV[1])
+if refused then
+  return refused
 end
 local due = now_ms() + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], due, ARGV[2])

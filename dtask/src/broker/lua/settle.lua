@@ -34,6 +34,18 @@ local function settle_lease(hash, deaths, lease)
   return payload
 end
 
+-- `settle_lease` for a script that answers with a code: returns nil when the run may go on,
+-- else the script's answer: -1 when the lease is not held, -2 when it was settled already.
+local function refuse_unless_held(hash, deaths, lease)
+  local payload = settle_lease(hash, deaths, lease)
+  if not payload then
+    return -1
+  elseif payload == '' then
+    return -2
+  end
+  return nil
+end
+
 -- The Redis server's clock, ms.
 local function now_ms()
   local time = redis.call('TIME')
