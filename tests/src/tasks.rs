@@ -132,9 +132,19 @@ pub async fn mark(job: String, millis: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Arguments whose field names are those of dtask's own envelope (`n` attempts, `d` deaths):
+/// nothing may read them as such.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookAlike {
+    /// Not an attempt count.
+    pub n: u32,
+    /// Not a death count.
+    pub d: u32,
+}
+
 /// Aborts the whole process: a poison job.
 #[dtask::task(queue = "poison")]
-pub async fn abort_process() {
+pub async fn abort_process(_look_alike: LookAlike) {
     std::process::abort();
 }
 
