@@ -92,20 +92,53 @@ async fn a_broken_queue_neither_strands_nor_stalls_the_jobs_of_a_healthy_one() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_blocks_its_runtime_does_not_make_its_worker_look_dead() {
-    let (redis, client, mut raw, prefix) = setup("blocking").await;
+    let (redis, client, raw, prefix) = setup("blocking").await;
     let lease = Duration::from_millis(1000);
-    // Worker A runs on this test's runtime (one thread): a blocked handler stalls all of it.
+    let keys: Vec<String> = (0..2)
+        .map(|i| unique_prefix(&format!("block-{i}")))
+        .collect();
+    tasks::block_thread::with()
+        .client(&client)
+        .enqueue_many(
+            keys.iter()
+                .map(|key| (key.clone(), 3 * lease.as_millis() as u64)),
+        )
+        .await
+        .unwrap();
+    // Worker A runs on this test's runtime (two threads) two jobs at once: both block their
+    // thread for three leases, so nothing else of this runtime runs meanwhile.
     let worker_a = Worker::new(&client)
         .queues(["blocking"])
-        .concurrency(1)
+        .concurrency(2)
         .recovery_after(lease)
         .spawn();
-    // Worker B runs on a runtime of its own, free to recover A's jobs if A looks dead.
+    // Worker B runs on a runtime of its own, free to recover A's jobs if A looks dead. It
+    // starts once A holds both jobs (watched from a plain thread: A's runtime is blocked).
     let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
     let (url, prefix_b) = (redis.url(), prefix.clone());
     let worker_b = std::thread::spawn(move || {
+        let mut watch = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix_b}:{{blocking}}:active:*"))
+                .query(&mut watch)
+                .unwrap();
+            let held: u64 = match keys.first() {
+                Some(key) => redis::cmd("HLEN").arg(key).query(&mut watch).unwrap(),
+                None => 0,
+            };
+            if held == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "worker A did not take both jobs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -123,44 +156,37 @@ async fn a_handler_that_blocks_its_runtime_does_not_make_its_worker_look_dead() 
                 .await
         })
     });
-    let keys: Vec<String> = (0..2)
-        .map(|i| unique_prefix(&format!("block-{i}")))
-        .collect();
-    let jobs = tasks::block_thread::with()
-        .client(&client)
-        .enqueue_many(
-            keys.iter()
-                .map(|key| (key.clone(), 3 * lease.as_millis() as u64)),
-        )
-        .await
-        .unwrap();
-    for job in &jobs {
-        eventually(
-            Duration::from_secs(20),
-            "the blocking job succeeded",
-            || async {
-                matches!(job.status().await.unwrap(), JobStatus::Succeeded(())).then_some(())
-            },
-        )
+    for key in &keys {
+        eventually(Duration::from_secs(20), "the blocking job ran", || async {
+            (!tasks::runs(key).is_empty()).then_some(())
+        })
         .await;
     }
-    // A recovered copy would have started during the 3 s block (recovery comes after 1 to 1.5
-    // s), so it would be running or done by now.
-    eventually(WAIT, "nothing left in flight", || {
-        let mut raw = raw.clone();
-        let prefix = prefix.clone();
-        async move { (in_flight(&mut raw, &prefix, "blocking").await == 0).then_some(()) }
-    })
+    // A copy recovered by B would have been taken during the 3 s block (recovery comes after
+    // 1 to 1.5 s): it would be running, done or still queued now. Wait until nothing is.
+    eventually(
+        Duration::from_secs(20),
+        "nothing left queued or in flight",
+        || {
+            let mut raw = raw.clone();
+            let prefix = prefix.clone();
+            let client = client.clone();
+            async move {
+                let stats = client.queue("blocking").stats().await.unwrap();
+                let idle = stats.pending + stats.suspects == 0
+                    && in_flight(&mut raw, &prefix, "blocking").await == 0;
+                idle.then_some(())
+            }
+        },
+    )
     .await;
-    let stats = client.queue("blocking").stats().await.unwrap();
-    assert_eq!((stats.pending, stats.suspects, stats.dead), (0, 0, 0));
+    assert_eq!(client.queue("blocking").stats().await.unwrap().dead, 0);
     for key in &keys {
         assert_eq!(tasks::runs(key), ["ran"], "{key} ran exactly once");
     }
     let _ = stop_b.send(());
     worker_b.join().unwrap().unwrap();
     worker_a.shutdown().await.unwrap();
-    let _ = &mut raw;
 }
 
 #[tokio::test]

@@ -220,7 +220,10 @@ async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_
     assert_eq!(dead.len(), 1);
     assert_eq!(&dead[0].id, poison.id());
     assert_eq!(dead[0].error, "worker died 3 times while running this job");
-    assert_eq!(dead[0].attempts, 3, "three runs, each ended by a worker death");
+    assert_eq!(
+        dead[0].attempts, 3,
+        "three runs, each ended by a worker death"
+    );
     assert_eq!(dead[0].task.as_deref(), Some(tasks::abort_process::NAME));
     let (_, error) = wait_dead(&poison, Duration::from_secs(10)).await;
     assert_eq!(error, "worker died 3 times while running this job");
