@@ -480,3 +480,27 @@ async fn sigterm_while_redis_is_away_exits_within_the_grace_period_and_loses_not
     .await;
     let _ = &mut raw;
 }
+
+#[tokio::test]
+async fn an_empty_payload_is_buried_with_a_reason_not_lost() {
+    let (_redis, client, mut raw, prefix) = setup("empty-payload").await;
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{prefix}:{{math}}:pending"))
+        .arg("")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let worker = Worker::new(&client).queues(["math"]).spawn();
+    let dead = eventually(WAIT, "the empty payload is dead", || async {
+        let dead = client.queue("math").dead_jobs(10).await.unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert!(
+        dead[0].error.contains("not valid UTF-8 JSON"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(dead[0].payload, "");
+    worker.shutdown().await.unwrap();
+}

@@ -37,9 +37,16 @@ pub(crate) fn workers(prefix: &str, queue: &str) -> String {
 }
 
 /// `prefix:{queue}:active:<worker>`: HASH of the jobs one worker has in flight (lease id ->
-/// payload): the one shape of a job in flight, whichever way it was taken.
+/// payload): the one shape of a job in flight, whichever way it was taken. Also holds, for a
+/// moment, the settled markers of runs that just ended (`s:<lease>`).
 pub(crate) fn active(prefix: &str, queue: &str, worker: &str) -> String {
     format!("{prefix}:{{{queue}}}:active:{worker}")
+}
+
+/// The field of a worker's in-flight hash that marks the run under `lease` as settled (see
+/// `lua/settle.lua`); lease ids are digits, so it never collides with one.
+pub(crate) fn settled_marker(lease: &str) -> String {
+    format!("s:{lease}")
 }
 
 /// `prefix:{queue}:landing:<worker>`: LIST where a blocking wait of one worker puts the job it

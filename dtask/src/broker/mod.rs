@@ -352,7 +352,8 @@ impl Broker {
     /// Acknowledges finished runs of `worker`, first step: settles each in the in-flight hash by
     /// its lease. Returns, per run in order, whether its lease was held; a stale run (its job
     /// was recovered meanwhile) must then write nothing. Safe to repeat after an error: a lease
-    /// this worker settled still answers held until [`Broker::store_outcomes`] removes it.
+    /// this worker settled still answers held until [`Broker::store_outcomes`] removes its
+    /// settled marker.
     ///
     /// Acknowledging takes two round trips per batch of one queue (the leases, then the
     /// outcomes): fencing needs the first answer before the second write, as result keys live in
@@ -396,7 +397,7 @@ impl Broker {
 
     /// Acknowledges finished runs of `worker`, second step: stores the outcome of each run
     /// whose lease was `held` under its result key (for its task's time or `ttl`), then removes
-    /// their settled entries from the in-flight hash.
+    /// their settled markers from the in-flight hash.
     pub(crate) async fn store_outcomes(
         &self,
         worker: &str,
@@ -425,12 +426,12 @@ impl Broker {
                     .arg(ttl_ms);
                 Some(cmd)
             });
-        // The settled entries go once the outcomes are stored (after them in one pipeline on a
-        // server): a crash in between leaves emptied entries, never a lost outcome.
+        // The settled markers go once the outcomes are stored (after them in one pipeline on a
+        // server): a crash in between leaves markers, never a lost outcome.
         let removals = queues.iter().filter_map(|queue| {
-            let leases: Vec<&str> = (0..jobs.len())
+            let leases: Vec<String> = (0..jobs.len())
                 .filter(|&i| held[i] && &*jobs[i].queue == *queue)
-                .map(|i| jobs[i].lease.as_str())
+                .map(|i| keys::settled_marker(&jobs[i].lease))
                 .collect();
             (!leases.is_empty()).then(|| {
                 let mut cmd = redis::cmd("HDEL");
@@ -542,13 +543,14 @@ impl Broker {
         Ok(Fenced::from_reply(due))
     }
 
-    /// Removes the emptied entries of settled runs from `worker`'s in-flight hash. Best effort:
-    /// an entry left behind is skipped by recovery and removed by the next reclaim or shutdown.
+    /// Removes the settled markers of runs from `worker`'s in-flight hash. Best effort: a marker
+    /// left behind is skipped by recovery and removed by the next reclaim or shutdown.
     async fn forget_settled(&self, queue: &str, worker: &str, leases: &[&str]) {
         let mut conn = self.conn.clone();
+        let markers: Vec<String> = leases.iter().map(|l| keys::settled_marker(l)).collect();
         let removed: Result<(), _> = redis::cmd("HDEL")
             .arg(keys::active(&self.prefix, queue, worker))
-            .arg(leases)
+            .arg(markers)
             .query_async(&mut conn)
             .await;
         if let Err(error) = removed {
@@ -795,11 +797,16 @@ impl Broker {
         self.card("ZCARD", keys::dead(&self.prefix, queue)).await
     }
 
-    /// Number of jobs in flight on `worker` for `queue`.
+    /// Number of jobs in flight on `worker` for `queue` (settled markers of runs that just
+    /// ended are not counted).
     pub(crate) async fn inflight_len(&self, queue: &str, worker: &str) -> Result<u64, Error> {
-        let held = self
-            .card("HLEN", keys::active(&self.prefix, queue, worker))
-            .await?;
+        let mut conn = self.conn.clone();
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys::active(&self.prefix, queue, worker))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("counting jobs"))?;
+        let held = fields.iter().filter(|f| !f.starts_with("s:")).count() as u64;
         let landed = self
             .card("LLEN", keys::landing(&self.prefix, queue, worker))
             .await?;

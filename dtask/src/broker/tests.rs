@@ -321,8 +321,8 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     assert_eq!(held, [true, true, false]);
     assert_eq!(
         hash(&mut raw, "t:{q}:active:w1").await,
-        [pair("1", ""), pair("2", "jb"), pair("3", "")],
-        "settled entries are emptied, not yet removed"
+        [pair("2", "jb"), pair("s:1", "1"), pair("s:3", "1")],
+        "settled runs leave a marker until their outcomes are stored"
     );
     // Repeated after a lost reply: the same answer.
     assert_eq!(broker.settle_finished("w1", &refs).await.unwrap(), held);
@@ -395,9 +395,9 @@ async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
             .unwrap(),
         Fenced::NotHeld
     );
-    // A call repeated while the emptied entry is still there (its removal was lost) knows it
+    // A call repeated while the settled marker is still there (its removal was lost) knows it
     // was done, and does nothing either.
-    hset(&mut raw, "t:{q}:active:w1", &[("8", "")]).await;
+    hset(&mut raw, "t:{q}:active:w1", &[("s:8", "1")]).await;
     assert_eq!(
         broker
             .retry("q", "w1", "8", b"again", Duration::ZERO)
@@ -531,10 +531,12 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
     // A payload whose arguments look like dtask's own fields changes nothing: payloads are
     // never read (the death count once came from a pattern match on `"n":`).
     let tricky = r#"{"v":1,"id":"x","t":"task","a":[{"n":7,"d":9}],"at":1}"#;
+    // Lease 4 is a run that finished (its settled marker): nothing to requeue. Lease 5 holds an
+    // empty payload (bad input from a foreign writer): requeued like any other.
     hset(
         &mut raw,
         "t:{q}:active:dead",
-        &[("2", tricky), ("3", "not json")],
+        &[("2", tricky), ("3", "not json"), ("s:4", "1"), ("5", "")],
     )
     .await;
     push(&mut raw, "t:{q}:landing:dead", &["landed"]).await;
@@ -553,10 +555,10 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((requeued.requeued, requeued.poisoned), (3, 0));
+    assert_eq!((requeued.requeued, requeued.poisoned), (4, 0));
     let mut pending = list(&mut raw, "t:{q}:pending").await;
     pending.sort();
-    assert_eq!(pending, ["landed", "not json", tricky]);
+    assert_eq!(pending, ["", "landed", "not json", tricky]);
     assert_eq!(
         list(&mut raw, "t:{q}:pending")
             .await
@@ -573,7 +575,7 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
         "the dead worker is forgotten"
     );
     let deaths = hash(&mut raw, "t:{q}:deaths").await;
-    assert_eq!(deaths.len(), 3);
+    assert_eq!(deaths.len(), 4);
     assert!(deaths.iter().all(|(_, n)| n == "1"), "{deaths:?}");
     let ttl: i64 = redis::cmd("PTTL")
         .arg("t:{q}:deaths")
@@ -617,7 +619,7 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
     assert_eq!(list(&mut raw, "t:{q}:poisoned").await, [tricky]);
     assert_eq!(
         hash(&mut raw, "t:{q}:deaths").await.len(),
-        2,
+        3,
         "the poison job's count is gone"
     );
     assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
@@ -670,7 +672,13 @@ async fn reclaim_returns_only_the_jobs_whose_lease_the_worker_does_not_hold() {
     hset(
         &mut raw,
         "t:{q}:active:w1",
-        &[("1", "held"), ("2", "lost"), ("3", "held too")],
+        &[
+            ("1", "held"),
+            ("2", "lost"),
+            ("3", "held too"),
+            ("s:4", "1"),
+            ("s:1", "1"),
+        ],
     )
     .await;
     let reclaimed = broker
@@ -685,7 +693,8 @@ async fn reclaim_returns_only_the_jobs_whose_lease_the_worker_does_not_hold() {
     );
     assert_eq!(
         hash(&mut raw, "t:{q}:active:w1").await,
-        [pair("1", "held"), pair("3", "held too")]
+        [pair("1", "held"), pair("3", "held too"), pair("s:1", "1")],
+        "a marker of a lease no longer held goes; one of a held lease stays"
     );
 }
 

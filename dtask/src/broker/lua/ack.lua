@@ -1,6 +1,6 @@
---[[ ack: settles the finished runs of one worker, by lease id: each entry is emptied (the
-  worker deletes it with the outcome writes that follow), so that repeating this after a lost
-  reply gives the same answer.
+--[[ ack: settles the finished runs of one worker, by lease id: each entry is replaced by its
+  settled marker (the worker deletes the markers with the outcome writes that follow), so that
+  repeating this after a lost reply gives the same answer.
 
   KEYS[1] in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[2] deaths hash of the queue
@@ -11,17 +11,24 @@
   the run is stale and must change nothing).
 ]]
 local payloads = redis.call('HMGET', KEYS[1], unpack(ARGV))
-local emptied = {}
+local taken = {}
+local markers = {}
 local held = {}
 for i, payload in ipairs(payloads) do
-  held[i] = payload and 1 or 0
-  if payload and payload ~= '' then
-    emptied[#emptied + 1] = ARGV[i]
-    emptied[#emptied + 1] = ''
+  if payload then
+    held[i] = 1
+    taken[#taken + 1] = ARGV[i]
+    markers[#markers + 1] = settled_marker(ARGV[i])
+    markers[#markers + 1] = '1'
+  elseif redis.call('HEXISTS', KEYS[1], settled_marker(ARGV[i])) == 1 then
+    held[i] = 1
+  else
+    held[i] = 0
   end
 end
-if #emptied > 0 then
-  redis.call('HSET', KEYS[1], unpack(emptied))
+if #taken > 0 then
+  redis.call('HDEL', KEYS[1], unpack(taken))
+  redis.call('HSET', KEYS[1], unpack(markers))
 end
 forget_deaths(KEYS[2], payloads)
 return held

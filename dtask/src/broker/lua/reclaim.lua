@@ -9,8 +9,8 @@
 
   Returns the number of jobs returned to the queue.
 
-  The worker's own settled runs are not in its list once settled; their emptied entries (see
-  `settle.lua`), left when the worker's removal was lost, are removed here.
+  The settled markers (see `settle.lua`) of runs the worker no longer holds, left when its
+  removal of them was lost, are removed here.
 ]]
 local rcall = redis.call
 local keep = {}
@@ -18,15 +18,16 @@ for _, lease in ipairs(ARGV) do
   keep[lease] = true
 end
 local reclaimed = 0
-for _, lease in ipairs(rcall('HKEYS', KEYS[1])) do
+for _, field in ipairs(rcall('HKEYS', KEYS[1])) do
+  local marker = string.sub(field, 1, 2) == 's:'
+  local lease = marker and string.sub(field, 3) or field
   if not keep[lease] then
-    local payload = rcall('HGET', KEYS[1], lease)
-    rcall('HDEL', KEYS[1], lease)
-    -- An emptied entry is a settled run whose removal was lost: only removed.
-    if payload ~= '' then
-      rcall('LPUSH', KEYS[2], payload)
+    -- A settled marker is a finished run whose removal was lost: only removed.
+    if not marker then
+      rcall('LPUSH', KEYS[2], rcall('HGET', KEYS[1], field))
       reclaimed = reclaimed + 1
     end
+    rcall('HDEL', KEYS[1], field)
   end
 end
 return reclaimed

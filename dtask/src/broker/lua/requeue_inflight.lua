@@ -38,11 +38,12 @@ end
 local max_deaths = tonumber(ARGV[4])
 local suspect_from = tonumber(ARGV[5])
 local requeued, poisoned = 0, 0
--- Emptied entries are runs that finished (see `settle.lua`): nothing to requeue.
+-- Settled markers (`s:<lease>`) are runs that finished (see `settle.lua`): nothing to requeue.
 local held = {}
-for _, payload in ipairs(rcall('HVALS', KEYS[2])) do
-  if payload ~= '' then
-    held[#held + 1] = payload
+local entries = rcall('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+  if string.sub(entries[i], 1, 2) ~= 's:' then
+    held[#held + 1] = entries[i + 1]
   end
 end
 for _, payload in ipairs(rcall('LRANGE', KEYS[3], 0, -1)) do

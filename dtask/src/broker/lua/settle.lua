@@ -1,8 +1,8 @@
 --[[ settle (included at the top of the settling scripts): the pieces they share.
 
-  A run is settled by emptying its entry in the in-flight hash (`settle_lease`); the worker
-  deletes the emptied entry once it has the answer. An emptied entry is a run that finished:
-  recovery, shutdown and reclaim skip it.
+  A run is settled by replacing its entry in the in-flight hash with a settled marker, field
+  `s:<lease>` (`settle_lease`); the worker deletes the marker once it has the answer. A marker
+  is a run that finished: recovery, shutdown and reclaim skip it.
 
   A job that ends an attempt on a live worker forgets the worker deaths counted against it (see
   `requeue_inflight.lua`). The deaths hash exists only while some job of the queue has a death
@@ -13,34 +13,44 @@ local function forget_deaths(deaths, payloads)
     return
   end
   for _, payload in ipairs(payloads) do
-    if payload and payload ~= '' then
+    if payload then
       redis.call('HDEL', deaths, redis.sha1hex(payload))
     end
   end
 end
 
--- Marks the run under `lease` in `hash` as settled: its entry stays, emptied, until the
--- worker removes it, so that a call repeated after a lost reply knows it was done (and a
--- recovery meanwhile skips it: a settled run is nobody's to requeue). Returns the payload the
--- first time, '' when this lease was already settled, nil when it is not held (the job was
--- recovered and belongs to another run).
+-- The field that marks the run under `lease` as settled. Lease ids are decimal digits, so a
+-- marker never collides with a lease, and payloads (any bytes, even empty) stay values.
+local function settled_marker(lease)
+  return 's:' .. lease
+end
+
+-- Settles the run under `lease` in `hash`: its entry is replaced by a settled marker, which
+-- stays until the worker removes it, so that a call repeated after a lost reply knows it was
+-- done (and a recovery meanwhile skips it: a settled run is nobody's to requeue). Returns
+-- 'held' and the payload the first time, 'settled' when this lease was settled already,
+-- 'lost' when it is not held (the job was recovered and belongs to another run).
 local function settle_lease(hash, deaths, lease)
   local payload = redis.call('HGET', hash, lease)
-  if not payload or payload == '' then
-    return payload or nil
+  if not payload then
+    if redis.call('HEXISTS', hash, settled_marker(lease)) == 1 then
+      return 'settled'
+    end
+    return 'lost'
   end
-  redis.call('HSET', hash, lease, '')
+  redis.call('HDEL', hash, lease)
+  redis.call('HSET', hash, settled_marker(lease), '1')
   forget_deaths(deaths, { payload })
-  return payload
+  return 'held', payload
 end
 
 -- `settle_lease` for a script that answers with a code: returns nil when the run may go on,
 -- else the script's answer: -1 when the lease is not held, -2 when it was settled already.
 local function refuse_unless_held(hash, deaths, lease)
-  local payload = settle_lease(hash, deaths, lease)
-  if not payload then
+  local state = settle_lease(hash, deaths, lease)
+  if state == 'lost' then
     return -1
-  elseif payload == '' then
+  elseif state == 'settled' then
     return -2
   end
   return nil
