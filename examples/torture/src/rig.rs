@@ -501,14 +501,24 @@ async fn watch_landing(
     stays
 }
 
-/// The id of a counted job (`work`, `stall`) from its payload (its first argument), if it is
-/// one.
+/// The id of a counted job (see [`tasks::COUNTED`]) from its payload (its first argument), if
+/// it is one.
 pub fn job_id(payload: &str) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-    if !tasks::COUNTED.contains(&value.get("t")?.as_str()?) {
+    envelope_job_id(&serde_json::from_str(payload).ok()?)
+}
+
+/// The id of a counted job from its envelope, parsed.
+pub fn envelope_job_id(envelope: &serde_json::Value) -> Option<u64> {
+    if !tasks::COUNTED.contains(&envelope.get("t")?.as_str()?) {
         return None;
     }
-    value.get("a")?.get(0)?.as_u64()
+    envelope.get("a")?.get(0)?.as_u64()
+}
+
+/// The id of a counted job from its dead record (whose `job` holds its envelope), if it is one.
+pub fn dead_job_id(record: &str) -> Option<u64> {
+    let record: serde_json::Value = serde_json::from_str(record).ok()?;
+    envelope_job_id(record.get("job")?)
 }
 
 /// Folds the reruns watched after several faults: the longest wait, and complaints about jobs

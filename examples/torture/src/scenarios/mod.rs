@@ -2,11 +2,13 @@
 
 mod bad_input;
 mod frozen_worker;
+mod partial_faults;
 mod poison;
 mod redis_crash;
 mod redis_outage;
 mod shutdown;
 mod silent_network;
+mod stale_attempts;
 mod stalled_runtime;
 mod worker_crash;
 
@@ -48,7 +50,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 9] = [
+pub const ALL: [(u8, &str); 11] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -58,6 +60,8 @@ pub const ALL: [(u8, &str); 9] = [
     (7, "shutdown"),
     (8, "stalled-runtime"),
     (9, "silent-network"),
+    (10, "stale-attempts"),
+    (11, "partial-faults"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -78,6 +82,8 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         7 => shutdown::run(ctx, &mut figures).await,
         8 => stalled_runtime::run(ctx, &mut figures).await,
         9 => silent_network::run(ctx, &mut figures).await,
+        10 => stale_attempts::run(ctx, &mut figures).await,
+        11 => partial_faults::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
