@@ -1,10 +1,25 @@
 //! The README's least-privilege ACL users (its "Least privilege" lines, read from README.md as a
-//! reader would copy them), and setting up such users on a running server.
+//! reader would copy them), setting up such users, and the `--acl` mode of the suite: every
+//! redis-server starts with the README's `producer` and `worker` users loaded verbatim from an
+//! ACL file (so that they survive its restarts), the producer enqueues as `producer`, the
+//! workers run as `worker`, and a [`Killer`] kills every connection of `worker` every 2 s.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use tokio::task::JoinHandle;
 
+/// The README's producer user.
+pub const PRODUCER: &str = "producer";
 /// The README's worker user.
 pub const WORKER: &str = "worker";
+/// The key prefix the README's users are limited to (`~dtask:*`).
+pub const README_PREFIX: &str = "dtask";
+/// How often a [`Killer`] kills the worker user's connections.
+const KILL_EVERY: Duration = Duration::from_secs(2);
 
 /// The README, as built into this binary.
 const README: &str = include_str!("../../../README.md");
@@ -93,6 +108,111 @@ pub async fn set_keys(
 /// `redis://<user>:<password>@127.0.0.1:<port>`.
 pub fn url(port: u16, user: &str, password: &str) -> String {
     format!("redis://{user}:{password}@127.0.0.1:{port}")
+}
+
+/// A user and its password.
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// The user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl Login {
+    /// The login of the README's `user`.
+    fn readme(user: &str) -> Result<Login, String> {
+        Ok(Login {
+            user: user.to_owned(),
+            password: password(&readme_rules(user)?)?.to_owned(),
+        })
+    }
+
+    /// `redis://<user>:<password>@127.0.0.1:<port>`.
+    pub fn url(&self, port: u16) -> String {
+        url(port, &self.user, &self.password)
+    }
+}
+
+/// The README's two users, as written to an ACL file.
+#[derive(Clone, Debug)]
+pub struct Users {
+    /// Who enqueues.
+    pub producer: Login,
+    /// Who works.
+    pub worker: Login,
+}
+
+impl Users {
+    /// Writes an ACL file at `path` with the README's producer and worker lines verbatim and an
+    /// unrestricted `default` user without password (the driver's own connections); returns
+    /// the two users.
+    pub fn write_acl_file(path: &Path) -> Result<Users, String> {
+        let text = format!(
+            "user default on nopass ~* &* +@all\n{}\n{}\n",
+            readme_line(PRODUCER)?,
+            readme_line(WORKER)?
+        );
+        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(Users {
+            producer: Login::readme(PRODUCER)?,
+            worker: Login::readme(WORKER)?,
+        })
+    }
+}
+
+/// How often the worker user's connections were killed, summed over a run.
+#[derive(Debug, Default)]
+pub struct Kills {
+    /// `CLIENT KILL USER worker` commands that succeeded.
+    pub rounds: AtomicU64,
+    /// Connections they killed.
+    pub connections: AtomicU64,
+}
+
+impl Kills {
+    /// (rounds, connections) so far.
+    pub fn read(&self) -> (u64, u64) {
+        (
+            self.rounds.load(Ordering::Relaxed),
+            self.connections.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Kills every connection of the worker user every 2 s, in a task of its own, until dropped.
+pub struct Killer {
+    task: JoinHandle<()>,
+}
+
+impl Killer {
+    /// Starts killing through `conn` (a connection that is not the worker user's), counting into
+    /// `kills`.
+    pub fn start(mut conn: ConnectionManager, kills: Arc<Kills>) -> Killer {
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KILL_EVERY).await;
+                let killed: redis::RedisResult<u64> = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("USER")
+                    .arg(WORKER)
+                    .query_async(&mut conn)
+                    .await;
+                // Redis may be down (a scenario crashed it): the next round tries again.
+                if let Ok(killed) = killed {
+                    kills.rounds.fetch_add(1, Ordering::Relaxed);
+                    kills.connections.fetch_add(killed, Ordering::Relaxed);
+                }
+            }
+        });
+        Killer { task }
+    }
+}
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@
 //! `partial-faults` (one of a worker's two queues broken by a WRONGTYPE key, then by an ACL: the
 //! other keeps its throughput, drains, and keeps its heartbeat). See each module of
 //! [`scenarios`].
+//!
+//! With `--acl`, every scenario runs with the README's least-privilege users (`producer` for
+//! enqueueing, `worker` for the workers, loaded verbatim from README.md into each redis-server's
+//! ACL file), and every connection of the worker user is killed every 2 s (see [`acl`]).
 
 mod acl;
 mod effects;
@@ -74,6 +78,11 @@ struct Args {
     /// The `RUST_LOG` filter of the workers' logs.
     #[arg(long, default_value = "warn")]
     worker_log: String,
+    /// Run every scenario with the README's least-privilege ACL users (producer and worker,
+    /// loaded verbatim from README.md; dtask's keys then use its prefix `dtask`), and kill every
+    /// connection of the worker user every 2 s.
+    #[arg(long)]
+    acl: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -132,14 +141,17 @@ async fn drive(args: Args) -> ExitCode {
         run_dir: run_dir.clone(),
         recovery: Duration::from_millis(args.recovery_ms),
         log_filter: args.worker_log.clone(),
+        acl: args.acl,
+        kills: std::sync::Arc::default(),
     };
     let chosen: Vec<u8> = match args.only {
         Some(n) => vec![n],
         None => scenarios::ALL.iter().map(|(n, _)| *n).collect(),
     };
     println!(
-        "dtask-torture: mode {:?}, scenarios {chosen:?}, run directory {}",
+        "dtask-torture: mode {:?}{}, scenarios {chosen:?}, run directory {}",
         args.mode,
+        if args.acl { ", README ACL users" } else { "" },
         run_dir.display()
     );
     let started = Instant::now();

@@ -91,7 +91,7 @@ impl Rig {
         let mut dead = Vec::new();
         for queue in queues {
             for job in self
-                .client
+                .admin
                 .queue(queue)
                 .dead_jobs(1_000_000)
                 .await

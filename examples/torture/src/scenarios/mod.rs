@@ -13,6 +13,7 @@ mod stalled_runtime;
 mod worker_crash;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::report::Figures;
@@ -37,6 +38,11 @@ pub struct Ctx {
     pub recovery: Duration,
     /// The `RUST_LOG` filter of the workers' logs.
     pub log_filter: String,
+    /// `--acl`: the README's ACL users, and the worker user's connections killed every 2 s
+    /// (see [`crate::acl`]).
+    pub acl: bool,
+    /// How often the worker user's connections were killed (`--acl`).
+    pub kills: Arc<crate::acl::Kills>,
 }
 
 impl Ctx {
@@ -72,6 +78,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         .map_or("unknown", |(_, name)| name);
     let mut figures = Figures::new(number, name);
     let started = Instant::now();
+    let (rounds, killed) = ctx.kills.read();
     let result = match number {
         1 => worker_crash::run(ctx, &mut figures).await,
         2 => redis_crash::run(ctx, &mut figures).await,
@@ -90,6 +97,14 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         figures
             .failures
             .push(format!("the scenario could not run: {error}"));
+    }
+    if ctx.acl {
+        let (rounds_after, killed_after) = ctx.kills.read();
+        figures.note(format!(
+            "--acl: the README's producer and worker users; CLIENT KILL USER worker {} time(s), {} connection(s) killed",
+            rounds_after - rounds,
+            killed_after - killed
+        ));
     }
     figures.duration = started.elapsed();
     figures

@@ -502,7 +502,7 @@ fn check_samples(figures: &mut Figures, samples: &Samples, jobs: &[Job]) {
 async fn check_statuses(rig: &Rig, figures: &mut Figures, jobs: &[Job]) {
     let mut wrong = Vec::new();
     for job in jobs {
-        match rig.client.job(job.job_id.clone()).status().await {
+        match rig.admin.job(job.job_id.clone()).status().await {
             Ok(dtask::JobStatus::Succeeded(_)) => {}
             Ok(status) => wrong.push(format!("job {} ({:?}): {status:?}", job.id, job.ending)),
             Err(error) => wrong.push(format!("job {}: status unreadable: {error}", job.id)),
