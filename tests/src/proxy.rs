@@ -66,9 +66,9 @@ impl Proxy {
         Ok(Proxy { port, shared, task })
     }
 
-    /// `redis://127.0.0.1:<port>`: Redis, through the proxy.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Blackholes every connection established so far, for good; returns how many of those

@@ -8,7 +8,10 @@
 //!
 //! A [`stall`](crate::tasks::stall) job also notes when it *starts* (`fx:{ns}:starts`, with a
 //! token of its own), so that a job run twice at once, both copies still running, is counted
-//! too.
+//! too. A [`first_slow`](crate::tasks::first_slow) job notes its starts the same way and learns
+//! which start it is (`fx:{ns}:start-numbers` keeps each token's answer, so that a repeated call
+//! answers the same), and notes when and where its runs end (`fx:{ns}:<what>`, job id -> ms, and
+//! `fx:{ns}:<what>-by`, job id -> pid).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -53,6 +56,22 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
 return 1
+",
+    )
+});
+
+/// Records the start of one run, once per token, and answers which start of the job it is (the
+/// same answer when the call is repeated with the token).
+static NUMBERED_START: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local seen = redis.call('HGET', KEYS[2], ARGV[2])
+if seen then
+  return tonumber(seen)
+end
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HSET', KEYS[2], ARGV[2], n)
+return n
 ",
     )
 });
@@ -132,17 +151,20 @@ impl Effects {
             .await
     }
 
-    /// Records `mark` of job `id` under `token`.
+    /// Records `mark` of job `id` under `token`; answers the start number for
+    /// [`Mark::NumberedStart`], else 0.
     async fn record_once(
         &self,
         conn: &mut ConnectionManager,
         id: u64,
         token: &str,
         mark: Mark,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<u64> {
         match mark {
-            Mark::Start => self.record_start_once(conn, id, token).await,
-            Mark::Done => self.record_done_once(conn, id, token).await,
+            Mark::Start => self.record_start_once(conn, id, token).await.map(|()| 0),
+            Mark::NumberedStart => self.record_numbered_start_once(conn, id, token).await,
+            Mark::Done => self.record_done_once(conn, id, token).await.map(|()| 0),
+            Mark::Time(what) => self.record_time(conn, id, what).await.map(|()| 0),
         }
     }
 
@@ -161,6 +183,69 @@ impl Effects {
             .invoke_async::<i64>(conn)
             .await
             .map(drop)
+    }
+
+    /// Records the start of a run of job `id` under `token`; answers which start it is.
+    async fn record_numbered_start_once(
+        &self,
+        conn: &mut ConnectionManager,
+        id: u64,
+        token: &str,
+    ) -> redis::RedisResult<u64> {
+        NUMBERED_START
+            .key(self.key("starts"))
+            .key(self.key("start-numbers"))
+            .arg(id)
+            .arg(token)
+            .invoke_async(conn)
+            .await
+    }
+
+    /// Notes now as the time of `what` for job `id`, and this process as where it happened.
+    async fn record_time(
+        &self,
+        conn: &mut ConnectionManager,
+        id: u64,
+        what: &str,
+    ) -> redis::RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(self.key(what))
+            .arg(id)
+            .arg(now_ms())
+            .ignore()
+            .cmd("HSET")
+            .arg(self.key(&format!("{what}-by")))
+            .arg(id)
+            .arg(std::process::id())
+            .ignore()
+            .query_async(conn)
+            .await
+    }
+
+    /// When `what` happened to each job that noted it (see [`note_time`]), ms since the epoch.
+    pub async fn times(
+        &self,
+        conn: &mut ConnectionManager,
+        what: &str,
+    ) -> redis::RedisResult<HashMap<u64, u64>> {
+        redis::cmd("HGETALL")
+            .arg(self.key(what))
+            .query_async(conn)
+            .await
+    }
+
+    /// Which worker process `what` happened in, for each job that noted it (see [`note_time`]).
+    pub async fn pids(
+        &self,
+        conn: &mut ConnectionManager,
+        what: &str,
+    ) -> redis::RedisResult<HashMap<u64, u32>> {
+        redis::cmd("HGETALL")
+            .arg(self.key(&format!("{what}-by")))
+            .query_async(conn)
+            .await
     }
 
     /// Records one run of job `id` under `token`, from this worker process.
@@ -191,8 +276,12 @@ impl Effects {
 enum Mark {
     /// It started (see [`record_start`]).
     Start,
+    /// It started, and wants to know which start it is (see [`record_numbered_start`]).
+    NumberedStart,
     /// It ran to its end (see [`record`]).
     Done,
+    /// Something happened to it now (see [`note_time`]).
+    Time(&'static str),
 }
 
 /// Milliseconds since the epoch, by this machine's clock (all processes share it).
@@ -220,25 +309,37 @@ static WORKER_CONN: OnceCell<(Effects, ConnectionManager)> = OnceCell::const_new
 /// Records, from inside a job, that job `id` ran: keeps trying for a minute (Redis may be down
 /// or frozen), then fails the attempt.
 pub async fn record(id: u64) -> Result<(), String> {
-    record_mark(id, Mark::Done).await
+    record_mark(id, Mark::Done).await.map(drop)
 }
 
 /// Records, from inside a job, that job `id` starts, with the same patience as [`record`].
 pub async fn record_start(id: u64) -> Result<(), String> {
-    record_mark(id, Mark::Start).await
+    record_mark(id, Mark::Start).await.map(drop)
 }
 
-async fn record_mark(id: u64, mark: Mark) -> Result<(), String> {
+/// Records, from inside a job, that job `id` starts, with the same patience as [`record`];
+/// answers which start of the job this is (1 for the first).
+pub async fn record_numbered_start(id: u64) -> Result<u64, String> {
+    record_mark(id, Mark::NumberedStart).await
+}
+
+/// Notes, from inside a job, when (now) and where (this process) `what` happened to job `id`
+/// (a later note of the same `what` replaces it), with the same patience as [`record`].
+pub async fn note_time(id: u64, what: &'static str) -> Result<(), String> {
+    record_mark(id, Mark::Time(what)).await.map(drop)
+}
+
+async fn record_mark(id: u64, mark: Mark) -> Result<u64, String> {
     let token = match mark {
-        Mark::Start => format!("start-{id}-{:016x}", rand::random::<u64>()),
-        Mark::Done => format!("{id}-{:016x}", rand::random::<u64>()),
+        Mark::Start | Mark::NumberedStart => format!("start-{id}-{:016x}", rand::random::<u64>()),
+        Mark::Done | Mark::Time(_) => format!("{id}-{:016x}", rand::random::<u64>()),
     };
     let deadline = Instant::now() + RECORD_PATIENCE;
     let mut pause = Duration::from_millis(50);
     loop {
         let error = match worker_conn().await {
             Ok((fx, conn)) => match fx.record_once(&mut conn.clone(), id, &token, mark).await {
-                Ok(()) => return Ok(()),
+                Ok(answer) => return Ok(answer),
                 Err(error) => error.to_string(),
             },
             Err(error) => error,

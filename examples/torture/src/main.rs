@@ -24,9 +24,20 @@
 //! 5 `poison-job`, 6 `bad-input`, 7 `shutdown`, 8 `stalled-runtime` (handlers that block their
 //! runtime thread for several leases: no job may run twice), 9 `silent-network` (every
 //! established connection blackholed at once: enqueueing and processing must resume, and the
-//! workers still stop cleanly). See each module of [`scenarios`].
+//! workers still stop cleanly), 10 `stale-attempts` (a frozen worker's first runs end, failed,
+//! succeeded or out of retries, after their recovered copies: nothing they settle may change
+//! anything, and a Lua snapshot every 50 ms checks that no job is ever in two places), 11
+//! `partial-faults` (one of a worker's two queues broken by a WRONGTYPE key, then by an ACL: the
+//! other keeps its throughput, drains, and keeps its heartbeat). See each module of
+//! [`scenarios`].
+//!
+//! With `--acl`, every scenario runs with the README's least-privilege users (`producer` for
+//! enqueueing, `worker` for the workers, loaded verbatim from README.md into each redis-server's
+//! ACL file), and every connection of the worker user is killed every 2 s (see [`acl`]).
 
+mod acl;
 mod effects;
+mod locations;
 mod producer;
 mod redis_server;
 mod report;
@@ -51,10 +62,10 @@ struct Args {
     /// Short (for CI, all scenarios well under 3 minutes) or long (the full figures).
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
-    /// Run only this scenario (1-9).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=9))]
+    /// Run only this scenario (1-11).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=11))]
     only: Option<u8>,
-    /// `recovery_after` of the workers, in ms (scenarios 4, 5 and 8 use their own).
+    /// `recovery_after` of the workers, in ms (scenarios 4, 5, 8, 10 and 11 use their own).
     #[arg(long, default_value_t = 2_000)]
     recovery_ms: u64,
     /// Where to keep Redis data and worker logs (default: a new directory under the temp dir).
@@ -66,6 +77,11 @@ struct Args {
     /// The `RUST_LOG` filter of the workers' logs.
     #[arg(long, default_value = "warn")]
     worker_log: String,
+    /// Run every scenario with the README's least-privilege ACL users (producer and worker,
+    /// loaded verbatim from README.md; dtask's keys then use its prefix `dtask`), and kill every
+    /// connection of the worker user every 2 s.
+    #[arg(long)]
+    acl: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -124,14 +140,17 @@ async fn drive(args: Args) -> ExitCode {
         run_dir: run_dir.clone(),
         recovery: Duration::from_millis(args.recovery_ms),
         log_filter: args.worker_log.clone(),
+        acl: args.acl,
+        kills: std::sync::Arc::default(),
     };
     let chosen: Vec<u8> = match args.only {
         Some(n) => vec![n],
         None => scenarios::ALL.iter().map(|(n, _)| *n).collect(),
     };
     println!(
-        "dtask-torture: mode {:?}, scenarios {chosen:?}, run directory {}",
+        "dtask-torture: mode {:?}{}, scenarios {chosen:?}, run directory {}",
         args.mode,
+        if args.acl { ", README ACL users" } else { "" },
         run_dir.display()
     );
     let started = Instant::now();

@@ -27,12 +27,17 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    acl_file: Option<PathBuf>,
 }
 
 impl RedisServer {
-    /// Starts a redis-server on a free port, with its data and log in `dir`, and waits until it
-    /// answers.
-    pub async fn start(dir: &Path, persistence: Persistence) -> Result<RedisServer, String> {
+    /// Starts a redis-server on a free port, with its data and log in `dir` and, when given,
+    /// the users of `acl_file` (loaded again at every restart), and waits until it answers.
+    pub async fn start(
+        dir: &Path,
+        persistence: Persistence,
+        acl_file: Option<&Path>,
+    ) -> Result<RedisServer, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = free_port()?;
         let mut server = RedisServer {
@@ -40,6 +45,7 @@ impl RedisServer {
             port,
             dir: dir.to_owned(),
             persistence,
+            acl_file: acl_file.map(Path::to_owned),
         };
         server.spawn()?;
         server.wait_ready().await?;
@@ -72,6 +78,9 @@ impl RedisServer {
             .arg(self.dir.join("redis.log"));
         if self.persistence == Persistence::AppendFsyncAlways {
             command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        if let Some(acl_file) = &self.acl_file {
+            command.arg("--aclfile").arg(acl_file);
         }
         let child = command
             .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The figures of one scenario run.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
-    /// Scenario number (1-9).
+    /// Scenario number (1-11).
     pub number: u8,
     /// Scenario name.
     pub name: &'static str,

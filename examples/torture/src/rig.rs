@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::acl;
 use crate::effects::{self, Effects};
 use crate::redis_server::{Persistence, RedisServer};
 use crate::report::Figures;
@@ -77,8 +78,10 @@ pub struct Stay {
 pub struct Rig {
     /// The server.
     pub redis: RedisServer,
-    /// A dtask client for enqueueing and queue stats.
+    /// The dtask client that enqueues: as the README's `producer` user in `--acl` mode.
     pub client: dtask::Client,
+    /// A dtask client with every right, for queue stats, dead jobs and job statuses.
+    pub admin: dtask::Client,
     /// The driver's raw connection, to read effects and dtask's keys.
     pub conn: ConnectionManager,
     /// dtask's key prefix.
@@ -87,41 +90,91 @@ pub struct Rig {
     pub fx: Effects,
     /// The scenario's directory (Redis data, worker logs).
     pub dir: PathBuf,
+    /// The README's users, in `--acl` mode.
+    users: Option<acl::Users>,
+    /// Kills the worker user's connections every 2 s, in `--acl` mode.
+    _killer: Option<acl::Killer>,
     log_filter: String,
     recovery: Duration,
 }
 
 impl Rig {
-    /// Starts the scenario's redis-server in `<run_dir>/<slug>` and connects to it.
+    /// Starts the scenario's redis-server in `<run_dir>/<slug>` and connects to it. In `--acl`
+    /// mode the server has the README's users, dtask's keys the README's prefix, and the worker
+    /// user's connections are killed every 2 s.
     pub async fn start(ctx: &Ctx, slug: &str, persistence: Persistence) -> Result<Rig, String> {
         let dir = ctx.run_dir.join(slug);
         // A rerun into the same directory must not load an earlier run's data.
         let _ = std::fs::remove_dir_all(&dir);
-        let redis = RedisServer::start(&dir.join("redis"), persistence).await?;
-        let prefix = format!("torture-{slug}");
-        let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
-            .await
-            .map_err(|e| e.to_string())?;
+        let redis_dir = dir.join("redis");
+        let (users, prefix) = if ctx.acl {
+            std::fs::create_dir_all(&redis_dir)
+                .map_err(|e| format!("create {}: {e}", redis_dir.display()))?;
+            let users = acl::Users::write_acl_file(&redis_dir.join("users.acl"))?;
+            (Some(users), acl::README_PREFIX.to_owned())
+        } else {
+            (None, format!("torture-{slug}"))
+        };
+        let acl_file = users.as_ref().map(|_| redis_dir.join("users.acl"));
+        let redis = RedisServer::start(&redis_dir, persistence, acl_file.as_deref()).await?;
+        let connect = |url: String| {
+            let prefix = prefix.clone();
+            async move {
+                dtask::Client::connect_with_prefix(&url, &prefix)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let admin = connect(redis.url()).await?;
+        let client = match &users {
+            Some(users) => connect(users.producer.url(redis.port())).await?,
+            None => admin.clone(),
+        };
         let conn = effects::connect(&redis.url())
             .await
             .map_err(|e| format!("connect to redis: {e}"))?;
+        let killer = ctx
+            .acl
+            .then(|| acl::Killer::start(conn.clone(), ctx.kills.clone()));
         Ok(Rig {
             redis,
             client,
+            admin,
             conn,
             prefix,
             fx: Effects::new(slug),
             dir,
+            users,
+            _killer: killer,
             log_filter: ctx.log_filter.clone(),
             recovery: ctx.recovery,
         })
+    }
+
+    /// The URL the workers connect with to Redis listening (or proxied) at `port`: as the
+    /// README's `worker` user in `--acl` mode.
+    pub fn worker_url(&self, port: u16) -> String {
+        self.url_as(port, |users| &users.worker)
+    }
+
+    /// The URL a producer connects with to Redis listening (or proxied) at `port`: as the
+    /// README's `producer` user in `--acl` mode.
+    pub fn producer_url(&self, port: u16) -> String {
+        self.url_as(port, |users| &users.producer)
+    }
+
+    fn url_as(&self, port: u16, login: impl Fn(&acl::Users) -> &acl::Login) -> String {
+        match &self.users {
+            Some(users) => login(users).url(port),
+            None => format!("redis://127.0.0.1:{port}"),
+        }
     }
 
     /// The default worker configuration for this rig: serves `queues`, 16 jobs at once, the
     /// run's `recovery_after`, a grace period of 10 s, tokio's default runtime.
     pub fn workers(&self, queues: &[&str]) -> WorkerConfig {
         WorkerConfig {
-            redis_url: self.redis.url(),
+            redis_url: self.worker_url(self.redis.port()),
             fx_url: self.redis.url(),
             prefix: self.prefix.clone(),
             fx_ns: self.fx.ns().to_owned(),
@@ -262,7 +315,7 @@ impl Rig {
         let mut total = Leftovers::default();
         for queue in queues {
             let stats = self
-                .client
+                .admin
                 .queue(queue)
                 .stats()
                 .await
@@ -501,14 +554,24 @@ async fn watch_landing(
     stays
 }
 
-/// The id of a counted job (`work`, `stall`) from its payload (its first argument), if it is
-/// one.
+/// The id of a counted job (see [`tasks::COUNTED`]) from its payload (its first argument), if
+/// it is one.
 pub fn job_id(payload: &str) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-    if !tasks::COUNTED.contains(&value.get("t")?.as_str()?) {
+    envelope_job_id(&serde_json::from_str(payload).ok()?)
+}
+
+/// The id of a counted job from its envelope, parsed.
+pub fn envelope_job_id(envelope: &serde_json::Value) -> Option<u64> {
+    if !tasks::COUNTED.contains(&envelope.get("t")?.as_str()?) {
         return None;
     }
-    value.get("a")?.get(0)?.as_u64()
+    envelope.get("a")?.get(0)?.as_u64()
+}
+
+/// The id of a counted job from its dead record (whose `job` holds its envelope), if it is one.
+pub fn dead_job_id(record: &str) -> Option<u64> {
+    let record: serde_json::Value = serde_json::from_str(record).ok()?;
+    envelope_job_id(record.get("job")?)
 }
 
 /// Folds the reruns watched after several faults: the longest wait, and complaints about jobs

@@ -21,7 +21,7 @@ pub struct Tally {
     pub duplicates: u64,
     /// Jobs that ran more than once.
     pub ran_twice: Vec<u64>,
-    /// Counted jobs (`work`, `stall`) in the dead set: id and error.
+    /// Counted jobs (see [`tasks::COUNTED`]) in the dead set: id and error.
     pub dead: Vec<(u64, String)>,
     /// Jobs that ran though their enqueue returned an error (it reached Redis, its reply did not
     /// reach us).
@@ -86,12 +86,12 @@ impl Rig {
         lines
     }
 
-    /// The counted jobs (`work`, `stall`) in the dead sets of `queues`: id and error.
+    /// The counted jobs (see [`tasks::COUNTED`]) in the dead sets of `queues`: id and error.
     pub async fn dead_counted(&self, queues: &[&str]) -> Result<Vec<(u64, String)>, String> {
         let mut dead = Vec::new();
         for queue in queues {
             for job in self
-                .client
+                .admin
                 .queue(queue)
                 .dead_jobs(1_000_000)
                 .await

@@ -1,5 +1,6 @@
 //! The tasks the torture workers run: [`work`], which leaves a countable effect, [`stall`],
-//! which does too after blocking its runtime thread, and [`poison`], which kills the process
+//! which does too after blocking its runtime thread, [`first_slow`], whose first run is slow and
+//! ends as told while every later run succeeds at once, and [`poison`], which kills the process
 //! that runs it.
 
 use std::time::Duration;
@@ -13,9 +14,17 @@ pub const POISON_QUEUE: &str = "poison";
 /// The queue of [`stall`] jobs.
 pub const STALL_QUEUE: &str = "stall";
 
+/// The queue of [`first_slow`] jobs.
+pub const FIRST_SLOW_QUEUE: &str = "stale";
+
 /// The tasks whose jobs record their runs (see [`effects`]), and whose first argument is the
 /// job's id.
-pub const COUNTED: [&str; 2] = [work::NAME, stall::NAME];
+pub const COUNTED: [&str; 3] = [work::NAME, stall::NAME, first_slow::NAME];
+
+/// The effect [`first_slow`] notes when its first run ends (see [`effects::note_time`]).
+pub const FIRST_END: &str = "first-end";
+/// The effect [`first_slow`] notes when a later run ends.
+pub const LATER_END: &str = "later-end";
 
 /// Sleeps `millis`, then records that job `id` ran (see [`effects`]). Retried generously:
 /// recording fails only when Redis stays away for a minute.
@@ -34,6 +43,28 @@ pub async fn stall(id: u64, millis: u64) -> Result<(), String> {
     effects::record_start(id).await?;
     std::thread::sleep(Duration::from_millis(millis));
     effects::record(id).await
+}
+
+/// Notes that job `id` starts and learns which start it is. The first start sleeps `first_ms`,
+/// notes its end ([`FIRST_END`]), then records the run and succeeds if `first_ok`, else fails
+/// (a retry, or a burial when the job has no retry left). Every later start records the run,
+/// notes its end ([`LATER_END`]) and succeeds at once. A job taken back from a frozen worker
+/// during its first run therefore succeeds as soon as its copy runs, whatever the first run
+/// does when its worker wakes up.
+#[dtask::task(queue = "stale", retries = 3, name = "torture.first_slow")]
+pub async fn first_slow(id: u64, first_ms: u64, first_ok: bool) -> Result<(), String> {
+    let start = effects::record_numbered_start(id).await?;
+    if start > 1 {
+        effects::record(id).await?;
+        return effects::note_time(id, LATER_END).await;
+    }
+    tokio::time::sleep(Duration::from_millis(first_ms)).await;
+    effects::note_time(id, FIRST_END).await?;
+    if first_ok {
+        effects::record(id).await
+    } else {
+        Err(format!("the first run of job {id} fails"))
+    }
 }
 
 /// Aborts the worker process running it: a poison job. `id` tells poison jobs apart.

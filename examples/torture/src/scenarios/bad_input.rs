@@ -60,7 +60,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     figures.check(settled, || "the queue did not drain".to_owned());
 
     let dead = rig
-        .client
+        .admin
         .queue(WORK_QUEUE)
         .dead_jobs(10_000)
         .await

@@ -2,15 +2,18 @@
 
 mod bad_input;
 mod frozen_worker;
+mod partial_faults;
 mod poison;
 mod redis_crash;
 mod redis_outage;
 mod shutdown;
 mod silent_network;
+mod stale_attempts;
 mod stalled_runtime;
 mod worker_crash;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::report::Figures;
@@ -35,6 +38,11 @@ pub struct Ctx {
     pub recovery: Duration,
     /// The `RUST_LOG` filter of the workers' logs.
     pub log_filter: String,
+    /// `--acl`: the README's ACL users, and the worker user's connections killed every 2 s
+    /// (see [`crate::acl`]).
+    pub acl: bool,
+    /// How often the worker user's connections were killed (`--acl`).
+    pub kills: Arc<crate::acl::Kills>,
 }
 
 impl Ctx {
@@ -48,7 +56,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 9] = [
+pub const ALL: [(u8, &str); 11] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -58,6 +66,8 @@ pub const ALL: [(u8, &str); 9] = [
     (7, "shutdown"),
     (8, "stalled-runtime"),
     (9, "silent-network"),
+    (10, "stale-attempts"),
+    (11, "partial-faults"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -68,6 +78,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         .map_or("unknown", |(_, name)| name);
     let mut figures = Figures::new(number, name);
     let started = Instant::now();
+    let (rounds, killed) = ctx.kills.read();
     let result = match number {
         1 => worker_crash::run(ctx, &mut figures).await,
         2 => redis_crash::run(ctx, &mut figures).await,
@@ -78,12 +89,22 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         7 => shutdown::run(ctx, &mut figures).await,
         8 => stalled_runtime::run(ctx, &mut figures).await,
         9 => silent_network::run(ctx, &mut figures).await,
+        10 => stale_attempts::run(ctx, &mut figures).await,
+        11 => partial_faults::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
         figures
             .failures
             .push(format!("the scenario could not run: {error}"));
+    }
+    if ctx.acl {
+        let (rounds_after, killed_after) = ctx.kills.read();
+        figures.note(format!(
+            "--acl: the README's producer and worker users; CLIENT KILL USER worker {} time(s), {} connection(s) killed",
+            rounds_after - rounds,
+            killed_after - killed
+        ));
     }
     figures.duration = started.elapsed();
     figures

@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         }
         if buried_after.is_none() {
             let dead = rig
-                .client
+                .admin
                 .queue(POISON_QUEUE)
                 .dead_jobs(100)
                 .await
@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     figures.recovery = buried_after;
 
     let dead = rig
-        .client
+        .admin
         .queue(POISON_QUEUE)
         .dead_jobs(10_000)
         .await

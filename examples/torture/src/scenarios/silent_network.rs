@@ -69,12 +69,12 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     let proxy = Proxy::start(rig.redis.port()).await?;
     let config = rig
         .workers(&[WORK_QUEUE])
-        .redis_url(&proxy.url())
+        .redis_url(&rig.worker_url(proxy.port()))
         .grace(GRACE);
     let mut fleet = Fleet::start(config, WORKERS)?;
     rig.wait_workers(WORK_QUEUE, WORKERS as u64, Duration::from_secs(10))
         .await?;
-    let client = dtask::Client::connect_with_prefix(&proxy.url(), &rig.prefix)
+    let client = dtask::Client::connect_with_prefix(&rig.producer_url(proxy.port()), &rig.prefix)
         .await
         .map_err(|e| format!("connect the producer through the proxy: {e}"))?;
     let producer = Producer::start(
