@@ -71,6 +71,11 @@ impl Proxy {
         self.port
     }
 
+    /// `redis://127.0.0.1:<port>`: Redis, through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     /// Blackholes every connection established so far, for good; returns how many of those
     /// were still open and forwarding.
     pub fn blackhole(&self) -> usize {

@@ -200,3 +200,10 @@ pub async fn gated(key: String) -> Result<u32, String> {
     record(&key, "ran");
     Ok(run)
 }
+
+/// Sleeps `millis` (the async way), then records `"ran"` for `key`.
+#[dtask::task(queue = "naps", retries = 0)]
+pub async fn nap(key: String, millis: u64) {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record(&key, "ran");
+}

@@ -504,3 +504,55 @@ async fn an_empty_payload_is_buried_with_a_reason_not_lost() {
     assert_eq!(dead[0].payload, "");
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_queue_that_refuses_heartbeats_does_not_make_the_worker_look_dead_on_the_others() {
+    let (_redis, client, mut raw, prefix) = setup("refused-beat").await;
+    // `broken` comes first, and both its registry and its pending list are strings: its
+    // heartbeat and its fetches fail.
+    for key in ["workers", "pending"] {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:{{broken}}:{key}"))
+            .arg("not what dtask expects")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_millis(1000);
+    let worker_a = Worker::new(&client)
+        .queues(["broken", "naps"])
+        .recovery_after(lease)
+        .spawn();
+    let key = unique_prefix("nap");
+    let job = tasks::nap::with()
+        .client(&client)
+        .enqueue(key.clone(), 3 * lease.as_millis() as u64)
+        .await
+        .unwrap();
+    eventually(WAIT, "worker A took the job", || async {
+        (client.queue("naps").stats().await.unwrap().pending == 0).then_some(())
+    })
+    .await;
+    // Worker B would take the job back if A's heartbeat on `naps` lapsed.
+    let worker_b = Worker::new(&client)
+        .queues(["naps"])
+        .recovery_after(lease)
+        .spawn();
+    eventually(WAIT, "the job succeeded", || async {
+        matches!(job.status().await.unwrap(), JobStatus::Succeeded(())).then_some(())
+    })
+    .await;
+    eventually(WAIT, "nothing left queued or in flight", || {
+        let mut raw = raw.clone();
+        let prefix = prefix.clone();
+        let client = client.clone();
+        async move {
+            let stats = client.queue("naps").stats().await.unwrap();
+            (stats.pending == 0 && in_flight(&mut raw, &prefix, "naps").await == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(tasks::runs(&key), ["ran"], "the job ran once");
+    worker_b.shutdown().await.unwrap();
+    worker_a.shutdown().await.unwrap();
+}

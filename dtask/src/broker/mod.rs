@@ -651,17 +651,15 @@ impl Broker {
         })
     }
 
-    /// Records, at the Redis server's clock, that `worker` is alive and serving `queues`.
-    pub(crate) async fn heartbeat(&self, queues: &[String], worker: &str) -> Result<(), Error> {
+    /// Records, at the Redis server's clock, that `worker` is alive and serving `queue`.
+    pub(crate) async fn heartbeat(&self, queue: &str, worker: &str) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        for queue in queues {
-            scripts::HEARTBEAT
-                .key(keys::workers(&self.prefix, queue))
-                .arg(worker)
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map_err(redis_err("sending a heartbeat"))?;
-        }
+        scripts::HEARTBEAT
+            .key(keys::workers(&self.prefix, queue))
+            .arg(worker)
+            .invoke_async::<u64>(&mut conn)
+            .await
+            .map_err(redis_err("sending a heartbeat"))?;
         Ok(())
     }
 

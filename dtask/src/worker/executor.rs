@@ -174,7 +174,6 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
 
     let retries = envelope.retries.unwrap_or(entry.info.retries);
     if attempt > retries {
-        tracing::error!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, %error, "job failed on its last attempt; moving it to the dead set");
         let envelope = Envelope {
             attempt,
             ..envelope
@@ -253,9 +252,6 @@ impl Run<'_> {
 
     /// Buries a job that will not run again, then records its death under its result key.
     async fn bury(&self, envelope: Envelope, error: String) {
-        if envelope.attempt == 0 {
-            tracing::error!(job_id = %envelope.id, task = %envelope.task, %error, "job cannot run; moving it to the dead set");
-        }
         let died_at_ms = clock::now_ms();
         let outcome_error = error.clone();
         let envelope = Envelope {
@@ -277,6 +273,11 @@ impl Run<'_> {
         if !self.bury_record(&record).await {
             self.stale(&envelope, "was buried");
             return;
+        }
+        if envelope.attempt == 0 {
+            tracing::error!(job_id = %envelope.id, task = %envelope.task, error = %outcome_error, "job cannot run; moved it to the dead set");
+        } else {
+            tracing::error!(job_id = %envelope.id, task = %envelope.task, attempts = envelope.attempt, error = %outcome_error, "job failed on its last attempt; moved it to the dead set");
         }
         self.record_death(&envelope.id, envelope.attempt, &outcome_error)
             .await;

@@ -24,8 +24,16 @@ use super::executor;
 use crate::backoff::RECONNECT;
 use crate::broker::Leased;
 
-/// How long one blocking wait lasts; the waiters check for shutdown between waits.
+/// How long one blocking wait lasts at most; the waiters check for shutdown between waits.
 const BLOCK: Duration = Duration::from_secs(1);
+
+/// How long one blocking wait lasts: [`BLOCK`], and under half the lease, so that a wait a worker
+/// sent just before it froze has ended before anyone can take the worker for dead. (Else the
+/// wait, still blocked inside Redis, could take a job the recovery just returned to the queue
+/// into the landing list of a worker no longer registered.)
+fn block_time(lease: Duration) -> Duration {
+    BLOCK.min(lease / 2)
+}
 /// How long past [`BLOCK`] a blocking wait may go unanswered before its connection is taken
 /// for dead and replaced.
 const BLOCK_MARGIN: Duration = Duration::from_secs(3);
@@ -255,6 +263,7 @@ async fn wait_for_jobs(
 ) {
     let mut conn = None;
     let mut failures = 0;
+    let block = block_time(ctx.settings.lease);
     // Set when a job may have landed unseen (a wait or an adoption failed): adopt what is in
     // the landing list, and reclaim what an adoption whose reply was lost leased.
     let mut recover = false;
@@ -264,30 +273,31 @@ async fn wait_for_jobs(
             _ = stop.cancelled() => return,
             changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
         }
+        // Ok((whether a blocking wait was answered, the jobs adopted)).
         let step = async {
             if recover {
                 ctx.reclaim_lost(&queue).await?;
             }
-            let landed = match &mut conn {
+            let (waited, landed) = match &mut conn {
                 Some(blocking) => {
                     let waited = ctx
                         .broker
-                        .fetch_blocking(blocking, &queue, &ctx.worker_id, BLOCK)
+                        .fetch_blocking(blocking, &queue, &ctx.worker_id, block)
                         .await;
                     if waited.is_err() {
                         conn = None;
                     }
-                    waited?
+                    (true, waited?)
                 }
                 None => {
-                    conn = Some(ctx.broker.blocking_connection(BLOCK + BLOCK_MARGIN).await?);
-                    false
+                    conn = Some(ctx.broker.blocking_connection(block + BLOCK_MARGIN).await?);
+                    (false, false)
                 }
             };
             if landed || recover {
-                return ctx.adopt_landed(&queue).await;
+                return Ok((waited, ctx.adopt_landed(&queue).await?));
             }
-            Ok(Vec::new())
+            Ok::<_, crate::Error>((waited, Vec::new()))
         };
         let outcome = tokio::select! {
             // A wait cut short here leaves at most a landed job behind: the worker hands its
@@ -296,8 +306,12 @@ async fn wait_for_jobs(
             outcome = step => outcome,
         };
         match outcome {
-            Ok(jobs) => {
-                failures = 0;
+            Ok((waited, jobs)) => {
+                // Only an answered wait shows the queue healthy: connecting and adopting also
+                // work when the queue's key is broken, and must not reset the backoff.
+                if waited {
+                    failures = 0;
+                }
                 recover = false;
                 for job in jobs {
                     if deliver

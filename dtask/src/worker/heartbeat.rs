@@ -59,28 +59,13 @@ impl Heartbeat {
         let mut conn: Option<Broker> = None;
         let mut failures = 0;
         loop {
-            let beat = async {
-                if conn.is_none() {
-                    conn = Some(self.broker.dedicated().await?);
-                }
-                let broker = conn.as_ref().expect("connected just above");
-                broker.heartbeat(&self.queues, &self.worker_id).await
-            };
-            let pause = match tokio::time::timeout(self.interval.max(Duration::from_secs(1)), beat)
-                .await
-            {
-                Ok(Ok(())) => {
+            let pause = match self.beat(&mut conn).await {
+                Ok(()) => {
                     failures = 0;
                     self.interval
                 }
-                outcome => {
+                Err(()) => {
                     failures += 1;
-                    match outcome {
-                        Ok(Err(error)) => tracing::warn!(%error, "heartbeat failed; reconnecting"),
-                        _ => tracing::warn!("heartbeat got no answer in time; reconnecting"),
-                    }
-                    // A failed beat drops its connection: the next one is made anew.
-                    conn = None;
                     RECONNECT.delay(failures).min(self.interval)
                 }
             };
@@ -89,5 +74,45 @@ impl Heartbeat {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// One beat on every queue, each on its own: a queue whose beat fails (its registry key
+    /// denied by an ACL, of a wrong type, on a node that is down) does not keep the others from
+    /// theirs. A beat that gets no answer in time drops the connection, so that the next one
+    /// is made anew. Err when any queue's beat failed.
+    async fn beat(&self, conn: &mut Option<Broker>) -> Result<(), ()> {
+        let bound = self.interval.max(Duration::from_secs(1));
+        if conn.is_none() {
+            match tokio::time::timeout(bound, self.broker.dedicated()).await {
+                Ok(Ok(broker)) => *conn = Some(broker),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "heartbeat cannot connect; retrying");
+                    return Err(());
+                }
+                Err(_) => {
+                    tracing::warn!("heartbeat cannot connect in time; retrying");
+                    return Err(());
+                }
+            }
+        }
+        let Some(broker) = conn.as_ref() else {
+            return Err(());
+        };
+        let mut outcome = Ok(());
+        for queue in &self.queues {
+            match tokio::time::timeout(bound, broker.heartbeat(queue, &self.worker_id)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, queue, "heartbeat failed for this queue");
+                    outcome = Err(());
+                }
+                Err(_) => {
+                    tracing::warn!(queue, "heartbeat got no answer in time; reconnecting");
+                    *conn = None;
+                    return Err(());
+                }
+            }
+        }
+        outcome
     }
 }

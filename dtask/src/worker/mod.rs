@@ -368,9 +368,22 @@ async fn run_started(
         _ => {}
     }
     // Register before the first fetch, so that no job is ever in flight on an unknown worker.
-    ctx.broker
-        .heartbeat(&settings.queues, &ctx.worker_id)
-        .await?;
+    // A queue that refuses (an ACL, a wrong key type, its node down) is logged and served
+    // anyway (its fetches fail and are retried); a worker no queue accepts does not start.
+    let mut registered = 0;
+    let mut first_error = None;
+    for queue in &settings.queues {
+        match ctx.broker.heartbeat(queue, &ctx.worker_id).await {
+            Ok(()) => registered += 1,
+            Err(error) => {
+                tracing::error!(%error, queue, "cannot register this worker on the queue");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if let (0, Some(error)) = (registered, first_error) {
+        return Err(error);
+    }
 
     let stop_heartbeat = CancellationToken::new();
     let heartbeat = Heartbeat::new(

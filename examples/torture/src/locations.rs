@@ -46,7 +46,19 @@ return {
   redis.call('ZRANGE', KEYS[4], 0, -1),
   redis.call('LRANGE', KEYS[5], 0, -1),
   redis.call('LRANGE', KEYS[6], 0, -1),
-  lists(ARGV[1], function(key) return redis.call('HVALS', key) end),
+  lists(ARGV[1], function(key)
+    -- A settled marker (field `s:<lease>`) stands for a run that just ended: read as ''.
+    local entries = redis.call('HGETALL', key)
+    local values = {}
+    for i = 1, #entries, 2 do
+      if string.sub(entries[i], 1, 2) == 's:' then
+        values[#values + 1] = ''
+      else
+        values[#values + 1] = entries[i + 1]
+      end
+    end
+    return values
+  end),
   lists(ARGV[2], function(key) return redis.call('LRANGE', key, 0, -1) end),
 }
 ",
@@ -203,7 +215,7 @@ pub struct Samples {
     /// Each job's places in the order seen, a repeat of the same place merged; None for nowhere
     /// (finished).
     pub history: HashMap<u64, Vec<Option<Place>>>,
-    /// The most emptied (settling) in-flight entries seen in one snapshot.
+    /// The most settled markers (runs that just ended) seen in one snapshot.
     pub max_settling: u64,
     /// The longest time between two snapshots.
     pub longest_gap: Duration,

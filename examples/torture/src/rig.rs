@@ -217,15 +217,26 @@ impl Rig {
         Ok(keys)
     }
 
-    /// The members of `key` whatever its type: a list's items, a hash's values, a set's or
-    /// sorted set's members, a string's value.
+    /// The members of `key` whatever its type: a list's items, a hash's values (but those of
+    /// settled markers, fields `s:<lease>` of runs that just ended), a set's or sorted set's
+    /// members, a string's value.
     pub async fn members(&self, key: &str) -> redis::RedisResult<Vec<String>> {
         let mut conn = self.conn();
         let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut conn).await?;
+        if kind == "hash" {
+            let entries: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await?;
+            return Ok(entries
+                .into_iter()
+                .filter(|(field, _)| !field.starts_with("s:"))
+                .map(|(_, value)| value)
+                .collect());
+        }
         let mut read = match kind.as_str() {
             "list" => redis::cmd("LRANGE"),
             "zset" => redis::cmd("ZRANGE"),
-            "hash" => redis::cmd("HVALS"),
             "set" => redis::cmd("SMEMBERS"),
             "string" => redis::cmd("GET"),
             _ => return Ok(Vec::new()),
@@ -246,9 +257,9 @@ impl Rig {
         let mut conn = self.conn();
         let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut conn).await?;
         let count = match kind.as_str() {
+            "hash" => return Ok(self.members(key).await?.len() as u64),
             "list" => "LLEN",
             "zset" => "ZCARD",
-            "hash" => "HLEN",
             "set" => "SCARD",
             "none" => return Ok(0),
             _ => return Ok(1),

@@ -380,9 +380,12 @@ pub async fn run_worker() -> Result<(), dtask::Error> {
         .split(',')
         .map(str::to_owned)
         .collect();
+    // Jobs of unknown tasks or newer envelopes (scenario 6) wait 2 s for a worker that knows
+    // them, not the default 15 minutes, before they are buried.
     let mut worker = dtask::Worker::from_env()?
         .queues(queues)
-        .retry_backoff(Duration::from_millis(100), Duration::from_secs(2));
+        .retry_backoff(Duration::from_millis(100), Duration::from_secs(2))
+        .unknown_job_grace(Duration::from_secs(2));
     if let Some(recovery) = env_ms(RECOVERY_ENV) {
         worker = worker.recovery_after(recovery);
     }
