@@ -349,100 +349,100 @@ impl Broker {
         Ok(leased(jobs))
     }
 
-    /// Acknowledges finished runs of `worker`, first step: settles each in the in-flight hash by
-    /// its lease. Returns, per run in order, whether its lease was held; a stale run (its job
-    /// was recovered meanwhile) must then write nothing. Safe to repeat after an error: a lease
-    /// this worker settled still answers held until [`Broker::store_outcomes`] removes its
-    /// settled marker.
+    /// Whether [`Broker::ack`] leaves settled markers to forget with the next batch (on a
+    /// cluster).
+    pub(crate) fn acks_leave_markers(&self) -> bool {
+        self.target.is_cluster()
+    }
+
+    /// Acknowledges finished runs of `worker`: settles each in its in-flight hash by its lease
+    /// and stores the outcome of each run whose lease was held under its result key (for its
+    /// task's time or `ttl`); a stale run (its job was taken back meanwhile) changes nothing.
+    /// Returns, per run in order, whether its lease was held.
     ///
-    /// Acknowledging takes two round trips per batch of one queue (the leases, then the
-    /// outcomes): fencing needs the first answer before the second write, as result keys live in
-    /// slots of their own.
-    pub(crate) async fn settle_finished(
+    /// On a server, one script per queue also stores the outcomes: one round trip per batch of
+    /// one queue, the fence covering the outcome. Repeated after a lost reply, it finds the
+    /// leases gone (and answers not held: the outcomes were stored by the first call).
+    ///
+    /// On a cluster, result keys live in slots of their own: the outcomes follow the script's
+    /// answer, and settled runs keep a marker so that a repeat answers the same; `forget` (the
+    /// leases, by queue, of the previous batch) are the markers to remove.
+    pub(crate) async fn ack(
         &self,
         worker: &str,
         jobs: &[&Finished],
+        forget: &[(Arc<str>, Vec<String>)],
+        ttl: Duration,
     ) -> Result<Vec<bool>, Error> {
         let mut held = vec![false; jobs.len()];
-        // One script per queue in the batch, each in its queue's slot.
         let mut queues: Vec<&str> = Vec::new();
         for job in jobs {
             if !queues.contains(&&*job.queue) {
                 queues.push(&job.queue);
             }
         }
+        let inline = !self.target.is_cluster();
+        let ttl_ms = |job: &Finished| {
+            job.outcome
+                .as_ref()
+                .and_then(|(_, _, task_ttl)| *task_ttl)
+                .unwrap_or(ttl)
+                .as_millis()
+                .max(1) as u64
+        };
         let mut conn = self.conn.clone();
         for queue in &queues {
-            let members: Vec<usize> = (0..jobs.len())
-                .filter(|&i| &*jobs[i].queue == *queue)
+            let members: Vec<&Finished> = jobs
+                .iter()
+                .copied()
+                .filter(|job| &*job.queue == *queue)
                 .collect();
-            let answer: Vec<i64> = scripts::ACK
+            let mut invocation = scripts::ACK.prepare_invoke();
+            invocation
                 .key(keys::active(&self.prefix, queue, worker))
                 .key(keys::deaths(&self.prefix, queue))
-                .arg(
-                    members
-                        .iter()
-                        .map(|&i| jobs[i].lease.as_str())
-                        .collect::<Vec<_>>(),
-                )
+                .arg(if inline { "inline" } else { "mark" })
+                .arg(members.len());
+            for job in &members {
+                invocation.arg(job.lease.as_str());
+            }
+            if inline {
+                for (position, job) in members.iter().enumerate() {
+                    if let Some((job_id, record, _)) = &job.outcome {
+                        invocation
+                            .key(keys::result(&self.prefix, job_id))
+                            .arg(position + 1)
+                            .arg(record.as_str())
+                            .arg(ttl_ms(job));
+                    }
+                }
+            } else {
+                for (_, leases) in forget.iter().filter(|(q, _)| &**q == *queue) {
+                    invocation.arg(leases);
+                }
+            }
+            let answer: Vec<i64> = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(redis_err("acknowledging jobs"))?;
-            for (&i, answer) in members.iter().zip(answer) {
-                held[i] = answer == 1;
+            let mut answers = answer.into_iter();
+            for (i, job) in jobs.iter().enumerate() {
+                if &*job.queue == *queue {
+                    held[i] = answers.next() == Some(1);
+                }
             }
         }
-        Ok(held)
-    }
-
-    /// Acknowledges finished runs of `worker`, second step: stores the outcome of each run
-    /// whose lease was `held` under its result key (for its task's time or `ttl`), then removes
-    /// their settled markers from the in-flight hash.
-    pub(crate) async fn store_outcomes(
-        &self,
-        worker: &str,
-        jobs: &[&Finished],
-        held: &[bool],
-        ttl: Duration,
-    ) -> Result<(), Error> {
-        let mut queues: Vec<&str> = Vec::new();
-        for job in jobs {
-            if !queues.contains(&&*job.queue) {
-                queues.push(&job.queue);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let outcomes = jobs
-            .iter()
-            .zip(held)
-            .filter(|(_, held)| **held)
-            .filter_map(|(job, _)| {
-                let (job_id, record, task_ttl) = job.outcome.as_ref()?;
-                let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
+        if !inline {
+            let mut writes = tokio::task::JoinSet::new();
+            for (job, _) in jobs.iter().zip(&held).filter(|(_, held)| **held) {
+                let Some((job_id, record, _)) = &job.outcome else {
+                    continue;
+                };
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(keys::result(&self.prefix, job_id))
                     .arg(record)
                     .arg("PX")
-                    .arg(ttl_ms);
-                Some(cmd)
-            });
-        // The settled markers go once the outcomes are stored (after them in one pipeline on a
-        // server): a crash in between leaves markers, never a lost outcome.
-        let removals = queues.iter().filter_map(|queue| {
-            let leases: Vec<String> = (0..jobs.len())
-                .filter(|&i| held[i] && &*jobs[i].queue == *queue)
-                .map(|i| keys::settled_marker(&jobs[i].lease))
-                .collect();
-            (!leases.is_empty()).then(|| {
-                let mut cmd = redis::cmd("HDEL");
-                cmd.arg(keys::active(&self.prefix, queue, worker))
-                    .arg(leases);
-                cmd
-            })
-        });
-        if self.target.is_cluster() {
-            let mut writes = tokio::task::JoinSet::new();
-            for cmd in outcomes {
+                    .arg(ttl_ms(job));
                 let mut conn = self.conn.clone();
                 writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
             }
@@ -451,23 +451,8 @@ impl Broker {
                     .map_err(|e| Error::Worker(format!("storing results failed: {e}")))?
                     .map_err(redis_err("storing job results"))?;
             }
-            for cmd in removals {
-                cmd.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err("acknowledging jobs"))?;
-            }
-        } else {
-            let mut pipe = redis::pipe();
-            for cmd in outcomes.chain(removals) {
-                pipe.add_command(cmd).ignore();
-            }
-            if !pipe.is_empty() {
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err("storing job results"))?;
-            }
         }
-        Ok(())
+        Ok(held)
     }
 
     /// Stores a job's final outcome (succeeded or dead) under its result key for `ttl`.

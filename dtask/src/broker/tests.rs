@@ -317,19 +317,9 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         finished("9", Some(("Z", "rz"))),
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
-    let held = broker.settle_finished("w1", &refs).await.unwrap();
+    let ttl = Duration::from_secs(60);
+    let held = broker.ack("w1", &refs, &[], ttl).await.unwrap();
     assert_eq!(held, [true, true, false]);
-    assert_eq!(
-        hash(&mut raw, "t:{q}:active:w1").await,
-        [pair("2", "jb"), pair("s:1", "1"), pair("s:3", "1")],
-        "settled runs leave a marker until their outcomes are stored"
-    );
-    // Repeated after a lost reply: the same answer.
-    assert_eq!(broker.settle_finished("w1", &refs).await.unwrap(), held);
-    broker
-        .store_outcomes("w1", &refs, &held, Duration::from_secs(60))
-        .await
-        .unwrap();
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
     assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
     assert_eq!(
@@ -337,12 +327,18 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         None,
         "a stale run writes nothing"
     );
-    let ttl: i64 = redis::cmd("PTTL")
+    let ttl_left: i64 = redis::cmd("PTTL")
         .arg("t:result:{A}")
         .query_async(&mut raw)
         .await
         .unwrap();
-    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+    assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
+    // Repeated after a lost reply: nothing more changes.
+    assert_eq!(
+        broker.ack("w1", &refs, &[], ttl).await.unwrap(),
+        [false, false, false]
+    );
+    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
 }
 
 #[tokio::test]
@@ -362,7 +358,10 @@ async fn settling_forgets_the_deaths_counted_against_a_job() {
     .await;
     let jobs = [finished("1", None)];
     let refs: Vec<&Finished> = jobs.iter().collect();
-    broker.settle_finished("w1", &refs).await.unwrap();
+    broker
+        .ack("w1", &refs, &[], Duration::from_secs(60))
+        .await
+        .unwrap();
     broker
         .retry("q", "w1", "2", b"jb2", Duration::ZERO)
         .await

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::acker::Ack;
+use super::acker::{Ack, Acked};
 use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::backoff::retry_until;
@@ -153,10 +153,13 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 // Holding the slot until Redis has the acknowledgement keeps the in-flight
                 // hash no larger than the concurrency.
                 match acked.await {
-                    Ok(true) => {
+                    Ok(Acked::Held) => {
                         tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded")
                     }
-                    Ok(false) => run.stale(&envelope, "succeeded"),
+                    Ok(Acked::Stale) => run.stale(&envelope, "succeeded"),
+                    Ok(Acked::Unsure) => {
+                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded; its acknowledgement was repeated after a lost reply (had the job been taken back meanwhile, it runs elsewhere)")
+                    }
                     Err(_) => {}
                 }
             }

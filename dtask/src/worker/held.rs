@@ -15,6 +15,9 @@ impl HeldJobs {
     fn with<T>(&self, queue: &str, f: impl FnOnce(&mut HashSet<String>) -> T) -> T {
         // A panic while holding this lock cannot leave it inconsistent: take it anyway.
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = queues.get_mut(queue) {
+            return f(held);
+        }
         f(queues.entry(queue.to_owned()).or_default())
     }
 
