@@ -148,8 +148,10 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
         .map_err(|e| DecodeError::NotJson(format!("invalid UTF-8 ({e})")))?;
     let value: &RawValue =
         serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let envelope: Envelope =
-        serde_json::from_str(value.get()).map_err(|e| DecodeError::NotEnvelope(e.to_string()))?;
+    // The error names what was expected and where, never the values found (payloads may hold
+    // secrets, and the reason reaches logs and the dead set).
+    let envelope: Envelope = serde_json::from_str(value.get())
+        .map_err(|e| DecodeError::NotEnvelope(crate::redact::decode_error(&e)))?;
     if envelope.v > ENVELOPE_VERSION {
         return Err(DecodeError::NewerVersion(envelope.v));
     }

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Client, JobStatus, Worker};
+use dtask_testkit::proxy::Proxy;
 use dtask_tests::harness::{RedisServer, WorkerProcess, eventually, init_logging, unique_prefix};
-use dtask_tests::proxy::Proxy;
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);

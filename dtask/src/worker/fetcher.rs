@@ -268,10 +268,14 @@ async fn wait_for_jobs(
     // the landing list, and reclaim what an adoption whose reply was lost leased.
     let mut recover = false;
     loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+        // Blocking waits are for an idle worker; recovering what a failed wait may have landed
+        // is not: a landed job must not wait in the landing list until the worker is idle.
+        if !recover {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+            }
         }
         // Ok((whether a blocking wait was answered, the jobs adopted)).
         let step = async {
@@ -279,6 +283,8 @@ async fn wait_for_jobs(
                 ctx.reclaim_lost(&queue).await?;
             }
             let (waited, landed) = match &mut conn {
+                // While recovering on a busy worker, adopt without waiting.
+                Some(_) if recover && !*idle.borrow() => (false, false),
                 Some(blocking) => {
                     let waited = ctx
                         .broker

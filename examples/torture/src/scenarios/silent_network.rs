@@ -26,7 +26,7 @@ use crate::report::Figures;
 use crate::rig::{Rig, Stay, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
-use dtask_tests::proxy::Proxy;
+use dtask_testkit::proxy::Proxy;
 
 /// Worker processes.
 const WORKERS: usize = 2;
