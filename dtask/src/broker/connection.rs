@@ -166,8 +166,8 @@ struct HealingInner {
     current: RwLock<(u64, ConnectionManager)>,
     /// Timeouts in a row on the current connection.
     timeouts: AtomicU32,
-    /// Held while a replacement is being made, so that only one is.
-    replacing: tokio::sync::Mutex<()>,
+    /// Set while a replacement is being made, so that only one is.
+    replacing: std::sync::atomic::AtomicBool,
 }
 
 impl Healing {
@@ -178,15 +178,18 @@ impl Healing {
                 server,
                 current: RwLock::new((0, conn)),
                 timeouts: AtomicU32::new(0),
-                replacing: tokio::sync::Mutex::new(()),
+                replacing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
 
     async fn new_manager(server: &ServerClient) -> RedisResult<ConnectionManager> {
+        // One connection attempt, bounded: a replacement that cannot connect now is tried
+        // again after the next timeouts.
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(server.response_timeout))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT.min(server.response_timeout * 2)))
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(2));
         server
             .client
@@ -199,15 +202,23 @@ impl Healing {
         (current.0, current.1.clone())
     }
 
-    /// Notes how a command on connection `generation` ended; replaces the connection when it
-    /// has timed out too often in a row.
-    async fn observe<T>(&self, generation: u64, result: &RedisResult<T>) {
+    /// Notes how a command on connection `generation` ended; after too many timeouts in a row,
+    /// starts replacing the connection in the background (the command that noticed it fails at
+    /// once, as it would have).
+    fn observe<T>(&self, generation: u64, result: &RedisResult<T>) {
         match result {
             Ok(_) => self.inner.timeouts.store(0, Ordering::Relaxed),
             Err(error) if error.is_timeout() => {
                 let timeouts = self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                if timeouts >= TIMEOUTS_BEFORE_RECONNECT {
-                    self.replace(generation).await;
+                if timeouts >= TIMEOUTS_BEFORE_RECONNECT
+                    && !self.inner.replacing.swap(true, Ordering::AcqRel)
+                {
+                    let healing = self.clone();
+                    tokio::spawn(async move {
+                        healing.replace(generation).await;
+                        healing.inner.timeouts.store(0, Ordering::Relaxed);
+                        healing.inner.replacing.store(false, Ordering::Release);
+                    });
                 }
             }
             Err(_) => {}
@@ -215,9 +226,8 @@ impl Healing {
     }
 
     async fn replace(&self, generation: u64) {
-        let _replacing = self.inner.replacing.lock().await;
         if self.current().0 != generation {
-            return; // another command replaced it already
+            return; // replaced already
         }
         match Healing::new_manager(&self.inner.server).await {
             Ok(conn) => {
@@ -226,7 +236,6 @@ impl Healing {
                     .current
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
-                self.inner.timeouts.store(0, Ordering::Relaxed);
                 tracing::warn!("replaced a Redis connection that stopped answering");
             }
             Err(error) => {
@@ -253,7 +262,7 @@ impl ConnectionLike for Conn {
             Conn::Server(healing) => Box::pin(async move {
                 let (generation, mut conn) = healing.current();
                 let result = conn.req_packed_command(cmd).await;
-                healing.observe(generation, &result).await;
+                healing.observe(generation, &result);
                 result
             }),
             Conn::Blocking(conn) => conn.req_packed_command(cmd),
@@ -271,7 +280,7 @@ impl ConnectionLike for Conn {
             Conn::Server(healing) => Box::pin(async move {
                 let (generation, mut conn) = healing.current();
                 let result = conn.req_packed_commands(pipeline, offset, count).await;
-                healing.observe(generation, &result).await;
+                healing.observe(generation, &result);
                 result
             }),
             Conn::Blocking(conn) => conn.req_packed_commands(pipeline, offset, count),

@@ -1,6 +1,6 @@
 //! Every Redis key name dtask uses, and nothing else.
 //!
-//! All keys of one queue share the hash tag `{queue}`, so every script touches a single slot
+//! All keys of one queue share the hash tag `{queue}`, so every script of a queue touches one slot
 //! and the same commands run on a standalone Redis and on Redis Cluster. A job's result lives
 //! under its own tag, `{job-id}`, so that a handle can find it knowing only the id.
 

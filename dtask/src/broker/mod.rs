@@ -112,6 +112,10 @@ pub(crate) struct Broker {
     prefix: Arc<str>,
     /// The URL connected to, with its password hidden: safe to log.
     url: Arc<str>,
+    /// Whether acknowledgements store outcomes in the same script (one server). Turned off for
+    /// good when the server turns out to be a cluster node (one URL of a one-shard cluster):
+    /// Redis then refuses a script whose keys span slots.
+    inline_acks: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
@@ -160,11 +164,13 @@ impl Broker {
         }
         .map_err(invalid)?;
         let conn = target.shared().await.map_err(redis_err("connecting"))?;
+        let inline_acks = Arc::new(std::sync::atomic::AtomicBool::new(!target.is_cluster()));
         Ok(Broker {
             target: Arc::new(target),
             conn,
             prefix: prefix.into(),
             url: crate::redact::redis_url(url).into(),
+            inline_acks,
         })
     }
 
@@ -352,7 +358,7 @@ impl Broker {
     /// Whether [`Broker::ack`] leaves settled markers to forget with the next batch (on a
     /// cluster).
     pub(crate) fn acks_leave_markers(&self) -> bool {
-        self.target.is_cluster()
+        !self.inline_acks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Acknowledges finished runs of `worker`: settles each in its in-flight hash by its lease
@@ -381,7 +387,7 @@ impl Broker {
                 queues.push(&job.queue);
             }
         }
-        let inline = !self.target.is_cluster();
+        let inline = !self.acks_leave_markers();
         let ttl_ms = |job: &Finished| {
             job.outcome
                 .as_ref()
@@ -421,10 +427,23 @@ impl Broker {
                     invocation.arg(leases);
                 }
             }
-            let answer: Vec<i64> = invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_err("acknowledging jobs"))?;
+            let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
+                Err(error)
+                    if inline
+                        && error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) =>
+                {
+                    // A cluster node behind a single URL: store outcomes apart from now on.
+                    // Nothing was changed by the refused script; the caller tries again.
+                    self.inline_acks
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        "the Redis server is a cluster node: outcomes are stored apart from acknowledgements"
+                    );
+                    return Err(redis_err("acknowledging jobs")(error));
+                }
+                answer => answer.map_err(redis_err("acknowledging jobs"))?,
+            };
             let mut answers = answer.into_iter();
             for (i, job) in jobs.iter().enumerate() {
                 if &*job.queue == *queue {
@@ -446,10 +465,21 @@ impl Broker {
                 let mut conn = self.conn.clone();
                 writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
             }
+            // Best effort: a result whose node is down must not hold back the acknowledgement
+            // of the others (nor the worker's slots); the job succeeded, its result is lost.
+            let mut lost = 0;
+            let mut first_error = None;
             while let Some(written) = writes.join_next().await {
-                written
-                    .map_err(|e| Error::Worker(format!("storing results failed: {e}")))?
-                    .map_err(redis_err("storing job results"))?;
+                if let Err(error) = written
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| w.map_err(|e| e.to_string()))
+                {
+                    lost += 1;
+                    first_error.get_or_insert(error);
+                }
+            }
+            if let Some(error) = first_error {
+                tracing::error!(lost, %error, "could not store the results of jobs that succeeded (their cluster node did not answer); those results are lost");
             }
         }
         Ok(held)

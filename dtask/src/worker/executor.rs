@@ -209,6 +209,11 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         error: Some(error),
     }
     .to_json();
+    // A task that keeps no result keeps no passing outcome either (it would read "retrying"
+    // long after the job succeeded).
+    if entry.info.result_ttl == Some(Duration::ZERO) {
+        return;
+    }
     // Written after the retry is scheduled, so only by a run that held its lease; a final
     // outcome written meanwhile by the next attempt is kept (see `set_retrying.lua`).
     let ttl = ctx.settings.result_ttl;
@@ -347,7 +352,10 @@ impl Run<'_> {
             }
             return;
         }
-        let delay = (waited / 8).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        // The wait is measured from the enqueue time the producer stamped (its clock): a
+        // skewed producer clock shortens or lengthens the grace, never below one delay step.
+        let step = (grace / 60).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let delay = (waited / 8).clamp(step, Duration::from_secs(60).max(step));
         if ctx.note_deferred(kind) {
             tracing::warn!(queue = self.queue, kind, %reason, grace = ?grace, "putting off jobs this worker cannot run (a rolling deploy?); they wait for a worker that can, until the grace period ends");
         }

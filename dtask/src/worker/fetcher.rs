@@ -186,7 +186,6 @@ impl Fetcher {
     /// and what was fetched is always returned.
     async fn fetch_round(&mut self, wanted: usize) -> Vec<Fetched> {
         let ctx = self.ctx.clone();
-        let _fetching = ctx.fetch_lock.lock().await;
         let now = Instant::now();
         let mut jobs = Vec::new();
         for (index, queue) in ctx.settings.queues.iter().enumerate() {
@@ -225,13 +224,14 @@ impl Fetcher {
 }
 
 /// Fetches up to `wanted` jobs of `queue` (reclaiming first what earlier fetches lost, when
-/// `reclaim`), and notes them as held. The caller holds the fetch lock.
+/// `reclaim`), and notes them as held, under the queue's fetch lock.
 async fn fetch_queue(
     ctx: &Context,
     queue: &str,
     wanted: usize,
     reclaim: bool,
 ) -> Result<Vec<Fetched>, crate::Error> {
+    let _fetching = ctx.fetch_lock(queue).lock().await;
     if reclaim {
         ctx.reclaim_lost_locked(queue).await?;
     }

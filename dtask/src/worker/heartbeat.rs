@@ -76,10 +76,10 @@ impl Heartbeat {
         }
     }
 
-    /// One beat on every queue, each on its own: a queue whose beat fails (its registry key
-    /// denied by an ACL, of a wrong type, on a node that is down) does not keep the others from
-    /// theirs. A beat that gets no answer in time drops the connection, so that the next one
-    /// is made anew. Err when any queue's beat failed.
+    /// One beat on every queue, each on its own and bounded: a queue whose beat fails or hangs
+    /// (its registry key denied by an ACL, of a wrong type, on a node that is down or frozen)
+    /// does not keep the others from theirs. When no queue answers in time, the connection is
+    /// dropped, so that the next beat makes a new one. Err when any queue's beat failed.
     async fn beat(&self, conn: &mut Option<Broker>) -> Result<(), ()> {
         let bound = self.interval.max(Duration::from_secs(1));
         if conn.is_none() {
@@ -98,20 +98,36 @@ impl Heartbeat {
         let Some(broker) = conn.as_ref() else {
             return Err(());
         };
-        let mut outcome = Ok(());
+        // All queues at once, so that a slow one delays no other's beat.
+        let mut beats = tokio::task::JoinSet::new();
         for queue in &self.queues {
-            match tokio::time::timeout(bound, broker.heartbeat(queue, &self.worker_id)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
+            let (broker, queue, worker) = (broker.clone(), queue.clone(), self.worker_id.clone());
+            beats.spawn(async move {
+                let beat = tokio::time::timeout(bound, broker.heartbeat(&queue, &worker)).await;
+                (queue, beat)
+            });
+        }
+        let mut outcome = Ok(());
+        let mut unanswered = 0;
+        while let Some(joined) = beats.join_next().await {
+            match joined {
+                Ok((_, Ok(Ok(())))) => {}
+                Ok((queue, Ok(Err(error)))) => {
                     tracing::warn!(%error, queue, "heartbeat failed for this queue");
                     outcome = Err(());
                 }
-                Err(_) => {
-                    tracing::warn!(queue, "heartbeat got no answer in time; reconnecting");
-                    *conn = None;
-                    return Err(());
+                Ok((queue, Err(_))) => {
+                    tracing::warn!(queue, "heartbeat got no answer in time for this queue");
+                    unanswered += 1;
+                    outcome = Err(());
                 }
+                Err(_) => outcome = Err(()),
             }
+        }
+        // When no queue answered, the connection itself is likely dead: make a new one. (On a
+        // cluster, one silent node leaves the others' beats going on the same connection.)
+        if unanswered == self.queues.len() {
+            *conn = None;
         }
         outcome
     }

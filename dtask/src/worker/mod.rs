@@ -52,7 +52,7 @@ pub(crate) struct Context {
     pub(crate) held: HeldJobs,
     /// Held while fetching into, adopting into, or reclaiming from the in-flight hash, so that
     /// a reclaim never sees a leased job before it is noted as held.
-    pub(crate) fetch_lock: tokio::sync::Mutex<()>,
+    fetch_locks: std::collections::HashMap<String, tokio::sync::Mutex<()>>,
     /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
     pub(crate) suspect_in_flight: AtomicBool,
     /// Wakes an idle fetcher when there may be work its blocking waits cannot see: a suspect
@@ -63,6 +63,13 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The lock held while leasing jobs of `queue` into, or reclaiming them from, this worker's
+    /// in-flight hash: one per queue, so that a queue whose Redis is slow holds up no other.
+    pub(crate) fn fetch_lock(&self, queue: &str) -> &tokio::sync::Mutex<()> {
+        static UNKNOWN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        self.fetch_locks.get(queue).unwrap_or(&UNKNOWN)
+    }
+
     /// Notes that jobs of `kind` were put off; true the first time (to log it once).
     pub(crate) fn note_deferred(&self, kind: &str) -> bool {
         let mut deferred = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +79,7 @@ impl Context {
     /// Returns to their queue the jobs in this worker's in-flight hash for `queue` whose lease
     /// it does not know: those of fetches whose reply was lost when Redis or the network failed.
     pub(crate) async fn reclaim_lost(&self, queue: &str) -> Result<(), Error> {
-        let _fetching = self.fetch_lock.lock().await;
+        let _fetching = self.fetch_lock(queue).lock().await;
         self.reclaim_lost_locked(queue).await
     }
 
@@ -93,7 +100,7 @@ impl Context {
     /// Adopts the jobs a blocking wait landed for `queue` into the in-flight hash under fresh
     /// leases, and notes them as held.
     pub(crate) async fn adopt_landed(&self, queue: &str) -> Result<Vec<Leased>, Error> {
-        let _fetching = self.fetch_lock.lock().await;
+        let _fetching = self.fetch_lock(queue).lock().await;
         let jobs = self.broker.adopt_landed(queue, &self.worker_id).await?;
         self.held
             .hold(queue, jobs.iter().map(|job| job.lease.as_str()));
@@ -325,6 +332,11 @@ impl Worker {
         }
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new();
+        let fetch_locks = settings
+            .queues
+            .iter()
+            .map(|queue| (queue.clone(), tokio::sync::Mutex::new(())))
+            .collect();
         let ctx = Context {
             broker,
             acks,
@@ -332,7 +344,7 @@ impl Worker {
             settings,
             worker_id: new_worker_id(),
             held: HeldJobs::default(),
-            fetch_lock: tokio::sync::Mutex::new(()),
+            fetch_locks,
             suspect_in_flight: AtomicBool::new(false),
             wake_fetcher: Notify::new(),
             deferred: std::sync::Mutex::new(HashSet::new()),
@@ -341,9 +353,23 @@ impl Worker {
     }
 }
 
-/// How long handing unfinished jobs back at shutdown may take: when Redis does not answer,
-/// the worker exits anyway and the jobs are recovered by others once its heartbeat lapses.
-const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long each shutdown step that talks to Redis may take beyond the grace period (stopping
+/// the parts, the last acknowledgements, handing unfinished jobs back): when Redis does not
+/// answer, the worker exits anyway (within the grace period plus about five seconds) and its
+/// jobs are recovered by others once its heartbeat lapses.
+const SHUTDOWN_STEP: Duration = Duration::from_millis(1500);
+
+/// Waits up to `limit` for `task` to end after it was told to stop, then aborts it.
+async fn stop_within(mut task: JoinHandle<()>, limit: Duration) {
+    match tokio::time::timeout(limit, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "a worker part ended abnormally"),
+        Err(_) => {
+            tracing::warn!("a worker part did not stop in time (Redis does not answer); aborted");
+            task.abort();
+        }
+    }
+}
 
 /// Runs a started worker until `stop`, then shuts it down in order.
 async fn run_started(
@@ -393,11 +419,11 @@ async fn run_started(
         settings.heartbeat_interval(),
     )
     .spawn(stop_heartbeat.clone())?;
-    let helpers = TaskTracker::new();
     let stop_helpers = CancellationToken::new();
-    helpers.spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone()));
-    helpers.spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone()));
-    helpers.close();
+    let helpers = [
+        tokio::spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone())),
+        tokio::spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone())),
+    ];
 
     let jobs = TaskTracker::new();
     let abandon = CancellationToken::new();
@@ -425,9 +451,13 @@ async fn run_started(
     tracing::info!(worker = %ctx.worker_id, "shutting down: no new jobs; waiting for running ones");
     stop_fetching.cancel();
     stop_helpers.cancel();
-    if let Err(error) = fetcher.await {
-        tracing::error!(%error, "the fetcher ended abnormally");
-    }
+    // Each returns at once, but a Redis call it is in may wait for its response timeout.
+    let [recoverer, forwarder] = helpers;
+    tokio::join!(
+        stop_within(fetcher, SHUTDOWN_STEP),
+        stop_within(recoverer, SHUTDOWN_STEP),
+        stop_within(forwarder, SHUTDOWN_STEP),
+    );
     // 2. Let running jobs finish (and be acknowledged) within the grace period; then abandon
     //    the rest: they stop at once, and their settles give up.
     jobs.close();
@@ -446,7 +476,7 @@ async fn run_started(
     // 3. Flush the last acknowledgements (given up on when the jobs were abandoned).
     stop_acker.cancel();
     if tokio::time::timeout(
-        HAND_BACK_TIMEOUT,
+        SHUTDOWN_STEP,
         &mut Box::pin(async {
             if let Err(error) = acker.await {
                 tracing::error!(%error, "the acker ended abnormally");
@@ -458,7 +488,6 @@ async fn run_started(
     {
         abandon.cancel();
     }
-    helpers.wait().await;
     // 4. Stop the heartbeat: every job this worker still holds is about to be handed back (or,
     //    when Redis is away, recovered by others once the heartbeat has lapsed).
     let mut result = Ok(());
@@ -484,7 +513,7 @@ async fn run_started(
             }
         }
     };
-    if tokio::time::timeout(HAND_BACK_TIMEOUT, hand_back)
+    if tokio::time::timeout(SHUTDOWN_STEP, hand_back)
         .await
         .is_err()
     {
