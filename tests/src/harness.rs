@@ -337,3 +337,38 @@ where
         other => panic!("expected a dead job, got {other:?}"),
     }
 }
+
+/// A redis-server of the test's own, a dtask client on it under a fresh key prefix (`label`
+/// names it), a raw connection to look at the keys, and the prefix.
+pub async fn start_with_client(
+    label: &str,
+) -> (
+    RedisServer,
+    dtask::Client,
+    redis::aio::MultiplexedConnection,
+    String,
+) {
+    init_logging();
+    let redis = RedisServer::start();
+    let prefix = unique_prefix(label);
+    let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .expect("connect");
+    let raw = redis::Client::open(redis.url())
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a raw connection");
+    (redis, client, raw, prefix)
+}
+
+/// The README's ACL rules for `user`, exactly as a reader would copy them (without `user NAME`).
+pub fn readme_acl(user: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let prefix = format!("user {user} ");
+    readme
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("README.md has no ACL line for `{user}`"))
+        .to_owned()
+}

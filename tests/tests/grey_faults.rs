@@ -8,32 +8,12 @@ use std::time::{Duration, Instant};
 
 use dtask::{Client, JobStatus, Worker};
 use dtask_testkit::proxy::Proxy;
-use dtask_tests::harness::{RedisServer, WorkerProcess, eventually, init_logging, unique_prefix};
+use dtask_tests::harness::{
+    RedisServer, WorkerProcess, eventually, init_logging, start_with_client, unique_prefix,
+};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn setup(
-    label: &str,
-) -> (
-    RedisServer,
-    Client,
-    redis::aio::MultiplexedConnection,
-    String,
-) {
-    init_logging();
-    let redis = RedisServer::start();
-    let prefix = unique_prefix(label);
-    let client = Client::connect_with_prefix(&redis.url(), &prefix)
-        .await
-        .expect("connect");
-    let raw = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    (redis, client, raw, prefix)
-}
 
 /// The keys of the jobs in flight (or settling) on any worker of `queue`.
 async fn in_flight(raw: &mut redis::aio::MultiplexedConnection, prefix: &str, queue: &str) -> u64 {
@@ -58,7 +38,7 @@ async fn in_flight(raw: &mut redis::aio::MultiplexedConnection, prefix: &str, qu
 
 #[tokio::test]
 async fn a_broken_queue_neither_strands_nor_stalls_the_jobs_of_a_healthy_one() {
-    let (_redis, client, mut raw, prefix) = setup("broken-queue").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("broken-queue").await;
     // `broken` holds a string where its pending list should be: every fetch from it fails.
     let _: () = redis::cmd("SET")
         .arg(format!("{prefix}:{{broken}}:pending"))
@@ -94,7 +74,7 @@ async fn a_broken_queue_neither_strands_nor_stalls_the_jobs_of_a_healthy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_blocks_its_runtime_does_not_make_its_worker_look_dead() {
-    let (redis, client, raw, prefix) = setup("blocking").await;
+    let (redis, client, raw, prefix) = start_with_client("blocking").await;
     let lease = Duration::from_millis(1000);
     let keys: Vec<String> = (0..2)
         .map(|i| unique_prefix(&format!("block-{i}")))
@@ -191,7 +171,7 @@ async fn a_handler_that_blocks_its_runtime_does_not_make_its_worker_look_dead() 
 
 #[tokio::test]
 async fn a_stale_run_changes_nothing_after_its_job_was_recovered_and_run_again() {
-    let (_redis, client, mut raw, prefix) = setup("stale").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("stale").await;
     let worker = Worker::new(&client)
         .queues(["gated"])
         .concurrency(2)
@@ -259,7 +239,7 @@ async fn a_stale_run_changes_nothing_after_its_job_was_recovered_and_run_again()
 
 #[tokio::test]
 async fn enqueues_and_jobs_resume_soon_after_the_connection_goes_silent() {
-    let (redis, direct, _raw, prefix) = setup("silent").await;
+    let (redis, direct, _raw, prefix) = start_with_client("silent").await;
     let proxy = Proxy::start(redis.port()).await.unwrap();
     let timeout = Duration::from_millis(500);
     let producer = Client::builder(&proxy.url())
@@ -314,15 +294,14 @@ fn envelope(version: u32, id: &str, task: &str) -> String {
 
 #[tokio::test]
 async fn jobs_a_worker_cannot_run_yet_wait_out_a_rolling_deploy_then_die_with_the_reason() {
-    let (_redis, client, mut raw, prefix) = setup("deploy").await;
+    let (_redis, client, _raw, _prefix) = start_with_client("deploy").await;
     for payload in [
         envelope(1, "unknown-task", "billing.new_invoice"),
         envelope(99, "newer-envelope", "tests.ping"),
     ] {
-        let _: () = redis::cmd("RPUSH")
-            .arg(format!("{prefix}:{{math}}:pending"))
-            .arg(payload)
-            .query_async(&mut raw)
+        client
+            .queue("math")
+            .push_raw(payload.as_bytes())
             .await
             .unwrap();
     }
@@ -379,15 +358,14 @@ async fn jobs_a_worker_cannot_run_yet_wait_out_a_rolling_deploy_then_die_with_th
 
 #[tokio::test]
 async fn an_argument_that_does_not_fit_is_reported_without_its_value() {
-    let (_redis, client, mut raw, prefix) = setup("secret-args").await;
+    let (_redis, client, _raw, _prefix) = start_with_client("secret-args").await;
     let payload = format!(
         r#"{{"v":1,"id":"leaky","t":"{}","a":["k","sk_live_51HxSECRET",1],"at":1}}"#,
         tasks::add::NAME
     );
-    let _: () = redis::cmd("RPUSH")
-        .arg(format!("{prefix}:{{math}}:pending"))
-        .arg(payload)
-        .query_async(&mut raw)
+    client
+        .queue("math")
+        .push_raw(payload.as_bytes())
         .await
         .unwrap();
     let worker = Worker::new(&client).queues(["math"]).spawn();
@@ -483,13 +461,8 @@ async fn sigterm_while_redis_is_away_exits_within_the_grace_period_and_loses_not
 
 #[tokio::test]
 async fn an_empty_payload_is_buried_with_a_reason_not_lost() {
-    let (_redis, client, mut raw, prefix) = setup("empty-payload").await;
-    let _: () = redis::cmd("RPUSH")
-        .arg(format!("{prefix}:{{math}}:pending"))
-        .arg("")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let (_redis, client, _raw, _prefix) = start_with_client("empty-payload").await;
+    client.queue("math").push_raw(b"").await.unwrap();
     let worker = Worker::new(&client).queues(["math"]).spawn();
     let dead = eventually(WAIT, "the empty payload is dead", || async {
         let dead = client.queue("math").dead_jobs(10).await.unwrap();
@@ -507,7 +480,7 @@ async fn an_empty_payload_is_buried_with_a_reason_not_lost() {
 
 #[tokio::test]
 async fn a_queue_that_refuses_heartbeats_does_not_make_the_worker_look_dead_on_the_others() {
-    let (_redis, client, mut raw, prefix) = setup("refused-beat").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("refused-beat").await;
     // `broken` comes first, and both its registry and its pending list are strings: its
     // heartbeat and its fetches fail.
     for key in ["workers", "pending"] {

@@ -7,32 +7,12 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisServer, eventually, init_logging, unique_prefix};
+use dtask_tests::harness::{
+    RedisServer, eventually, init_logging, readme_acl, start_with_client, unique_prefix,
+};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn setup(
-    label: &str,
-) -> (
-    RedisServer,
-    Client,
-    redis::aio::MultiplexedConnection,
-    String,
-) {
-    init_logging();
-    let redis = RedisServer::start();
-    let prefix = unique_prefix(label);
-    let client = Client::connect_with_prefix(&redis.url(), &prefix)
-        .await
-        .expect("connect");
-    let raw = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    (redis, client, raw, prefix)
-}
 
 async fn keys(raw: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
     redis::cmd("KEYS")
@@ -49,7 +29,7 @@ async fn keys(raw: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec
 /// recovers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_enqueued_just_after_an_idle_worker_shut_down_is_not_lost() {
-    let (_redis, client, mut raw, prefix) = setup("blmove-after-shutdown").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("blmove-after-shutdown").await;
     let mut lost = 0;
     for round in 0..5 {
         let worker = Worker::new(&client).queues(["math"]).spawn();
@@ -237,16 +217,6 @@ async fn an_enqueue_fails_within_about_its_response_timeout_when_redis_is_frozen
     );
 }
 
-fn readme_acl(user: &str) -> String {
-    let readme = include_str!("../../README.md");
-    let prefix = format!("user {user} ");
-    readme
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .unwrap()
-        .to_owned()
-}
-
 /// The README's least-privilege users on a Redis Cluster (the README presents Cluster as the
 /// way to scale out): redis-rs's cluster client discovers the topology with `CLUSTER SLOTS`,
 /// which neither ACL line allows.
@@ -376,7 +346,7 @@ async fn sleepy(key: String, millis: u64) {
 /// recovers and reruns the job the live worker is running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_queue_does_not_stop_the_heartbeat_of_the_other_queues() {
-    let (_redis, client, mut raw, prefix) = setup("heartbeat-broken-queue").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("heartbeat-broken-queue").await;
     let w = Worker::new(&client)
         .queues(["broken", "math"])
         .concurrency(1)
@@ -423,7 +393,7 @@ async fn forgetful_flaky(key: String) -> Result<(), String> {
 /// job reads as "Retrying" for an hour after it succeeded.
 #[tokio::test]
 async fn a_job_that_keeps_no_result_does_not_read_as_retrying_after_it_succeeded() {
-    let (_redis, client, _raw, _prefix) = setup("no-result-retrying").await;
+    let (_redis, client, _raw, _prefix) = start_with_client("no-result-retrying").await;
     let worker = Worker::new(&client)
         .queues(["math"])
         .retry_backoff(Duration::from_millis(10), Duration::from_millis(20))

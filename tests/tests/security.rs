@@ -6,22 +6,11 @@ use std::time::Duration;
 
 use dtask::{Client, Worker};
 use dtask_tests::harness::{
-    RedisServer, TempDir, free_port, init_logging, unique_prefix, wait_dead,
+    RedisServer, TempDir, free_port, init_logging, readme_acl, unique_prefix, wait_dead,
 };
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The README's ACL line for `user`, exactly as a reader would copy it (without `user NAME`).
-fn readme_acl(user: &str) -> String {
-    let readme = include_str!("../../README.md");
-    let prefix = format!("user {user} ");
-    readme
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("README.md has no ACL line for `{user}`"))
-        .to_owned()
-}
 
 /// Kills every connection of `user`, as a proxy restart or `CLIENT KILL` in production would.
 async fn kill_connections(admin: &mut redis::aio::MultiplexedConnection, user: &str) -> u64 {
