@@ -46,7 +46,15 @@ pub(crate) fn active(prefix: &str, queue: &str, worker: &str) -> String {
 /// The field of a worker's in-flight hash that marks the run under `lease` as settled (see
 /// `lua/settle.lua`); lease ids are digits, so it never collides with one.
 pub(crate) fn settled_marker(lease: &str) -> String {
-    format!("s:{lease}")
+    format!("{SETTLED_MARKER_PREFIX}{lease}")
+}
+
+/// What every settled marker's field starts with (`lua/settle.lua` spells it too).
+const SETTLED_MARKER_PREFIX: &str = "s:";
+
+/// Whether `field` of a worker's in-flight hash is a settled marker, not a job.
+pub(crate) fn is_settled_marker(field: &str) -> bool {
+    field.starts_with(SETTLED_MARKER_PREFIX)
 }
 
 /// `prefix:{queue}:landing:<worker>`: LIST where a blocking wait of one worker puts the job it

@@ -819,7 +819,10 @@ impl Broker {
             .query_async(&mut conn)
             .await
             .map_err(redis_err("counting jobs"))?;
-        let held = fields.iter().filter(|f| !f.starts_with("s:")).count() as u64;
+        let held = fields
+            .iter()
+            .filter(|f| !keys::is_settled_marker(f))
+            .count() as u64;
         let landed = self
             .card("LLEN", keys::landing(&self.prefix, queue, worker))
             .await?;
