@@ -1,8 +1,62 @@
-//! Wall-clock time in the unit Redis scores use: milliseconds since the Unix epoch.
+//! Wall-clock time: the [`Clock`] a worker stamps records with and measures how long a job has
+//! waited by (tests can give it one of their own), in the unit Redis scores use, milliseconds
+//! since the Unix epoch.
+//!
+//! What decides when a job runs (delays, retries, heartbeats, recovery) reads the Redis
+//! server's clock instead, so that no machine's clock can run a job early or late.
 
+use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch, now.
+/// Where a worker reads the time of day.
+///
+/// The default, [`SystemClock`], is this machine's clock. A test gives a worker a clock of its
+/// own with [`Worker::clock`](crate::Worker::clock) to make time pass without waiting:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::{Duration, SystemTime};
+///
+/// /// This machine's clock, moved forward by however many seconds the test says.
+/// #[derive(Debug, Default, Clone)]
+/// struct AheadClock(Arc<AtomicU64>);
+///
+/// impl dtask::Clock for AheadClock {
+///     fn now(&self) -> SystemTime {
+///         SystemTime::now() + Duration::from_secs(self.0.load(Ordering::Relaxed))
+///     }
+/// }
+///
+/// # async fn demo(client: dtask::Client) {
+/// let clock = AheadClock::default();
+/// let worker = dtask::Worker::new(&client).clock(clock.clone()).spawn();
+/// // A job of a task this binary lacks is put off ...
+/// clock.0.store(16 * 60, Ordering::Relaxed);
+/// // ... and buried on its next attempt: its 15 minutes of grace have passed.
+/// # }
+/// ```
+pub trait Clock: Debug + Send + Sync + 'static {
+    /// The time of day now.
+    fn now(&self) -> SystemTime;
+
+    /// Milliseconds since the Unix epoch now.
+    fn now_ms(&self) -> u64 {
+        to_ms(self.now())
+    }
+}
+
+/// This machine's clock, the default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now, on this machine's clock.
 pub(crate) fn now_ms() -> u64 {
     to_ms(SystemTime::now())
 }

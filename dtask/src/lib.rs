@@ -56,6 +56,7 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, DEFAULT_REDIS_URL, init,
     init_with,
 };
+pub use clock::{Clock, SystemClock};
 pub use enqueue::Enqueue;
 pub use envelope::JobId;
 pub use error::Error;

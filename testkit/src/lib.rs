@@ -1,5 +1,8 @@
-//! What dtask's integration tests and torture run share to stand up grey faults, with no tasks
-//! of its own (a crate with tasks would register them in every binary that links it): a TCP
-//! proxy between dtask and Redis that can make established connections go silent.
+//! What dtask's broker tests, integration tests, torture run and benchmark share to stand up
+//! Redis and grey faults, with no tasks of its own (a crate with tasks would register them in
+//! every binary that links it): the one redis-server launcher, and a TCP proxy between dtask and
+//! Redis that can make established connections go silent.
 
+pub mod os;
 pub mod proxy;
+pub mod redis_server;

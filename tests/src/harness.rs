@@ -1,123 +1,37 @@
 //! Starts and stops redis-server processes for tests, and polls for expected states.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server on 127.0.0.1 owned by one test; stopped (by pid) when dropped.
-pub struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    /// The URL readiness is checked with (it carries the password when the server needs one).
-    ready_url: String,
+pub use dtask_testkit::redis_server::{Persistence, RedisServer};
+
+/// Starts a redis-server of the test's own, without persistence (see [`RedisServer`]).
+pub fn start_redis() -> RedisServer {
+    RedisServer::start().expect("start redis-server")
 }
 
-impl RedisServer {
-    /// Starts a redis-server on a free port, without persistence, and waits until it answers.
-    pub fn start() -> RedisServer {
-        RedisServer::start_with(&[])
-    }
-
-    /// Starts a redis-server with extra arguments (e.g. `--appendonly yes`) on a free port.
-    pub fn start_with(extra: &[&str]) -> RedisServer {
-        RedisServer::start_with_password(extra, None)
-    }
-
-    /// Starts a redis-server with extra arguments whose `default` user needs `password`.
-    pub fn start_with_password(extra: &[&str], password: Option<&str>) -> RedisServer {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("dtask-test-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the redis data dir");
-        let ready_url = match password {
-            Some(password) => format!("redis://default:{password}@127.0.0.1:{port}"),
-            None => format!("redis://127.0.0.1:{port}"),
-        };
-        let server = RedisServer {
-            child: spawn_redis(port, &dir, extra),
-            port,
-            dir,
-            ready_url,
-        };
-        server.wait_ready();
-        server
-    }
-
-    /// The port of the plain (non-TLS) listener.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to exit.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the server again on the same port and data directory, after [`kill`](Self::kill).
-    pub fn restart(&mut self, extra: &[&str]) {
-        self.kill();
-        self.child = spawn_redis(self.port, &self.dir, extra);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(client) = redis::Client::open(self.ready_url.as_str())
-                && let Ok(mut conn) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+/// Starts a redis-server with extra arguments (e.g. `--cluster-enabled yes`).
+pub fn start_redis_with(args: &[&str]) -> RedisServer {
+    RedisServer::options()
+        .args(args)
+        .start()
+        .expect("start redis-server")
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn spawn_redis(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install redis-server)")
+/// Starts a redis-server that makes every acknowledged write durable (`appendfsync always`), so
+/// that a crash and [`RedisServer::restart`] keep every acknowledged job.
+pub fn start_durable_redis() -> RedisServer {
+    RedisServer::options()
+        .persistence(Persistence::AppendFsyncAlways)
+        .start()
+        .expect("start redis-server")
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+    dtask_testkit::os::free_port().expect("a free port")
 }
 
 /// A key prefix no other test uses: `test-<pid>-<n>-<label>`.
@@ -269,7 +183,7 @@ impl RedisCluster {
     pub fn start() -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                RedisServer::start_with(&[
+                start_redis_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -281,7 +195,7 @@ impl RedisCluster {
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
         let status = Command::new("redis-cli")
             .arg("--cluster")
@@ -349,7 +263,7 @@ pub async fn start_with_client(
     String,
 ) {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix(label);
     let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
         .await

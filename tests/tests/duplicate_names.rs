@@ -1,7 +1,7 @@
 //! Two tasks registered under one name: the worker refuses to start, naming both.
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisServer, unique_prefix};
+use dtask_tests::harness::{start_redis, unique_prefix};
 
 #[dtask::task(name = "reports.build")]
 async fn build_report(_id: u64) {}
@@ -13,7 +13,7 @@ mod legacy {
 
 #[tokio::test]
 async fn a_worker_refuses_two_tasks_with_one_name_and_names_both() {
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let client = Client::connect_with_prefix(&redis.url(), &unique_prefix("dup"))
         .await
         .unwrap();

@@ -4,12 +4,14 @@
 //! that goes silent, jobs a rolling deploy brings before the workers that know them, secrets
 //! in bad arguments, and a shutdown while Redis is away.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dtask::{Client, JobStatus, Worker};
 use dtask_testkit::proxy::Proxy;
 use dtask_tests::harness::{
-    RedisServer, WorkerProcess, eventually, init_logging, start_with_client, unique_prefix,
+    WorkerProcess, eventually, init_logging, start_durable_redis, start_with_client, unique_prefix,
 };
 use dtask_tests::tasks;
 
@@ -356,6 +358,70 @@ async fn jobs_a_worker_cannot_run_yet_wait_out_a_rolling_deploy_then_die_with_th
     worker.shutdown().await.unwrap();
 }
 
+/// This machine's clock, moved forward by however many seconds the test says.
+#[derive(Debug, Default, Clone)]
+struct AheadClock(Arc<AtomicU64>);
+
+impl dtask::Clock for AheadClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() + Duration::from_secs(self.0.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test]
+async fn the_default_grace_of_a_job_no_worker_can_run_is_measured_on_the_workers_clock() {
+    let (_redis, client, _raw, _prefix) = start_with_client("deploy-clock").await;
+    let math = client.queue("math");
+    // The worker's clock is 14 minutes ahead: within the default 15 minutes of grace.
+    let clock = AheadClock::default();
+    clock.0.store(14 * 60, Ordering::Relaxed);
+    let worker = Worker::new(&client)
+        .queues(["math"])
+        .clock(clock.clone())
+        .spawn();
+    math.push_raw(envelope(1, "early", "billing.new_invoice").as_bytes())
+        .await
+        .unwrap();
+    eventually(WAIT, "the job put off, not buried", || async {
+        let stats = math.stats().await.unwrap();
+        (stats.retry == 1 && stats.pending == 0 && stats.dead == 0).then_some(())
+    })
+    .await;
+    // 16 minutes ahead: a job enqueued now has waited out its grace on the worker's clock.
+    clock.0.store(16 * 60, Ordering::Relaxed);
+    math.push_raw(envelope(1, "late", "billing.new_invoice").as_bytes())
+        .await
+        .unwrap();
+    let dead = eventually(WAIT, "the second job buried", || async {
+        let dead = math.dead_jobs(10).await.unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id.as_str(), "late");
+    assert!(
+        dead[0].error.contains("no worker ran it within 900s"),
+        "{}",
+        dead[0].error
+    );
+    // Stamped on the worker's clock, 16 minutes ahead of this machine's.
+    let ahead = dead[0]
+        .died_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        ahead > Duration::from_secs(15 * 60),
+        "{:?}",
+        dead[0].died_at
+    );
+    assert_eq!(
+        math.stats().await.unwrap().retry,
+        1,
+        "the first job still waits"
+    );
+    worker.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn an_argument_that_does_not_fit_is_reported_without_its_value() {
     let (_redis, client, _raw, _prefix) = start_with_client("secret-args").await;
@@ -391,8 +457,7 @@ async fn an_argument_that_does_not_fit_is_reported_without_its_value() {
 #[tokio::test]
 async fn sigterm_while_redis_is_away_exits_within_the_grace_period_and_loses_nothing() {
     init_logging();
-    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
-    let mut redis = RedisServer::start_with(&durable);
+    let mut redis = start_durable_redis();
     let prefix = unique_prefix("sigterm-down");
     let client = Client::connect_with_prefix(&redis.url(), &prefix)
         .await
@@ -423,7 +488,7 @@ async fn sigterm_while_redis_is_away_exits_within_the_grace_period_and_loses_not
     assert!(took < Duration::from_secs(6), "took {took:?} (grace 1 s)");
 
     // The job it could not hand back is recovered by another worker, as after a crash.
-    redis.restart(&durable);
+    redis.restart().expect("restart redis-server");
     let _other = WorkerProcess::start(worker_exe, &redis.url(), &prefix, "marks", &settings);
     let mut raw = loop {
         if let Ok(conn) = redis::Client::open(redis.url())

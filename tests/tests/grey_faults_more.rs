@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
 use dtask_tests::harness::{
-    RedisServer, eventually, init_logging, readme_acl, start_with_client, unique_prefix,
+    eventually, init_logging, readme_acl, start_redis, start_redis_with, start_with_client,
+    unique_prefix,
 };
 use dtask_tests::tasks;
 
@@ -123,7 +124,7 @@ fn signal(pid: u32, sig: &str) {
 #[tokio::test]
 async fn sigterm_while_redis_is_silent_exits_within_the_grace_period() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("sigterm-silent");
     let worker_exe = env!("CARGO_BIN_EXE_test_worker");
     let settings = [("TEST_GRACE_MS", "1000")];
@@ -186,7 +187,7 @@ async fn sigterm_while_redis_is_silent_exits_within_the_grace_period() {
 #[tokio::test]
 async fn an_enqueue_fails_within_about_its_response_timeout_when_redis_is_frozen() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("frozen-enqueue");
     let client = Client::builder(&redis.url())
         .prefix(&prefix)
@@ -525,7 +526,7 @@ async fn a_worker_started_while_another_cluster_node_is_down_serves_its_healthy_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_shard_cluster_given_as_one_url_acknowledges_jobs() {
     init_logging();
-    let redis = RedisServer::start_with(&[
+    let redis = start_redis_with(&[
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",

@@ -4,14 +4,16 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Client, JobStatus, Worker};
-use dtask_tests::harness::{RedisServer, eventually, init_logging, unique_prefix, wait_dead};
+use dtask_tests::harness::{
+    RedisServer, eventually, init_logging, start_redis, unique_prefix, wait_dead,
+};
 use dtask_tests::tasks::{self, Signup};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn setup(label: &str) -> (RedisServer, Client) {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let client = Client::connect_with_prefix(&redis.url(), &unique_prefix(label))
         .await
         .expect("connect");
@@ -345,7 +347,7 @@ async fn bad_payloads_go_to_the_dead_set_with_a_reason_and_the_worker_keeps_goin
 #[tokio::test]
 async fn enqueue_reports_an_unreachable_redis_as_an_error() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let url = redis.url();
     let client = Client::connect_with_prefix(&url, &unique_prefix("down"))
         .await

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
 use dtask_tests::harness::{
-    RedisServer, WorkerProcess, eventually, init_logging, unique_prefix, wait_dead,
+    RedisServer, WorkerProcess, eventually, init_logging, start_durable_redis, start_redis,
+    unique_prefix, wait_dead,
 };
 use dtask_tests::tasks;
 
@@ -51,7 +52,7 @@ async fn enqueue_until_taken(client: &Client, job: &str, millis: u64) {
 #[tokio::test]
 async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("sigkill");
     let (client, raw) = connect(&redis, &prefix).await;
     let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &[]);
@@ -87,7 +88,7 @@ async fn a_job_of_a_killed_worker_runs_to_completion_on_another_worker() {
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("sigterm");
     let (client, raw) = connect(&redis, &prefix).await;
     let mut worker = WorkerProcess::start(
@@ -125,7 +126,7 @@ async fn sigterm_lets_the_running_job_finish_keeps_queued_jobs_and_exits_zero() 
 #[tokio::test]
 async fn a_job_running_past_the_grace_period_is_returned_to_its_queue() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("grace");
     let (client, raw) = connect(&redis, &prefix).await;
     let mut worker = WorkerProcess::start(
@@ -150,7 +151,7 @@ async fn a_job_running_past_the_grace_period_is_returned_to_its_queue() {
 #[tokio::test]
 async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
     init_logging();
-    let mut redis = RedisServer::start();
+    let mut redis = start_redis();
     let prefix = unique_prefix("restart");
     let client = Client::connect_with_prefix(&redis.url(), &prefix)
         .await
@@ -164,7 +165,7 @@ async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
         .unwrap();
     assert_eq!(job.wait(Duration::from_secs(10)).await.unwrap(), 2);
 
-    redis.restart(&[]);
+    redis.restart().expect("restart redis-server");
 
     // The client reconnects by itself; the first command after the restart may still fail.
     let job = eventually(Duration::from_secs(10), "enqueue works again", || async {
@@ -186,7 +187,7 @@ async fn a_worker_waiting_on_an_empty_queue_resumes_after_redis_restarts() {
 #[tokio::test]
 async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_still_run() {
     init_logging();
-    let redis = RedisServer::start();
+    let redis = start_redis();
     let prefix = unique_prefix("poison");
     let (client, raw) = connect(&redis, &prefix).await;
     // Its arguments hold fields named like the envelope's own: the attempt count in its dead
@@ -237,8 +238,7 @@ async fn a_job_that_kills_its_worker_is_buried_after_three_deaths_and_good_jobs_
 #[tokio::test]
 async fn a_job_whose_fetch_reply_was_lost_is_reclaimed_and_runs() {
     init_logging();
-    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
-    let mut redis = RedisServer::start_with(&durable);
+    let mut redis = start_durable_redis();
     let prefix = unique_prefix("lost-reply");
     let (client, mut raw) = connect(&redis, &prefix).await;
     let worker = Worker::new(&client).queues(["math"]).spawn();
@@ -272,7 +272,7 @@ async fn a_job_whose_fetch_reply_was_lost_is_reclaimed_and_runs() {
         .await
         .unwrap();
     // Redis fails; the worker's connections break, and it reclaims what it does not hold.
-    redis.restart(&durable);
+    redis.restart().expect("restart redis-server");
     let job = tasks::add::job("lost-1").with_client(&client);
     // The client reconnects by itself; reads right after the restart may still fail.
     eventually(Duration::from_secs(20), "the lost job ran", || async {

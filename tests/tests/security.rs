@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dtask::{Client, Worker};
 use dtask_tests::harness::{
-    RedisServer, TempDir, free_port, init_logging, readme_acl, unique_prefix, wait_dead,
+    TempDir, free_port, init_logging, readme_acl, start_redis_with, unique_prefix, wait_dead,
 };
 use dtask_tests::tasks;
 
@@ -38,10 +38,7 @@ async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_throug
         ),
     )
     .unwrap();
-    let redis = RedisServer::start_with_password(
-        &["--aclfile", acl_file.to_str().unwrap()],
-        Some("admin-pass"),
-    );
+    let redis = start_redis_with(&["--aclfile", acl_file.to_str().unwrap()]);
     let port = redis.port();
     let mut admin = redis::Client::open(format!("redis://:admin-pass@127.0.0.1:{port}"))
         .unwrap()
@@ -183,8 +180,7 @@ async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_throug
 #[tokio::test]
 async fn a_wrong_password_is_a_clear_error_that_does_not_show_the_password() {
     init_logging();
-    let redis =
-        RedisServer::start_with_password(&["--requirepass", "right-pass"], Some("right-pass"));
+    let redis = start_redis_with(&["--requirepass", "right-pass"]);
     let url = format!("redis://default:wrong-pass@127.0.0.1:{}", redis.port());
     let error = Client::connect(&url)
         .await
@@ -283,7 +279,7 @@ async fn jobs_run_over_tls_with_a_private_certificate_authority() {
     let ca = make_certificates(certs.path());
     let tls_port = free_port();
     let path = |name: &str| certs.path().join(name).to_str().unwrap().to_owned();
-    let redis = RedisServer::start_with(&[
+    let redis = start_redis_with(&[
         "--tls-port",
         &tls_port.to_string(),
         "--tls-cert-file",

@@ -64,6 +64,13 @@ pub(crate) fn landing(prefix: &str, queue: &str, worker: &str) -> String {
     format!("{prefix}:{{{queue}}}:landing:{worker}")
 }
 
+/// `prefix:{queue}:acked:<worker>`: STRING holding the answer to one worker's last batch of
+/// acknowledgements (`ack.lua`), so that a batch repeated after a lost reply is answered the
+/// same; it expires minutes after the worker's last batch.
+pub(crate) fn ack_answer(prefix: &str, queue: &str, worker: &str) -> String {
+    format!("{prefix}:{{{queue}}}:acked:{worker}")
+}
+
 /// `prefix:{queue}:leases`: STRING counter from which every fetch draws its lease ids.
 pub(crate) fn leases(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:leases")

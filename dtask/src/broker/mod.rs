@@ -112,10 +112,13 @@ pub(crate) struct Broker {
     prefix: Arc<str>,
     /// The URL connected to, with its password hidden: safe to log.
     url: Arc<str>,
-    /// Whether acknowledgements store outcomes in the same script (one server). Turned off for
-    /// good when the server turns out to be a cluster node (one URL of a one-shard cluster):
-    /// Redis then refuses a script whose keys span slots.
-    inline_acks: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// `SET key record PX ttl_ms`: a job's outcome, kept for its time.
+fn set_outcome(key: String, record: &str, ttl_ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(record).arg("PX").arg(ttl_ms);
+    cmd
 }
 
 fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
@@ -164,13 +167,11 @@ impl Broker {
         }
         .map_err(invalid)?;
         let conn = target.shared().await.map_err(redis_err("connecting"))?;
-        let inline_acks = Arc::new(std::sync::atomic::AtomicBool::new(!target.is_cluster()));
         Ok(Broker {
             target: Arc::new(target),
             conn,
             prefix: prefix.into(),
             url: crate::redact::redis_url(url).into(),
-            inline_acks,
         })
     }
 
@@ -355,29 +356,22 @@ impl Broker {
         Ok(leased(jobs))
     }
 
-    /// Whether [`Broker::ack`] leaves settled markers to forget with the next batch (on a
-    /// cluster).
-    pub(crate) fn acks_leave_markers(&self) -> bool {
-        !self.inline_acks.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Acknowledges finished runs of `worker`: settles each in its in-flight hash by its lease
-    /// and stores the outcome of each run whose lease was held under its result key (for its
-    /// task's time or `ttl`); a stale run (its job was taken back meanwhile) changes nothing.
-    /// Returns, per run in order, whether its lease was held.
+    /// Acknowledges a batch of finished runs of `worker`: settles each in its in-flight hash by
+    /// its lease (one script per queue) and stores the outcome of each run whose lease was held
+    /// under its result key (for its task's time or `ttl`); a stale run (its job was taken back
+    /// meanwhile) changes nothing. Returns, per run in order, whether its lease was held.
     ///
-    /// On a server, one script per queue also stores the outcomes: one round trip per batch of
-    /// one queue, the fence covering the outcome. Repeated after a lost reply, it finds the
-    /// leases gone (and answers not held: the outcomes were stored by the first call).
+    /// `batch` is unique per batch of this worker: a call `repeated` with it after a lost reply
+    /// gets the same answer (and stores the outcomes the lost call may not have).
     ///
-    /// On a cluster, result keys live in slots of their own: the outcomes follow the script's
-    /// answer, and settled runs keep a marker so that a repeat answers the same; `forget` (the
-    /// leases, by queue, of the previous batch) are the markers to remove.
+    /// The outcomes follow the scripts' answer: on a cluster their keys live in slots of their
+    /// own, and on a server a SET beside the script costs Redis less than one inside it.
     pub(crate) async fn ack(
         &self,
         worker: &str,
+        batch: u64,
+        repeated: bool,
         jobs: &[&Finished],
-        forget: &[(Arc<str>, Vec<String>)],
         ttl: Duration,
     ) -> Result<Vec<bool>, Error> {
         let mut held = vec![false; jobs.len()];
@@ -387,63 +381,22 @@ impl Broker {
                 queues.push(&job.queue);
             }
         }
-        let inline = !self.acks_leave_markers();
-        let ttl_ms = |job: &Finished| {
-            job.outcome
-                .as_ref()
-                .and_then(|(_, _, task_ttl)| *task_ttl)
-                .unwrap_or(ttl)
-                .as_millis()
-                .max(1) as u64
-        };
         let mut conn = self.conn.clone();
         for queue in &queues {
-            let members: Vec<&Finished> = jobs
-                .iter()
-                .copied()
-                .filter(|job| &*job.queue == *queue)
-                .collect();
             let mut invocation = scripts::ACK.prepare_invoke();
             invocation
                 .key(keys::active(&self.prefix, queue, worker))
                 .key(keys::deaths(&self.prefix, queue))
-                .arg(if inline { "inline" } else { "mark" })
-                .arg(members.len());
-            for job in &members {
+                .key(keys::ack_answer(&self.prefix, queue, worker))
+                .arg(batch)
+                .arg(if repeated { "1" } else { "0" });
+            for job in jobs.iter().filter(|job| &*job.queue == *queue) {
                 invocation.arg(job.lease.as_str());
             }
-            if inline {
-                for (position, job) in members.iter().enumerate() {
-                    if let Some((job_id, record, _)) = &job.outcome {
-                        invocation
-                            .key(keys::result(&self.prefix, job_id))
-                            .arg(position + 1)
-                            .arg(record.as_str())
-                            .arg(ttl_ms(job));
-                    }
-                }
-            } else {
-                for (_, leases) in forget.iter().filter(|(q, _)| &**q == *queue) {
-                    invocation.arg(leases);
-                }
-            }
-            let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
-                Err(error)
-                    if inline
-                        && error.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) =>
-                {
-                    // A cluster node behind a single URL: store outcomes apart from now on.
-                    // Nothing was changed by the refused script; the caller tries again.
-                    self.inline_acks
-                        .store(false, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(
-                        "the Redis server is a cluster node: outcomes are stored apart from acknowledgements"
-                    );
-                    return Err(redis_err("acknowledging jobs")(error));
-                }
-                answer => answer.map_err(redis_err("acknowledging jobs"))?,
-            };
+            let answer: Vec<i64> = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err("acknowledging jobs"))?;
             let mut answers = answer.into_iter();
             for (i, job) in jobs.iter().enumerate() {
                 if &*job.queue == *queue {
@@ -451,38 +404,65 @@ impl Broker {
                 }
             }
         }
-        if !inline {
-            let mut writes = tokio::task::JoinSet::new();
-            for (job, _) in jobs.iter().zip(&held).filter(|(_, held)| **held) {
-                let Some((job_id, record, _)) = &job.outcome else {
-                    continue;
-                };
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(keys::result(&self.prefix, job_id))
-                    .arg(record)
-                    .arg("PX")
-                    .arg(ttl_ms(job));
-                let mut conn = self.conn.clone();
-                writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
-            }
-            // Best effort: a result whose node is down must not hold back the acknowledgement
-            // of the others (nor the worker's slots); the job succeeded, its result is lost.
-            let mut lost = 0;
-            let mut first_error = None;
-            while let Some(written) = writes.join_next().await {
-                if let Err(error) = written
-                    .map_err(|e| e.to_string())
-                    .and_then(|w| w.map_err(|e| e.to_string()))
-                {
-                    lost += 1;
-                    first_error.get_or_insert(error);
-                }
-            }
-            if let Some(error) = first_error {
+        let outcomes = jobs
+            .iter()
+            .zip(&held)
+            .filter(|(_, held)| **held)
+            .filter_map(|(job, _)| {
+                let (job_id, record, task_ttl) = job.outcome.as_ref()?;
+                let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
+                Some((keys::result(&self.prefix, job_id), record, ttl_ms))
+            });
+        if self.target.is_cluster() {
+            // Best effort: the jobs are settled; an outcome whose node is down is lost (and
+            // logged), and must not hold back the acknowledgement of the others.
+            if let Err((lost, error)) = self.store_outcomes_apart(outcomes).await {
                 tracing::error!(lost, %error, "could not store the results of jobs that succeeded (their cluster node did not answer); those results are lost");
+            }
+        } else {
+            // On failure the caller repeats the whole call: the scripts answer the same, and the
+            // outcomes are stored then.
+            let mut pipe = redis::pipe();
+            for (key, record, ttl_ms) in outcomes {
+                pipe.add_command(set_outcome(key, record, ttl_ms)).ignore();
+            }
+            if pipe.cmd_iter().next().is_some() {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err("storing the outcomes of acknowledged jobs"))?;
             }
         }
         Ok(held)
+    }
+
+    /// Stores `(result key, record, ttl ms)` outcomes on a cluster, each on its own, so that a
+    /// node that is down loses only its own. Returns how many were lost, and the first error,
+    /// when some were.
+    async fn store_outcomes_apart<'a>(
+        &self,
+        outcomes: impl Iterator<Item = (String, &'a String, u64)>,
+    ) -> Result<(), (usize, String)> {
+        let mut writes = tokio::task::JoinSet::new();
+        for (key, record, ttl_ms) in outcomes {
+            let cmd = set_outcome(key, record, ttl_ms);
+            let mut conn = self.conn.clone();
+            writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
+        }
+        let mut lost = 0;
+        let mut first_error = None;
+        while let Some(written) = writes.join_next().await {
+            if let Err(error) = written
+                .map_err(|e| e.to_string())
+                .and_then(|w| w.map_err(|e| e.to_string()))
+            {
+                lost += 1;
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err((lost, error)),
+            None => Ok(()),
+        }
     }
 
     /// Stores a job's final outcome (succeeded or dead) under its result key for `ttl`.

@@ -1,50 +1,32 @@
 //! Each broker operation on a real Redis, as a table: seed keys, run the operation, assert every
 //! key it may touch. Each test starts its own redis-server (stopped by pid when dropped).
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use dtask_testkit::redis_server::RedisServer;
 
 use super::*;
 
-/// A throwaway redis-server on a free port.
-struct Server(Child, u16);
+/// A throwaway redis-server of the test's own, stopped by pid when dropped.
+struct Server(RedisServer);
 
 impl Server {
     fn start() -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        Server(child, port)
+        Server(RedisServer::start().expect("start redis-server"))
     }
 
+    /// A broker on the server (its scripts loaded) and a raw connection to look at the keys.
     async fn broker(&self) -> (Broker, redis::aio::MultiplexedConnection) {
-        let url = format!("redis://127.0.0.1:{}", self.1);
-        for _ in 0..500 {
-            if let Ok(broker) = Broker::connect(&url, "t", None, DEFAULT_RESPONSE_TIMEOUT).await {
-                let raw = redis::Client::open(url.as_str())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
-                return (broker, raw);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server on port {} did not start", self.1);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let url = self.0.url();
+        let broker = Broker::connect(&url, "t", None, DEFAULT_RESPONSE_TIMEOUT)
+            .await
+            .expect("connect the broker");
+        let raw = redis::Client::open(url.as_str())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a raw connection");
+        (broker, raw)
     }
 }
 
@@ -318,7 +300,7 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
     let ttl = Duration::from_secs(60);
-    let held = broker.ack("w1", &refs, &[], ttl).await.unwrap();
+    let held = broker.ack("w1", 1, false, &refs, ttl).await.unwrap();
     assert_eq!(held, [true, true, false]);
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
     assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
@@ -333,12 +315,25 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         .await
         .unwrap();
     assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
-    // Repeated after a lost reply: nothing more changes.
+    // Repeated after a lost reply, with the outcome lost too: the same answer, the outcome
+    // stored again, nothing else changed.
+    let _: () = redis::cmd("DEL")
+        .arg("t:result:{A}")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     assert_eq!(
-        broker.ack("w1", &refs, &[], ttl).await.unwrap(),
-        [false, false, false]
+        broker.ack("w1", 1, true, &refs, ttl).await.unwrap(),
+        [true, true, false]
     );
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
+    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
+    assert_eq!(get(&mut raw, "t:result:{Z}").await, None);
+    // The next batch, naming the same leases, finds them gone.
+    assert_eq!(
+        broker.ack("w1", 2, false, &refs, ttl).await.unwrap(),
+        [false, false, false]
+    );
 }
 
 #[tokio::test]
@@ -359,7 +354,7 @@ async fn settling_forgets_the_deaths_counted_against_a_job() {
     let jobs = [finished("1", None)];
     let refs: Vec<&Finished> = jobs.iter().collect();
     broker
-        .ack("w1", &refs, &[], Duration::from_secs(60))
+        .ack("w1", 1, false, &refs, Duration::from_secs(60))
         .await
         .unwrap();
     broker

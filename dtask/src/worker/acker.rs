@@ -1,9 +1,7 @@
 //! The acker: acknowledges finished jobs in batches. Under load, many jobs finish between two
-//! round trips to Redis; the acker settles all of them (and stores their outcomes) in one script
-//! per queue instead of one round trip each. When the worker is idle, a lone acknowledgement
+//! round trips to Redis; the acker settles all of them in one script per queue (and stores
+//! their outcomes in one pipeline) instead of one round trip each. When the worker is idle, a lone acknowledgement
 //! goes out at once.
-
-use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -28,9 +26,6 @@ pub(crate) enum Acked {
     Held,
     /// The run was stale (its job had been taken back): nothing changed.
     Stale,
-    /// Found settled on a repeated try, after an earlier try's reply was lost: acknowledged by
-    /// that try, or stale; Redis cannot tell which any more.
-    Unsure,
 }
 
 /// Where executors send acknowledgements.
@@ -58,7 +53,7 @@ impl Acker {
         abandon: CancellationToken,
     ) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut settled = Settled::new();
+        let mut batches = 0u64;
         loop {
             let first = tokio::select! {
                 biased;
@@ -72,7 +67,7 @@ impl Acker {
                         batch.push(ack);
                     }
                     if !batch.is_empty() {
-                        flush(ctx, &mut batch, &mut settled, &abandon).await;
+                        flush(ctx, &mut batch, &mut batches, &abandon).await;
                     }
                     return;
                 }
@@ -83,51 +78,35 @@ impl Acker {
                     Err(_) => break,
                 }
             }
-            flush(ctx, &mut batch, &mut settled, &abandon).await;
+            flush(ctx, &mut batch, &mut batches, &abandon).await;
         }
     }
 }
 
-/// The leases of the last acknowledged batch, by queue: their settled markers are removed with
-/// the next batch.
-type Settled = Vec<(Arc<str>, Vec<String>)>;
-
+/// Acknowledges `batch` (the `batches`-th of this worker) until Redis takes it, and tells each
+/// run's executor what became of it.
 async fn flush(
     ctx: &Context,
     batch: &mut Vec<Ack>,
-    settled: &mut Settled,
+    batches: &mut u64,
     abandon: &CancellationToken,
 ) {
+    *batches += 1;
+    let id = *batches;
     let jobs: Vec<&Finished> = batch.iter().map(|ack| &ack.job).collect();
     let ttl = ctx.settings.result_ttl;
-    let tries = std::sync::atomic::AtomicU32::new(0);
+    // A try repeated after a lost reply gets the same answer: it names the same batch.
+    let tried = std::sync::atomic::AtomicBool::new(false);
     let held = retry_until(abandon, "acknowledging jobs", || {
-        tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ctx.broker.ack(&ctx.worker_id, &jobs, settled, ttl)
+        let repeated = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
+        ctx.broker.ack(&ctx.worker_id, id, repeated, &jobs, ttl)
     })
     .await;
     drop(jobs);
     match held {
         Some(held) => {
-            // The markers of this batch's queues were removed with it; this batch's own stay
-            // until the next batch of their queue.
-            let marks = ctx.broker.acks_leave_markers();
-            if marks {
-                settled.retain(|(queue, _)| !batch.iter().any(|ack| ack.job.queue == *queue));
-            }
             for (ack, held) in batch.drain(..).zip(held) {
-                if held && marks {
-                    match settled.iter_mut().find(|(q, _)| *q == ack.job.queue) {
-                        Some((_, leases)) => leases.push(ack.job.lease.clone()),
-                        None => settled.push((ack.job.queue.clone(), vec![ack.job.lease.clone()])),
-                    }
-                }
-                let acked = match (held, tries.load(std::sync::atomic::Ordering::Relaxed)) {
-                    (true, _) => Acked::Held,
-                    (false, 1) => Acked::Stale,
-                    (false, _) => Acked::Unsure,
-                };
-                let _ = ack.done.send(acked);
+                let _ = ack.done.send(if held { Acked::Held } else { Acked::Stale });
             }
         }
         // Abandoned at shutdown: unsettled jobs stay in flight and are requeued, so they run

@@ -19,7 +19,6 @@ use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::backoff::retry_until;
 use crate::broker::{Fenced, Finished};
-use crate::clock;
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
@@ -80,7 +79,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 task: None,
                 error: readable(reason.to_string()),
                 attempts: 0,
-                died_at_ms: clock::now_ms(),
+                died_at_ms: ctx.settings.clock.now_ms(),
                 job: None,
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
@@ -133,7 +132,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 let record = OutcomeRecord {
                     state: OutcomeState::Succeeded,
                     attempts: attempt,
-                    at_ms: clock::now_ms(),
+                    at_ms: ctx.settings.clock.now_ms(),
                     value: RawValue::from_string(value).ok(),
                     error: None,
                 };
@@ -157,9 +156,6 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                         tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded")
                     }
                     Ok(Acked::Stale) => run.stale(&envelope, "succeeded"),
-                    Ok(Acked::Unsure) => {
-                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded; its acknowledgement was repeated after a lost reply (had the job been taken back meanwhile, it runs elsewhere)")
-                    }
                     Err(_) => {}
                 }
             }
@@ -193,7 +189,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let due_ms = match run.retry(next.to_json().as_bytes(), delay).await {
         Some(Fenced::Settled(due_ms)) => due_ms,
         // Scheduled by an earlier call whose reply was lost: about then.
-        Some(Fenced::AlreadySettled) => clock::now_ms() + delay.as_millis() as u64,
+        Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
         Some(Fenced::NotHeld) => {
             run.stale(&next, "failed");
             return;
@@ -260,7 +256,7 @@ impl Run<'_> {
 
     /// Buries a job that will not run again, then records its death under its result key.
     async fn bury(&self, envelope: Envelope, error: String) {
-        let died_at_ms = clock::now_ms();
+        let died_at_ms = self.ctx.settings.clock.now_ms();
         let outcome_error = error.clone();
         let envelope = Envelope {
             last_error: Some(error.clone()),
@@ -296,7 +292,7 @@ impl Run<'_> {
         let outcome = OutcomeRecord {
             state: OutcomeState::Dead,
             attempts,
-            at_ms: clock::now_ms(),
+            at_ms: self.ctx.settings.clock.now_ms(),
             value: None,
             error: Some(error.to_owned()),
         }
@@ -323,7 +319,12 @@ impl Run<'_> {
         let ctx = self.ctx;
         let grace = ctx.settings.unknown_job_grace;
         let waited = peek.as_ref().map_or(Duration::MAX, |peek| {
-            Duration::from_millis(clock::now_ms().saturating_sub(peek.enqueued_at_ms))
+            Duration::from_millis(
+                ctx.settings
+                    .clock
+                    .now_ms()
+                    .saturating_sub(peek.enqueued_at_ms),
+            )
         });
         if waited >= grace {
             let reason = readable(format!(
@@ -338,7 +339,7 @@ impl Run<'_> {
                         task: peek.map(|peek| peek.task),
                         error: reason,
                         attempts: 0,
-                        died_at_ms: clock::now_ms(),
+                        died_at_ms: ctx.settings.clock.now_ms(),
                         job: None,
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::backoff::Backoff;
 use crate::broker::{Broker, DeadLimits, Leased};
 use crate::client::{Client, ClientBuilder};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::registry::Registry;
 use acker::{AckSender, Acker};
@@ -121,6 +122,8 @@ pub(crate) struct Settings {
     pub(crate) result_ttl: Duration,
     pub(crate) dead_limits: DeadLimits,
     pub(crate) unknown_job_grace: Duration,
+    /// Where the worker reads the time of day (see [`Clock`]).
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Settings {
@@ -212,6 +215,7 @@ impl Worker {
                     max_age: Duration::from_secs(30 * 24 * 3600),
                 },
                 unknown_job_grace: Duration::from_secs(15 * 60),
+                clock: Arc::new(SystemClock),
             },
         }
     }
@@ -283,6 +287,14 @@ impl Worker {
     /// jobs; they wait, with a growing delay, for a worker of the new version to run them.
     pub fn unknown_job_grace(mut self, grace: Duration) -> Worker {
         self.settings.unknown_job_grace = grace;
+        self
+    }
+
+    /// Where the worker reads the time of day, for the times in its records and how long a job
+    /// it cannot run yet has waited (default: this machine's clock, [`SystemClock`]). For
+    /// tests: when jobs run is decided on the Redis server's clock, not this one.
+    pub fn clock(mut self, clock: impl Clock) -> Worker {
+        self.settings.clock = Arc::new(clock);
         self
     }
 

@@ -9,7 +9,6 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::clock;
 use crate::envelope::{self, DeadRecord, JobId, OutcomeRecord, OutcomeState};
 
 /// Most poisoned jobs buried per queue per round.
@@ -74,7 +73,7 @@ impl Recoverer {
         let deaths = ctx.settings.max_worker_deaths;
         for payload in ctx.broker.poisoned(queue, POISONED_PER_ROUND).await? {
             let error = format!("worker died {deaths} times while running this job");
-            let died_at_ms = clock::now_ms();
+            let died_at_ms = ctx.settings.clock.now_ms();
             let envelope = envelope::decode(&payload).ok();
             let attempts = envelope.as_ref().map_or(0, |e| e.attempt) + deaths;
             let record = DeadRecord {

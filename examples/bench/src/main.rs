@@ -29,7 +29,6 @@
 mod baseline;
 mod floor;
 mod process;
-mod redis_server;
 mod redis_stats;
 mod report;
 mod scenarios;
@@ -40,7 +39,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use redis_server::RedisServer;
+use dtask_testkit::redis_server::RedisServer;
 use report::Report;
 use scenarios::Bench;
 

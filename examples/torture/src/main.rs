@@ -39,7 +39,6 @@ mod acl;
 mod effects;
 mod locations;
 mod producer;
-mod redis_server;
 mod report;
 mod rig;
 mod scenarios;

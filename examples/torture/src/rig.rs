@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 
 use crate::acl;
 use crate::effects::{self, Effects};
-use crate::redis_server::{Persistence, RedisServer};
 use crate::report::Figures;
 use crate::scenarios::Ctx;
 use crate::tasks;
 use crate::workers::WorkerConfig;
+use dtask_testkit::redis_server::{Persistence, RedisServer};
 
 /// The kinds of key in which dtask keeps a worker's in-flight jobs (`<prefix>:{queue}:<kind>:<worker>`).
 const IN_FLIGHT_KEYS: [&str; 2] = ["active", "landing"];
@@ -116,7 +116,13 @@ impl Rig {
             (None, format!("torture-{slug}"))
         };
         let acl_file = users.as_ref().map(|_| redis_dir.join("users.acl"));
-        let redis = RedisServer::start(&redis_dir, persistence, acl_file.as_deref()).await?;
+        let mut options = RedisServer::options()
+            .dir(&redis_dir)
+            .persistence(persistence);
+        if let Some(acl_file) = acl_file {
+            options = options.acl_file(acl_file);
+        }
+        let redis = tokio::task::block_in_place(|| options.start())?;
         let connect = |url: String| {
             let prefix = prefix.clone();
             async move {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub use dtask_testkit::os::send_signal;
+
 use crate::effects::{FX_ENV, FX_URL_ENV};
 
 /// Queues to serve, comma-separated.
@@ -302,21 +304,6 @@ fn unique_log_path(dir: &Path, label: &str) -> PathBuf {
             return path;
         }
         n += 1;
-    }
-}
-
-/// Sends `signal` ("KILL", "STOP", "CONT", "TERM") to process `pid`, with kill(1).
-pub fn send_signal(pid: u32, signal: &str) -> Result<(), String> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("run kill: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("kill -{signal} {pid} failed"))
     }
 }
 

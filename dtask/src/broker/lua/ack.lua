@@ -1,70 +1,52 @@
---[[ ack: settles the finished runs of one worker, by lease id; a stale run (its job was taken
-  back meanwhile) changes nothing.
+--[[ ack: settles a batch of finished runs of one worker, by lease id; a stale run (its job was
+  taken back meanwhile) changes nothing.
 
-  On a single server ("inline"), the outcome of each run that held its lease is stored here, in
-  the same step: the fence covers the outcome too, in one round trip. Repeating this after a
-  lost reply finds the leases gone and changes nothing more (the outcomes are already stored).
-
-  On a cluster ("mark"), result keys live in other slots and are stored by the worker after
-  this answers; each settled entry is replaced by its settled marker, so that repeating this
-  after a lost reply gives the same answer. The markers of the previous batch are removed here
-  too: by then the worker has stored their outcomes.
+  The worker stores the outcomes of the runs this answers held, once it has the answer: result
+  keys live in slots of their own on a cluster, and a SET sent beside the script costs Redis
+  less than one made from inside it. So that a batch repeated after a lost reply gets the same
+  answer (its leases are gone by then, yet its outcomes are still to store), the answer is kept
+  under the worker's answer key, tagged with the batch's id, until the next batch.
 
   KEYS[1]   in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[2]   deaths hash of the queue
-  KEYS[3..] "inline": the result key of each outcome given, in order
-  ARGV[1]   "inline" or "mark"
-  ARGV[2]   n, the number of runs
-  ARGV[3 .. n+2]  their lease ids
-  then, "inline": for each run with an outcome to store, three: its position among the runs
-                  (1-based), its record, how long the record is kept (ms)
-        "mark":   the lease ids whose settled markers are to be removed
+  KEYS[3]   answer key of the worker for this queue
+  ARGV[1]   batch id, unique per batch of this worker (the same on a repeat)
+  ARGV[2]   "1" when this call repeats one whose reply was lost, else "0"
+  ARGV[3 ..]  the lease ids of the runs
 
-  Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged), 0
-  when it is not.
+  Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged, now
+  or by an earlier call of this batch whose reply was lost), 0 when it is not.
 ]]
-local inline = ARGV[1] == 'inline'
-local n = tonumber(ARGV[2])
-local payloads = redis.call('HMGET', KEYS[1], unpack(ARGV, 3, n + 2))
-local taken = {}
+local rcall = redis.call
+local batch = ARGV[1]
+local n = #ARGV - 2
+if ARGV[2] == '1' then
+  local kept = rcall('GET', KEYS[3])
+  if kept and string.sub(kept, 1, #batch + 1) == batch .. ':' then
+    local held = {}
+    for i = 1, n do
+      held[i] = string.byte(kept, #batch + 1 + i) - 48
+    end
+    return held
+  end
+end
+local payloads = rcall('HMGET', KEYS[1], unpack(ARGV, 3))
 local held = {}
+local flags = {}
+local taken = {}
 for i = 1, n do
   if payloads[i] then
     held[i] = 1
+    flags[i] = '1'
     taken[#taken + 1] = ARGV[2 + i]
-  elseif not inline and redis.call('HEXISTS', KEYS[1], settled_marker(ARGV[2 + i])) == 1 then
-    held[i] = 1
   else
     held[i] = 0
+    flags[i] = '0'
   end
 end
 if #taken > 0 then
-  redis.call('HDEL', KEYS[1], unpack(taken))
+  rcall('HDEL', KEYS[1], unpack(taken))
 end
-if inline then
-  local key = 2
-  for j = n + 3, #ARGV, 3 do
-    key = key + 1
-    if held[tonumber(ARGV[j])] == 1 then
-      redis.call('SET', KEYS[key], ARGV[j + 1], 'PX', ARGV[j + 2])
-    end
-  end
-else
-  if #taken > 0 then
-    local markers = {}
-    for _, lease in ipairs(taken) do
-      markers[#markers + 1] = settled_marker(lease)
-      markers[#markers + 1] = '1'
-    end
-    redis.call('HSET', KEYS[1], unpack(markers))
-  end
-  if #ARGV > n + 2 then
-    local forget = {}
-    for i = n + 3, #ARGV do
-      forget[#forget + 1] = settled_marker(ARGV[i])
-    end
-    redis.call('HDEL', KEYS[1], unpack(forget))
-  end
-end
+rcall('SET', KEYS[3], batch .. ':' .. table.concat(flags), 'PX', 600000)
 forget_deaths(KEYS[2], payloads)
 return held

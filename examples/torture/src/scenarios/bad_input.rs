@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use super::Ctx;
 use crate::producer::enqueue_now;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, id_set};
 use crate::tasks::{self, WORK_QUEUE};
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// The longest reason a person can still read in a log line or a dashboard.
 const READABLE_MAX: usize = 2_048;

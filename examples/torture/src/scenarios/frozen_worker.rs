@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use super::Ctx;
 use crate::effects::now_ms;
 use crate::producer::{Producer, ProducerConfig};
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rerun, Rig, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// Runs the scenario.
 pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {

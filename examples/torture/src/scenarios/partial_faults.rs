@@ -25,10 +25,10 @@ use super::Ctx;
 use crate::acl;
 use crate::effects::now_ms;
 use crate::producer::enqueue_now;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::Rig;
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// The busy queue.
 const A: &str = "a";

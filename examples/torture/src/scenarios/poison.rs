@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::producer::enqueue_now;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, id_set};
 use crate::tasks::{self, POISON_QUEUE};
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// The error dtask gives a job that killed three workers.
 const EXPECTED: &str = "worker died 3 times while running this job";

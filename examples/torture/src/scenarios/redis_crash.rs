@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::producer::{Producer, ProducerConfig, enqueue_now};
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// Runs the scenario.
 pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         rig.redis.kill();
         figures.faults += 1;
         tokio::time::sleep(down_for).await;
-        rig.redis.restart().await?;
+        tokio::task::block_in_place(|| rig.redis.restart())?;
         let up = Instant::now();
         let patience = ctx.pick(Duration::from_secs(10), Duration::from_secs(30));
         match rig.resumed(up, patience).await {

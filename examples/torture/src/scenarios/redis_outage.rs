@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::producer::{Producer, ProducerConfig};
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, cpu_share, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// The most CPU a worker may use while Redis is away, as a share of one core: waiting costs
 /// next to nothing; a busy loop costs a whole core.
@@ -60,7 +60,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         let started = Instant::now();
         match kind {
             Outage::Hang => rig.redis.pause()?,
-            Outage::Restart => rig.redis.terminate().await?,
+            Outage::Restart => tokio::task::block_in_place(|| rig.redis.terminate())?,
         }
         figures.faults += 1;
         tokio::time::sleep(outage).await;
@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         let elapsed = started.elapsed();
         match kind {
             Outage::Hang => rig.redis.resume()?,
-            Outage::Restart => rig.redis.restart().await?,
+            Outage::Restart => tokio::task::block_in_place(|| rig.redis.restart())?,
         }
         let up = Instant::now();
         let patience = ctx.pick(Duration::from_secs(10), Duration::from_secs(30));

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::producer::enqueue_now;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, id_set, job_id};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::{Fleet, WorkerProcess};
+use dtask_testkit::redis_server::Persistence;
 
 /// Jobs in flight when SIGTERM is sent.
 const IN_FLIGHT: usize = 450;

@@ -21,12 +21,12 @@ use tokio::sync::watch;
 use super::Ctx;
 use crate::effects::now_ms;
 use crate::producer::{Producer, ProducerConfig, ProducerReport, enqueue_now};
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, Stay, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
 use dtask_testkit::proxy::Proxy;
+use dtask_testkit::redis_server::Persistence;
 
 /// Worker processes.
 const WORKERS: usize = 2;

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use super::Ctx;
 use crate::locations::{Place, Sampler, Samples, Snapshot, describe_place};
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::Rig;
 use crate::tasks::{self, FIRST_END, FIRST_SLOW_QUEUE, LATER_END};
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// The `recovery_after` of every worker.
 const RECOVERY: Duration = Duration::from_secs(1);

@@ -10,11 +10,11 @@
 use std::time::Duration;
 
 use super::Ctx;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, id_set};
 use crate::tasks::{self, STALL_QUEUE};
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// Worker processes.
 const WORKERS: usize = 2;

@@ -10,11 +10,11 @@ use rand::Rng;
 use super::Ctx;
 use crate::effects::now_ms;
 use crate::producer::enqueue_now;
-use crate::redis_server::Persistence;
 use crate::report::Figures;
 use crate::rig::{Rig, gather_reruns, id_set};
 use crate::tasks::WORK_QUEUE;
 use crate::workers::Fleet;
+use dtask_testkit::redis_server::Persistence;
 
 /// Runs the scenario.
 pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
