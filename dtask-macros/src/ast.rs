@@ -1,19 +1,9 @@
 //! Reads the function under `#[task]` into a [`Task`], checking that it can be a task: an async
-//! fn at module level whose arguments are owned, serializable values.
+//! fn at module level whose arguments are owned, serializable values. What it returns is left to
+//! the compiler (`dtask::TaskOutput`).
 
 use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
-
-/// What the function returns, and so what a job's result is.
-pub(crate) enum Returns {
-    /// Nothing: the result is `()`.
-    Unit,
-    /// `Result<T, E>` (any type named `Result` with a first type argument): the result is `T`,
-    /// and an `Err` is a failed attempt.
-    Result(Type),
-    /// Any other `T`: the result is `T`.
-    Value(Type),
-}
 
 /// One argument of the task.
 pub(crate) struct Arg {
@@ -25,7 +15,9 @@ pub(crate) struct Arg {
 pub(crate) struct Task<'a> {
     pub(crate) item: &'a ItemFn,
     pub(crate) args: Vec<Arg>,
-    pub(crate) returns: Returns,
+    /// The return type as written (`None` for `()`); what it means is decided by its type,
+    /// through `dtask::TaskOutput`, not by how it is spelled.
+    pub(crate) returns: Option<Type>,
 }
 
 impl<'a> Task<'a> {
@@ -75,15 +67,15 @@ impl<'a> Task<'a> {
             }
         }
         let returns = match &sig.output {
-            ReturnType::Default => Returns::Unit,
+            ReturnType::Default => None,
             ReturnType::Type(_, ty) => {
-                if let Some(error) = check_owned(ty) {
-                    errors.push(error);
+                if let Type::ImplTrait(impl_trait) = &**ty {
+                    errors.push(syn::Error::new_spanned(
+                        impl_trait.impl_token,
+                        "a task cannot return `impl Trait`: name a concrete type, so that waiting on a job knows what it gets",
+                    ));
                 }
-                match result_ok_type(ty) {
-                    Some(ok) => Returns::Result(ok),
-                    None => Returns::Value((**ty).clone()),
-                }
+                Some((**ty).clone())
             }
         };
         let mut errors = errors.into_iter();
@@ -128,10 +120,12 @@ fn check_owned(ty: &Type) -> Option<syn::Error> {
                 if let PathArguments::AngleBracketed(generic) = &segment.arguments {
                     for arg in &generic.args {
                         let error = match arg {
-                            GenericArgument::Lifetime(lifetime) => Some(syn::Error::new_spanned(
-                                lifetime,
-                                "a task's arguments must be owned: no lifetimes, so that they can be `DeserializeOwned`",
-                            )),
+                            GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
+                                Some(syn::Error::new_spanned(
+                                    lifetime,
+                                    "a task's arguments must be owned: no lifetimes but `'static`, so that they can be `DeserializeOwned`",
+                                ))
+                            }
                             GenericArgument::Type(inner) => check_owned(inner),
                             _ => None,
                         };
@@ -150,24 +144,4 @@ fn check_owned(ty: &Type) -> Option<syn::Error> {
         Type::Group(group) => check_owned(&group.elem),
         _ => None,
     }
-}
-
-/// `T` when `ty` is a path ending in `Result<T, ..>` (`Result<T, E>`, `anyhow::Result<T>`,
-/// `std::io::Result<T>`).
-fn result_ok_type(ty: &Type) -> Option<Type> {
-    let Type::Path(path) = ty else { return None };
-    if path.qself.is_some() {
-        return None;
-    }
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(generic) = &last.arguments else {
-        return None;
-    };
-    generic.args.iter().find_map(|arg| match arg {
-        GenericArgument::Type(ok) => Some(ok.clone()),
-        _ => None,
-    })
 }

@@ -7,7 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::ItemFn;
 use syn::spanned::Spanned;
 
-use crate::ast::{Returns, Task};
+use crate::ast::Task;
 use crate::attr::TaskArgs;
 
 /// Expands `#[task(args)] item`. On error, the function is still emitted as written, beside an
@@ -99,8 +99,8 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
     let arg_types: Vec<_> = task.args.iter().map(|arg| &arg.ty).collect();
     let arg_names: Vec<_> = task.args.iter().map(|arg| &arg.name).collect();
     let output_type = match &task.returns {
-        Returns::Unit => quote!(()),
-        Returns::Result(ty) | Returns::Value(ty) => quote!(#ty),
+        None => quote!(()),
+        Some(ty) => quote!(#ty),
     };
 
     let arg_checks = task.args.iter().zip(&arg_alias).map(|(arg, alias)| {
@@ -113,7 +113,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         syn::ReturnType::Type(_, ty) => ty.span(),
     };
     let output_check = quote_spanned! {output_span=>
-        #private::assert_output::<Output>();
+        #private::assert_output::<super::#output_alias>();
     };
 
     // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
@@ -128,17 +128,10 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
     let call = quote_spanned! {item.sig.ident.span()=>
         #private::assert_send(super::#ident(#(#arg_names),*))
     };
-    let finish = match &task.returns {
-        Returns::Unit | Returns::Value(_) => quote! {
-            let output: Output = #call.await;
-            #private::encode_output(&output)
-        },
-        Returns::Result(_) => quote! {
-            match #call.await {
-                ::core::result::Result::Ok(output) => #private::encode_output::<Output>(&output),
-                ::core::result::Result::Err(error) => ::core::result::Result::Err(#private::render_error(error)),
-            }
-        },
+    // A `Result` (under any name) fails the attempt with its error; anything else is the
+    // result. The compiler decides, through `TaskOutput`.
+    let finish = quote! {
+        #private::finish::<super::#output_alias>(#call.await)
     };
 
     let fn_doc = format!(" Enqueue and follow jobs of the task [`{ident}`](fn@super::{ident}).");
@@ -182,7 +175,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             };
 
             /// What the task returns on success, and what waiting on a job yields.
-            pub type Output = super::#output_alias;
+            pub type Output = <super::#output_alias as #krate::TaskOutput>::Value;
 
             #[doc = #enqueue_doc]
             pub async fn enqueue(#(#arg_names: super::#arg_alias),*)

@@ -1,10 +1,11 @@
-//! The `#[task]` attribute of [dtask](https://docs.rs/dtask). Use it through `dtask::task`,
-//! whose documentation describes it; this crate holds only the code generation:
-//! [`attr`] parses the options, [`ast`] reads and checks the function, [`expand`] writes the
-//! generated module.
+//! The `#[task]` attribute and `#[derive(TaskOutput)]` of [dtask](https://docs.rs/dtask). Use
+//! them through `dtask::task` and `dtask::TaskOutput`, whose documentation describes them; this
+//! crate holds only the code generation: [`attr`] parses the options, [`ast`] reads and checks
+//! the function, [`expand`] writes the generated module, [`derive`] the derived impl.
 
 mod ast;
 mod attr;
+mod derive;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -13,4 +14,10 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::task(args.into(), item.into()).into()
+}
+
+/// Implements `dtask::TaskOutput` for a type of your own. See `dtask::TaskOutput`.
+#[proc_macro_derive(TaskOutput)]
+pub fn derive_task_output(item: TokenStream) -> TokenStream {
+    derive::task_output(item.into()).into()
 }

@@ -18,16 +18,19 @@ pub fn decode_args<A: serde::de::DeserializeOwned>(args: &str) -> Result<A, Stri
     serde_json::from_str(args).map_err(|e| crate::redact::decode_error(&e))
 }
 
-/// Renders a task's error, with its chain of causes where it has one (`{:#}`).
-pub fn render_error<E: std::fmt::Display>(error: E) -> String {
-    format!("{error:#}")
+/// What a run's return value makes of the job: its encoded result, or the message of a failed
+/// attempt (a `Result`'s error, or a result that could not be encoded).
+pub fn finish<R: crate::TaskOutput>(returned: R) -> Result<String, String> {
+    returned
+        .into_result()
+        .and_then(|value| encode_output(&value))
 }
 
 /// Checks that a task argument can travel in a job.
 pub const fn assert_arg<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>() {}
 
-/// Checks that a task's output can be stored as its result.
-pub const fn assert_output<T: serde::Serialize + Send + 'static>() {}
+/// Checks that a task's return type is one a task may return.
+pub const fn assert_output<T: crate::TaskOutput>() {}
 
 /// Checks that a task's future can run on a multi-threaded runtime.
 pub fn assert_send<F: std::future::Future + Send>(future: F) -> F {

@@ -25,6 +25,15 @@ pub fn runs(key: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many attempts ran for `key` in this process.
+pub fn attempts(key: &str) -> u32 {
+    let attempts = ATTEMPTS.lock().unwrap();
+    attempts
+        .as_ref()
+        .and_then(|attempts| attempts.get(key).copied())
+        .unwrap_or(0)
+}
+
 /// Counts an attempt for `key` and returns its number (1 for the first).
 fn attempt(key: &str) -> u32 {
     let mut attempts = ATTEMPTS.lock().unwrap();
@@ -85,6 +94,27 @@ pub async fn flaky(key: String, failures: u32) -> Result<u32, FlakyError> {
 pub async fn doomed(key: String, message: String) -> Result<(), String> {
     attempt(&key);
     Err(message)
+}
+
+/// A `Result` under another name, as a user might write it.
+pub type TaskResult = Result<(), String>;
+
+/// Always fails, through an alias of `Result`: retried and buried like [`doomed`].
+#[dtask::task(queue = "doomed", retries = 2)]
+pub async fn doomed_by_alias(key: String, message: String) -> TaskResult {
+    attempt(&key);
+    Err(message)
+}
+
+/// Fails with a boxed error (only `Display` is asked of an error) until attempt 2, then
+/// returns how many attempts it took.
+#[dtask::task(queue = "doomed", retries = 2)]
+pub async fn boxed_error(key: String) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    let n = attempt(&key);
+    if n < 2 {
+        return Err(format!("not yet ({n})").into());
+    }
+    Ok(n)
 }
 
 /// Panics on its first attempt for `key`, then succeeds.

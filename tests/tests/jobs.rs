@@ -113,6 +113,32 @@ async fn a_failing_job_is_retried_until_it_succeeds_and_attempts_are_counted() {
 }
 
 #[tokio::test]
+async fn a_result_under_another_name_retries_and_dies_like_a_result() {
+    let (_redis, client) = setup("alias").await;
+    let worker = worker(&client, &["doomed"]).spawn();
+    let key = unique_prefix("alias-key");
+    let job = tasks::doomed_by_alias::with()
+        .client(&client)
+        .enqueue(key.clone(), "aliased failure".into())
+        .await
+        .unwrap();
+    let (attempts, error) = wait_dead(&job, WAIT).await;
+    assert_eq!((attempts, error.as_str()), (3, "aliased failure"));
+    assert_eq!(tasks::attempts(&key), 3, "1 run + 2 retries");
+    let retried = tasks::boxed_error::with()
+        .client(&client)
+        .enqueue(unique_prefix("boxed-key"))
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.wait(WAIT).await.unwrap(),
+        2,
+        "failed once, then succeeded"
+    );
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_job_out_of_retries_is_dead_with_its_last_error() {
     let (_redis, client) = setup("doomed").await;
     let worker = worker(&client, &["doomed"]).spawn();

@@ -139,7 +139,7 @@ pub async fn send_welcome(signup: Signup) -> Result<(), MailError> {
 }
 
 /// Word statistics of a text, from [`count_words`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, dtask::TaskOutput)]
 pub struct WordCount {
     /// Lines in the text.
     pub lines: usize,

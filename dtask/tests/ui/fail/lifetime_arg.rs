@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 
 #[dtask::task]
-async fn greet(_name: Cow<'static, str>) {}
+async fn greet(_name: Cow<'_, str>) {}
 
 fn main() {}
