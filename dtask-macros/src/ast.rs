@@ -43,6 +43,26 @@ impl<'a> Task<'a> {
                 "a task cannot be variadic",
             ));
         }
+        if let syn::Safety::Unsafe(unsafety) = &sig.safety {
+            errors.push(syn::Error::new_spanned(
+                unsafety,
+                "a task cannot be an `unsafe fn`: a worker calls it, and nobody is there to uphold its safety contract",
+            ));
+        }
+        if let Some(again) = item.attrs.iter().find(|attr| is_task_attribute(attr)) {
+            errors.push(syn::Error::new_spanned(
+                again,
+                "`#[task]` is given twice on this fn: keep one",
+            ));
+        }
+        if sig.inputs.len() > MAX_ARGS {
+            errors.push(syn::Error::new_spanned(
+                &sig.inputs,
+                format!(
+                    "a task takes at most {MAX_ARGS} arguments (they travel as one tuple); gather them in a struct"
+                ),
+            ));
+        }
         let mut args = Vec::new();
         for (index, input) in sig.inputs.iter().enumerate() {
             match input {
@@ -51,13 +71,31 @@ impl<'a> Task<'a> {
                     "a task cannot take `self`: put `#[task]` on a free function at module level",
                 )),
                 FnArg::Typed(typed) => {
+                    if let Some(attr) = typed.attrs.iter().find(|attr| {
+                        attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr")
+                    }) {
+                        errors.push(syn::Error::new_spanned(
+                            attr,
+                            "a task's parameters cannot be conditional (`#[cfg]`): a job enqueued by one build must fit the task in every other",
+                        ));
+                        continue;
+                    }
                     if let Some(error) = check_owned(&typed.ty) {
                         errors.push(error);
                         continue;
                     }
+                    // The name `enqueue` and the builder's `enqueue` take this argument by; a
+                    // pattern, or a name that is also an item of the generated module (it
+                    // would be read as that item), gets a name of its own.
                     let name = match &*typed.pat {
-                        Pat::Ident(pat) => pat.ident.clone(),
-                        other => Ident::new(&format!("arg{index}"), other.span()),
+                        Pat::Ident(pat)
+                            if pat.by_ref.is_none()
+                                && pat.subpat.is_none()
+                                && !GENERATED_ITEMS.iter().any(|item| pat.ident == item) =>
+                        {
+                            pat.ident.clone()
+                        }
+                        other => Ident::new(&format!("__dtask_arg{index}"), other.span()),
                     };
                     args.push(Arg {
                         name,
@@ -69,6 +107,12 @@ impl<'a> Task<'a> {
         let returns = match &sig.output {
             ReturnType::Default => None,
             ReturnType::Type(_, ty) => {
+                if let Type::Never(never) = &**ty {
+                    errors.push(syn::Error::new_spanned(
+                        never,
+                        "a task cannot return `!`: a job must be able to finish",
+                    ));
+                }
                 if let Type::ImplTrait(impl_trait) = &**ty {
                     errors.push(syn::Error::new_spanned(
                         impl_trait.impl_token,
@@ -93,6 +137,20 @@ impl<'a> Task<'a> {
             }),
         }
     }
+}
+
+/// The most arguments a task takes: serde (de)serializes tuples of up to 16 elements.
+const MAX_ARGS: usize = 16;
+
+/// The items of the module `#[task]` generates, which a parameter must not be named after.
+const GENERATED_ITEMS: &[&str] = &["NAME", "INFO", "Output", "Builder"];
+
+/// Whether `attr` is (another) `#[task]`, `#[dtask::task]` or `#[..::task(..)]`.
+pub(crate) fn is_task_attribute(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "task")
 }
 
 /// An error on the first part of `ty` that borrows: a reference, a lifetime, or `impl Trait`.

@@ -37,6 +37,10 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
                 error.combine(more);
             }
             let error = error.to_compile_error();
+            // Emitted without another `#[task]` on it, which would expand again.
+            let mut item = item;
+            item.attrs
+                .retain(|attr| !crate::ast::is_task_attribute(attr));
             if item.sig.receiver().is_some() {
                 // A method: it sits in an `impl`, where a module is not allowed.
                 return quote! { #item #error };
@@ -115,6 +119,9 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
     let output_check = quote_spanned! {output_span=>
         #private::assert_output::<super::#output_alias>();
     };
+    let output_value = quote_spanned! {output_span=>
+        <super::#output_alias as #krate::TaskOutput>::Value
+    };
 
     // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
     // argument and `(A, B)` for several.
@@ -125,12 +132,16 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         (quote!((#(super::#arg_alias,)*)), quote!(|item| item))
     };
 
+    // The handler's locals: names no parameter and no user item can take.
+    let locals: Vec<_> = (0..task.args.len())
+        .map(|i| format_ident!("__dtask_local{}", i))
+        .collect();
     let call = quote_spanned! {item.sig.ident.span()=>
-        #private::assert_send(super::#ident(#(#arg_names),*))
+        #private::assert_send(super::#ident(#(#locals),*))
     };
     // A `Result` (under any name) fails the attempt with its error; anything else is the
     // result. The compiler decides, through `TaskOutput`.
-    let finish = quote! {
+    let finish = quote_spanned! {output_span=>
         #private::finish::<super::#output_alias>(#call.await)
     };
 
@@ -175,13 +186,13 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             };
 
             /// What the task returns on success, and what waiting on a job yields.
-            pub type Output = <super::#output_alias as #krate::TaskOutput>::Value;
+            pub type Output = #output_value;
 
             #[doc = #enqueue_doc]
             pub async fn enqueue(#(#arg_names: super::#arg_alias),*)
                 -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
             {
-                with().enqueue(#(#arg_names),*).await
+                self::with().enqueue(#(#arg_names),*).await
             }
 
             /// Enqueues one job per item, in one round trip. An item is the task's argument, or
@@ -190,7 +201,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 items: impl ::core::iter::IntoIterator<Item = #item_type>,
             ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
             {
-                with().enqueue_many(items).await
+                self::with().enqueue_many(items).await
             }
 
             /// Options for the next enqueue: `.delay(..)`, `.at(..)`, `.queue(..)`,
@@ -202,7 +213,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             /// A handle on the job `id` of this task, to read its status or wait for its result,
             /// from any process.
             pub fn job(id: impl ::core::convert::Into<#krate::JobId>) -> #krate::JobHandle<Output> {
-                #krate::JobHandle::new(id.into(), ::core::option::Option::None).of_task(&INFO)
+                #krate::JobHandle::new(::core::convert::Into::into(id), ::core::option::Option::None).of_task(&INFO)
             }
 
             /// Options for enqueueing jobs of this task; see [`with`].
@@ -248,13 +259,17 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     items: impl ::core::iter::IntoIterator<Item = #item_type>,
                 ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
                 {
-                    self.0.enqueue_many_args(items.into_iter().map(#item_to_args)).await
+                    self.0.enqueue_many_args(::core::iter::Iterator::map(
+                        ::core::iter::IntoIterator::into_iter(items),
+                        #item_to_args,
+                    )).await
                 }
             }
 
             #[doc(hidden)]
+            #[allow(deprecated)]
             fn __dtask_handler(args: &str) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {
-                let (#(#arg_names,)*): (#(super::#arg_alias,)*) = #private::decode_args(args)?;
+                let (#(#locals,)*): (#(super::#arg_alias,)*) = #private::decode_args(args)?;
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }
 

@@ -1,0 +1,6 @@
+#[dtask::task]
+async fn forever() -> ! {
+    loop {}
+}
+
+fn main() {}

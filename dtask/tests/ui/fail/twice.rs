@@ -1,0 +1,5 @@
+#[dtask::task]
+#[dtask::task]
+async fn ping() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[dtask::task]
+async unsafe fn ping() {}
+
+fn main() {}
