@@ -74,6 +74,11 @@ impl Registry {
         self.by_name.get(name).copied()
     }
 
+    /// Whether some task names `queue` as its own.
+    pub(crate) fn serves(&self, queue: &str) -> bool {
+        self.by_name.values().any(|entry| entry.info.queue == queue)
+    }
+
     /// Every queue some registered task sends its jobs to, sorted.
     pub(crate) fn queues(&self) -> Vec<String> {
         let mut queues: Vec<String> = self

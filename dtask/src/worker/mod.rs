@@ -109,6 +109,9 @@ impl Context {
     }
 }
 
+/// Why a worker with no task refuses to start.
+const NO_TASKS: &str = "this binary has no `#[dtask::task]`, so a worker would run nothing: tasks defined in a library crate are registered only when the binary links that crate; name something from it or add `use that_crate as _;`";
+
 /// A worker's settings, fixed once it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -321,6 +324,9 @@ impl Worker {
     /// Connects, collects the registry and settles the settings.
     async fn start(self) -> Result<(Context, Acker), Error> {
         let registry = Registry::collect()?;
+        if registry.names().is_empty() {
+            return Err(Error::Config(NO_TASKS.to_owned()));
+        }
         let broker = match self.connection {
             Connection::Client(client) => client.broker,
             Connection::Builder(builder) => builder.connect().await?.broker,
@@ -341,6 +347,15 @@ impl Worker {
             return Err(Error::Config(format!(
                 "queue name `{bad}` must be non-empty and hold no `{{` or `}}`"
             )));
+        }
+        for queue in &settings.queues {
+            if !registry.serves(queue) {
+                tracing::warn!(
+                    queue = %queue,
+                    tasks = %registry.names().join(", "),
+                    "no task of this binary names this queue: only jobs routed to it with `.queue(..)` run here; jobs of tasks this binary lacks are put off, then buried (a library crate's tasks register only if the binary links the crate: `use that_crate as _;`)"
+                );
+            }
         }
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new();
