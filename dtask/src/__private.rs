@@ -8,7 +8,8 @@ pub use serde_json;
 
 /// Encodes a task's return value for its result record.
 pub fn encode_output<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    serde_json::to_string(value)
+    crate::finite::check(value)
+        .and_then(|()| serde_json::to_string(value))
         .map_err(|e| format!("the task succeeded but its result could not be serialized: {e}"))
 }
 

@@ -123,7 +123,8 @@ impl<O> Enqueue<O> {
         let mut ids = Vec::new();
         let mut payloads = Vec::new();
         for args in items {
-            let args = serde_json::to_string(&args)
+            let args = crate::finite::check(&args)
+                .and_then(|()| serde_json::to_string(&args))
                 .and_then(RawValue::from_string)
                 .map_err(|source| Error::SerializeArgs {
                     task: self.info.name.to_owned(),

@@ -45,6 +45,7 @@ mod clock;
 mod enqueue;
 mod envelope;
 mod error;
+mod finite;
 mod job;
 mod output;
 mod redact;

@@ -117,6 +117,12 @@ pub async fn boxed_error(key: String) -> Result<u32, Box<dyn std::error::Error +
     Ok(n)
 }
 
+/// Divides: 0.0 / 0.0 returns NaN, which JSON cannot carry.
+#[dtask::task(queue = "math", retries = 0)]
+pub async fn ratio(a: f64, b: f64) -> f64 {
+    a / b
+}
+
 /// Panics on its first attempt for `key`, then succeeds.
 #[dtask::task(queue = "panicky", retries = 3)]
 pub async fn panics_once(key: String) -> u32 {

@@ -139,6 +139,42 @@ async fn a_result_under_another_name_retries_and_dies_like_a_result() {
 }
 
 #[tokio::test]
+async fn numbers_json_cannot_carry_are_refused_at_enqueue_and_fail_the_attempt_as_results() {
+    let (_redis, client) = setup("nan").await;
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let error = tasks::ratio::with()
+            .client(&client)
+            .enqueue(bad, 1.0)
+            .await
+            .expect_err("a non-finite argument must be refused");
+        assert!(
+            matches!(&error, dtask::Error::SerializeArgs { .. })
+                && error.to_string().contains("cannot travel in JSON"),
+            "{error}"
+        );
+    }
+    let stats = client.queue("math").stats().await.unwrap();
+    assert_eq!(stats.pending, 0, "nothing was enqueued");
+    let worker = worker(&client, &["math"]).spawn();
+    let fine = tasks::ratio::with()
+        .client(&client)
+        .enqueue(3.0, 2.0)
+        .await
+        .unwrap();
+    assert_eq!(fine.wait(WAIT).await.unwrap(), 1.5);
+    let nan = tasks::ratio::with()
+        .client(&client)
+        .enqueue(0.0, 0.0)
+        .await
+        .unwrap();
+    let (attempts, error) = wait_dead(&nan, WAIT).await;
+    assert_eq!(attempts, 1);
+    assert!(error.contains("result could not be serialized"), "{error}");
+    assert!(error.contains("cannot travel in JSON"), "{error}");
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_job_out_of_retries_is_dead_with_its_last_error() {
     let (_redis, client) = setup("doomed").await;
     let worker = worker(&client, &["doomed"]).spawn();
