@@ -12,6 +12,15 @@ async fn aliased(_x: u32) -> TaskResult {
     Err("failed".into())
 }
 
+type Fallible = anyhow::Result<u32>;
+
+/// anyhow's `Result` alias, itself behind an alias: its error displays with its causes.
+#[dtask::task]
+async fn fallible(n: u32) -> Fallible {
+    anyhow::ensure!(n > 0, "n must be positive");
+    Ok(n)
+}
+
 #[dtask::task]
 async fn io_alias(path: String) -> std::io::Result<u64> {
     Ok(path.len() as u64)
@@ -74,6 +83,7 @@ async fn pair(n: u32) -> (u32, Option<String>) {
 fn handles() {
     let _: JobHandle<()> = aliased::job("a");
     let _: JobHandle<u64> = io_alias::job("b");
+    let _: JobHandle<u32> = fallible::job("b2");
     let _: JobHandle<u32> = renamed::renamed::job("c");
     let _: JobHandle<u32> = boxed_error::job("d");
     let _: JobHandle<u32> = static_str_error::job("e");
