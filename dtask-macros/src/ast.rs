@@ -9,6 +9,8 @@ use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType,
 pub(crate) struct Arg {
     pub(crate) name: Ident,
     pub(crate) ty: Type,
+    /// A `State<..>`: filled by the worker, not part of the job.
+    pub(crate) injected: bool,
 }
 
 /// The function, as far as the expansion needs it.
@@ -80,8 +82,16 @@ impl<'a> Task<'a> {
                         ));
                         continue;
                     }
+                    let injected = is_state(&typed.ty);
                     if let Some(error) = check_owned(&typed.ty) {
-                        errors.push(error);
+                        errors.push(if injected {
+                            syn::Error::new(
+                                error.span(),
+                                "a `State` holds an owned value the worker clones for each run (`T: Clone + Send + Sync + 'static`), not a reference or a borrow",
+                            )
+                        } else {
+                            error
+                        });
                         continue;
                     }
                     // The name `enqueue` and the builder's `enqueue` take this argument by; a
@@ -100,6 +110,7 @@ impl<'a> Task<'a> {
                     args.push(Arg {
                         name,
                         ty: (*typed.ty).clone(),
+                        injected,
                     });
                 }
             }
@@ -151,6 +162,17 @@ pub(crate) fn is_task_attribute(attr: &syn::Attribute) -> bool {
         .segments
         .last()
         .is_some_and(|segment| segment.ident == "task")
+}
+
+/// Whether `ty` is spelled `State<..>` (`dtask::State<App>`, `State<App>`): a parameter the
+/// worker fills in. The generated code checks that it really is `dtask::State`.
+fn is_state(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    path.qself.is_none()
+        && path.path.segments.last().is_some_and(|segment| {
+            segment.ident == "State"
+                && matches!(segment.arguments, PathArguments::AngleBracketed(_))
+        })
 }
 
 /// An error on the first part of `ty` that borrows: a reference, a lifetime, or `impl Trait`.

@@ -101,14 +101,25 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
     );
     let output_alias = format_ident!("__dtask_{}_output", ident);
     let arg_types: Vec<_> = task.args.iter().map(|arg| &arg.ty).collect();
-    let arg_names: Vec<_> = task.args.iter().map(|arg| &arg.name).collect();
     let output_type = match &task.returns {
         None => quote!(()),
         Some(ty) => quote!(#ty),
     };
+    // The job's arguments (what `enqueue` takes and the job carries) and the injected ones
+    // (`State<..>`, filled by the worker), each with its alias and its handler local.
+    let job_args: Vec<usize> = (0..task.args.len())
+        .filter(|&i| !task.args[i].injected)
+        .collect();
+    let injected: Vec<usize> = (0..task.args.len())
+        .filter(|&i| task.args[i].injected)
+        .collect();
+    let arg_names: Vec<_> = job_args.iter().map(|&i| &task.args[i].name).collect();
+    let job_alias: Vec<_> = job_args.iter().map(|&i| &arg_alias[i]).collect();
+    let state_alias: Vec<_> = injected.iter().map(|&i| &arg_alias[i]).collect();
 
-    let arg_checks = task.args.iter().zip(&arg_alias).map(|(arg, alias)| {
-        quote_spanned! {arg.ty.span()=>
+    let arg_checks = job_args.iter().map(|&i| {
+        let alias = &arg_alias[i];
+        quote_spanned! {task.args[i].ty.span()=>
             #private::assert_arg::<super::#alias>();
         }
     });
@@ -125,17 +136,24 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
     // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
     // argument and `(A, B)` for several.
-    let (item_type, item_to_args) = if task.args.len() == 1 {
-        let alias = &arg_alias[0];
+    let (item_type, item_to_args) = if job_alias.len() == 1 {
+        let alias = job_alias[0];
         (quote!(super::#alias), quote!(|item| (item,)))
     } else {
-        (quote!((#(super::#arg_alias,)*)), quote!(|item| item))
+        (quote!((#(super::#job_alias,)*)), quote!(|item| item))
     };
 
     // The handler's locals: names no parameter and no user item can take.
     let locals: Vec<_> = (0..task.args.len())
         .map(|i| format_ident!("__dtask_local{}", i))
         .collect();
+    let job_locals: Vec<_> = job_args.iter().map(|&i| &locals[i]).collect();
+    let injections = injected.iter().map(|&i| {
+        let (local, alias) = (&locals[i], &arg_alias[i]);
+        quote_spanned! {task.args[i].ty.span()=>
+            let #local = #private::inject::<super::#alias>(states)?;
+        }
+    });
     let call = quote_spanned! {item.sig.ident.span()=>
         #private::assert_send(super::#ident(#(#locals),*))
     };
@@ -189,7 +207,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             pub type Output = #output_value;
 
             #[doc = #enqueue_doc]
-            pub async fn enqueue(#(#arg_names: super::#arg_alias),*)
+            pub async fn enqueue(#(#arg_names: super::#job_alias),*)
                 -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
             {
                 self::with().enqueue(#(#arg_names),*).await
@@ -247,7 +265,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 }
 
                 /// Enqueues the job with these arguments and returns its handle.
-                pub async fn enqueue(self, #(#arg_names: super::#arg_alias),*)
+                pub async fn enqueue(self, #(#arg_names: super::#job_alias),*)
                     -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
                 {
                     self.0.enqueue_args((#(#arg_names,)*)).await
@@ -268,8 +286,9 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
             #[doc(hidden)]
             #[allow(deprecated)]
-            fn __dtask_handler(args: &str) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {
-                let (#(#locals,)*): (#(super::#arg_alias,)*) = #private::decode_args(args)?;
+            fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {
+                let (#(#job_locals,)*): (#(super::#job_alias,)*) = #private::decode_args(args)?;
+                #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }
 
@@ -277,6 +296,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 #private::TaskEntry {
                     info: &INFO,
                     handler: __dtask_handler,
+                    states: &[#(#private::StateNeed::of::<super::#state_alias>()),*],
                     location: ::core::concat!(::core::file!(), ":", ::core::line!()),
                 }
             }

@@ -2,6 +2,7 @@
 //! generated code short. Not a public API: it changes without notice.
 
 pub use crate::registry::{Handler, HandlerFuture, TaskEntry};
+pub use crate::state::{Injected, StateNeed, States};
 pub use inventory;
 pub use serde;
 pub use serde_json;
@@ -25,6 +26,16 @@ pub fn finish<R: crate::TaskOutput>(returned: R) -> Result<String, String> {
     returned
         .into_result()
         .and_then(|value| encode_output(&value))
+}
+
+/// The value of an injected parameter (`State<T>`) for one run, or why the job cannot run.
+pub fn inject<P: Injected>(states: &States) -> Result<P, String> {
+    P::inject(states).ok_or_else(|| {
+        format!(
+            "this worker was not given the state `{}` the task takes: add it with `Worker::state(..)`",
+            std::any::type_name::<P>()
+        )
+    })
 }
 
 /// Checks that a task argument can travel in a job.

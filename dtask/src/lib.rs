@@ -50,6 +50,7 @@ mod job;
 mod output;
 mod redact;
 mod registry;
+mod state;
 mod worker;
 
 pub use admin::{DeadJob, Queue, QueueStats};
@@ -65,6 +66,7 @@ pub use error::Error;
 pub use job::{JobHandle, JobStatus};
 pub use output::TaskOutput;
 pub use registry::TaskInfo;
+pub use state::State;
 pub use worker::{Worker, WorkerHandle, shutdown_signal};
 
 /// Marks an async fn as a task that can be enqueued and run by workers.

@@ -7,13 +7,15 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::state::{StateNeed, States};
 
 /// The future a task's handler returns: the JSON-encoded return value, or the error text.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'static>>;
 
-/// What a handler does with a job's arguments: decodes them (an `Err` here means the arguments
-/// do not fit the task, and the job goes straight to the dead set), then returns the run.
-pub type Handler = fn(args: &str) -> Result<HandlerFuture, String>;
+/// What a handler does with a job's arguments: decodes them and takes the states it needs from
+/// the worker's (an `Err` here means the job cannot run: the arguments do not fit the task, or
+/// the worker lacks a state; the job goes straight to the dead set), then returns the run.
+pub type Handler = fn(args: &str, states: &States) -> Result<HandlerFuture, String>;
 
 /// A task's name and defaults, known at compile time.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub struct TaskInfo {
 pub struct TaskEntry {
     pub info: &'static TaskInfo,
     pub handler: Handler,
+    /// The states (`State<T>` parameters) the task takes.
+    pub states: &'static [StateNeed],
     /// Where the task is defined, for error messages (`file:line`).
     pub location: &'static str,
 }
@@ -72,6 +76,28 @@ impl Registry {
     /// The task registered as `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&'static TaskEntry> {
         self.by_name.get(name).copied()
+    }
+
+    /// The tasks of `queues` that take a state `states` lacks, with the state's type name.
+    pub(crate) fn missing_states(
+        &self,
+        queues: &[String],
+        states: &States,
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut missing: Vec<_> = self
+            .by_name
+            .values()
+            .filter(|entry| queues.iter().any(|queue| queue == entry.info.queue))
+            .flat_map(|entry| {
+                entry
+                    .states
+                    .iter()
+                    .filter(|need| !states.has(need))
+                    .map(|need| (entry.info.name, (need.type_name)()))
+            })
+            .collect();
+        missing.sort_unstable();
+        missing
     }
 
     /// Whether some task names `queue` as its own.

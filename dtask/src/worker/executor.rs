@@ -103,7 +103,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             .await;
         return;
     };
-    let handler = match (entry.handler)(envelope.args.get()) {
+    let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
         Ok(handler) => handler,
         Err(reason) => {
             let reason = readable(format!(

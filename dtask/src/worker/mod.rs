@@ -34,6 +34,7 @@ use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::state::States;
 use acker::{AckSender, Acker};
 use fetcher::Fetcher;
 use forwarder::Forwarder;
@@ -47,6 +48,8 @@ pub(crate) struct Context {
     /// Where executors send acknowledgements, to be batched by the [`Acker`].
     pub(crate) acks: AckSender,
     pub(crate) registry: Registry,
+    /// The application's values, for tasks that take `State<T>`.
+    pub(crate) states: States,
     pub(crate) settings: Settings,
     pub(crate) worker_id: String,
     /// The jobs this worker knows it holds in flight.
@@ -172,6 +175,7 @@ pub struct Worker {
     connection: Connection,
     queues: Option<Vec<String>>,
     settings: Settings,
+    states: States,
 }
 
 impl Worker {
@@ -220,6 +224,7 @@ impl Worker {
                 unknown_job_grace: Duration::from_secs(15 * 60),
                 clock: Arc::new(SystemClock),
             },
+            states: States::default(),
         }
     }
 
@@ -293,6 +298,14 @@ impl Worker {
         self
     }
 
+    /// Gives tasks that take a [`State<T>`](crate::State) parameter this value (each run gets a
+    /// clone). Call once per type; several types may be given. A worker refuses to start when
+    /// a task of its queues takes a state it was not given.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Worker {
+        self.states.insert(value);
+        self
+    }
+
     /// Where the worker reads the time of day, for the times in its records and how long a job
     /// it cannot run yet has waited (default: this machine's clock, [`SystemClock`]). For
     /// tests: when jobs run is decided on the Redis server's clock, not this one.
@@ -348,6 +361,14 @@ impl Worker {
                 "queue name `{bad}` must be non-empty and hold no `{{` or `}}`"
             )));
         }
+        if let Some((task, need)) = registry
+            .missing_states(&settings.queues, &self.states)
+            .first()
+        {
+            return Err(Error::Config(format!(
+                "task `{task}` takes `{need}`, and this worker was not given one: add `.state(..)` with a value of that type"
+            )));
+        }
         for queue in &settings.queues {
             if !registry.serves(queue) {
                 tracing::warn!(
@@ -368,6 +389,7 @@ impl Worker {
             broker,
             acks,
             registry,
+            states: self.states,
             settings,
             worker_id: new_worker_id(),
             held: HeldJobs::default(),

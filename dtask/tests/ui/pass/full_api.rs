@@ -75,3 +75,24 @@ async fn handlers(client: &dtask::Client) -> Result<(), dtask::Error> {
 fn main() {
     let _ = handlers;
 }
+
+mod with_state {
+    #[derive(Clone)]
+    pub struct Db;
+
+    use dtask::State;
+
+    /// A state parameter is not part of `enqueue`.
+    #[dtask::task]
+    pub async fn lookup(db: State<Db>, id: u64) -> u64 {
+        let _ = &*db;
+        id
+    }
+
+    pub async fn enqueue_it() -> Result<(), dtask::Error> {
+        lookup::enqueue(7).await?;
+        lookup::enqueue_many(vec![1, 2]).await?;
+        let _: u64 = lookup(State(Db), 7).await;
+        Ok(())
+    }
+}
