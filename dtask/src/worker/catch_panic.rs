@@ -7,25 +7,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::registry::HandlerFuture;
-
-/// A handler's future whose panics are caught; once it panicked it is not polled again.
-pub(crate) struct CatchPanic {
-    inner: HandlerFuture,
+/// A future (a handler's, or the middleware chain around it) whose panics are caught; once it
+/// panicked it is not polled again.
+pub(crate) struct CatchPanic<F> {
+    inner: F,
 }
 
-impl CatchPanic {
-    pub(crate) fn new(inner: HandlerFuture) -> CatchPanic {
+impl<F: Future + Unpin> CatchPanic<F> {
+    pub(crate) fn new(inner: F) -> CatchPanic<F> {
         CatchPanic { inner }
     }
 }
 
-impl Future for CatchPanic {
-    type Output = Result<Result<String, String>, Box<dyn Any + Send>>;
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.inner;
-        match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *inner).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
             Err(panic) => Poll::Ready(Err(panic)),

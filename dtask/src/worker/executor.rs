@@ -22,6 +22,7 @@ use crate::broker::{Fenced, Finished};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
+use crate::middleware::{JobContext, JobEvent, run_chain};
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
@@ -117,8 +118,33 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
 
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
+    let timeout = entry.info.timeout;
+    let job = run.job_context(&envelope, attempt);
+    let handled = async move {
+        match within(timeout, CatchPanic::new(handler)).await {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(panic)) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+            None => Err(format!("timed out after {:?}", timeout.unwrap_or_default())),
+        }
+    };
+    let running = async {
+        match &job {
+            Some(job) if !ctx.middleware.is_empty() => {
+                // A panicking middleware fails the attempt like a panicking task.
+                CatchPanic::new(Box::pin(run_chain(&ctx.middleware, job, handled)))
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(format!(
+                            "middleware panicked: {}",
+                            panic_message(panic.as_ref())
+                        ))
+                    })
+            }
+            _ => handled.await,
+        }
+    };
     let outcome = tokio::select! {
-        outcome = within(entry.info.timeout, CatchPanic::new(handler)) => outcome,
+        outcome = running => outcome,
         _ = abandon.cancelled() => {
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
             return;
@@ -126,7 +152,8 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
-        Some(Ok(Ok(value))) => {
+        Ok(value) => {
+            let hooked_value = (!ctx.hooks.is_empty()).then(|| value.clone());
             let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
             let outcome = keep_result.then(|| {
                 let record = OutcomeRecord {
@@ -143,17 +170,27 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 )
             });
             let (done, acked) = oneshot::channel();
-            let job = Finished {
+            let finished = Finished {
                 queue: queue.clone(),
                 lease: lease.clone(),
                 outcome,
             };
-            if ctx.acks.send(Ack { job, done }).is_ok() {
+            if ctx
+                .acks
+                .send(Ack {
+                    job: finished,
+                    done,
+                })
+                .is_ok()
+            {
                 // Holding the slot until Redis has the acknowledgement keeps the in-flight
                 // hash no larger than the concurrency.
                 match acked.await {
                     Ok(Acked::Held) => {
-                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded")
+                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
+                        if let (Some(job), Some(value)) = (&job, &hooked_value) {
+                            ctx.fire(&JobEvent::Succeeded { job, result: value });
+                        }
                     }
                     Ok(Acked::Stale) => run.stale(&envelope, "succeeded"),
                     Err(_) => {}
@@ -161,14 +198,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             }
             return;
         }
-        Some(Ok(Err(error))) => readable(error),
-        Some(Err(panic)) => readable(format!("panicked: {}", panic_message(panic.as_ref()))),
-        None => {
-            format!(
-                "timed out after {:?}",
-                entry.info.timeout.unwrap_or_default()
-            )
-        }
+        Err(error) => readable(error),
     };
 
     let retries = envelope.retries.unwrap_or(entry.info.retries);
@@ -197,6 +227,13 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         None => return, // abandoned at shutdown
     };
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+    if let Some(job) = &job {
+        ctx.fire(&JobEvent::Retrying {
+            job,
+            error: &error,
+            next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
+        });
+    }
     let record = OutcomeRecord {
         state: OutcomeState::Retrying,
         attempts: attempt,
@@ -285,6 +322,24 @@ impl Run<'_> {
         }
         self.record_death(&envelope.id, envelope.attempt, &outcome_error)
             .await;
+        if let Some(job) = self.job_context(&envelope, envelope.attempt) {
+            self.ctx.fire(&JobEvent::Dead {
+                job: Some(&job),
+                error: &outcome_error,
+            });
+        }
+    }
+
+    /// The job as middleware and hooks see it, when the worker has any (else nothing is built).
+    fn job_context(&self, envelope: &Envelope, attempt: u32) -> Option<JobContext> {
+        let ctx = self.ctx;
+        (!ctx.middleware.is_empty() || !ctx.hooks.is_empty()).then(|| JobContext {
+            task: envelope.task.clone(),
+            queue: self.queue.to_owned(),
+            id: envelope.id.clone(),
+            attempt,
+            args: envelope.args.get().to_owned(),
+        })
     }
 
     /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.

@@ -33,6 +33,7 @@ use crate::broker::{Broker, DeadLimits, Leased};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
+use crate::middleware::{Hook, JobEvent, Middleware};
 use crate::registry::Registry;
 use crate::state::States;
 use acker::{AckSender, Acker};
@@ -50,6 +51,10 @@ pub(crate) struct Context {
     pub(crate) registry: Registry,
     /// The application's values, for tasks that take `State<T>`.
     pub(crate) states: States,
+    /// The middleware every run goes through, outermost first.
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    /// The lifecycle hooks called on each job event.
+    pub(crate) hooks: Vec<Hook>,
     pub(crate) settings: Settings,
     pub(crate) worker_id: String,
     /// The jobs this worker knows it holds in flight.
@@ -72,6 +77,16 @@ impl Context {
     pub(crate) fn fetch_lock(&self, queue: &str) -> &tokio::sync::Mutex<()> {
         static UNKNOWN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         self.fetch_locks.get(queue).unwrap_or(&UNKNOWN)
+    }
+
+    /// Calls every lifecycle hook with `event`; a hook that panics is logged and skipped.
+    pub(crate) fn fire(&self, event: &JobEvent<'_>) {
+        for hook in &self.hooks {
+            let call = std::panic::AssertUnwindSafe(|| hook(event));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!(?event, "a lifecycle hook panicked");
+            }
+        }
     }
 
     /// Notes that jobs of `kind` were put off; true the first time (to log it once).
@@ -176,6 +191,8 @@ pub struct Worker {
     queues: Option<Vec<String>>,
     settings: Settings,
     states: States,
+    middleware: Vec<Arc<dyn Middleware>>,
+    hooks: Vec<Hook>,
 }
 
 impl Worker {
@@ -225,6 +242,8 @@ impl Worker {
                 clock: Arc::new(SystemClock),
             },
             states: States::default(),
+            middleware: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -303,6 +322,22 @@ impl Worker {
     /// a task of its queues takes a state it was not given.
     pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Worker {
         self.states.insert(value);
+        self
+    }
+
+    /// Runs every job through `middleware` (see [`Middleware`]); middleware added first runs
+    /// outermost. A middleware that panics fails the attempt, like a task that panics.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Worker {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Calls `hook` when a job this worker settles succeeds, is scheduled for a retry, or is
+    /// buried (see [`JobEvent`]): once per event, after Redis has it. Hooks run in the
+    /// worker's task, in the order added: keep them quick (spawn slow work). A hook that panics
+    /// is logged and skipped.
+    pub fn on_job_event(mut self, hook: impl Fn(&JobEvent<'_>) + Send + Sync + 'static) -> Worker {
+        self.hooks.push(Arc::new(hook));
         self
     }
 
@@ -390,6 +425,8 @@ impl Worker {
             acks,
             registry,
             states: self.states,
+            middleware: self.middleware,
+            hooks: self.hooks,
             settings,
             worker_id: new_worker_id(),
             held: HeldJobs::default(),

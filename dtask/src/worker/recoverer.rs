@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::envelope::{self, DeadRecord, JobId, OutcomeRecord, OutcomeState};
+use crate::middleware::{JobContext, JobEvent};
 
 /// Most poisoned jobs buried per queue per round.
 const POISONED_PER_ROUND: usize = 100;
@@ -99,6 +100,19 @@ impl Recoverer {
                 continue; // another recoverer buried it
             }
             tracing::error!(queue, job_id = %record.id, %error, "buried a poison job");
+            if !ctx.hooks.is_empty() {
+                let job = envelope.as_ref().map(|envelope| JobContext {
+                    task: envelope.task.clone(),
+                    queue: queue.to_owned(),
+                    id: envelope.id.clone(),
+                    attempt: attempts,
+                    args: envelope.args.get().to_owned(),
+                });
+                ctx.fire(&JobEvent::Dead {
+                    job: job.as_ref(),
+                    error: &error,
+                });
+            }
             if envelope.is_some() {
                 let outcome = OutcomeRecord {
                     state: OutcomeState::Dead,

@@ -1,0 +1,150 @@
+//! What runs around every job on a worker: [`Middleware`] (a chain that sees each run and calls
+//! the rest of it: timing, a transaction, a tenant, skipping or failing a job, rewriting its
+//! error) and lifecycle hooks (a function called when a job succeeds, is retried or dies).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::envelope::JobId;
+
+/// What a run came to, as middleware sees it: the result as JSON text, or the message of a
+/// failed attempt (retried, or buried when its retries are spent). A panic and a timeout are
+/// failed attempts too.
+pub type RunOutcome = Result<String, String>;
+
+/// The job a run belongs to, as middleware and hooks see it.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub(crate) task: String,
+    pub(crate) queue: String,
+    pub(crate) id: JobId,
+    pub(crate) attempt: u32,
+    pub(crate) args: String,
+}
+
+impl JobContext {
+    /// The task's registered name.
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// The queue the job was taken from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> &JobId {
+        &self.id
+    }
+
+    /// This attempt's number: 1 for the first run.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The job's arguments, as the JSON array they travel as.
+    pub fn args_json(&self) -> &str {
+        &self.args
+    }
+}
+
+/// Code around every run of a worker, added with [`Worker::middleware`](crate::Worker::middleware)
+/// and run in the order added (the first added is the outermost). It calls `next.run()` to run
+/// the rest of the chain and the job, or does not, to skip the job (return `Ok` with a result)
+/// or fail the attempt (return `Err`); it may rewrite what comes back.
+///
+/// ```
+/// use std::time::Instant;
+///
+/// /// Logs how long each job took.
+/// struct Timing;
+///
+/// #[dtask::async_trait]
+/// impl dtask::Middleware for Timing {
+///     async fn handle(&self, job: &dtask::JobContext, next: dtask::Next<'_>) -> dtask::RunOutcome {
+///         let started = Instant::now();
+///         let outcome = next.run().await;
+///         println!("{} took {:?}", job.task(), started.elapsed());
+///         outcome
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait Middleware: Send + Sync + 'static {
+    /// Handles one run of `job`; `next.run()` runs the rest of the chain and the job.
+    async fn handle(&self, job: &JobContext, next: Next<'_>) -> RunOutcome;
+}
+
+/// The rest of the chain, and the job at its end.
+pub struct Next<'a> {
+    job: &'a JobContext,
+    rest: &'a [Arc<dyn Middleware>],
+    run: Pin<Box<dyn Future<Output = RunOutcome> + Send + 'a>>,
+}
+
+impl<'a> Next<'a> {
+    /// Runs the rest of the chain, then the job, and returns what it came to.
+    pub async fn run(self) -> RunOutcome {
+        match self.rest.split_first() {
+            Some((first, rest)) => {
+                let next = Next {
+                    job: self.job,
+                    rest,
+                    run: self.run,
+                };
+                first.handle(self.job, next).await
+            }
+            None => self.run.await,
+        }
+    }
+}
+
+/// Runs `run` (the job) inside `chain`, outermost first.
+pub(crate) async fn run_chain<'a>(
+    chain: &'a [Arc<dyn Middleware>],
+    job: &'a JobContext,
+    run: impl Future<Output = RunOutcome> + Send + 'a,
+) -> RunOutcome {
+    Next {
+        job,
+        rest: chain,
+        run: Box::pin(run),
+    }
+    .run()
+    .await
+}
+
+/// What became of a job, as a lifecycle hook sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JobEvent<'a> {
+    /// The job succeeded; `result` is its result as JSON text.
+    Succeeded {
+        /// The job.
+        job: &'a JobContext,
+        /// Its result, as JSON text.
+        result: &'a str,
+    },
+    /// An attempt failed and another is scheduled.
+    Retrying {
+        /// The job.
+        job: &'a JobContext,
+        /// The failed attempt's error.
+        error: &'a str,
+        /// When the next attempt is due.
+        next_attempt_at: SystemTime,
+    },
+    /// The job is in the dead set.
+    Dead {
+        /// The job, when its payload could be read.
+        job: Option<&'a JobContext>,
+        /// Why it died.
+        error: &'a str,
+    },
+}
+
+/// A lifecycle hook: called once per event, on the worker that settled the job.
+pub(crate) type Hook = Arc<dyn Fn(&JobEvent<'_>) + Send + Sync>;

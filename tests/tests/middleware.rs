@@ -1,0 +1,202 @@
+//! Middleware around every run (order, short-circuit, error mapping) and lifecycle hooks (once
+//! per event: success, retry, death after retries, success of a job recovered from a dead
+//! worker), against a real Redis.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dtask::{JobContext, JobEvent, Middleware, Next, RunOutcome, Worker};
+use dtask_tests::harness::{eventually, start_with_client, wait_dead};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+static RUNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn ran(what: String) {
+    RUNS.lock().unwrap().push(what);
+}
+
+fn runs_of(prefix: &str) -> Vec<String> {
+    RUNS.lock()
+        .unwrap()
+        .iter()
+        .filter(|run| run.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// Records that it ran for `key`, and returns `n * 2`.
+#[dtask::task(queue = "mw", retries = 1)]
+async fn double(key: String, n: u32) -> u32 {
+    ran(format!("{key}:task"));
+    n * 2
+}
+
+/// Always fails with `message`.
+#[dtask::task(queue = "mw", retries = 1)]
+async fn fail(key: String, message: String) -> Result<(), String> {
+    ran(format!("{key}:task"));
+    Err(message)
+}
+
+/// Records entering and leaving, around the rest of the chain.
+struct Trace(&'static str);
+
+#[dtask::async_trait]
+impl Middleware for Trace {
+    async fn handle(&self, job: &JobContext, next: Next<'_>) -> RunOutcome {
+        let key = job_key(job);
+        ran(format!("{key}:{}>", self.0));
+        let outcome = next.run().await;
+        ran(format!("{key}:<{}", self.0));
+        outcome
+    }
+}
+
+/// The `key` argument of a job of this file's tasks (the first, a string).
+fn job_key(job: &JobContext) -> String {
+    let args: serde_json::Value = serde_json::from_str(job.args_json()).unwrap();
+    args[0].as_str().unwrap_or_default().to_owned()
+}
+
+/// Skips jobs whose key starts with `skip`, with a result of its own; rewrites errors.
+struct Gate;
+
+#[dtask::async_trait]
+impl Middleware for Gate {
+    async fn handle(&self, job: &JobContext, next: Next<'_>) -> RunOutcome {
+        if job_key(job).starts_with("skip") {
+            return Ok("0".to_owned());
+        }
+        next.run()
+            .await
+            .map_err(|error| format!("{} attempt {}: {error}", job.task(), job.attempt()))
+    }
+}
+
+#[tokio::test]
+async fn middleware_runs_in_order_can_skip_a_job_and_rewrite_its_error() {
+    let (_redis, client, _raw, _prefix) = start_with_client("middleware").await;
+    let worker = Worker::new(&client)
+        .queues(["mw"])
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .middleware(Trace("outer"))
+        .middleware(Gate)
+        .middleware(Trace("inner"))
+        .spawn();
+    let job = double::with()
+        .client(&client)
+        .enqueue("order".into(), 21)
+        .await
+        .unwrap();
+    assert_eq!(job.wait(WAIT).await.unwrap(), 42);
+    assert_eq!(
+        runs_of("order:"),
+        [
+            "order:outer>",
+            "order:inner>",
+            "order:task",
+            "order:<inner",
+            "order:<outer"
+        ]
+    );
+    let skipped = double::with()
+        .client(&client)
+        .enqueue("skip-me".into(), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        skipped.wait(WAIT).await.unwrap(),
+        0,
+        "the middleware's result"
+    );
+    assert_eq!(runs_of("skip-me:"), ["skip-me:outer>", "skip-me:<outer"]);
+    let failed = fail::with()
+        .client(&client)
+        .enqueue("mapped".into(), "smtp said no".into())
+        .await
+        .unwrap();
+    let (attempts, error) = wait_dead(&failed, WAIT).await;
+    assert_eq!(attempts, 2);
+    assert_eq!(error, format!("{} attempt 2: smtp said no", fail::NAME));
+    worker.shutdown().await.unwrap();
+}
+
+/// Every event a hook saw, as text.
+fn recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&JobEvent<'_>) + Send + Sync + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let hook = move |event: &JobEvent<'_>| {
+        let line = match event {
+            JobEvent::Succeeded { job, result } => format!("{}:succeeded:{result}", job_key(job)),
+            JobEvent::Retrying { job, error, .. } => {
+                format!("{}:retrying:{}:{error}", job_key(job), job.attempt())
+            }
+            JobEvent::Dead { job, error } => {
+                format!("{}:dead:{error}", job.map(job_key).unwrap_or_default())
+            }
+            _ => "other".to_owned(),
+        };
+        sink.lock().unwrap().push(line);
+    };
+    (seen, hook)
+}
+
+#[tokio::test]
+async fn hooks_fire_once_per_event_also_for_a_job_recovered_from_a_dead_worker() {
+    let (_redis, client, mut raw, prefix) = start_with_client("hooks").await;
+    // A worker that died with a job in flight: its heartbeat is long gone.
+    let orphan = format!(
+        r#"{{"v":1,"id":"orphan-1","t":"{}","a":["orphan",4],"at":1}}"#,
+        double::NAME
+    );
+    let _: () = redis::pipe()
+        .hset(format!("{prefix}:{{mw}}:active:dead-worker"), "7", &orphan)
+        .zadd(format!("{prefix}:{{mw}}:workers"), "dead-worker", 1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let (seen, hook) = recorder();
+    let worker = Worker::new(&client)
+        .queues(["mw"])
+        .recovery_after(Duration::from_millis(500))
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .on_job_event(hook)
+        .spawn();
+    let ok = double::with()
+        .client(&client)
+        .enqueue("ok".into(), 1)
+        .await
+        .unwrap();
+    let doomed = fail::with()
+        .client(&client)
+        .enqueue("doomed".into(), "nope".into())
+        .await
+        .unwrap();
+    assert_eq!(ok.wait(WAIT).await.unwrap(), 2);
+    wait_dead(&doomed, WAIT).await;
+    let recovered = client.job("orphan-1");
+    eventually(WAIT, "the orphan recovered and run", || async {
+        matches!(
+            recovered.status().await.unwrap(),
+            dtask::JobStatus::Succeeded(_)
+        )
+        .then_some(())
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "doomed:dead:nope",
+            "doomed:retrying:1:nope",
+            "ok:succeeded:2",
+            "orphan:succeeded:8",
+        ]
+    );
+}
