@@ -112,6 +112,10 @@ pub(crate) struct Broker {
     prefix: Arc<str>,
     /// The URL connected to, with its password hidden: safe to log.
     url: Arc<str>,
+    /// Set for good when the server behind a single URL turns out to be a cluster node (one
+    /// shard of a cluster): Redis then refuses a script whose keys span slots, so outcomes are
+    /// stored apart from acknowledgements, as on a cluster.
+    outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// `SET key record PX ttl_ms`: a job's outcome, kept for its time.
@@ -172,6 +176,7 @@ impl Broker {
             conn,
             prefix: prefix.into(),
             url: crate::redact::redis_url(url).into(),
+            outcomes_apart: Arc::default(),
         })
     }
 
@@ -361,16 +366,16 @@ impl Broker {
     /// under its result key (for its task's time or `ttl`); a stale run (its job was taken back
     /// meanwhile) changes nothing. Returns, per run in order, whether its lease was held.
     ///
-    /// `batch` is unique per batch of this worker: a call `repeated` with it after a lost reply
-    /// gets the same answer (and stores the outcomes the lost call may not have).
+    /// `batch` is unique per batch of this worker: every call with it (a repeat after a lost
+    /// reply, a first try that reached Redis late) gets the same answer.
     ///
-    /// The outcomes follow the scripts' answer: on a cluster their keys live in slots of their
-    /// own, and on a server a SET beside the script costs Redis less than one inside it.
+    /// On a server the script stores the outcomes itself, fenced in the same step, so that no
+    /// crash can come between a settled run and its outcome. On a cluster, result keys live in
+    /// slots of their own: the outcomes follow the answer, best effort.
     pub(crate) async fn ack(
         &self,
         worker: &str,
         batch: u64,
-        repeated: bool,
         jobs: &[&Finished],
         ttl: Duration,
     ) -> Result<Vec<bool>, Error> {
@@ -381,22 +386,61 @@ impl Broker {
                 queues.push(&job.queue);
             }
         }
+        let inline = self.inline_outcomes();
+        let ttl_ms = |job: &Finished| {
+            job.outcome
+                .as_ref()
+                .and_then(|(_, _, task_ttl)| *task_ttl)
+                .unwrap_or(ttl)
+                .as_millis()
+                .max(1) as u64
+        };
         let mut conn = self.conn.clone();
         for queue in &queues {
+            let members: Vec<&Finished> = jobs
+                .iter()
+                .copied()
+                .filter(|job| &*job.queue == *queue)
+                .collect();
             let mut invocation = scripts::ACK.prepare_invoke();
             invocation
                 .key(keys::active(&self.prefix, queue, worker))
                 .key(keys::deaths(&self.prefix, queue))
                 .key(keys::ack_answer(&self.prefix, queue, worker))
                 .arg(batch)
-                .arg(if repeated { "1" } else { "0" });
-            for job in jobs.iter().filter(|job| &*job.queue == *queue) {
+                .arg(if inline { "inline" } else { "apart" })
+                .arg(members.len());
+            for job in &members {
                 invocation.arg(job.lease.as_str());
             }
-            let answer: Vec<i64> = invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_err("acknowledging jobs"))?;
+            if inline {
+                for (position, job) in members.iter().enumerate() {
+                    if let Some((job_id, record, _)) = &job.outcome {
+                        invocation
+                            .key(keys::result(&self.prefix, job_id))
+                            .arg(position + 1)
+                            .arg(record.as_str())
+                            .arg(ttl_ms(job));
+                    }
+                }
+            }
+            let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
+                Err(error)
+                    if inline
+                        && error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) =>
+                {
+                    // A cluster node behind a single URL: store outcomes apart from now on.
+                    // Nothing was changed by the refused script; the caller tries again.
+                    self.outcomes_apart
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        "the Redis server is a cluster node: outcomes are stored apart from acknowledgements"
+                    );
+                    return Err(redis_err("acknowledging jobs")(error));
+                }
+                answer => answer.map_err(redis_err("acknowledging jobs"))?,
+            };
             let mut answers = answer.into_iter();
             for (i, job) in jobs.iter().enumerate() {
                 if &*job.queue == *queue {
@@ -404,35 +448,31 @@ impl Broker {
                 }
             }
         }
-        let outcomes = jobs
-            .iter()
-            .zip(&held)
-            .filter(|(_, held)| **held)
-            .filter_map(|(job, _)| {
-                let (job_id, record, task_ttl) = job.outcome.as_ref()?;
-                let ttl_ms = task_ttl.unwrap_or(ttl).as_millis().max(1) as u64;
-                Some((keys::result(&self.prefix, job_id), record, ttl_ms))
-            });
-        if self.target.is_cluster() {
+        if !inline {
+            let outcomes = jobs
+                .iter()
+                .zip(&held)
+                .filter(|(_, held)| **held)
+                .filter_map(|(job, _)| {
+                    let (job_id, record, _) = job.outcome.as_ref()?;
+                    Some((keys::result(&self.prefix, job_id), record, ttl_ms(job)))
+                });
             // Best effort: the jobs are settled; an outcome whose node is down is lost (and
             // logged), and must not hold back the acknowledgement of the others.
             if let Err((lost, error)) = self.store_outcomes_apart(outcomes).await {
                 tracing::error!(lost, %error, "could not store the results of jobs that succeeded (their cluster node did not answer); those results are lost");
             }
-        } else {
-            // On failure the caller repeats the whole call: the scripts answer the same, and the
-            // outcomes are stored then.
-            let mut pipe = redis::pipe();
-            for (key, record, ttl_ms) in outcomes {
-                pipe.add_command(set_outcome(key, record, ttl_ms)).ignore();
-            }
-            if pipe.cmd_iter().next().is_some() {
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err("storing the outcomes of acknowledged jobs"))?;
-            }
         }
         Ok(held)
+    }
+
+    /// Whether acknowledgements store outcomes in the same script (one server, not a cluster
+    /// node).
+    fn inline_outcomes(&self) -> bool {
+        !self.target.is_cluster()
+            && !self
+                .outcomes_apart
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stores `(result key, record, ttl ms)` outcomes on a cluster, each on its own, so that a

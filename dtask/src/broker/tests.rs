@@ -300,7 +300,7 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
     let ttl = Duration::from_secs(60);
-    let held = broker.ack("w1", 1, false, &refs, ttl).await.unwrap();
+    let held = broker.ack("w1", 1, &refs, ttl).await.unwrap();
     assert_eq!(held, [true, true, false]);
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
     assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
@@ -315,25 +315,57 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         .await
         .unwrap();
     assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
-    // Repeated after a lost reply, with the outcome lost too: the same answer, the outcome
-    // stored again, nothing else changed.
-    let _: () = redis::cmd("DEL")
+    // Any other call of the batch (a repeat after a lost reply, or a first try that reached
+    // Redis late) gets the same answer and changes nothing.
+    let _: () = redis::cmd("SET")
         .arg("t:result:{A}")
+        .arg("newer")
         .query_async(&mut raw)
         .await
         .unwrap();
     assert_eq!(
-        broker.ack("w1", 1, true, &refs, ttl).await.unwrap(),
+        broker.ack("w1", 1, &refs, ttl).await.unwrap(),
         [true, true, false]
     );
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
-    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
-    assert_eq!(get(&mut raw, "t:result:{Z}").await, None);
+    assert_eq!(
+        get(&mut raw, "t:result:{A}").await.as_deref(),
+        Some("newer")
+    );
     // The next batch, naming the same leases, finds them gone.
     assert_eq!(
-        broker.ack("w1", 2, false, &refs, ttl).await.unwrap(),
+        broker.ack("w1", 2, &refs, ttl).await.unwrap(),
         [false, false, false]
     );
+}
+
+#[tokio::test]
+async fn ack_stores_outcomes_with_the_settle_even_when_redis_is_full() {
+    // At maxmemory (`noeviction`), a plain SET is refused; the acknowledgement script, whose
+    // first write frees memory, runs whole: no run is settled without its outcome.
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    hset(&mut raw, "t:{q}:active:w1", &[("1", "ja")]).await;
+    let jobs = [finished("1", Some(("A", "ra")))];
+    let refs: Vec<&Finished> = jobs.iter().collect();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let held = broker.ack("w1", 1, &refs, Duration::from_secs(60)).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(held.unwrap(), [true]);
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
 }
 
 #[tokio::test]
@@ -354,7 +386,7 @@ async fn settling_forgets_the_deaths_counted_against_a_job() {
     let jobs = [finished("1", None)];
     let refs: Vec<&Finished> = jobs.iter().collect();
     broker
-        .ack("w1", 1, false, &refs, Duration::from_secs(60))
+        .ack("w1", 1, &refs, Duration::from_secs(60))
         .await
         .unwrap();
     broker

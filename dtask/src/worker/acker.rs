@@ -1,6 +1,6 @@
 //! The acker: acknowledges finished jobs in batches. Under load, many jobs finish between two
-//! round trips to Redis; the acker settles all of them in one script per queue (and stores
-//! their outcomes in one pipeline) instead of one round trip each. When the worker is idle, a lone acknowledgement
+//! round trips to Redis; the acker settles all of them (and stores their outcomes) in one script
+//! per queue instead of one round trip each. When the worker is idle, a lone acknowledgement
 //! goes out at once.
 
 use tokio::sync::{mpsc, oneshot};
@@ -95,11 +95,9 @@ async fn flush(
     let id = *batches;
     let jobs: Vec<&Finished> = batch.iter().map(|ack| &ack.job).collect();
     let ttl = ctx.settings.result_ttl;
-    // A try repeated after a lost reply gets the same answer: it names the same batch.
-    let tried = std::sync::atomic::AtomicBool::new(false);
+    // Every try of the batch gets the same answer: it names the same batch.
     let held = retry_until(abandon, "acknowledging jobs", || {
-        let repeated = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
-        ctx.broker.ack(&ctx.worker_id, id, repeated, &jobs, ttl)
+        ctx.broker.ack(&ctx.worker_id, id, &jobs, ttl)
     })
     .await;
     drop(jobs);
