@@ -3,8 +3,11 @@
 
 use tokio::sync::OnceCell;
 
+use std::sync::Arc;
+
 use crate::broker::Broker;
 use crate::error::Error;
+use crate::middleware::{EnqueueChain, EnqueueMiddleware};
 
 /// The Redis URL used when `DTASK_REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -26,6 +29,7 @@ pub const DEFAULT_PREFIX: &str = "dtask";
 pub struct Client {
     pub(crate) broker: Broker,
     pub(crate) max_payload_bytes: usize,
+    pub(crate) enqueue_middleware: EnqueueChain,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -77,6 +81,7 @@ impl Client {
             tls_ca: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             response_timeout: crate::broker::DEFAULT_RESPONSE_TIMEOUT,
+            enqueue_middleware: EnqueueChain::default(),
         }
     }
 
@@ -109,6 +114,7 @@ pub struct ClientBuilder {
     tls_ca: Option<CaSource>,
     max_payload_bytes: usize,
     response_timeout: std::time::Duration,
+    enqueue_middleware: EnqueueChain,
 }
 
 impl ClientBuilder {
@@ -138,6 +144,13 @@ impl ClientBuilder {
     /// `rediss://` URL.
     pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
         self.tls_ca = Some(CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// Runs `middleware` on every job this client enqueues, before it leaves (see
+    /// [`EnqueueMiddleware`]): to add headers, or refuse jobs. Run in the order added.
+    pub fn enqueue_middleware(mut self, middleware: impl EnqueueMiddleware) -> ClientBuilder {
+        self.enqueue_middleware.0.push(Arc::new(middleware));
         self
     }
 
@@ -178,6 +191,7 @@ impl ClientBuilder {
         Ok(Client {
             broker: Broker::connect(&self.url, prefix, ca, self.response_timeout).await?,
             max_payload_bytes: self.max_payload_bytes,
+            enqueue_middleware: self.enqueue_middleware,
         })
     }
 }

@@ -130,6 +130,13 @@ impl<O> Enqueue<O> {
                     task: self.info.name.to_owned(),
                     source,
                 })?;
+            let headers = client
+                .enqueue_middleware
+                .headers_for(self.info.name, queue, args.get())
+                .map_err(|reason| Error::EnqueueRefused {
+                    task: self.info.name.to_owned(),
+                    reason,
+                })?;
             let envelope = Envelope {
                 v: ENVELOPE_VERSION,
                 id: JobId::generate(),
@@ -139,6 +146,7 @@ impl<O> Enqueue<O> {
                 retries: self.retries,
                 enqueued_at_ms: now_ms,
                 last_error: None,
+                headers,
             };
             let payload = envelope.to_json();
             if payload.len() > client.max_payload_bytes {

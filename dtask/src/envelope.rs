@@ -2,6 +2,7 @@
 //! job's result key, and the dead record. All are JSON, so `redis-cli` and admin tools can read
 //! them; field names are short because a queue may hold millions of envelopes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use rand::Rng;
@@ -94,6 +95,9 @@ pub(crate) struct Envelope {
     /// The error of the last failed attempt.
     #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
+    /// Headers the enqueuing client's middleware gave the job (a tenant, a trace id).
+    #[serde(rename = "h", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -234,6 +238,7 @@ mod tests {
             attempt: 0,
             retries: None,
             enqueued_at_ms: 1,
+            headers: Default::default(),
             last_error: None,
         }
     }

@@ -61,6 +61,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A middleware of the client (`ClientBuilder::enqueue_middleware`) refused the job; nothing
+    /// of that call was enqueued.
+    #[error("a middleware of the client refused to enqueue a job of task `{task}`: {reason}")]
+    EnqueueRefused {
+        /// The task's registered name.
+        task: String,
+        /// Why the middleware refused it.
+        reason: String,
+    },
+
     /// The job ran out of attempts (or could not run at all) and is in the dead set.
     #[error("job {id} is dead after {attempts} attempt(s): {error}")]
     JobDead {

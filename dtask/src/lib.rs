@@ -65,7 +65,9 @@ pub use enqueue::Enqueue;
 pub use envelope::JobId;
 pub use error::Error;
 pub use job::{JobHandle, JobStatus};
-pub use middleware::{JobContext, JobEvent, Middleware, Next, RunOutcome};
+pub use middleware::{
+    EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome,
+};
 pub use output::TaskOutput;
 pub use registry::TaskInfo;
 pub use state::State;

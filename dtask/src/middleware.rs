@@ -1,7 +1,9 @@
-//! What runs around every job on a worker: [`Middleware`] (a chain that sees each run and calls
+//! What runs around every job: on a worker, [`Middleware`] (a chain that sees each run and calls
 //! the rest of it: timing, a transaction, a tenant, skipping or failing a job, rewriting its
-//! error) and lifecycle hooks (a function called when a job succeeds, is retried or dies).
+//! error) and lifecycle hooks (a function called when a job succeeds, is retried or dies); on a
+//! client, [`EnqueueMiddleware`] (sees each job before it is enqueued: adds headers, refuses).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub struct JobContext {
     pub(crate) id: JobId,
     pub(crate) attempt: u32,
     pub(crate) args: String,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 impl JobContext {
@@ -48,6 +51,16 @@ impl JobContext {
     /// The job's arguments, as the JSON array they travel as.
     pub fn args_json(&self) -> &str {
         &self.args
+    }
+
+    /// The header `name` the enqueuing client's middleware gave the job (a tenant, a trace id).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Every header of the job.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
     }
 }
 
@@ -148,3 +161,95 @@ pub enum JobEvent<'a> {
 
 /// A lifecycle hook: called once per event, on the worker that settled the job.
 pub(crate) type Hook = Arc<dyn Fn(&JobEvent<'_>) + Send + Sync>;
+
+/// Code a client runs on every job it enqueues, before it leaves: it may add headers (which
+/// travel in the job and reach the workers' [`Middleware`] through [`JobContext::header`]) or
+/// refuse the job. Added with [`ClientBuilder::enqueue_middleware`](crate::ClientBuilder::enqueue_middleware),
+/// run in the order added.
+///
+/// ```
+/// /// Stamps every job with the tenant it was enqueued for.
+/// struct Tenant(&'static str);
+///
+/// impl dtask::EnqueueMiddleware for Tenant {
+///     fn on_enqueue(&self, job: &mut dtask::OutgoingJob<'_>) -> Result<(), String> {
+///         job.set_header("tenant", self.0);
+///         Ok(())
+///     }
+/// }
+///
+/// let builder = dtask::Client::builder("redis://127.0.0.1:6379").enqueue_middleware(Tenant("acme"));
+/// ```
+pub trait EnqueueMiddleware: Send + Sync + 'static {
+    /// Looks at (and may add headers to) one job about to be enqueued; an `Err` refuses it,
+    /// and the enqueue fails with [`Error::EnqueueRefused`](crate::Error::EnqueueRefused)
+    /// (nothing of that call is enqueued).
+    fn on_enqueue(&self, job: &mut OutgoingJob<'_>) -> Result<(), String>;
+}
+
+/// A job about to be enqueued, as [`EnqueueMiddleware`] sees it.
+#[derive(Debug)]
+pub struct OutgoingJob<'a> {
+    pub(crate) task: &'a str,
+    pub(crate) queue: &'a str,
+    pub(crate) args: &'a str,
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+impl OutgoingJob<'_> {
+    /// The task's registered name.
+    pub fn task(&self) -> &str {
+        self.task
+    }
+
+    /// The queue the job goes to.
+    pub fn queue(&self) -> &str {
+        self.queue
+    }
+
+    /// The job's arguments, as the JSON array they travel as.
+    pub fn args_json(&self) -> &str {
+        self.args
+    }
+
+    /// Sets the header `name` to `value`, replacing an earlier value.
+    pub fn set_header(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.headers.insert(name.into(), value.into());
+    }
+
+    /// The header `name`, when set by an earlier middleware.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// A client's enqueue middleware, in order.
+#[derive(Clone, Default)]
+pub(crate) struct EnqueueChain(pub(crate) Vec<Arc<dyn EnqueueMiddleware>>);
+
+impl std::fmt::Debug for EnqueueChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnqueueChain({} middleware)", self.0.len())
+    }
+}
+
+impl EnqueueChain {
+    /// Runs every middleware on one job; its headers, or the first refusal.
+    pub(crate) fn headers_for(
+        &self,
+        task: &str,
+        queue: &str,
+        args: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut job = OutgoingJob {
+            task,
+            queue,
+            args,
+            headers: BTreeMap::new(),
+        };
+        for middleware in &self.0 {
+            middleware.on_enqueue(&mut job)?;
+        }
+        Ok(job.headers)
+    }
+}

@@ -200,3 +200,74 @@ async fn hooks_fire_once_per_event_also_for_a_job_recovered_from_a_dead_worker()
         ]
     );
 }
+
+/// Stamps every job with a tenant; refuses jobs whose key starts with `forbidden`.
+struct Tenant(&'static str);
+
+impl dtask::EnqueueMiddleware for Tenant {
+    fn on_enqueue(&self, job: &mut dtask::OutgoingJob<'_>) -> Result<(), String> {
+        if job.args_json().starts_with("[\"forbidden") {
+            return Err(format!("{} may not enqueue that", self.0));
+        }
+        job.set_header("tenant", self.0);
+        Ok(())
+    }
+}
+
+/// Records the tenant header of every run.
+struct SeeTenant;
+
+#[dtask::async_trait]
+impl Middleware for SeeTenant {
+    async fn handle(&self, job: &JobContext, next: Next<'_>) -> RunOutcome {
+        ran(format!(
+            "{}:tenant={}",
+            job_key(job),
+            job.header("tenant").unwrap_or("none")
+        ));
+        next.run().await
+    }
+}
+
+#[tokio::test]
+async fn a_header_set_by_client_middleware_reaches_server_middleware_and_a_refusal_enqueues_nothing()
+ {
+    let (redis, plain, _raw, prefix) = start_with_client("headers").await;
+    let client = dtask::Client::builder(&redis.url())
+        .prefix(&prefix)
+        .enqueue_middleware(Tenant("acme"))
+        .connect()
+        .await
+        .unwrap();
+    let worker = Worker::new(&client)
+        .queues(["mw"])
+        .middleware(SeeTenant)
+        .spawn();
+    let job = double::with()
+        .client(&client)
+        .enqueue("tenant-a".into(), 1)
+        .await
+        .unwrap();
+    assert_eq!(job.wait(WAIT).await.unwrap(), 2);
+    let untagged = double::with()
+        .client(&plain)
+        .enqueue("tenant-none".into(), 1)
+        .await
+        .unwrap();
+    assert_eq!(untagged.wait(WAIT).await.unwrap(), 2);
+    assert_eq!(runs_of("tenant-a:tenant="), ["tenant-a:tenant=acme"]);
+    assert_eq!(runs_of("tenant-none:tenant="), ["tenant-none:tenant=none"]);
+    // With no worker running, whatever was enqueued would stay pending.
+    worker.shutdown().await.unwrap();
+    let refused = double::with()
+        .client(&client)
+        .enqueue_many(vec![("fine".to_owned(), 1), ("forbidden".to_owned(), 2)])
+        .await
+        .expect_err("the middleware refuses the second job");
+    assert!(
+        matches!(&refused, dtask::Error::EnqueueRefused { reason, .. } if reason == "acme may not enqueue that"),
+        "{refused}"
+    );
+    let stats = client.queue("mw").stats().await.unwrap();
+    assert_eq!(stats.pending, 0, "nothing of the refused call was enqueued");
+}

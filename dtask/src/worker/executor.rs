@@ -339,6 +339,7 @@ impl Run<'_> {
             id: envelope.id.clone(),
             attempt,
             args: envelope.args.get().to_owned(),
+            headers: envelope.headers.clone(),
         })
     }
 

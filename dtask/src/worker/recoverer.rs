@@ -107,6 +107,7 @@ impl Recoverer {
                     id: envelope.id.clone(),
                     attempt: attempts,
                     args: envelope.args.get().to_owned(),
+                    headers: envelope.headers.clone(),
                 });
                 ctx.fire(&JobEvent::Dead {
                     job: job.as_ref(),
