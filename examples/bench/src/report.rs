@@ -534,12 +534,13 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
-/// Whether a drain outcome's jobs kept their result records: "kept" or "none".
+/// Whether a drain outcome's jobs kept their result records ("kept" or "none"), and whether
+/// they ran through a middleware.
 fn results_kept(outcome: &Outcome) -> &'static str {
-    if outcome.name == crate::scenarios::drain::DRAIN_WITHOUT_RESULTS {
-        "none"
-    } else {
-        "kept"
+    match outcome.name {
+        crate::scenarios::drain::DRAIN_WITHOUT_RESULTS => "none",
+        crate::scenarios::drain::DRAIN_THROUGH_MIDDLEWARE => "kept, 1 middleware",
+        _ => "kept",
     }
 }
 

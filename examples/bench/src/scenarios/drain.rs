@@ -13,26 +13,46 @@ use crate::tasks::{self, NoopWatch};
 pub const DRAIN: &str = "drain";
 /// The name of a drain of fire-and-forget jobs, which keep none.
 pub const DRAIN_WITHOUT_RESULTS: &str = "drain-no-results";
+/// The name of a default drain whose runs go through one middleware that only calls the next:
+/// the cost of the middleware chain, next to [`DRAIN`].
+pub const DRAIN_THROUGH_MIDDLEWARE: &str = "drain-middleware";
+
+/// A middleware that does nothing but run the job.
+struct PassThrough;
+
+#[dtask::async_trait]
+impl dtask::Middleware for PassThrough {
+    async fn handle(&self, _job: &dtask::JobContext, next: dtask::Next<'_>) -> dtask::RunOutcome {
+        next.run().await
+    }
+}
 
 /// Drains `jobs` no-op jobs with one worker of `concurrency`; the jobs keep a result record
-/// (the default) when `keep_results`, none otherwise (`result_ttl = "0s"`).
+/// (the default) when `keep_results`, none otherwise (`result_ttl = "0s"`); every run goes
+/// through a pass-through middleware when `through_middleware`.
 pub async fn drain(
     bench: &mut Bench,
     jobs: u64,
     concurrency: usize,
     keep_results: bool,
+    through_middleware: bool,
 ) -> Result<Outcome> {
-    eprintln!("3. drain: {jobs} jobs, concurrency {concurrency}, results kept: {keep_results} ...");
+    eprintln!(
+        "3. drain: {jobs} jobs, concurrency {concurrency}, results kept: {keep_results}, through a middleware: {through_middleware} ..."
+    );
     let (client, prefix) = bench.fresh_client().await?;
     let empty = bench.snapshot().await?;
     fill_noop(&client, jobs, keep_results).await?;
     NoopWatch::reset(jobs);
     let before = bench.snapshot().await?;
     let started_ns = tasks::now_ns();
-    let worker = dtask::Worker::new(&client)
+    let mut worker = dtask::Worker::new(&client)
         .queues([tasks::NOOP_QUEUE])
-        .concurrency(concurrency)
-        .spawn();
+        .concurrency(concurrency);
+    if through_middleware {
+        worker = worker.middleware(PassThrough);
+    }
+    let worker = worker.spawn();
     // Generous: a drain slower than 1,000 jobs/s is a failure worth seeing.
     let limit = Duration::from_secs(60 + jobs / 1_000);
     let finished = NoopWatch::finished(limit).await;
@@ -50,10 +70,10 @@ pub async fn drain(
 
     let seconds = finished_ns.saturating_sub(started_ns) as f64 / 1e9;
     let delta = after.since(&before);
-    let name = if keep_results {
-        DRAIN
-    } else {
-        DRAIN_WITHOUT_RESULTS
+    let name = match (keep_results, through_middleware) {
+        (_, true) => DRAIN_THROUGH_MIDDLEWARE,
+        (true, false) => DRAIN,
+        (false, false) => DRAIN_WITHOUT_RESULTS,
     };
     let mut outcome = Outcome::new(3, name, jobs, seconds, &delta).with_rate();
     outcome.concurrency = Some(concurrency);

@@ -51,8 +51,13 @@ impl Bench {
             _ => {
                 let mut outcomes = Vec::new();
                 for concurrency in self.concurrencies.clone() {
-                    for keep_results in [true, false] {
-                        outcomes.push(drain::drain(self, size, concurrency, keep_results).await?);
+                    for (keep_results, through_middleware) in
+                        [(true, false), (false, false), (true, true)]
+                    {
+                        outcomes.push(
+                            drain::drain(self, size, concurrency, keep_results, through_middleware)
+                                .await?,
+                        );
                     }
                 }
                 Ok(outcomes)
