@@ -66,7 +66,7 @@ pub use envelope::JobId;
 pub use error::Error;
 pub use job::{JobHandle, JobStatus};
 pub use middleware::{
-    EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome,
+    EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome, WorkerEvent,
 };
 pub use output::TaskOutput;
 pub use registry::TaskInfo;

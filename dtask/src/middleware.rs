@@ -162,6 +162,27 @@ pub enum JobEvent<'a> {
 /// A lifecycle hook: called once per event, on the worker that settled the job.
 pub(crate) type Hook = Arc<dyn Fn(&JobEvent<'_>) + Send + Sync>;
 
+/// A worker starting or stopping, as a lifecycle hook sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkerEvent<'a> {
+    /// The worker registered on its queues and is about to take jobs.
+    Started {
+        /// Its id (as heartbeats and the admin API show it).
+        worker_id: &'a str,
+        /// The queues it serves, highest priority first.
+        queues: &'a [String],
+    },
+    /// The worker finished its shutdown.
+    Stopped {
+        /// Its id.
+        worker_id: &'a str,
+    },
+}
+
+/// A hook on a worker's start and stop.
+pub(crate) type WorkerHook = Arc<dyn Fn(&WorkerEvent<'_>) + Send + Sync>;
+
 /// Code a client runs on every job it enqueues, before it leaves: it may add headers (which
 /// travel in the job and reach the workers' [`Middleware`] through [`JobContext::header`]) or
 /// refuse the job. Added with [`ClientBuilder::enqueue_middleware`](crate::ClientBuilder::enqueue_middleware),

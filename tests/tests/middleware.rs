@@ -160,11 +160,20 @@ async fn hooks_fire_once_per_event_also_for_a_job_recovered_from_a_dead_worker()
         .await
         .unwrap();
     let (seen, hook) = recorder();
+    let lifecycle = Arc::new(Mutex::new(Vec::new()));
+    let sink = lifecycle.clone();
     let worker = Worker::new(&client)
         .queues(["mw"])
         .recovery_after(Duration::from_millis(500))
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
         .on_job_event(hook)
+        .on_worker_event(move |event| {
+            sink.lock().unwrap().push(match event {
+                dtask::WorkerEvent::Started { queues, .. } => format!("started {queues:?}"),
+                dtask::WorkerEvent::Stopped { .. } => "stopped".to_owned(),
+                _ => "other".to_owned(),
+            })
+        })
         .spawn();
     let ok = double::with()
         .client(&client)
@@ -188,6 +197,10 @@ async fn hooks_fire_once_per_event_also_for_a_job_recovered_from_a_dead_worker()
     })
     .await;
     worker.shutdown().await.unwrap();
+    assert_eq!(
+        *lifecycle.lock().unwrap(),
+        [r#"started ["mw"]"#.to_owned(), "stopped".to_owned()]
+    );
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     assert_eq!(

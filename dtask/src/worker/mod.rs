@@ -33,7 +33,7 @@ use crate::broker::{Broker, DeadLimits, Leased};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::middleware::{Hook, JobEvent, Middleware};
+use crate::middleware::{Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
 use crate::registry::Registry;
 use crate::state::States;
 use acker::{AckSender, Acker};
@@ -55,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     /// The lifecycle hooks called on each job event.
     pub(crate) hooks: Vec<Hook>,
+    /// The hooks called when the worker starts and stops.
+    pub(crate) worker_hooks: Vec<WorkerHook>,
     pub(crate) settings: Settings,
     pub(crate) worker_id: String,
     /// The jobs this worker knows it holds in flight.
@@ -77,6 +79,16 @@ impl Context {
     pub(crate) fn fetch_lock(&self, queue: &str) -> &tokio::sync::Mutex<()> {
         static UNKNOWN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         self.fetch_locks.get(queue).unwrap_or(&UNKNOWN)
+    }
+
+    /// Calls every start/stop hook with `event`; a hook that panics is logged and skipped.
+    fn fire_worker(&self, event: &WorkerEvent<'_>) {
+        for hook in &self.worker_hooks {
+            let call = std::panic::AssertUnwindSafe(|| hook(event));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!(?event, "a worker lifecycle hook panicked");
+            }
+        }
     }
 
     /// Calls every lifecycle hook with `event`; a hook that panics is logged and skipped.
@@ -193,6 +205,7 @@ pub struct Worker {
     states: States,
     middleware: Vec<Arc<dyn Middleware>>,
     hooks: Vec<Hook>,
+    worker_hooks: Vec<WorkerHook>,
 }
 
 impl Worker {
@@ -244,6 +257,7 @@ impl Worker {
             states: States::default(),
             middleware: Vec::new(),
             hooks: Vec::new(),
+            worker_hooks: Vec::new(),
         }
     }
 
@@ -341,6 +355,17 @@ impl Worker {
         self
     }
 
+    /// Calls `hook` when this worker has started (registered on its queues, about to take
+    /// jobs) and when it has stopped (its shutdown done). A hook that panics is logged and
+    /// skipped.
+    pub fn on_worker_event(
+        mut self,
+        hook: impl Fn(&WorkerEvent<'_>) + Send + Sync + 'static,
+    ) -> Worker {
+        self.worker_hooks.push(Arc::new(hook));
+        self
+    }
+
     /// Where the worker reads the time of day, for the times in its records and how long a job
     /// it cannot run yet has waited (default: this machine's clock, [`SystemClock`]). For
     /// tests: when jobs run is decided on the Redis server's clock, not this one.
@@ -427,6 +452,7 @@ impl Worker {
             states: self.states,
             middleware: self.middleware,
             hooks: self.hooks,
+            worker_hooks: self.worker_hooks,
             settings,
             worker_id: new_worker_id(),
             held: HeldJobs::default(),
@@ -496,6 +522,10 @@ async fn run_started(
     if let (0, Some(error)) = (registered, first_error) {
         return Err(error);
     }
+    ctx.fire_worker(&WorkerEvent::Started {
+        worker_id: &ctx.worker_id,
+        queues: &settings.queues,
+    });
 
     let stop_heartbeat = CancellationToken::new();
     let heartbeat = Heartbeat::new(
@@ -608,6 +638,9 @@ async fn run_started(
         );
     }
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
+    ctx.fire_worker(&WorkerEvent::Stopped {
+        worker_id: &ctx.worker_id,
+    });
     result
 }
 
