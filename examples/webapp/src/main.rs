@@ -22,12 +22,16 @@
 //!   key prefix (default `dtask`), both read by dtask itself;
 //! - `DTASK_CONCURRENCY`: jobs run at once per worker (default 8 embedded, 16 standalone);
 //! - `DTASK_MODE`: `all` (default), `web` or `worker`; a first argument takes precedence;
+//! - `DATABASE_URL`: the app's SQLite database, shared by web and worker processes (default
+//!   `sqlite://dtask-example.db`, created when missing);
+//! - `TENANT`: the tenant header every job is stamped with (default `example`);
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! SIGTERM or SIGINT (Ctrl-C) stops the process gracefully: the web server finishes the
 //! requests in progress, then the worker finishes its running jobs (and returns any it cannot
 //! finish in time to their queue).
 
+mod middleware;
 mod routes;
 mod tasks;
 
@@ -46,7 +50,8 @@ usage: dtask-example [all|web|worker]
   worker  only a worker
 
 environment: LISTEN_ADDR (127.0.0.1:3000), DTASK_REDIS_URL (redis://127.0.0.1:6379),
-DTASK_PREFIX (dtask), DTASK_CONCURRENCY, DTASK_MODE (instead of the argument), RUST_LOG (info)
+DTASK_PREFIX (dtask), DTASK_CONCURRENCY, DTASK_MODE (instead of the argument), RUST_LOG (info),
+DATABASE_URL (sqlite://dtask-example.db), TENANT (example)
 ";
 
 /// Any error that ends the process.
@@ -107,24 +112,40 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), BoxError> {
     let mode = Mode::from_args_or_env()?;
     tracing::info!(?mode, "starting");
+    let database_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://dtask-example.db".to_owned());
+    let app = tasks::App::open(&database_url)
+        .await
+        .map_err(|error| format!("cannot open the database {database_url}: {error}"))?;
     match mode {
         Mode::Worker => {
             // Returns after SIGTERM or SIGINT, once running jobs are done.
-            dtask::Worker::from_env()?.run().await?;
+            worker(app)?.run().await?;
             Ok(())
         }
-        Mode::Web => serve(false).await,
-        Mode::All => serve(true).await,
+        Mode::Web => serve(app, false).await,
+        Mode::All => serve(app, true).await,
     }
 }
 
+/// A worker of this binary's tasks: they reach the app's database through `State<App>`, and
+/// every run is timed by the `Timing` middleware.
+fn worker(app: tasks::App) -> Result<dtask::Worker, dtask::Error> {
+    Ok(dtask::Worker::from_env()?
+        .state(app)
+        .middleware(middleware::Timing))
+}
+
 /// Runs the web server, and with `embedded_worker` a worker beside it, until SIGTERM or SIGINT.
-async fn serve(embedded_worker: bool) -> Result<(), BoxError> {
+async fn serve(app: tasks::App, embedded_worker: bool) -> Result<(), BoxError> {
     let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     // One client for the whole process: the generated `enqueue` and `job` functions use it as
     // the default, and the queue views use it by name. Connecting here also makes a wrong
     // DTASK_REDIS_URL fail at start rather than on the first request.
-    let client = dtask::Client::from_env().await?;
+    let client = dtask::ClientBuilder::from_env()
+        .enqueue_middleware(middleware::Tenant::from_env())
+        .connect()
+        .await?;
     dtask::init_with(client.clone())?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -132,7 +153,7 @@ async fn serve(embedded_worker: bool) -> Result<(), BoxError> {
     let base_url: Arc<str> = format!("http://{}", listener.local_addr()?).into();
 
     let worker = if embedded_worker {
-        let mut worker = dtask::Worker::from_env()?;
+        let mut worker = worker(app.clone())?;
         if std::env::var_os("DTASK_CONCURRENCY").is_none() {
             // Leave room for the web server.
             worker = worker.concurrency(8);
@@ -143,8 +164,12 @@ async fn serve(embedded_worker: bool) -> Result<(), BoxError> {
     };
 
     tracing::info!("listening on {base_url}");
-    let app = routes::router(routes::AppState { client, base_url });
-    let served = axum::serve(listener, app)
+    let router = routes::router(routes::AppState {
+        client,
+        base_url,
+        app,
+    });
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(dtask::shutdown_signal())
         .await;
     tracing::info!("web server stopped");

@@ -35,6 +35,8 @@ pub struct AppState {
     pub client: dtask::Client,
     /// The server's own base URL, for the curl examples in the help text.
     pub base_url: Arc<str>,
+    /// The app's resources (its database), shared with the tasks.
+    pub app: crate::tasks::App,
 }
 
 /// The app's routes.
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(thumbnail_job))
         .route("/signups", post(create_signup))
         .route("/signups/{id}", get(signup_job))
+        .route("/welcomes", get(welcomes))
         .route("/words", post(words))
         .route("/queues/{name}", get(queue))
         .with_state(state)
@@ -66,6 +69,7 @@ Routes:
   GET  /jobs/{{id}}         a thumbnail job: pending | retrying | succeeded | dead
   POST /signups           {{"email", "name"}}: sends a welcome mail            -> 202 {{"job_id"}}
   GET  /signups/{{id}}      a welcome-mail job
+  GET  /welcomes          the welcome mails sent, from the app's database
   POST /words             any text: counted by a worker, waits up to 10 s  -> 200 {{"job_id", "result"}}
   GET  /queues/{{name}}     job counts and recent dead jobs of thumbnails | emails | default
 
@@ -234,6 +238,17 @@ async fn create_signup(
 /// `GET /signups/{id}`: where a welcome-mail job stands.
 async fn signup_job(Path(id): Path<String>) -> Result<Json<JobReport<()>>, ApiError> {
     report(send_welcome::job(id)).await
+}
+
+/// `GET /welcomes`: the welcome mails the workers recorded in the app's database.
+async fn welcomes(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let welcomes = state.app.welcomes().await.map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("database: {error}"),
+        )
+    })?;
+    Ok(Json(json!({ "welcomes": welcomes })))
 }
 
 /// `POST /words`: counts the words of the body, on a worker, and waits for the answer.

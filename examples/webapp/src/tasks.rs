@@ -3,12 +3,76 @@
 //! ...), which the routes use. A worker of this binary runs every task defined here.
 //!
 //! The work is simulated (a short sleep and a deterministic result) so the example runs with
-//! nothing but Redis.
+//! nothing but Redis; the welcome mails are recorded in the app's SQLite database, which the
+//! task reaches through `dtask::State<App>`, as a real task reaches the app's resources.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+/// The app's resources, shared by the web server and the tasks: here, its database.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The SQLite database of welcome mails sent.
+    pub db: SqlitePool,
+}
+
+impl App {
+    /// Opens (creating when missing) the SQLite database at `url`
+    /// (e.g. `sqlite://dtask-example.db`) and its table.
+    pub async fn open(url: &str) -> Result<App, sqlx::Error> {
+        let options = url.parse::<SqliteConnectOptions>()?.create_if_missing(true);
+        let db = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS welcomes (
+                 email TEXT PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 sent_at_ms INTEGER NOT NULL,
+                 sends INTEGER NOT NULL
+             )",
+        )
+        .execute(&db)
+        .await?;
+        Ok(App { db })
+    }
+
+    /// The welcome mails sent, newest first.
+    pub async fn welcomes(&self) -> Result<Vec<Welcome>, sqlx::Error> {
+        sqlx::query_as::<_, (String, String, i64, i64)>(
+            "SELECT email, name, sent_at_ms, sends FROM welcomes ORDER BY sent_at_ms DESC LIMIT 100",
+        )
+        .fetch_all(&self.db)
+        .await
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(email, name, sent_at_ms, sends)| Welcome {
+                    email,
+                    name,
+                    sent_at_ms,
+                    sends,
+                })
+                .collect()
+        })
+    }
+}
+
+/// A welcome mail recorded in the database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Welcome {
+    /// Who it went to.
+    pub email: String,
+    /// How they were greeted.
+    pub name: String,
+    /// When it was (last) sent, ms since the epoch.
+    pub sent_at_ms: i64,
+    /// How many times it was sent: more than 1 only if a run was repeated (at least once).
+    pub sends: i64,
+}
 
 /// A thumbnail made by [`make_thumbnail`]: where it was stored and how big it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,36 +168,58 @@ pub struct Signup {
 
 /// Why a mail could not be sent.
 #[derive(Debug)]
-pub struct MailError {
-    /// The address that was refused.
-    pub address: String,
+pub enum MailError {
+    /// The mail server refused the address (simulated for the `.invalid` domain).
+    Refused {
+        /// The address that was refused.
+        address: String,
+    },
+    /// The mail could not be recorded.
+    Database(sqlx::Error),
 }
 
 impl fmt::Display for MailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "mail server refused {}: domain has no mail exchanger (simulated)",
-            self.address
-        )
+        match self {
+            MailError::Refused { address } => write!(
+                f,
+                "mail server refused {address}: domain has no mail exchanger (simulated)"
+            ),
+            MailError::Database(error) => write!(f, "could not record the mail: {error}"),
+        }
     }
 }
 
 impl std::error::Error for MailError {}
 
-/// Sends the welcome mail to a new user.
+/// Sends the welcome mail to a new user, and records it in the app's database.
 ///
 /// Runs on the `emails` queue under the stable name `mail.welcome`, so renaming or moving the
 /// fn does not strand jobs already queued. Addresses under the reserved `.invalid` domain fail,
-/// to show a task with a unit result that can still fail.
+/// to show a task with a unit result that can still fail. The database comes from the worker
+/// (`Worker::state(app)`), not from the job: `send_welcome::enqueue(signup)` takes the signup
+/// only. The record is an upsert, so a run repeated after a crash counts, not duplicates.
 #[dtask::task(queue = "emails", name = "mail.welcome", retries = 2, timeout = "10s")]
-pub async fn send_welcome(signup: Signup) -> Result<(), MailError> {
+pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), MailError> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     if signup.email.ends_with(".invalid") {
-        return Err(MailError {
+        return Err(MailError::Refused {
             address: signup.email,
         });
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    sqlx::query(
+        "INSERT INTO welcomes (email, name, sent_at_ms, sends) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT(email) DO UPDATE SET name = ?2, sent_at_ms = ?3, sends = sends + 1",
+    )
+    .bind(&signup.email)
+    .bind(&signup.name)
+    .bind(now_ms)
+    .execute(&app.db)
+    .await
+    .map_err(MailError::Database)?;
     tracing::info!(to = %signup.email, "welcome mail sent: \"Hello {}!\"", signup.name);
     Ok(())
 }
