@@ -66,7 +66,8 @@ pub use envelope::JobId;
 pub use error::Error;
 pub use job::{JobHandle, JobStatus};
 pub use middleware::{
-    EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome, WorkerEvent,
+    EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome,
+    WorkerEvent, current,
 };
 pub use output::TaskOutput;
 pub use registry::TaskInfo;

@@ -64,6 +64,34 @@ impl JobContext {
     }
 }
 
+tokio::task_local! {
+    /// The job whose handler runs in this task.
+    static CURRENT: Arc<JobContext>;
+}
+
+/// The job whose task is running here (its id, task, queue, attempt, arguments and headers),
+/// when called from inside a task's handler: for logs, metrics, or a header a client's
+/// middleware set. `None` elsewhere, including in tasks the handler spawns (pass it along).
+///
+/// ```
+/// #[dtask::task]
+/// async fn report(region: String) -> String {
+///     let tenant = dtask::current()
+///         .and_then(|job| job.header("tenant").map(str::to_owned))
+///         .unwrap_or_default();
+///     format!("{region} for {tenant}")
+/// }
+/// # fn main() {}
+/// ```
+pub fn current() -> Option<Arc<JobContext>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+/// Runs `run` (a handler) with `job` as its [`current`] job.
+pub(crate) fn in_job<F: Future>(job: Arc<JobContext>, run: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(job, run)
+}
+
 /// Code around every run of a worker, added with [`Worker::middleware`](crate::Worker::middleware)
 /// and run in the order added (the first added is the outermost). It calls `next.run()` to run
 /// the rest of the chain and the job, or does not, to skip the job (return `Ok` with a result)

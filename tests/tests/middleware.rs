@@ -32,6 +32,20 @@ async fn double(key: String, n: u32) -> u32 {
     n * 2
 }
 
+/// Tells which job it is, from `dtask::current()`: its id, attempt and tenant header.
+#[dtask::task(queue = "mw")]
+async fn whoami(_key: String) -> String {
+    match dtask::current() {
+        Some(job) => format!(
+            "{} {} {}",
+            job.id(),
+            job.attempt(),
+            job.header("tenant").unwrap_or("none")
+        ),
+        None => "no current job".to_owned(),
+    }
+}
+
 /// Always fails with `message`.
 #[dtask::task(queue = "mw", retries = 1)]
 async fn fail(key: String, message: String) -> Result<(), String> {
@@ -270,6 +284,20 @@ async fn a_header_set_by_client_middleware_reaches_server_middleware_and_a_refus
     assert_eq!(untagged.wait(WAIT).await.unwrap(), 2);
     assert_eq!(runs_of("tenant-a:tenant="), ["tenant-a:tenant=acme"]);
     assert_eq!(runs_of("tenant-none:tenant="), ["tenant-none:tenant=none"]);
+    let asked = whoami::with()
+        .client(&client)
+        .enqueue("who".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.wait(WAIT).await.unwrap(),
+        format!("{} 1 acme", asked.id()),
+        "the handler sees its own job and the client's header"
+    );
+    assert!(
+        dtask::current().is_none(),
+        "outside a handler there is none"
+    );
     // With no worker running, whatever was enqueued would stay pending.
     worker.shutdown().await.unwrap();
     let refused = double::with()

@@ -6,6 +6,7 @@
 //! worker.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use crate::broker::{Fenced, Finished};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
-use crate::middleware::{JobContext, JobEvent, run_chain};
+use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
@@ -119,17 +120,19 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
     let timeout = entry.info.timeout;
-    let job = run.job_context(&envelope, attempt);
+    // Built for every run: the handler reads it with `dtask::current()`.
+    let job = Arc::new(run.context_of(&envelope, attempt));
+    let current = job.clone();
     let handled = async move {
-        match within(timeout, CatchPanic::new(handler)).await {
+        match in_job(current, within(timeout, CatchPanic::new(handler))).await {
             Some(Ok(outcome)) => outcome,
             Some(Err(panic)) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
             None => Err(format!("timed out after {:?}", timeout.unwrap_or_default())),
         }
     };
     let running = async {
-        match &job {
-            Some(job) if !ctx.middleware.is_empty() => {
+        match &*job {
+            job if !ctx.middleware.is_empty() => {
                 // A panicking middleware fails the attempt like a panicking task.
                 CatchPanic::new(Box::pin(run_chain(&ctx.middleware, job, handled)))
                     .await
@@ -188,8 +191,11 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 match acked.await {
                     Ok(Acked::Held) => {
                         tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-                        if let (Some(job), Some(value)) = (&job, &hooked_value) {
-                            ctx.fire(&JobEvent::Succeeded { job, result: value });
+                        if let Some(value) = &hooked_value {
+                            ctx.fire(&JobEvent::Succeeded {
+                                job: &job,
+                                result: value,
+                            });
                         }
                     }
                     Ok(Acked::Stale) => run.stale(&envelope, "succeeded"),
@@ -227,9 +233,9 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         None => return, // abandoned at shutdown
     };
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-    if let Some(job) = &job {
+    if !ctx.hooks.is_empty() {
         ctx.fire(&JobEvent::Retrying {
-            job,
+            job: &job,
             error: &error,
             next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
         });
@@ -322,25 +328,24 @@ impl Run<'_> {
         }
         self.record_death(&envelope.id, envelope.attempt, &outcome_error)
             .await;
-        if let Some(job) = self.job_context(&envelope, envelope.attempt) {
+        if !self.ctx.hooks.is_empty() {
             self.ctx.fire(&JobEvent::Dead {
-                job: Some(&job),
+                job: Some(&self.context_of(&envelope, envelope.attempt)),
                 error: &outcome_error,
             });
         }
     }
 
-    /// The job as middleware and hooks see it, when the worker has any (else nothing is built).
-    fn job_context(&self, envelope: &Envelope, attempt: u32) -> Option<JobContext> {
-        let ctx = self.ctx;
-        (!ctx.middleware.is_empty() || !ctx.hooks.is_empty()).then(|| JobContext {
+    /// The job as `dtask::current()`, middleware and hooks see it.
+    fn context_of(&self, envelope: &Envelope, attempt: u32) -> JobContext {
+        JobContext {
             task: envelope.task.clone(),
             queue: self.queue.to_owned(),
             id: envelope.id.clone(),
             attempt,
             args: envelope.args.get().to_owned(),
             headers: envelope.headers.clone(),
-        })
+        }
     }
 
     /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.
