@@ -143,6 +143,23 @@ impl<'a> Next<'a> {
     }
 }
 
+/// A middleware that applies to some tasks only; the others go straight to the next.
+pub(crate) struct ForTasks {
+    pub(crate) tasks: Vec<String>,
+    pub(crate) inner: Arc<dyn Middleware>,
+}
+
+#[async_trait::async_trait]
+impl Middleware for ForTasks {
+    async fn handle(&self, job: &JobContext, next: Next<'_>) -> RunOutcome {
+        if self.tasks.iter().any(|task| task == job.task()) {
+            self.inner.handle(job, next).await
+        } else {
+            next.run().await
+        }
+    }
+}
+
 /// Runs `run` (the job) inside `chain`, outermost first.
 pub(crate) async fn run_chain<'a>(
     chain: &'a [Arc<dyn Middleware>],

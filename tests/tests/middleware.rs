@@ -96,6 +96,7 @@ async fn middleware_runs_in_order_can_skip_a_job_and_rewrite_its_error() {
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
         .middleware(Trace("outer"))
         .middleware(Gate)
+        .middleware_for([fail::NAME], Trace("fail-only"))
         .middleware(Trace("inner"))
         .spawn();
     let job = double::with()
@@ -133,6 +134,11 @@ async fn middleware_runs_in_order_can_skip_a_job_and_rewrite_its_error() {
     let (attempts, error) = wait_dead(&failed, WAIT).await;
     assert_eq!(attempts, 2);
     assert_eq!(error, format!("{} attempt 2: smtp said no", fail::NAME));
+    assert_eq!(
+        runs_of("mapped:fail-only>").len(),
+        2,
+        "the task's own middleware ran on both attempts"
+    );
     worker.shutdown().await.unwrap();
 }
 

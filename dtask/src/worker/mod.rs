@@ -33,7 +33,7 @@ use crate::broker::{Broker, DeadLimits, Leased};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::middleware::{Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
+use crate::middleware::{ForTasks, Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
 use crate::registry::Registry;
 use crate::state::States;
 use acker::{AckSender, Acker};
@@ -343,6 +343,20 @@ impl Worker {
     /// outermost. A middleware that panics fails the attempt, like a task that panics.
     pub fn middleware(mut self, middleware: impl Middleware) -> Worker {
         self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Runs the jobs of the tasks named `tasks` (their `NAME`s) through `middleware`, in the
+    /// chain at the place it is added; jobs of other tasks pass it by.
+    pub fn middleware_for<I>(mut self, tasks: I, middleware: impl Middleware) -> Worker
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.middleware.push(Arc::new(ForTasks {
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            inner: Arc::new(middleware),
+        }));
         self
     }
 
