@@ -286,7 +286,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
             #[doc(hidden)]
             #[allow(deprecated)]
-            fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, ::std::string::String> {
+            fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
                 let (#(#job_locals,)*): (#(super::#job_alias,)*) = #private::decode_args(args)?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))

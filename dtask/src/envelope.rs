@@ -96,8 +96,20 @@ pub(crate) struct Envelope {
     #[serde(rename = "err", default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
     /// Headers the enqueuing client's middleware gave the job (a tenant, a trace id).
-    #[serde(rename = "h", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "h",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub(crate) headers: BTreeMap<String, String>,
+}
+
+/// Reads a map that a producer may have written as `null` (as `r` and `err` may be).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -15,7 +15,16 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<String, String>> + S
 /// What a handler does with a job's arguments: decodes them and takes the states it needs from
 /// the worker's (an `Err` here means the job cannot run: the arguments do not fit the task, or
 /// the worker lacks a state; the job goes straight to the dead set), then returns the run.
-pub type Handler = fn(args: &str, states: &States) -> Result<HandlerFuture, String>;
+pub type Handler = fn(args: &str, states: &States) -> Result<HandlerFuture, HandlerError>;
+
+/// Why a handler could not start a run.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// The job's arguments do not fit the task: the job can never run.
+    Arguments(String),
+    /// This worker lacks a state the task takes: another worker may have it.
+    MissingState(String),
+}
 
 /// A task's name and defaults, known at compile time.
 #[derive(Debug)]

@@ -24,6 +24,7 @@ use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
 use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
+use crate::registry::HandlerError;
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
@@ -86,7 +87,12 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
             tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
-            run.bury_record(&record.to_json()).await;
+            if run.bury_record(&record.to_json()).await {
+                ctx.fire(&JobEvent::Dead {
+                    job: None,
+                    error: &record.error,
+                });
+            }
             return;
         }
     };
@@ -107,12 +113,23 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     };
     let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
         Ok(handler) => handler,
-        Err(reason) => {
+        Err(HandlerError::Arguments(reason)) => {
             let reason = readable(format!(
                 "arguments do not match task `{}`: {reason}",
                 envelope.task
             ));
             run.bury(envelope, reason).await;
+            return;
+        }
+        Err(HandlerError::MissingState(reason)) => {
+            // Routed here with `.queue(..)`: a worker that has the state may run it.
+            let peek = Some(envelope::Peek {
+                id: Some(envelope.id.clone()),
+                task: envelope.task.clone(),
+                enqueued_at_ms: envelope.enqueued_at_ms,
+            });
+            let kind = format!("{} (state)", envelope.task);
+            run.defer_or_bury(&payload, peek, &kind, reason).await;
             return;
         }
     };
@@ -124,16 +141,17 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let job = Arc::new(run.context_of(&envelope, attempt));
     let current = job.clone();
     let handled = async move {
-        match in_job(current, within(timeout, CatchPanic::new(handler))).await {
-            Some(Ok(outcome)) => outcome,
-            Some(Err(panic)) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
-            None => Err(format!("timed out after {:?}", timeout.unwrap_or_default())),
+        match in_job(current, CatchPanic::new(handler)).await {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
         }
     };
-    let running = async {
+    // The task's timeout bounds the whole run: its middleware too.
+    let running = within(timeout, async {
         match &*job {
             job if !ctx.middleware.is_empty() => {
-                // A panicking middleware fails the attempt like a panicking task.
+                // A panicking middleware fails the attempt like a panicking task; a result it
+                // made up must be JSON, as a task's is.
                 CatchPanic::new(Box::pin(run_chain(&ctx.middleware, job, handled)))
                     .await
                     .unwrap_or_else(|panic| {
@@ -142,9 +160,22 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                             panic_message(panic.as_ref())
                         ))
                     })
+                    .and_then(
+                        |value| match serde_json::from_str::<serde::de::IgnoredAny>(&value) {
+                            Ok(_) => Ok(value),
+                            Err(error) => Err(format!(
+                                "a middleware returned a result that is not JSON ({error})"
+                            )),
+                        },
+                    )
             }
             _ => handled.await,
         }
+    });
+    let running = async move {
+        running
+            .await
+            .unwrap_or_else(|| Err(format!("timed out after {:?}", timeout.unwrap_or_default())))
     };
     let outcome = tokio::select! {
         outcome = running => outcome,
@@ -405,10 +436,14 @@ impl Run<'_> {
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
                     tracing::error!(queue = self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
-                    if self.bury_record(&record.to_json()).await
-                        && let Some(id) = id
-                    {
-                        self.record_death(&id, 0, &record.error).await;
+                    if self.bury_record(&record.to_json()).await {
+                        if let Some(id) = id {
+                            self.record_death(&id, 0, &record.error).await;
+                        }
+                        ctx.fire(&JobEvent::Dead {
+                            job: None,
+                            error: &record.error,
+                        });
                     }
                 }
             }
