@@ -1,9 +1,10 @@
-//! The executor: runs one fetched job and settles it: acknowledged with its result, scheduled
-//! for a retry, or buried in the dead set, each fenced by the run's lease (a run whose job was
-//! taken back meanwhile changes nothing, its outcome included). A panic or a timeout is a failed
-//! attempt; a payload that cannot run at all is buried with the reason; a job of a task this
-//! worker does not know is put off for a while (a rolling deploy). Nothing here can stop the
-//! worker.
+//! The executor: runs one fetched job (inside the worker's middleware, with the job as
+//! `dtask::current()`, bounded by the task's timeout) and settles it: acknowledged with its
+//! result, scheduled for a retry, or buried in the dead set, each fenced by the run's lease (a run
+//! whose job was taken back meanwhile changes nothing, its outcome included), then tells the
+//! lifecycle hooks. A panic or a timeout is a failed attempt; a payload that cannot run at all is
+//! buried with the reason; a job of a task this worker does not know, or whose state it lacks,
+//! is put off for a while (a rolling deploy). Nothing here can stop the worker.
 
 use std::future::Future;
 use std::sync::Arc;
