@@ -3,5 +3,6 @@
 //! binary, so that tests can kill a worker process). The TCP proxy for network faults is in
 //! `dtask-testkit`, shared with the torture run.
 
+pub mod events;
 pub mod harness;
 pub mod tasks;

@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dtask::{JobContext, JobEvent, Middleware, Next, RunOutcome, Worker};
+use dtask::{JobContext, Middleware, Next, RunOutcome, Worker};
+use dtask_tests::events::{job_key, recorder};
 use dtask_tests::harness::{eventually, start_with_client, wait_dead};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -65,12 +66,6 @@ impl Middleware for Trace {
         ran(format!("{key}:<{}", self.0));
         outcome
     }
-}
-
-/// The `key` argument of a job of this file's tasks (the first, a string).
-fn job_key(job: &JobContext) -> String {
-    let args: serde_json::Value = serde_json::from_str(job.args_json()).unwrap();
-    args[0].as_str().unwrap_or_default().to_owned()
 }
 
 /// Skips jobs whose key starts with `skip`, with a result of its own; rewrites errors.
@@ -140,29 +135,6 @@ async fn middleware_runs_in_order_can_skip_a_job_and_rewrite_its_error() {
         "the task's own middleware ran on both attempts"
     );
     worker.shutdown().await.unwrap();
-}
-
-/// Every event a hook saw, as text.
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(&JobEvent<'_>) + Send + Sync + 'static,
-) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let hook = move |event: &JobEvent<'_>| {
-        let line = match event {
-            JobEvent::Succeeded { job, result } => format!("{}:succeeded:{result}", job_key(job)),
-            JobEvent::Retrying { job, error, .. } => {
-                format!("{}:retrying:{}:{error}", job_key(job), job.attempt())
-            }
-            JobEvent::Dead { job, error } => {
-                format!("{}:dead:{error}", job.map(job_key).unwrap_or_default())
-            }
-            _ => "other".to_owned(),
-        };
-        sink.lock().unwrap().push(line);
-    };
-    (seen, hook)
 }
 
 #[tokio::test]

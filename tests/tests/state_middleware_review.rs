@@ -2,41 +2,13 @@
 //! real Redis: regressions from an adversarial review (each failed before its fix), and what
 //! held up.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dtask::{JobContext, JobEvent, Middleware, Next, RunOutcome, State, Worker};
+use dtask::{JobContext, Middleware, Next, RunOutcome, State, Worker};
+use dtask_tests::events::{job_key, recorder};
 use dtask_tests::harness::{eventually, start_with_client, wait_dead};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn job_key(job: &JobContext) -> String {
-    let args: serde_json::Value = serde_json::from_str(job.args_json()).unwrap_or_default();
-    args[0].as_str().unwrap_or_default().to_owned()
-}
-
-/// Every job event a hook saw, as text.
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(&JobEvent<'_>) + Send + Sync + 'static,
-) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let hook = move |event: &JobEvent<'_>| {
-        let line = match event {
-            JobEvent::Succeeded { job, result } => format!("{}:succeeded:{result}", job_key(job)),
-            JobEvent::Retrying { job, error, .. } => {
-                format!("{}:retrying:{}:{error}", job_key(job), job.attempt())
-            }
-            JobEvent::Dead { job, error } => {
-                format!("{}:dead:{error}", job.map(job_key).unwrap_or_default())
-            }
-            _ => "other".to_owned(),
-        };
-        sink.lock().unwrap().push(line);
-    };
-    (seen, hook)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Finding: the task's `timeout` does not bound the middleware around the run.
