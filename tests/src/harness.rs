@@ -238,6 +238,32 @@ impl RedisCluster {
     }
 }
 
+/// How many jobs of `queue` are in flight (or settling) on any worker: the entries of the
+/// workers' in-flight hashes and landing lists.
+pub async fn in_flight(
+    raw: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    queue: &str,
+) -> u64 {
+    let mut count = 0;
+    for kind in ["active", "landing"] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:{{{queue}}}:{kind}:*"))
+            .query_async(raw)
+            .await
+            .unwrap();
+        for key in keys {
+            let len: u64 = redis::cmd(if kind == "active" { "HLEN" } else { "LLEN" })
+                .arg(&key)
+                .query_async(raw)
+                .await
+                .unwrap();
+            count += len;
+        }
+    }
+    count
+}
+
 /// Waits up to `timeout` for `job` to end in the dead set and returns its attempts and last
 /// error; panics when it succeeds instead, or does not die in time.
 pub async fn wait_dead<T>(job: &dtask::JobHandle<T>, timeout: Duration) -> (u32, String)

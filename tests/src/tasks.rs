@@ -237,6 +237,14 @@ pub async fn gated(key: String) -> Result<u32, String> {
     Ok(run)
 }
 
+/// Records `"started"` for `key`, waits for [`open_gate`], then returns 42.
+#[dtask::task(queue = "gated-answer", retries = 0)]
+pub async fn gated_answer(key: String) -> u32 {
+    record(&key, "started");
+    gate(&key).notified().await;
+    42
+}
+
 /// Sleeps `millis` (the async way), then records `"ran"` for `key`.
 #[dtask::task(queue = "naps", retries = 0)]
 pub async fn nap(key: String, millis: u64) {

@@ -5,53 +5,13 @@
 //! `status` Pending forever.) The window is held open with Redis at `maxmemory` (`noeviction`,
 //! the policy the README asks for), where a plain SET is refused.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dtask::Worker;
-use dtask_tests::harness::{eventually, start_with_client, unique_prefix};
+use dtask_tests::harness::{eventually, in_flight, start_with_client, unique_prefix};
+use dtask_tests::tasks::{self, gated_answer};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-static STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static GATES: Mutex<Option<HashMap<String, Arc<tokio::sync::Notify>>>> = Mutex::new(None);
-
-fn gate(key: &str) -> Arc<tokio::sync::Notify> {
-    GATES
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .entry(key.to_owned())
-        .or_default()
-        .clone()
-}
-
-fn started(key: &str) -> usize {
-    STARTED.lock().unwrap().iter().filter(|k| *k == key).count()
-}
-
-/// Records that it started for `key`, waits until the test opens its gate, returns 42.
-#[dtask::task(queue = "ack-outcomes", retries = 0)]
-async fn gated_answer(key: String) -> u32 {
-    STARTED.lock().unwrap().push(key.clone());
-    gate(&key).notified().await;
-    42
-}
-
-async fn in_flight(raw: &mut redis::aio::MultiplexedConnection, prefix: &str) -> u64 {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:{{ack-outcomes}}:active:*"))
-        .query_async(raw)
-        .await
-        .unwrap();
-    let mut count = 0;
-    for key in keys {
-        let len: u64 = redis::cmd("HLEN").arg(&key).query_async(raw).await.unwrap();
-        count += len;
-    }
-    count
-}
 
 async fn maxmemory(raw: &mut redis::aio::MultiplexedConnection, bytes: &str) {
     let _: () = redis::cmd("CONFIG")
@@ -77,15 +37,15 @@ async fn settle_while_full(
         .await
         .unwrap();
     eventually(WAIT, "the job started", || async {
-        (started(&key) == 1).then_some(())
+        (tasks::runs(&key) == ["started"]).then_some(())
     })
     .await;
     maxmemory(raw, "1").await;
-    gate(&key).notify_one();
+    tasks::open_gate(&key);
     eventually(WAIT, "the ack script settled the run", || {
         let mut raw = raw.clone();
         let prefix = prefix.to_owned();
-        async move { (in_flight(&mut raw, &prefix).await == 0).then_some(()) }
+        async move { (in_flight(&mut raw, &prefix, "gated-answer").await == 0).then_some(()) }
     })
     .await;
     job
@@ -98,17 +58,17 @@ async fn settle_while_full(
 async fn a_job_that_succeeded_keeps_its_outcome_when_its_worker_stops_after_the_ack_script() {
     let (_redis, client, mut raw, prefix) = start_with_client("ack-oom-shutdown").await;
     let worker = Worker::new(&client)
-        .queues(["ack-outcomes"])
+        .queues(["gated-answer"])
         .shutdown_timeout(Duration::from_secs(1))
         .spawn();
     let job = settle_while_full(&client, &mut raw, &prefix).await;
     worker.shutdown().await.unwrap();
     // Redis has room again; a fresh worker serves the queue.
     maxmemory(&mut raw, "0").await;
-    let worker = Worker::new(&client).queues(["ack-outcomes"]).spawn();
+    let worker = Worker::new(&client).queues(["gated-answer"]).spawn();
     let value = job.wait(WAIT).await;
     let status = job.status().await.unwrap();
-    let stats = client.queue("ack-outcomes").stats().await.unwrap();
+    let stats = client.queue("gated-answer").stats().await.unwrap();
     worker.shutdown().await.unwrap();
     assert_eq!(
         value.as_ref().ok(),
@@ -118,6 +78,6 @@ async fn a_job_that_succeeded_keeps_its_outcome_when_its_worker_stops_after_the_
         stats.pending,
         stats.retry,
         stats.dead,
-        in_flight(&mut raw, &prefix).await
+        in_flight(&mut raw, &prefix, "gated-answer").await
     );
 }

@@ -11,32 +11,12 @@ use std::time::{Duration, Instant};
 use dtask::{Client, JobStatus, Worker};
 use dtask_testkit::proxy::Proxy;
 use dtask_tests::harness::{
-    WorkerProcess, eventually, init_logging, start_durable_redis, start_with_client, unique_prefix,
+    WorkerProcess, eventually, in_flight, init_logging, start_durable_redis, start_with_client,
+    unique_prefix,
 };
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The keys of the jobs in flight (or settling) on any worker of `queue`.
-async fn in_flight(raw: &mut redis::aio::MultiplexedConnection, prefix: &str, queue: &str) -> u64 {
-    let mut count = 0;
-    for kind in ["active", "landing"] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:{{{queue}}}:{kind}:*"))
-            .query_async(raw)
-            .await
-            .unwrap();
-        for key in keys {
-            let len: u64 = redis::cmd(if kind == "active" { "HLEN" } else { "LLEN" })
-                .arg(&key)
-                .query_async(raw)
-                .await
-                .unwrap();
-            count += len;
-        }
-    }
-    count
-}
 
 #[tokio::test]
 async fn a_broken_queue_neither_strands_nor_stalls_the_jobs_of_a_healthy_one() {
