@@ -28,6 +28,22 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The context of a run of `envelope`'s job, taken from `queue`, as attempt `attempt`.
+    pub(crate) fn of(
+        envelope: &crate::envelope::Envelope,
+        queue: &str,
+        attempt: u32,
+    ) -> JobContext {
+        JobContext {
+            task: envelope.task.clone(),
+            queue: queue.to_owned(),
+            id: envelope.id.clone(),
+            attempt,
+            args: envelope.args.get().to_owned(),
+            headers: envelope.headers.clone(),
+        }
+    }
+
     /// The task's registered name.
     pub fn task(&self) -> &str {
         &self.task

@@ -513,14 +513,14 @@ impl Broker {
         ttl: Duration,
     ) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(keys::result(&self.prefix, job_id))
-            .arg(record)
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err("storing a job's outcome"))
+        set_outcome(
+            keys::result(&self.prefix, job_id),
+            record,
+            ttl.as_millis().max(1) as u64,
+        )
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(redis_err("storing a job's outcome"))
     }
 
     /// Stores that a job is to be retried, unless it already has a final outcome; true when

@@ -139,7 +139,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let started = Instant::now();
     let timeout = entry.info.timeout;
     // Built for every run: the handler reads it with `dtask::current()`.
-    let job = Arc::new(run.context_of(&envelope, attempt));
+    let job = Arc::new(JobContext::of(&envelope, &queue, attempt));
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -362,21 +362,9 @@ impl Run<'_> {
             .await;
         if !self.ctx.hooks.is_empty() {
             self.ctx.fire(&JobEvent::Dead {
-                job: Some(&self.context_of(&envelope, envelope.attempt)),
+                job: Some(&JobContext::of(&envelope, self.queue, envelope.attempt)),
                 error: &outcome_error,
             });
-        }
-    }
-
-    /// The job as `dtask::current()`, middleware and hooks see it.
-    fn context_of(&self, envelope: &Envelope, attempt: u32) -> JobContext {
-        JobContext {
-            task: envelope.task.clone(),
-            queue: self.queue.to_owned(),
-            id: envelope.id.clone(),
-            attempt,
-            args: envelope.args.get().to_owned(),
-            headers: envelope.headers.clone(),
         }
     }
 

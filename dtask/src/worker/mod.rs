@@ -84,20 +84,14 @@ impl Context {
     /// Calls every start/stop hook with `event`; a hook that panics is logged and skipped.
     fn fire_worker(&self, event: &WorkerEvent<'_>) {
         for hook in &self.worker_hooks {
-            let call = std::panic::AssertUnwindSafe(|| hook(event));
-            if std::panic::catch_unwind(call).is_err() {
-                tracing::error!(?event, "a worker lifecycle hook panicked");
-            }
+            call_hook(|| hook(event), event);
         }
     }
 
     /// Calls every lifecycle hook with `event`; a hook that panics is logged and skipped.
     pub(crate) fn fire(&self, event: &JobEvent<'_>) {
         for hook in &self.hooks {
-            let call = std::panic::AssertUnwindSafe(|| hook(event));
-            if std::panic::catch_unwind(call).is_err() {
-                tracing::error!(?event, "a lifecycle hook panicked");
-            }
+            call_hook(|| hook(event), event);
         }
     }
 
@@ -136,6 +130,13 @@ impl Context {
         self.held
             .hold(queue, jobs.iter().map(|job| job.lease.as_str()));
         Ok(jobs)
+    }
+}
+
+/// Calls one hook; a hook that panics is logged with its `event` and does not stop the worker.
+fn call_hook(call: impl FnOnce(), event: &dyn std::fmt::Debug) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        tracing::error!(?event, "a lifecycle hook panicked");
     }
 }
 

@@ -101,14 +101,9 @@ impl Recoverer {
             }
             tracing::error!(queue, job_id = %record.id, %error, "buried a poison job");
             if !ctx.hooks.is_empty() {
-                let job = envelope.as_ref().map(|envelope| JobContext {
-                    task: envelope.task.clone(),
-                    queue: queue.to_owned(),
-                    id: envelope.id.clone(),
-                    attempt: attempts,
-                    args: envelope.args.get().to_owned(),
-                    headers: envelope.headers.clone(),
-                });
+                let job = envelope
+                    .as_ref()
+                    .map(|envelope| JobContext::of(envelope, queue, attempts));
                 ctx.fire(&JobEvent::Dead {
                     job: job.as_ref(),
                     error: &error,

@@ -37,16 +37,13 @@ if kept and string.sub(kept, 1, #batch + 1) == batch .. ':' then
 end
 local payloads = rcall('HMGET', KEYS[1], unpack(ARGV, 4, n + 3))
 local held = {}
-local flags = {}
 local taken = {}
 for i = 1, n do
   if payloads[i] then
     held[i] = 1
-    flags[i] = '1'
     taken[#taken + 1] = ARGV[3 + i]
   else
     held[i] = 0
-    flags[i] = '0'
   end
 end
 if #taken > 0 then
@@ -61,6 +58,6 @@ if ARGV[2] == 'inline' then
     end
   end
 end
-rcall('SET', KEYS[3], batch .. ':' .. table.concat(flags), 'PX', 86400000)
+rcall('SET', KEYS[3], batch .. ':' .. table.concat(held), 'PX', 86400000)
 forget_deaths(KEYS[2], payloads)
 return held
