@@ -12,7 +12,14 @@ use serde_json::value::RawValue;
 /// The version written into every envelope; a worker refuses envelopes of a newer version.
 pub(crate) const ENVELOPE_VERSION: u32 = 1;
 
-/// The id of a job: unique, time-ordered (UUID v7), and printable.
+/// The digits of a job id, in order.
+const ID_DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// How many digits a job id has.
+const ID_LEN: usize = 22;
+/// How many of them spell the creation time.
+const TIME_DIGITS: usize = 9;
+
+/// The id of a job: unique, time-ordered, and printable.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(String);
@@ -22,21 +29,36 @@ impl JobId {
     /// other 13 random (77 bits), so that ids sort by creation time as text too. Drawn from the
     /// thread's random generator: no system call per id.
     pub(crate) fn generate() -> JobId {
-        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut text = [b'0'; 22];
-        let mut millis = crate::clock::now_ms();
-        for digit in text[..9].iter_mut().rev() {
-            *digit = DIGITS[(millis % 62) as usize];
+        JobId::at_ms(crate::clock::now_ms())
+    }
+
+    /// A fresh, unique id created at `millis` (ms since the Unix epoch).
+    pub(crate) fn at_ms(mut millis: u64) -> JobId {
+        let mut text = [b'0'; ID_LEN];
+        for digit in text[..TIME_DIGITS].iter_mut().rev() {
+            *digit = ID_DIGITS[(millis % 62) as usize];
             millis /= 62;
         }
         let mut rng = rand::rng();
         let (mut high, mut low): (u64, u64) = (rng.random(), rng.random());
-        for (i, digit) in text[9..].iter_mut().enumerate() {
+        for (i, digit) in text[TIME_DIGITS..].iter_mut().enumerate() {
             let source = if i < 7 { &mut high } else { &mut low };
-            *digit = DIGITS[(*source % 62) as usize];
+            *digit = ID_DIGITS[(*source % 62) as usize];
             *source /= 62;
         }
         JobId(text.iter().map(|&b| char::from(b)).collect())
+    }
+
+    /// When the job `id` was created (ms since the Unix epoch), read from the id; `None` for an
+    /// id dtask did not make (not 22 base-62 digits).
+    pub(crate) fn created_ms(id: &str) -> Option<u64> {
+        if id.len() != ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        id.bytes().take(TIME_DIGITS).try_fold(0u64, |ms, b| {
+            let digit = ID_DIGITS.iter().position(|&d| d == b)? as u64;
+            ms.checked_mul(62)?.checked_add(digit)
+        })
     }
 
     /// The id as text.
@@ -280,6 +302,19 @@ mod tests {
         assert_eq!(first.as_str().len(), 22);
         assert!(first.as_str().bytes().all(|b| b.is_ascii_alphanumeric()));
         assert!(first < second);
+        let now = crate::clock::now_ms();
+        let created = JobId::created_ms(second.as_str()).unwrap();
+        assert!(
+            created <= now && now - created < 60_000,
+            "{created} vs {now}"
+        );
+        assert_eq!(JobId::created_ms(JobId::at_ms(42).as_str()), Some(42));
+        assert_eq!(JobId::created_ms("invoice-42"), None);
+        assert_eq!(
+            JobId::created_ms("zzzzzzzzzzzzzzzzzzzzzz"),
+            Some(62u64.pow(9) - 1)
+        );
+        assert_eq!(JobId::created_ms("zzzzzzzzzzzzzzzzzzzzz-"), None);
     }
 
     /// Inputs kept from fuzzing (`fuzz/`), and edge cases next to them: none may panic, and

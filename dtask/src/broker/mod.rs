@@ -118,11 +118,53 @@ pub(crate) struct Broker {
     outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// `SET key record PX ttl_ms`: a job's outcome, kept for its time.
-fn set_outcome(key: String, record: &str, ttl_ms: u64) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(record).arg("PX").arg(ttl_ms);
-    cmd
+/// Outcome records bound for one results hash, and how long the longest-kept of them is to be
+/// kept (ms).
+#[derive(Default)]
+struct OutcomesOfSpan<'a> {
+    records: Vec<OutcomeToKeep<'a>>,
+    ttl_ms: u64,
+}
+
+/// One outcome record to keep: the job's id, the record, how long it is kept (ms), and which
+/// run of a batch it belongs to (its index).
+struct OutcomeToKeep<'a> {
+    run: usize,
+    job_id: &'a str,
+    record: &'a str,
+    ttl_ms: u64,
+}
+
+/// Groups outcomes by the results hash they go to, in the order the hashes are first met.
+fn by_results_hash<'a>(
+    prefix: &str,
+    outcomes: impl Iterator<Item = OutcomeToKeep<'a>>,
+) -> Vec<(String, OutcomesOfSpan<'a>)> {
+    let mut hashes: Vec<(String, OutcomesOfSpan<'a>)> = Vec::new();
+    for outcome in outcomes {
+        let key = keys::results(prefix, outcome.job_id);
+        let at = match hashes.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                hashes.push((key, OutcomesOfSpan::default()));
+                hashes.len() - 1
+            }
+        };
+        let span = &mut hashes[at].1;
+        span.ttl_ms = span.ttl_ms.max(outcome.ttl_ms);
+        span.records.push(outcome);
+    }
+    hashes
+}
+
+/// The call of `set_outcomes.lua` that stores `span`'s outcomes in the results hash `key`.
+fn set_outcomes(key: String, span: &OutcomesOfSpan<'_>) -> redis::ScriptInvocation<'static> {
+    let mut invocation = scripts::SET_OUTCOMES.prepare_invoke();
+    invocation.key(key).arg(span.ttl_ms);
+    for outcome in &span.records {
+        invocation.arg(outcome.job_id).arg(outcome.record);
+    }
+    invocation
 }
 
 fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
@@ -363,15 +405,15 @@ impl Broker {
 
     /// Acknowledges a batch of finished runs of `worker`: settles each in its in-flight hash by
     /// its lease (one script per queue) and stores the outcome of each run whose lease was held
-    /// under its result key (for its task's time or `ttl`); a stale run (its job was taken back
+    /// in its results hash (for its task's time or `ttl`); a stale run (its job was taken back
     /// meanwhile) changes nothing. Returns, per run in order, whether its lease was held.
     ///
     /// `batch` is unique per batch of this worker: every call with it (a repeat after a lost
     /// reply, a first try that reached Redis late) gets the same answer.
     ///
     /// On a server the script stores the outcomes itself, fenced in the same step, so that no
-    /// crash can come between a settled run and its outcome. On a cluster, result keys live in
-    /// slots of their own: the outcomes follow the answer, best effort.
+    /// crash can come between a settled run and its outcome. On a cluster, results hashes live
+    /// in slots of their own: the outcomes follow the answer, best effort.
     pub(crate) async fn ack(
         &self,
         worker: &str,
@@ -387,21 +429,29 @@ impl Broker {
             }
         }
         let inline = self.inline_outcomes();
-        let ttl_ms = |job: &Finished| {
-            job.outcome
-                .as_ref()
-                .and_then(|(_, _, task_ttl)| *task_ttl)
-                .unwrap_or(ttl)
-                .as_millis()
-                .max(1) as u64
+        // The outcomes of the batch, each with the index of its run in `jobs`.
+        let outcomes = || {
+            jobs.iter().enumerate().filter_map(|(run, job)| {
+                let (job_id, record, task_ttl) = job.outcome.as_ref()?;
+                Some(OutcomeToKeep {
+                    run,
+                    job_id,
+                    record,
+                    ttl_ms: task_ttl.unwrap_or(ttl).as_millis().max(1) as u64,
+                })
+            })
         };
         let mut conn = self.conn.clone();
         for queue in &queues {
-            let members: Vec<&Finished> = jobs
-                .iter()
-                .copied()
-                .filter(|job| &*job.queue == *queue)
-                .collect();
+            // Each run of the queue, and its position among them (1-based).
+            let mut positions = vec![0; jobs.len()];
+            let mut members = 0;
+            for (run, job) in jobs.iter().enumerate() {
+                if &*job.queue == *queue {
+                    members += 1;
+                    positions[run] = members;
+                }
+            }
             let mut invocation = scripts::ACK.prepare_invoke();
             invocation
                 .key(keys::active(&self.prefix, queue, worker))
@@ -409,19 +459,24 @@ impl Broker {
                 .key(keys::ack_answer(&self.prefix, queue, worker))
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })
-                .arg(members.len());
-            for job in &members {
+                .arg(members);
+            for job in jobs.iter().filter(|job| &*job.queue == *queue) {
                 invocation.arg(job.lease.as_str());
             }
             if inline {
-                for (position, job) in members.iter().enumerate() {
-                    if let Some((job_id, record, _)) = &job.outcome {
+                let of_queue = outcomes().filter(|outcome| positions[outcome.run] > 0);
+                let hashes = by_results_hash(&self.prefix, of_queue);
+                for (hash, (_, span)) in hashes.iter().enumerate() {
+                    for outcome in &span.records {
                         invocation
-                            .key(keys::result(&self.prefix, job_id))
-                            .arg(position + 1)
-                            .arg(record.as_str())
-                            .arg(ttl_ms(job));
+                            .arg(positions[outcome.run])
+                            .arg(hash + 4)
+                            .arg(outcome.job_id)
+                            .arg(outcome.record);
                     }
+                }
+                for (key, span) in &hashes {
+                    invocation.key(key.as_str()).arg(span.ttl_ms);
                 }
             }
             let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
@@ -449,14 +504,7 @@ impl Broker {
             }
         }
         if !inline {
-            let outcomes = jobs
-                .iter()
-                .zip(&held)
-                .filter(|(_, held)| **held)
-                .filter_map(|(job, _)| {
-                    let (job_id, record, _) = job.outcome.as_ref()?;
-                    Some((keys::result(&self.prefix, job_id), record, ttl_ms(job)))
-                });
+            let outcomes = outcomes().filter(|outcome| held[outcome.run]);
             // Best effort: the jobs are settled; an outcome whose node is down is lost (and
             // logged), and must not hold back the acknowledgement of the others.
             if let Err((lost, error)) = self.store_outcomes_apart(outcomes).await {
@@ -475,27 +523,30 @@ impl Broker {
                 .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stores `(result key, record, ttl ms)` outcomes on a cluster, each on its own, so that a
-    /// node that is down loses only its own. Returns how many were lost, and the first error,
-    /// when some were.
+    /// Stores outcomes on a cluster, one request per results hash,
+    /// so that a node that is down loses only its own. Returns how many outcomes were lost, and
+    /// the first error, when some were.
     async fn store_outcomes_apart<'a>(
         &self,
-        outcomes: impl Iterator<Item = (String, &'a String, u64)>,
+        outcomes: impl Iterator<Item = OutcomeToKeep<'a>>,
     ) -> Result<(), (usize, String)> {
         let mut writes = tokio::task::JoinSet::new();
-        for (key, record, ttl_ms) in outcomes {
-            let cmd = set_outcome(key, record, ttl_ms);
+        for (key, span) in by_results_hash(&self.prefix, outcomes) {
+            let count = span.records.len();
+            let invocation = set_outcomes(key, &span);
             let mut conn = self.conn.clone();
-            writes.spawn(async move { cmd.query_async::<()>(&mut conn).await });
+            writes.spawn(async move {
+                invocation
+                    .invoke_async::<()>(&mut conn)
+                    .await
+                    .map_err(|error| (count, error.to_string()))
+            });
         }
         let mut lost = 0;
         let mut first_error = None;
         while let Some(written) = writes.join_next().await {
-            if let Err(error) = written
-                .map_err(|e| e.to_string())
-                .and_then(|w| w.map_err(|e| e.to_string()))
-            {
-                lost += 1;
+            if let Err((count, error)) = written.unwrap_or_else(|e| Err((1, e.to_string()))) {
+                lost += count;
                 first_error.get_or_insert(error);
             }
         }
@@ -505,7 +556,7 @@ impl Broker {
         }
     }
 
-    /// Stores a job's final outcome (succeeded or dead) under its result key for `ttl`.
+    /// Stores a job's final outcome (succeeded or dead) in its results hash for `ttl`.
     pub(crate) async fn set_result(
         &self,
         job_id: &str,
@@ -513,14 +564,20 @@ impl Broker {
         ttl: Duration,
     ) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        set_outcome(
-            keys::result(&self.prefix, job_id),
+        let outcome = OutcomeToKeep {
+            run: 0,
+            job_id,
             record,
-            ttl.as_millis().max(1) as u64,
-        )
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(redis_err("storing a job's outcome"))
+            ttl_ms: ttl.as_millis().max(1) as u64,
+        };
+        let Some((key, span)) = by_results_hash(&self.prefix, std::iter::once(outcome)).pop()
+        else {
+            return Ok(());
+        };
+        set_outcomes(key, &span)
+            .invoke_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("storing a job's outcome"))
     }
 
     /// Stores that a job is to be retried, unless it already has a final outcome; true when
@@ -533,7 +590,8 @@ impl Broker {
     ) -> Result<bool, Error> {
         let mut conn = self.conn.clone();
         let written: i64 = scripts::SET_RETRYING
-            .key(keys::result(&self.prefix, job_id))
+            .key(keys::results(&self.prefix, job_id))
+            .arg(job_id)
             .arg(record)
             .arg(ttl.as_millis().max(1) as u64)
             .invoke_async(&mut conn)
@@ -545,8 +603,9 @@ impl Broker {
     /// Reads a job's latest outcome record, if one is kept.
     pub(crate) async fn result(&self, job_id: &str) -> Result<Option<String>, Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("GET")
-            .arg(keys::result(&self.prefix, job_id))
+        redis::cmd("HGET")
+            .arg(keys::results(&self.prefix, job_id))
+            .arg(job_id)
             .query_async(&mut conn)
             .await
             .map_err(redis_err("reading a job's outcome"))

@@ -15,11 +15,12 @@ macro_rules! script {
 
 script!(FETCH, "lease.lua", "fetch.lua");
 script!(ADOPT, "lease.lua", "adopt.lua");
-script!(ACK, "settle.lua", "ack.lua");
+script!(ACK, "settle.lua", "outcomes.lua", "ack.lua");
 script!(RETRY, "settle.lua", "retry.lua");
 script!(BURY, "settle.lua", "bury.lua");
 script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");
-script!(SET_RETRYING, "set_retrying.lua");
+script!(SET_RETRYING, "outcomes.lua", "set_retrying.lua");
+script!(SET_OUTCOMES, "outcomes.lua", "set_outcomes.lua");
 script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
 script!(HEARTBEAT, "heartbeat.lua");

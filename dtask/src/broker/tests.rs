@@ -92,8 +92,17 @@ async fn exists(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> bool 
         == 1
 }
 
-async fn get(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
-    redis::cmd("GET").arg(key).query_async(raw).await.unwrap()
+/// The outcome record kept for job `id` (prefix `t`), and how long its results hash has left.
+async fn outcome(raw: &mut redis::aio::MultiplexedConnection, id: &str) -> (Option<String>, i64) {
+    let key = keys::results("t", id);
+    let record = redis::cmd("HGET")
+        .arg(&key)
+        .arg(id)
+        .query_async(raw)
+        .await
+        .unwrap();
+    let ttl_left = redis::cmd("PTTL").arg(&key).query_async(raw).await.unwrap();
+    (record, ttl_left)
 }
 
 async fn server_ms(raw: &mut redis::aio::MultiplexedConnection) -> u64 {
@@ -289,53 +298,112 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     hset(
         &mut raw,
         "t:{q}:active:w1",
-        &[("1", "ja"), ("2", "jb"), ("3", "jc")],
+        &[
+            ("1", "ja"),
+            ("2", "jb"),
+            ("3", "jc"),
+            ("4", "jd"),
+            ("5", "je"),
+        ],
     )
     .await;
+    // Jobs created in one span of time share a results hash; one created later has its own;
+    // an id dtask did not make has one of its own.
+    let span = crate::envelope::JobId::at_ms(1_764_485_000_010);
+    let same_span = crate::envelope::JobId::at_ms(1_764_485_000_090);
+    let later = crate::envelope::JobId::at_ms(1_764_485_000_100);
+    let mut keep_longer = finished("4", Some((later.as_str(), "rd")));
+    keep_longer.outcome.as_mut().unwrap().2 = Some(Duration::from_secs(120));
     let jobs = [
-        finished("1", Some(("A", "ra"))),
+        finished("1", Some((span.as_str(), "ra"))),
         finished("3", None),
         // A stale run: its lease is gone (the job was recovered and runs elsewhere).
         finished("9", Some(("Z", "rz"))),
+        keep_longer,
+        finished("2", Some((same_span.as_str(), "rb"))),
+        finished("5", Some(("foreign-id", "re"))),
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
     let ttl = Duration::from_secs(60);
     let held = broker.ack("w1", 1, &refs, ttl).await.unwrap();
-    assert_eq!(held, [true, true, false]);
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
-    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
+    assert_eq!(held, [true, true, false, true, true, true]);
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+    let (record, ttl_left) = outcome(&mut raw, span.as_str()).await;
+    assert_eq!(record.as_deref(), Some("ra"));
+    assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
     assert_eq!(
-        get(&mut raw, "t:result:{Z}").await,
-        None,
+        outcome(&mut raw, same_span.as_str()).await.0.as_deref(),
+        Some("rb")
+    );
+    assert_eq!(
+        hash(&mut raw, &keys::results("t", span.as_str()))
+            .await
+            .len(),
+        2,
+        "one hash for the span"
+    );
+    let (record, ttl_left) = outcome(&mut raw, later.as_str()).await;
+    assert_eq!(record.as_deref(), Some("rd"));
+    assert!(ttl_left > 110_000 && ttl_left <= 120_000, "{ttl_left}");
+    assert_eq!(
+        outcome(&mut raw, "foreign-id").await.0.as_deref(),
+        Some("re")
+    );
+    assert_eq!(
+        outcome(&mut raw, "Z").await,
+        (None, -2),
         "a stale run writes nothing"
     );
-    let ttl_left: i64 = redis::cmd("PTTL")
-        .arg("t:result:{A}")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
     // Any other call of the batch (a repeat after a lost reply, or a first try that reached
     // Redis late) gets the same answer and changes nothing.
-    let _: () = redis::cmd("SET")
-        .arg("t:result:{A}")
-        .arg("newer")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    hset(
+        &mut raw,
+        &keys::results("t", span.as_str()),
+        &[(span.as_str(), "newer")],
+    )
+    .await;
     assert_eq!(
         broker.ack("w1", 1, &refs, ttl).await.unwrap(),
-        [true, true, false]
+        [true, true, false, true, true, true]
     );
-    assert_eq!(hash(&mut raw, "t:{q}:active:w1").await, [pair("2", "jb")]);
     assert_eq!(
-        get(&mut raw, "t:result:{A}").await.as_deref(),
+        outcome(&mut raw, span.as_str()).await.0.as_deref(),
         Some("newer")
     );
     // The next batch, naming the same leases, finds them gone.
-    assert_eq!(
-        broker.ack("w1", 2, &refs, ttl).await.unwrap(),
-        [false, false, false]
+    assert_eq!(broker.ack("w1", 2, &refs, ttl).await.unwrap(), [false; 6]);
+}
+
+#[tokio::test]
+async fn a_results_hash_lives_as_long_as_its_longest_kept_record() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let first = crate::envelope::JobId::at_ms(1_764_485_000_010);
+    let second = crate::envelope::JobId::at_ms(1_764_485_000_020);
+    let long = Duration::from_secs(600);
+    broker.set_result(first.as_str(), "a", long).await.unwrap();
+    broker
+        .set_result(second.as_str(), "b", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (record, ttl_left) = outcome(&mut raw, second.as_str()).await;
+    assert_eq!(record.as_deref(), Some("b"));
+    assert!(
+        ttl_left > 590_000,
+        "a shorter record does not shorten the hash: {ttl_left}"
+    );
+    let third = crate::envelope::JobId::at_ms(1_764_485_000_030);
+    let retrying = r#"{"state":"retrying"}"#;
+    let long = Duration::from_secs(900);
+    assert!(
+        broker
+            .set_retrying(third.as_str(), retrying, long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        outcome(&mut raw, first.as_str()).await.1 > 890_000,
+        "a longer one lengthens it"
     );
 }
 
@@ -365,7 +433,7 @@ async fn ack_stores_outcomes_with_the_settle_even_when_redis_is_full() {
         .unwrap();
     assert_eq!(held.unwrap(), [true]);
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
-    assert_eq!(get(&mut raw, "t:result:{A}").await.as_deref(), Some("ra"));
+    assert_eq!(outcome(&mut raw, "A").await.0.as_deref(), Some("ra"));
 }
 
 #[tokio::test]
@@ -495,7 +563,7 @@ async fn a_retrying_outcome_never_replaces_a_final_one() {
         .unwrap();
     assert!(!broker.set_retrying("j", &retrying(2), ttl).await.unwrap());
     assert_eq!(
-        get(&mut raw, "t:result:{j}").await.as_deref(),
+        outcome(&mut raw, "j").await.0.as_deref(),
         Some(r#"{"state":"succeeded","attempts":3}"#)
     );
     broker
@@ -746,6 +814,8 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/bury.lua"),
         include_str!("lua/bury_poisoned.lua"),
         include_str!("lua/set_retrying.lua"),
+        include_str!("lua/outcomes.lua"),
+        include_str!("lua/set_outcomes.lua"),
         include_str!("lua/forward_due.lua"),
         include_str!("lua/requeue_inflight.lua"),
         include_str!("lua/heartbeat.lua"),

@@ -3,7 +3,7 @@
 
   On a single server ("inline"), the outcome of each run that held its lease is stored here, in
   the same step: the fence covers the outcome too, and no crash can come between a settled run
-  and its outcome. On a cluster ("apart"), result keys live in other slots: the worker stores
+  and its outcome. On a cluster ("apart"), results hashes live in other slots: the worker stores
   the outcomes after this answers.
 
   The answer is kept under the worker's answer key, tagged with the batch's id, so that any
@@ -13,13 +13,14 @@
   KEYS[1]   in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[2]   deaths hash of the queue
   KEYS[3]   answer key of the worker for this queue
-  KEYS[4..] "inline": the result key of each outcome given, in order
+  KEYS[4..] "inline": the results hashes the outcomes go to, each once
   ARGV[1]   batch id, unique per batch of this worker
   ARGV[2]   "inline" or "apart"
   ARGV[3]   n, the number of runs
   ARGV[4 .. n+3]  their lease ids
-  then, "inline": for each run with an outcome to store, three: its position among the runs
-                  (1-based), its record, how long the record is kept (ms)
+  then, "inline": for each run with an outcome to store, four: its position among the runs
+                  (1-based), the position of its results hash among KEYS, its job id, its
+                  record; then, for each results hash, how long its records are kept (ms)
 
   Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged, by
   this call or an earlier one of the batch), 0 when it is not.
@@ -50,11 +51,23 @@ if #taken > 0 then
   rcall('HDEL', KEYS[1], unpack(taken))
 end
 if ARGV[2] == 'inline' then
-  local key = 3
-  for j = n + 4, #ARGV, 3 do
-    key = key + 1
+  local hashes = #KEYS - 3
+  local fields = {}
+  for j = n + 4, #ARGV - hashes, 4 do
     if held[tonumber(ARGV[j])] == 1 then
-      rcall('SET', KEYS[key], ARGV[j + 1], 'PX', ARGV[j + 2])
+      local key = tonumber(ARGV[j + 1])
+      local list = fields[key]
+      if not list then
+        list = {}
+        fields[key] = list
+      end
+      list[#list + 1] = ARGV[j + 2]
+      list[#list + 1] = ARGV[j + 3]
+    end
+  end
+  for key = 4, #KEYS do
+    if fields[key] then
+      keep_outcomes(KEYS[key], fields[key], tonumber(ARGV[#ARGV - #KEYS + key]))
     end
   end
 end

@@ -5,15 +5,16 @@
   An outcome record is dtask's own JSON and always begins with its state (`{"state":"..."`);
   this is the one thing read of it.
 
-  KEYS[1] the job's result key
-  ARGV[1] the record
-  ARGV[2] how long it is kept, ms
+  KEYS[1] the results hash of the job's span
+  ARGV[1] the job's id
+  ARGV[2] the record
+  ARGV[3] how long it is kept, ms
 
   Returns 1 when written, 0 when a final outcome was kept.
 ]]
-local current = redis.call('GET', KEYS[1])
+local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current and string.sub(current, 1, 19) ~= '{"state":"retrying"' then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+keep_outcomes(KEYS[1], { ARGV[1], ARGV[2] }, tonumber(ARGV[3]))
 return 1

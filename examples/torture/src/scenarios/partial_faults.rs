@@ -2,7 +2,7 @@
 //! jobs kept topped up, and `b`, which is broken while `a`'s throughput is measured: (1) `b`'s
 //! pending key is overwritten by a string (`WRONGTYPE` for every list command on it), then (2)
 //! an ACL denies the worker every key of `b` (the worker runs as an ACL user with the README's
-//! worker commands, whose key patterns are narrowed at run time to `a`'s keys and the result
+//! worker commands, whose key patterns are narrowed at run time to `a`'s keys and the results
 //! keys). Each fault is repaired after its window. Both priority orders are run, [a, b] and
 //! [b, a], each with a worker of its own (`recovery_after` 1 s).
 //!
@@ -412,7 +412,7 @@ async fn break_b(rig: &Rig, fault: Fault) -> Result<(), String> {
         Fault::Acl => {
             let only_a = vec![
                 format!("~{}:{{{A}}}:*", rig.prefix),
-                format!("~{}:result:*", rig.prefix),
+                format!("~{}:results:*", rig.prefix),
             ];
             acl::set_keys(&mut conn, USER, &only_a)
                 .await

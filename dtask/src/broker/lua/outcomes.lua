@@ -1,0 +1,16 @@
+--[[ outcomes (included at the top of the scripts that keep jobs' outcomes): the one way an
+  outcome record is written.
+
+  Outcomes live in hashes, each holding the records of the jobs created in one span of time
+  (job id -> record). A hash is kept as long as the longest-kept record written into it: its
+  expiry is pushed later, never brought earlier, so a record lives at least its own time.
+]]
+
+-- Writes `fields` (id, record, id, record, ...) into the results hash `key` and keeps the hash
+-- at least `ttl` ms from now.
+local function keep_outcomes(key, fields, ttl)
+  redis.call('HSET', key, unpack(fields))
+  if redis.call('PTTL', key) < ttl then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
