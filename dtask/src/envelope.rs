@@ -50,15 +50,18 @@ impl JobId {
     }
 
     /// When the job `id` was created (ms since the Unix epoch), read from the id; `None` for an
-    /// id dtask did not make (not 22 base-62 digits).
+    /// id dtask did not make (not 22 base-62 digits, or a time before 2020 or after 2200).
     pub(crate) fn created_ms(id: &str) -> Option<u64> {
+        /// 2020-01-01 and 2200-01-01, ms since the Unix epoch.
+        const PLAUSIBLE: std::ops::Range<u64> = 1_577_836_800_000..7_258_118_400_000;
         if id.len() != ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
-        id.bytes().take(TIME_DIGITS).try_fold(0u64, |ms, b| {
+        let ms = id.bytes().take(TIME_DIGITS).try_fold(0u64, |ms, b| {
             let digit = ID_DIGITS.iter().position(|&d| d == b)? as u64;
             ms.checked_mul(62)?.checked_add(digit)
-        })
+        })?;
+        PLAUSIBLE.contains(&ms).then_some(ms)
     }
 
     /// The id as text.
@@ -308,12 +311,12 @@ mod tests {
             created <= now && now - created < 60_000,
             "{created} vs {now}"
         );
-        assert_eq!(JobId::created_ms(JobId::at_ms(42).as_str()), Some(42));
+        let at = 1_764_485_000_042;
+        assert_eq!(JobId::created_ms(JobId::at_ms(at).as_str()), Some(at));
+        // Ids that only look like dtask's: a "time" no job could have been created at.
+        assert_eq!(JobId::created_ms(JobId::at_ms(42).as_str()), None);
+        assert_eq!(JobId::created_ms("zzzzzzzzzzzzzzzzzzzzzz"), None);
         assert_eq!(JobId::created_ms("invoice-42"), None);
-        assert_eq!(
-            JobId::created_ms("zzzzzzzzzzzzzzzzzzzzzz"),
-            Some(62u64.pow(9) - 1)
-        );
         assert_eq!(JobId::created_ms("zzzzzzzzzzzzzzzzzzzzz-"), None);
     }
 

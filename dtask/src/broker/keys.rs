@@ -89,15 +89,28 @@ pub(crate) fn poisoned(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:poisoned")
 }
 
-/// How much creation time one results hash covers, in milliseconds: small enough that a hash
-/// of a busy queue (10,000 results at 100,000 jobs/s) is freed in about a millisecond when it
-/// expires, large enough that a batch of acknowledgements mostly writes one.
-const RESULTS_SPAN_MS: u64 = 100;
+/// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
+/// take nothing from it; enqueues go on.
+pub(crate) fn paused(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:paused")
+}
+
+/// `prefix:queues`: SET of every queue name jobs were enqueued to or workers served, so that
+/// tools built from any binary find them all.
+pub(crate) fn queues(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+/// How much creation time one results hash covers, in milliseconds: small enough that even a
+/// bulk enqueue at a million jobs a second fills a hash with no more than 10,000 results (freed
+/// in a few milliseconds when it expires), large enough that a batch of acknowledgements of
+/// jobs enqueued together mostly writes one hash.
+const RESULTS_SPAN_MS: u64 = 10;
 
 /// `prefix:results:{<bucket>}`: HASH of the latest outcome (result, retrying, dead) of each job
 /// created in one span of time (job id -> record), kept until the longest time any of its
 /// records is to be kept. One hash written with one command per batch costs Redis a third of a
-/// `SET` per job and keeps a result in 40 % of the memory. The bucket is read from the id
+/// `SET` per job and keeps a result in less memory. The bucket is read from the id
 /// (`t<span>` for dtask's ids, which begin with their creation time); an id dtask did not make
 /// (a producer in another language) has a bucket of its own (`j<id>`).
 pub(crate) fn results(prefix: &str, job_id: &str) -> String {
@@ -119,14 +132,20 @@ mod tests {
 
     #[test]
     fn results_of_jobs_created_in_one_span_share_a_hash() {
-        // 1 ms and 99 ms after the start of a span, and 100 ms later.
+        // 1 ms and 9 ms after the start of a span, and 10 ms later.
         let ms = |ms: u64| {
             let id = crate::envelope::JobId::at_ms(ms);
             results("p", id.as_str())
         };
-        assert_eq!(ms(1_764_485_000_001), "p:results:{t17644850000}");
-        assert_eq!(ms(1_764_485_000_099), "p:results:{t17644850000}");
-        assert_eq!(ms(1_764_485_000_100), "p:results:{t17644850001}");
+        assert_eq!(ms(1_764_485_000_001), "p:results:{t176448500000}");
+        assert_eq!(ms(1_764_485_000_009), "p:results:{t176448500000}");
+        assert_eq!(ms(1_764_485_000_010), "p:results:{t176448500001}");
+        // An id of another producer that merely looks like dtask's (its "time" is not one a
+        // job could have been created at) gets a hash of its own, never a shared one.
+        assert_eq!(
+            results("p", "0000000000000000000042"),
+            "p:results:{j0000000000000000000042}"
+        );
         assert_eq!(results("p", "invoice-42"), "p:results:{jinvoice-42}");
         assert_eq!(results("p", "short"), "p:results:{jshort}");
     }

@@ -4,6 +4,7 @@
 //! always in exactly one place: pending, scheduled, retry, in flight on one worker, or dead.
 //! Commands that need no atomicity across keys are single commands.
 
+mod admin;
 mod connection;
 mod keys;
 mod scripts;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use redis::RedisError;
 
+pub(crate) use admin::{Purgeable, Revival, TimedState};
 use connection::Target;
 pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 
@@ -41,6 +43,15 @@ pub(crate) enum Due {
 pub(crate) struct Leased {
     pub(crate) lease: String,
     pub(crate) payload: Vec<u8>,
+}
+
+/// What one fetch or adoption took: jobs leased to the worker, whether the first is a suspect,
+/// and whether the queue is paused (then nothing is taken).
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) jobs: Vec<Leased>,
+    pub(crate) suspect: bool,
+    pub(crate) paused: bool,
 }
 
 /// A run that ended in success: which queue and lease, and the outcome record to keep for it
@@ -116,6 +127,8 @@ pub(crate) struct Broker {
     /// shard of a cluster): Redis then refuses a script whose keys span slots, so outcomes are
     /// stored apart from acknowledgements, as on a cluster.
     outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
+    /// The queues this broker has noted in the queue registry already (once per process).
+    registered: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Outcome records bound for one results hash, and how long the longest-kept of them is to be
@@ -133,6 +146,17 @@ struct OutcomeToKeep<'a> {
     job_id: &'a str,
     record: &'a str,
     ttl_ms: u64,
+}
+
+/// The longest an outcome record is kept: 100 years, far past any use, and small enough that
+/// the scripts' numbers (doubles) carry it exactly.
+const OUTCOME_TTL_MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long an outcome record kept for `ttl` lives, in ms: at least 1, at most
+/// [`OUTCOME_TTL_MAX`].
+fn outcome_ttl_ms(ttl: Duration) -> u64 {
+    ttl.clamp(Duration::from_millis(1), OUTCOME_TTL_MAX)
+        .as_millis() as u64
 }
 
 /// Groups outcomes by the results hash they go to, in the order the hashes are first met.
@@ -219,6 +243,7 @@ impl Broker {
             prefix: prefix.into(),
             url: crate::redact::redis_url(url).into(),
             outcomes_apart: Arc::default(),
+            registered: Arc::default(),
         })
     }
 
@@ -277,6 +302,8 @@ impl Broker {
     /// one). One round trip on a server, whatever the number of jobs (two with a delay); on a
     /// cluster, one per queue (a pipeline must stay within one hash slot).
     pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
+        self.register_new_queues(jobs.iter().map(|job| job.queue))
+            .await;
         let server_now_ms = if jobs
             .iter()
             .any(|job| matches!(job.due, Some(Due::After(_))))
@@ -339,28 +366,33 @@ impl Broker {
 
     /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, each under a fresh
     /// lease, the first of them a suspect when `take_suspect` and there is one; returns them
-    /// oldest first, and whether the first is a suspect.
+    /// oldest first, and whether the first is a suspect. A paused queue gives nothing.
     pub(crate) async fn fetch(
         &self,
         queue: &str,
         worker: &str,
         max: usize,
         take_suspect: bool,
-    ) -> Result<(Vec<Leased>, bool), Error> {
+    ) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        let (jobs, suspect): (Vec<(String, Vec<u8>)>, i64) = scripts::FETCH
+        let (jobs, suspect, paused): (Vec<(String, Vec<u8>)>, i64, i64) = scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::workers(&self.prefix, queue))
             .key(keys::suspects(&self.prefix, queue))
             .key(keys::leases(&self.prefix, queue))
+            .key(keys::paused(&self.prefix, queue))
             .arg(max)
             .arg(worker)
             .arg(if take_suspect { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("fetching jobs"))?;
-        Ok((leased(jobs), suspect == 1))
+        Ok(Taken {
+            jobs: leased(jobs),
+            suspect: suspect == 1,
+            paused: paused == 1,
+        })
     }
 
     /// Waits up to `block` for a job on `queue` and moves it to `worker`'s landing list, on a
@@ -386,21 +418,23 @@ impl Broker {
     }
 
     /// Moves every job in `worker`'s landing list for `queue` into its in-flight hash, each
-    /// under a fresh lease.
-    pub(crate) async fn adopt_landed(
-        &self,
-        queue: &str,
-        worker: &str,
-    ) -> Result<Vec<Leased>, Error> {
+    /// under a fresh lease; when the queue is paused, back to the head of the queue instead.
+    pub(crate) async fn adopt_landed(&self, queue: &str, worker: &str) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        let jobs: Vec<(String, Vec<u8>)> = scripts::ADOPT
+        let (jobs, paused): (Vec<(String, Vec<u8>)>, i64) = scripts::ADOPT
             .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::leases(&self.prefix, queue))
+            .key(keys::paused(&self.prefix, queue))
+            .key(keys::pending(&self.prefix, queue))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("adopting landed jobs"))?;
-        Ok(leased(jobs))
+        Ok(Taken {
+            jobs: leased(jobs),
+            suspect: false,
+            paused: paused == 1,
+        })
     }
 
     /// Acknowledges a batch of finished runs of `worker`: settles each in its in-flight hash by
@@ -437,7 +471,7 @@ impl Broker {
                     run,
                     job_id,
                     record,
-                    ttl_ms: task_ttl.unwrap_or(ttl).as_millis().max(1) as u64,
+                    ttl_ms: outcome_ttl_ms(task_ttl.unwrap_or(ttl)),
                 })
             })
         };
@@ -466,17 +500,16 @@ impl Broker {
             if inline {
                 let of_queue = outcomes().filter(|outcome| positions[outcome.run] > 0);
                 let hashes = by_results_hash(&self.prefix, of_queue);
-                for (hash, (_, span)) in hashes.iter().enumerate() {
+                for (hash, (key, span)) in hashes.iter().enumerate() {
+                    invocation.key(key.as_str());
                     for outcome in &span.records {
                         invocation
                             .arg(positions[outcome.run])
                             .arg(hash + 4)
                             .arg(outcome.job_id)
-                            .arg(outcome.record);
+                            .arg(outcome.record)
+                            .arg(outcome.ttl_ms);
                     }
-                }
-                for (key, span) in &hashes {
-                    invocation.key(key.as_str()).arg(span.ttl_ms);
                 }
             }
             let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
@@ -568,7 +601,7 @@ impl Broker {
             run: 0,
             job_id,
             record,
-            ttl_ms: ttl.as_millis().max(1) as u64,
+            ttl_ms: outcome_ttl_ms(ttl),
         };
         let Some((key, span)) = by_results_hash(&self.prefix, std::iter::once(outcome)).pop()
         else {
@@ -593,7 +626,7 @@ impl Broker {
             .key(keys::results(&self.prefix, job_id))
             .arg(job_id)
             .arg(record)
-            .arg(ttl.as_millis().max(1) as u64)
+            .arg(outcome_ttl_ms(ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("storing a job's outcome"))?;

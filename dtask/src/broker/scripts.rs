@@ -25,3 +25,5 @@ script!(FORWARD_DUE, "forward_due.lua");
 script!(REQUEUE_INFLIGHT, "requeue_inflight.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(RECLAIM, "reclaim.lua");
+script!(REVIVE, "revive.lua");
+script!(PURGE, "purge.lua");

@@ -159,7 +159,11 @@ async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_
     let (broker, mut raw) = server.broker().await;
     let (j1, j2) = (r#"{"v":1,"id":"A1","t":"x"}"#, "not json at all");
     push(&mut raw, "t:{q}:pending", &[j1, j2, "third"]).await;
-    let (fetched, suspect) = broker.fetch("q", "w1", 2, true).await.unwrap();
+    let Taken {
+        jobs: fetched,
+        suspect,
+        ..
+    } = broker.fetch("q", "w1", 2, true).await.unwrap();
     assert!(!suspect);
     assert_eq!(leases(&fetched), ["1", "2"]);
     assert_eq!(payloads(&fetched), [j1, j2]);
@@ -179,7 +183,7 @@ async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_
     // The same payload again (a job recovered and fetched anew) gets a new lease: leases are
     // never reused, whichever worker fetches.
     push(&mut raw, "t:{q}:pending", &[j1]).await;
-    let (fetched, _) = broker.fetch("q", "w1", 10, true).await.unwrap();
+    let fetched = broker.fetch("q", "w1", 10, true).await.unwrap().jobs;
     assert_eq!(leases(&fetched), ["3", "4"]);
     assert_eq!(hash(&mut raw, "t:{q}:active:w1").await.len(), 4);
     assert!(
@@ -187,7 +191,7 @@ async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_
             .fetch("q", "w2", 10, true)
             .await
             .unwrap()
-            .0
+            .jobs
             .is_empty()
     );
 }
@@ -198,14 +202,22 @@ async fn fetch_takes_one_suspect_first_and_only_when_allowed() {
     let (broker, mut raw) = server.broker().await;
     push(&mut raw, "t:{q}:suspects", &["S1", "S2"]).await;
     push(&mut raw, "t:{q}:pending", &["P1", "P2"]).await;
-    let (fetched, suspect) = broker.fetch("q", "w1", 1, false).await.unwrap();
+    let Taken {
+        jobs: fetched,
+        suspect,
+        ..
+    } = broker.fetch("q", "w1", 1, false).await.unwrap();
     assert!(!suspect);
     assert_eq!(
         payloads(&fetched),
         ["P1"],
         "no suspect while one is in flight"
     );
-    let (fetched, suspect) = broker.fetch("q", "w1", 10, true).await.unwrap();
+    let Taken {
+        jobs: fetched,
+        suspect,
+        ..
+    } = broker.fetch("q", "w1", 10, true).await.unwrap();
     assert!(suspect);
     assert_eq!(
         payloads(&fetched),
@@ -228,7 +240,14 @@ async fn a_blocking_fetch_lands_a_job_that_is_then_adopted_under_a_lease() {
         .await
         .unwrap();
     assert!(!empty);
-    assert!(broker.adopt_landed("q", "w1").await.unwrap().is_empty());
+    assert!(
+        broker
+            .adopt_landed("q", "w1")
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
     let waiting = broker.fetch_blocking(&mut blocking, "q", "w1", Duration::from_secs(5));
     let pushing = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -241,7 +260,7 @@ async fn a_blocking_fetch_lands_a_job_that_is_then_adopted_under_a_lease() {
 
     // A reply lost after a second job landed: adoption takes every landed job.
     push(&mut raw, "t:{q}:landing:w1", &["j2"]).await;
-    let adopted = broker.adopt_landed("q", "w1").await.unwrap();
+    let adopted = broker.adopt_landed("q", "w1").await.unwrap().jobs;
     assert_eq!(payloads(&adopted), ["j1", "j2"]);
     assert_eq!(leases(&adopted), ["1", "2"]);
     assert!(!exists(&mut raw, "t:{q}:landing:w1").await);
@@ -310,10 +329,14 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     // Jobs created in one span of time share a results hash; one created later has its own;
     // an id dtask did not make has one of its own.
     let span = crate::envelope::JobId::at_ms(1_764_485_000_010);
-    let same_span = crate::envelope::JobId::at_ms(1_764_485_000_090);
-    let later = crate::envelope::JobId::at_ms(1_764_485_000_100);
+    let same_span = crate::envelope::JobId::at_ms(1_764_485_000_019);
+    let later = crate::envelope::JobId::at_ms(1_764_485_000_020);
     let mut keep_longer = finished("4", Some((later.as_str(), "rd")));
     keep_longer.outcome.as_mut().unwrap().2 = Some(Duration::from_secs(120));
+    // A stale run of the same span, kept for a week were it held: it must not keep the hash.
+    let stale_id = crate::envelope::JobId::at_ms(1_764_485_000_011);
+    let mut stale_kept_long = finished("8", Some((stale_id.as_str(), "rs")));
+    stale_kept_long.outcome.as_mut().unwrap().2 = Some(Duration::from_secs(7 * 86400));
     let jobs = [
         finished("1", Some((span.as_str(), "ra"))),
         finished("3", None),
@@ -322,11 +345,12 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
         keep_longer,
         finished("2", Some((same_span.as_str(), "rb"))),
         finished("5", Some(("foreign-id", "re"))),
+        stale_kept_long,
     ];
     let refs: Vec<&Finished> = jobs.iter().collect();
     let ttl = Duration::from_secs(60);
     let held = broker.ack("w1", 1, &refs, ttl).await.unwrap();
-    assert_eq!(held, [true, true, false, true, true, true]);
+    assert_eq!(held, [true, true, false, true, true, true, false]);
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
     let (record, ttl_left) = outcome(&mut raw, span.as_str()).await;
     assert_eq!(record.as_deref(), Some("ra"));
@@ -364,14 +388,14 @@ async fn ack_releases_held_leases_and_records_only_their_outcomes() {
     .await;
     assert_eq!(
         broker.ack("w1", 1, &refs, ttl).await.unwrap(),
-        [true, true, false, true, true, true]
+        [true, true, false, true, true, true, false]
     );
     assert_eq!(
         outcome(&mut raw, span.as_str()).await.0.as_deref(),
         Some("newer")
     );
     // The next batch, naming the same leases, finds them gone.
-    assert_eq!(broker.ack("w1", 2, &refs, ttl).await.unwrap(), [false; 6]);
+    assert_eq!(broker.ack("w1", 2, &refs, ttl).await.unwrap(), [false; 7]);
 }
 
 #[tokio::test]
@@ -379,7 +403,7 @@ async fn a_results_hash_lives_as_long_as_its_longest_kept_record() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     let first = crate::envelope::JobId::at_ms(1_764_485_000_010);
-    let second = crate::envelope::JobId::at_ms(1_764_485_000_020);
+    let second = crate::envelope::JobId::at_ms(1_764_485_000_012);
     let long = Duration::from_secs(600);
     broker.set_result(first.as_str(), "a", long).await.unwrap();
     broker
@@ -392,7 +416,7 @@ async fn a_results_hash_lives_as_long_as_its_longest_kept_record() {
         ttl_left > 590_000,
         "a shorter record does not shorten the hash: {ttl_left}"
     );
-    let third = crate::envelope::JobId::at_ms(1_764_485_000_030);
+    let third = crate::envelope::JobId::at_ms(1_764_485_000_015);
     let retrying = r#"{"state":"retrying"}"#;
     let long = Duration::from_secs(900);
     assert!(

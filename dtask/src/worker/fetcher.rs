@@ -37,6 +37,9 @@ fn block_time(lease: Duration) -> Duration {
 /// How long past [`BLOCK`] a blocking wait may go unanswered before its connection is taken
 /// for dead and replaced.
 const BLOCK_MARGIN: Duration = Duration::from_secs(3);
+/// How often a waiter looks whether its paused queue was resumed: a resumed queue runs jobs
+/// again within this time on an idle worker (a busy one fetches from it at its next round).
+const PAUSED_CHECK: Duration = Duration::from_millis(500);
 /// How long an idle fetcher waits for a waiter before it polls the queues itself.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -236,10 +239,11 @@ async fn fetch_queue(
         ctx.reclaim_lost_locked(queue).await?;
     }
     let take_suspect = !ctx.suspect_in_flight.load(Ordering::Acquire);
-    let (fetched, suspect) = ctx
+    let taken = ctx
         .broker
         .fetch(queue, &ctx.worker_id, wanted, take_suspect)
         .await?;
+    let (fetched, suspect) = (taken.jobs, taken.suspect);
     if suspect {
         ctx.suspect_in_flight.store(true, Ordering::Release);
     }
@@ -267,6 +271,8 @@ async fn wait_for_jobs(
     // Set when a job may have landed unseen (a wait or an adoption failed): adopt what is in
     // the landing list, and reclaim what an adoption whose reply was lost leased.
     let mut recover = false;
+    // Set when an adoption found the queue paused (the landed job went back).
+    let mut paused = false;
     loop {
         // Blocking waits are for an idle worker; recovering what a failed wait may have landed
         // is not: a landed job must not wait in the landing list until the worker is idle.
@@ -275,6 +281,19 @@ async fn wait_for_jobs(
                 biased;
                 _ = stop.cancelled() => return,
                 changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+            }
+        }
+        // A paused queue is not waited on: it is looked at again every [`PAUSED_CHECK`].
+        while paused && !recover {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PAUSED_CHECK) => {}
+            }
+            match ctx.broker.is_paused(&queue).await {
+                Ok(still) => paused = still,
+                Err(error) => {
+                    tracing::warn!(%error, queue = &*queue, "reading whether the queue is paused failed");
+                }
             }
         }
         // Ok((whether a blocking wait was answered, the jobs adopted)).
@@ -301,9 +320,9 @@ async fn wait_for_jobs(
                 }
             };
             if landed || recover {
-                return Ok((waited, ctx.adopt_landed(&queue).await?));
+                return Ok((waited, Some(ctx.adopt_landed(&queue).await?)));
             }
-            Ok::<_, crate::Error>((waited, Vec::new()))
+            Ok::<_, crate::Error>((waited, None))
         };
         let outcome = tokio::select! {
             // A wait cut short here leaves at most a landed job behind: the worker hands its
@@ -312,13 +331,20 @@ async fn wait_for_jobs(
             outcome = step => outcome,
         };
         match outcome {
-            Ok((waited, jobs)) => {
+            Ok((waited, taken)) => {
                 // Only an answered wait shows the queue healthy: connecting and adopting also
                 // work when the queue's key is broken, and must not reset the backoff.
                 if waited {
                     failures = 0;
                 }
                 recover = false;
+                let jobs = match taken {
+                    Some(taken) => {
+                        paused = taken.paused;
+                        taken.jobs
+                    }
+                    None => Vec::new(),
+                };
                 for job in jobs {
                     if deliver
                         .send(Fetched::new(&queue, job, false))

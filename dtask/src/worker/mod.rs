@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
-use crate::broker::{Broker, DeadLimits, Leased};
+use crate::broker::{Broker, DeadLimits, Taken};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
@@ -123,13 +123,13 @@ impl Context {
     }
 
     /// Adopts the jobs a blocking wait landed for `queue` into the in-flight hash under fresh
-    /// leases, and notes them as held.
-    pub(crate) async fn adopt_landed(&self, queue: &str) -> Result<Vec<Leased>, Error> {
+    /// leases, and notes them as held; a paused queue gets them back instead.
+    pub(crate) async fn adopt_landed(&self, queue: &str) -> Result<Taken, Error> {
         let _fetching = self.fetch_lock(queue).lock().await;
-        let jobs = self.broker.adopt_landed(queue, &self.worker_id).await?;
+        let taken = self.broker.adopt_landed(queue, &self.worker_id).await?;
         self.held
-            .hold(queue, jobs.iter().map(|job| job.lease.as_str()));
-        Ok(jobs)
+            .hold(queue, taken.jobs.iter().map(|job| job.lease.as_str()));
+        Ok(taken)
     }
 }
 
@@ -537,6 +537,9 @@ async fn run_started(
     if let (0, Some(error)) = (registered, first_error) {
         return Err(error);
     }
+    ctx.broker
+        .register_new_queues(settings.queues.iter().map(String::as_str))
+        .await;
     ctx.fire_worker(&WorkerEvent::Started {
         worker_id: &ctx.worker_id,
         queues: &settings.queues,

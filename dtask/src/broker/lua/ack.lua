@@ -18,9 +18,9 @@
   ARGV[2]   "inline" or "apart"
   ARGV[3]   n, the number of runs
   ARGV[4 .. n+3]  their lease ids
-  then, "inline": for each run with an outcome to store, four: its position among the runs
+  then, "inline": for each run with an outcome to store, five: its position among the runs
                   (1-based), the position of its results hash among KEYS, its job id, its
-                  record; then, for each results hash, how long its records are kept (ms)
+                  record, how long the record is kept (ms)
 
   Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged, by
   this call or an earlier one of the batch), 0 when it is not.
@@ -51,23 +51,27 @@ if #taken > 0 then
   rcall('HDEL', KEYS[1], unpack(taken))
 end
 if ARGV[2] == 'inline' then
-  local hashes = #KEYS - 3
+  -- Per results hash: the fields to write and the longest time a record is kept, of the runs
+  -- that held their lease only (a stale run neither writes nor keeps a hash longer).
   local fields = {}
-  for j = n + 4, #ARGV - hashes, 4 do
+  local ttls = {}
+  for j = n + 4, #ARGV, 5 do
     if held[tonumber(ARGV[j])] == 1 then
       local key = tonumber(ARGV[j + 1])
       local list = fields[key]
       if not list then
         list = {}
         fields[key] = list
+        ttls[key] = 0
       end
       list[#list + 1] = ARGV[j + 2]
       list[#list + 1] = ARGV[j + 3]
+      ttls[key] = math.max(ttls[key], tonumber(ARGV[j + 4]))
     end
   end
   for key = 4, #KEYS do
     if fields[key] then
-      keep_outcomes(KEYS[key], fields[key], tonumber(ARGV[#ARGV - #KEYS + key]))
+      keep_outcomes(KEYS[key], fields[key], ttls[key])
     end
   end
 end

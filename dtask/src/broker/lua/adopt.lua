@@ -5,12 +5,25 @@
   KEYS[1] landing list of the worker for this queue
   KEYS[2] in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[3] lease counter of the queue
+  KEYS[4] pause flag of the queue
+  KEYS[5] pending list of the queue
 
-  Returns { lease1, payload1, lease2, payload2, ... }, empty when nothing landed.
+  A job that landed while an operator paused the queue goes back to the head of the queue,
+  where it was.
+
+  Returns { { lease1, payload1, lease2, payload2, ... }, 1 when the queue is paused else 0 };
+  the first array is empty when nothing landed (or the queue is paused).
 ]]
 local landed = redis.call('LRANGE', KEYS[1], 0, -1)
+local paused = redis.call('EXISTS', KEYS[4])
 if #landed == 0 then
-  return {}
+  return { {}, paused }
 end
 redis.call('DEL', KEYS[1])
-return lease_all(KEYS[2], KEYS[3], landed)
+if paused == 1 then
+  for i = #landed, 1, -1 do
+    redis.call('LPUSH', KEYS[5], landed[i])
+  end
+  return { {}, 1 }
+end
+return { lease_all(KEYS[2], KEYS[3], landed), 0 }

@@ -13,14 +13,19 @@
   KEYS[3] worker registry of the queue (ZSET worker id -> last heartbeat, ms)
   KEYS[4] suspects list of the queue
   KEYS[5] lease counter of the queue
+  KEYS[6] pause flag of the queue (exists while an operator has paused it)
   ARGV[1] maximum number of jobs to move
   ARGV[2] worker id (its heartbeat is refreshed: a fetching worker is alive)
   ARGV[3] "1" when the worker may take a suspect
 
   Returns { { lease1, payload1, lease2, payload2, ... }, 1 when the first job is a suspect else
-  0 }, oldest first; the first array is empty when there is nothing to run.
+  0, 1 when the queue is paused else 0 }, oldest first; the first array is empty when there is
+  nothing to run (or the queue is paused).
 ]]
 local rcall = redis.call
+if rcall('EXISTS', KEYS[6]) == 1 then
+  return { {}, 0, 1 }
+end
 local max = tonumber(ARGV[1])
 local jobs = {}
 local suspect = 0
@@ -40,9 +45,9 @@ if #jobs < max then
   end
 end
 if #jobs == 0 then
-  return { {}, 0 }
+  return { {}, 0, 0 }
 end
 local reply = lease_all(KEYS[2], KEYS[5], jobs)
 local time = rcall('TIME')
 rcall('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])
-return { reply, suspect }
+return { reply, suspect, 0 }

@@ -7,10 +7,11 @@
 ]]
 
 -- Writes `fields` (id, record, id, record, ...) into the results hash `key` and keeps the hash
--- at least `ttl` ms from now.
+-- at least `ttl` ms from now (a number; the worker caps it at 100 years, so that it converts
+-- back to an integer PEXPIRE accepts).
 local function keep_outcomes(key, fields, ttl)
   redis.call('HSET', key, unpack(fields))
   if redis.call('PTTL', key) < ttl then
-    redis.call('PEXPIRE', key, ttl)
+    redis.call('PEXPIRE', key, string.format('%d', ttl))
   end
 end

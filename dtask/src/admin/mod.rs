@@ -1,6 +1,14 @@
-//! Read-only and repair views of a queue, for dashboards, command-line tools and tests.
+//! Views of the queues for operators, dashboards, command-line tools and tests: what each
+//! queue holds (here), its jobs one by one (`jobs`), and the repairs an operator makes
+//! (`repair`).
+
+mod jobs;
+mod repair;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use jobs::{JobInfo, JobState, Order};
+pub use repair::PurgeState;
 
 use crate::client::Client;
 use crate::envelope::{DeadRecord, JobId};
@@ -21,6 +29,43 @@ pub struct QueueStats {
     pub retry: u64,
     /// Dead: out of attempts, or unable to run.
     pub dead: u64,
+    /// In flight on a worker.
+    pub running: u64,
+    /// Workers serving the queue.
+    pub workers: u64,
+    /// Whether an operator paused the queue.
+    pub paused: bool,
+}
+
+/// A worker serving a queue, as its registration in Redis tells.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id: `<host>-<pid>-<random>`.
+    pub id: String,
+    /// The host it runs on, read from its id.
+    pub host: String,
+    /// Its process id, read from its id.
+    pub pid: Option<u32>,
+    /// When it last showed it is alive (Redis server clock).
+    pub last_heartbeat: SystemTime,
+    /// How many jobs of the queue it has in flight.
+    pub in_flight: u64,
+}
+
+impl WorkerInfo {
+    fn new(id: String, last_heartbeat_ms: u64, in_flight: u64) -> WorkerInfo {
+        // `host-pid-random`; the host may hold dashes itself.
+        let mut parts = id.rsplitn(3, '-');
+        let (_random, pid, host) = (parts.next(), parts.next(), parts.next());
+        WorkerInfo {
+            host: host.unwrap_or_default().to_owned(),
+            pid: pid.and_then(|pid| pid.parse().ok()),
+            id,
+            last_heartbeat: UNIX_EPOCH + Duration::from_millis(last_heartbeat_ms),
+            in_flight,
+        }
+    }
 }
 
 /// A job in a queue's dead set.
@@ -49,6 +94,22 @@ pub struct Queue {
 }
 
 impl Client {
+    /// The names of every queue of this client's prefix that a job was enqueued to or a worker
+    /// served (by any binary of this version), sorted.
+    pub async fn queues(&self) -> Result<Vec<String>, Error> {
+        self.broker.known_queues().await
+    }
+
+    /// The job `id`, looked for in every queue (see [`Queue::job`]).
+    pub async fn find_job(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
+        for queue in self.queues().await? {
+            if let Some(job) = self.queue(&queue).job(id).await? {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
     /// A view of the queue `name`.
     pub fn queue(&self, name: &str) -> Queue {
         Queue {
@@ -62,18 +123,38 @@ impl Queue {
     /// How many jobs the queue holds in each state.
     pub async fn stats(&self) -> Result<QueueStats, Error> {
         let broker = &self.client.broker;
+        let workers = self.workers().await?;
         Ok(QueueStats {
             pending: broker.pending_len(&self.name).await?,
             suspects: broker.suspects_len(&self.name).await?,
             scheduled: broker.scheduled_len(&self.name).await?,
             retry: broker.retry_len(&self.name).await?,
             dead: broker.dead_len(&self.name).await?,
+            running: workers.iter().map(|w| w.in_flight).sum(),
+            workers: workers.len() as u64,
+            paused: broker.is_paused(&self.name).await?,
         })
+    }
+
+    /// The workers serving this queue, with the jobs each has in flight from it.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        let broker = &self.client.broker;
+        let mut workers = Vec::new();
+        for (id, beat) in broker.workers_of(&self.name).await? {
+            let in_flight = broker.inflight_len(&self.name, &id).await?;
+            workers.push(WorkerInfo::new(id, beat, in_flight));
+        }
+        Ok(workers)
     }
 
     /// How many jobs the worker `worker_id` has in flight from this queue.
     pub async fn in_flight_on(&self, worker_id: &str) -> Result<u64, Error> {
         self.client.broker.inflight_len(&self.name, worker_id).await
+    }
+
+    /// The name of the queue.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The dead jobs of this queue, most recent first, at most `limit`.

@@ -1,0 +1,270 @@
+//! Reading a queue's jobs: by state, page by page, and one job by id, each read into a
+//! [`JobInfo`] (the envelope's fields, the time it is due or died, the worker holding it).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::Queue;
+use crate::broker::TimedState;
+use crate::envelope::{self, DeadRecord, JobId};
+use crate::error::Error;
+
+/// Where a job stands in its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Ready to run.
+    Pending,
+    /// Waiting for its time (`.delay` or `.at`).
+    Scheduled,
+    /// Failed, waiting for its next attempt.
+    Retry,
+    /// In flight on a worker.
+    Running,
+    /// Out of attempts, or unable to run.
+    Dead,
+}
+
+impl JobState {
+    /// Every state, in the order a job goes through them.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Scheduled,
+        JobState::Retry,
+        JobState::Running,
+        JobState::Dead,
+    ];
+
+    /// The state's name, as the CLI and the dashboard spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Scheduled => "scheduled",
+            JobState::Retry => "retry",
+            JobState::Running => "running",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<JobState, Error> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown job state `{text}`: expected pending, scheduled, retry, running or dead"
+                ))
+            })
+    }
+}
+
+/// Which end of a state a page starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// The job that has waited longest (or is due first, or died first) first.
+    #[default]
+    OldestFirst,
+    /// The most recent first.
+    NewestFirst,
+}
+
+/// One job as an operator sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobInfo {
+    /// The job's id (empty when the payload is not a job and names none).
+    pub id: JobId,
+    /// Its task, when the payload names one.
+    pub task: Option<String>,
+    /// Its queue.
+    pub queue: String,
+    /// Where it stands.
+    pub state: JobState,
+    /// Its arguments as JSON, when the payload is a job.
+    pub args: Option<serde_json::Value>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The error of its last failed attempt, or why it died.
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub enqueued_at: Option<SystemTime>,
+    /// When it is due (scheduled and retrying jobs).
+    pub due_at: Option<SystemTime>,
+    /// When it died (dead jobs).
+    pub died_at: Option<SystemTime>,
+    /// The worker running it (running jobs).
+    pub worker: Option<String>,
+    /// The job as stored: its envelope, or the raw payload that is not one.
+    pub payload: String,
+}
+
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl JobInfo {
+    /// Reads a payload of `queue` in `state`.
+    fn of_payload(queue: &str, state: JobState, payload: &[u8]) -> JobInfo {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        match envelope::decode(payload) {
+            Ok(job) => JobInfo {
+                id: job.id,
+                task: Some(job.task),
+                queue: queue.to_owned(),
+                state,
+                args: serde_json::from_str(job.args.get()).ok(),
+                attempts: job.attempt,
+                last_error: job.last_error,
+                enqueued_at: Some(at_ms(job.enqueued_at_ms)),
+                due_at: None,
+                died_at: None,
+                worker: None,
+                payload: text,
+            },
+            Err(_) => {
+                let peek = envelope::peek(payload);
+                JobInfo {
+                    id: peek
+                        .as_ref()
+                        .and_then(|p| p.id.clone())
+                        .unwrap_or_else(|| JobId::from("")),
+                    task: peek
+                        .as_ref()
+                        .map(|p| p.task.clone())
+                        .filter(|t| !t.is_empty()),
+                    queue: queue.to_owned(),
+                    state,
+                    args: None,
+                    attempts: 0,
+                    last_error: None,
+                    enqueued_at: peek.map(|p| at_ms(p.enqueued_at_ms)),
+                    due_at: None,
+                    died_at: None,
+                    worker: None,
+                    payload: text,
+                }
+            }
+        }
+    }
+
+    /// Reads a dead record of `queue`.
+    pub(super) fn of_dead_record(queue: &str, record: &[u8]) -> JobInfo {
+        match serde_json::from_slice::<DeadRecord>(record) {
+            Ok(dead) => {
+                let payload = dead
+                    .job
+                    .as_ref()
+                    .map(|job| job.get().to_owned())
+                    .or(dead.raw)
+                    .unwrap_or_default();
+                let mut info = JobInfo::of_payload(queue, JobState::Dead, payload.as_bytes());
+                info.id = dead.id;
+                info.task = dead.task.or(info.task);
+                info.attempts = dead.attempts;
+                info.last_error = Some(dead.error);
+                info.died_at = Some(at_ms(dead.died_at_ms));
+                info
+            }
+            Err(error) => {
+                let mut info = JobInfo::of_payload(queue, JobState::Dead, b"");
+                info.last_error = Some(format!("unreadable dead record: {error}"));
+                info.payload = String::from_utf8_lossy(record).into_owned();
+                info
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// Up to `limit` jobs of this queue in `state`, from `offset` on, in `order`. Running jobs
+    /// are listed worker by worker, in no particular order.
+    pub async fn jobs(
+        &self,
+        state: JobState,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>, Error> {
+        let broker = &self.client.broker;
+        let newest_first = order == Order::NewestFirst;
+        let timed = match state {
+            JobState::Pending => {
+                let page = broker
+                    .pending_page(&self.name, offset, limit, newest_first)
+                    .await?;
+                return Ok(page
+                    .iter()
+                    .map(|payload| JobInfo::of_payload(&self.name, state, payload))
+                    .collect());
+            }
+            JobState::Running => {
+                let mut running = Vec::new();
+                for (worker, _) in broker.workers_of(&self.name).await? {
+                    for payload in broker.running_on(&self.name, &worker).await? {
+                        let mut info = JobInfo::of_payload(&self.name, state, &payload);
+                        info.worker = Some(worker.clone());
+                        running.push(info);
+                    }
+                }
+                return Ok(running.into_iter().skip(offset).take(limit).collect());
+            }
+            JobState::Scheduled => TimedState::Scheduled,
+            JobState::Retry => TimedState::Retry,
+            JobState::Dead => TimedState::Dead,
+        };
+        let page = broker
+            .timed_page(&self.name, timed, offset, limit, newest_first)
+            .await?;
+        Ok(page
+            .iter()
+            .map(|(member, score)| {
+                if state == JobState::Dead {
+                    JobInfo::of_dead_record(&self.name, member)
+                } else {
+                    let mut info = JobInfo::of_payload(&self.name, state, member);
+                    info.due_at = Some(at_ms(*score as u64));
+                    info
+                }
+            })
+            .collect())
+    }
+
+    /// The job `id` of this queue, in whichever state it is, when the queue holds it (a job
+    /// that finished is no longer in its queue: see `client.job(id).status()`). Reads every
+    /// state page by page: for operators, not for a request path.
+    pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
+        const PAGE: usize = 500;
+        for state in JobState::ALL {
+            // Running jobs are read whole: they are not paged in Redis.
+            let page_len = if state == JobState::Running {
+                usize::MAX
+            } else {
+                PAGE
+            };
+            let mut offset = 0;
+            loop {
+                let page = self
+                    .jobs(state, Order::OldestFirst, offset, page_len)
+                    .await?;
+                let full = page.len() == page_len;
+                if let Some(found) = page.into_iter().find(|job| &job.id == id) {
+                    return Ok(Some(found));
+                }
+                if page_len == usize::MAX || !full {
+                    break;
+                }
+                offset += page_len;
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,319 @@
+//! The broker's operations for operators: finding queues, reading jobs page by page in each
+//! state, pausing a queue, and repairs (reviving and deleting dead jobs, purging a state). Each
+//! change is one command or one script, so that it races a worker's fetch or burial safely.
+
+use super::{Broker, keys, redis_err, scripts};
+use crate::error::Error;
+
+/// A state of a queue that is a sorted set: its members are payloads (or dead records) scored by
+/// a time in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimedState {
+    /// Delayed jobs, scored by due time.
+    Scheduled,
+    /// Failed jobs waiting for their next attempt, scored by due time.
+    Retry,
+    /// Dead records, scored by time of death.
+    Dead,
+}
+
+/// A state that [`Broker::purge`] can empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purgeable {
+    /// The pending list.
+    Pending,
+    /// The scheduled set.
+    Scheduled,
+    /// The retry set.
+    Retry,
+}
+
+/// A dead job to revive: its dead record as stored, the payload to queue again, and its id.
+pub(crate) struct Revival<'a> {
+    pub(crate) record: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) job_id: &'a str,
+}
+
+impl Broker {
+    fn timed_key(&self, queue: &str, state: TimedState) -> String {
+        match state {
+            TimedState::Scheduled => keys::scheduled(&self.prefix, queue),
+            TimedState::Retry => keys::retry(&self.prefix, queue),
+            TimedState::Dead => keys::dead(&self.prefix, queue),
+        }
+    }
+
+    /// Notes `queues` in the prefix's queue registry.
+    pub(crate) async fn register_queues(&self, queues: &[&str]) -> Result<(), Error> {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("SADD")
+            .arg(keys::queues(&self.prefix))
+            .arg(queues)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("registering queues"))
+    }
+
+    /// Notes in the queue registry those of `queues` this broker has not noted yet: one command
+    /// the first time a process enqueues to a queue, none after.
+    pub(crate) async fn register_new_queues<'a>(&self, queues: impl Iterator<Item = &'a str>) {
+        let new: Vec<&str> = {
+            let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+            let mut new: Vec<&str> = queues.filter(|q| !registered.contains(*q)).collect();
+            new.sort_unstable();
+            new.dedup();
+            new
+        };
+        if new.is_empty() {
+            return;
+        }
+        // Best effort: a client whose ACL lacks `SADD` still enqueues (its queues are found
+        // once a worker serving them registers them).
+        if let Err(error) = self.register_queues(&new).await {
+            tracing::warn!(%error, queues = ?new, "could not note the queues in the queue registry; admin tools will not list them until a worker serving them starts");
+        }
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        registered.extend(new.into_iter().map(str::to_owned));
+    }
+
+    /// Every queue in the prefix's queue registry, sorted by name.
+    pub(crate) async fn known_queues(&self) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn.clone();
+        let mut queues: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::queues(&self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("listing queues"))?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    /// Pauses `queue` (workers take nothing from it) or resumes it.
+    pub(crate) async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let key = keys::paused(&self.prefix, queue);
+        let cmd = if paused {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg("1");
+            cmd
+        } else {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(key);
+            cmd
+        };
+        cmd.query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("pausing or resuming a queue"))
+    }
+
+    /// Whether `queue` is paused.
+    pub(crate) async fn is_paused(&self, queue: &str) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EXISTS")
+            .arg(keys::paused(&self.prefix, queue))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading whether a queue is paused"))
+    }
+
+    /// Up to `count` payloads of `queue`'s pending list from position `start`, oldest first or
+    /// newest first.
+    pub(crate) async fn pending_page(
+        &self,
+        queue: &str,
+        start: usize,
+        count: usize,
+        newest_first: bool,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let (from, to) = if newest_first {
+            (-(start as i64) - count as i64, -(start as i64) - 1)
+        } else {
+            (start as i64, (start + count) as i64 - 1)
+        };
+        let mut conn = self.conn.clone();
+        let mut page: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(keys::pending(&self.prefix, queue))
+            .arg(from)
+            .arg(to)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading pending jobs"))?;
+        if newest_first {
+            page.reverse();
+        }
+        Ok(page)
+    }
+
+    /// Up to `count` members of one of `queue`'s sorted sets from rank `start`, with their
+    /// scores (ms), lowest score first or highest first.
+    pub(crate) async fn timed_page(
+        &self,
+        queue: &str,
+        state: TimedState,
+        start: usize,
+        count: usize,
+        highest_first: bool,
+    ) -> Result<Vec<(Vec<u8>, f64)>, Error> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.timed_key(queue, state))
+            .arg(start)
+            .arg(start + count - 1);
+        if highest_first {
+            cmd.arg("REV");
+        }
+        cmd.arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading jobs"))
+    }
+
+    /// The workers registered on `queue`, with their last heartbeat (server clock, ms).
+    pub(crate) async fn workers_of(&self, queue: &str) -> Result<Vec<(String, u64)>, Error> {
+        let mut conn = self.conn.clone();
+        let workers: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(keys::workers(&self.prefix, queue))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("listing workers"))?;
+        Ok(workers
+            .into_iter()
+            .map(|(worker, beat)| (worker, beat as u64))
+            .collect())
+    }
+
+    /// The payloads of the jobs `worker` has in flight from `queue` (settled runs left out).
+    pub(crate) async fn running_on(
+        &self,
+        queue: &str,
+        worker: &str,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let mut conn = self.conn.clone();
+        let held: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(keys::active(&self.prefix, queue, worker))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading running jobs"))?;
+        let landed: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(keys::landing(&self.prefix, queue, worker))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading running jobs"))?;
+        Ok(held
+            .into_iter()
+            .filter(|(field, _)| !keys::is_settled_marker(field))
+            .map(|(_, payload)| payload)
+            .chain(landed)
+            .collect())
+    }
+
+    /// Moves dead jobs back to the end of `queue`, each only if its record is still in the dead
+    /// set; returns, per job in order, whether this call revived it. On a single server a
+    /// revived job's dead outcome is removed in the same step; on a cluster just after.
+    pub(crate) async fn revive(
+        &self,
+        queue: &str,
+        jobs: &[Revival<'_>],
+    ) -> Result<Vec<bool>, Error> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inline = self.inline_outcomes();
+        let mut invocation = scripts::REVIVE.prepare_invoke();
+        invocation
+            .key(keys::dead(&self.prefix, queue))
+            .key(keys::pending(&self.prefix, queue))
+            .arg(if inline { "inline" } else { "apart" });
+        let mut hashes: Vec<String> = Vec::new();
+        for job in jobs {
+            let position = if inline && !job.job_id.is_empty() {
+                let key = keys::results(&self.prefix, job.job_id);
+                let at = match hashes.iter().position(|k| *k == key) {
+                    Some(at) => at,
+                    None => {
+                        hashes.push(key);
+                        hashes.len() - 1
+                    }
+                };
+                at + 3
+            } else {
+                0
+            };
+            invocation
+                .arg(job.record)
+                .arg(job.payload)
+                .arg(job.job_id)
+                .arg(position);
+        }
+        for key in &hashes {
+            invocation.key(key.as_str());
+        }
+        let mut conn = self.conn.clone();
+        let revived: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("reviving dead jobs"))?;
+        let revived: Vec<bool> = revived.into_iter().map(|r| r == 1).collect();
+        if !inline {
+            for (job, _) in jobs.iter().zip(&revived).filter(|(_, r)| **r) {
+                if job.job_id.is_empty() {
+                    continue;
+                }
+                // Best effort: a dead outcome left behind only makes `status()` say dead until
+                // the job's next outcome replaces it.
+                let _ = redis::cmd("HDEL")
+                    .arg(keys::results(&self.prefix, job.job_id))
+                    .arg(job.job_id)
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
+        }
+        Ok(revived)
+    }
+
+    /// Deletes dead records of `queue`; returns how many were still there.
+    pub(crate) async fn delete_dead(&self, queue: &str, records: &[&str]) -> Result<u64, Error> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(keys::dead(&self.prefix, queue))
+            .arg(records)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("deleting dead jobs"))
+    }
+
+    /// Empties one state of `queue` (the dead set included, when `dead`); returns how many
+    /// jobs it held.
+    pub(crate) async fn purge(&self, queue: &str, state: Option<Purgeable>) -> Result<u64, Error> {
+        let key = match state {
+            Some(Purgeable::Pending) => keys::pending(&self.prefix, queue),
+            Some(Purgeable::Scheduled) => keys::scheduled(&self.prefix, queue),
+            Some(Purgeable::Retry) => keys::retry(&self.prefix, queue),
+            None => keys::dead(&self.prefix, queue),
+        };
+        let mut conn = self.conn.clone();
+        scripts::PURGE
+            .key(key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("purging a queue"))
+    }
+}
