@@ -175,7 +175,9 @@ async fn a_paused_queue_runs_nothing_across_worker_restarts_and_resumes() {
         .await
         .unwrap();
     for restart in 0..2 {
-        let worker = Worker::new(&client).queues(["gated-answer", "naps"]).spawn();
+        let worker = Worker::new(&client)
+            .queues(["gated-answer", "naps"])
+            .spawn();
         // The worker is up and fetching: a job of its other queue runs...
         let nap_key = format!("pause-nap-{restart}");
         let nap = tasks::nap::with()
