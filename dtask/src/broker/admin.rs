@@ -264,10 +264,20 @@ impl Broker {
             invocation.key(key.as_str());
         }
         let mut conn = self.conn.clone();
-        let revived: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err("reviving dead jobs"))?;
+        let revived: Vec<i64> = match invocation.invoke_async(&mut conn).await {
+            Err(error)
+                if inline
+                    && error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) =>
+            {
+                // A cluster node behind a single URL (nothing was changed): outcomes apart
+                // from now on, and once more.
+                self.outcomes_apart
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Box::pin(self.revive(queue, jobs)).await;
+            }
+            revived => revived.map_err(redis_err("reviving dead jobs"))?,
+        };
         let revived: Vec<bool> = revived.into_iter().map(|r| r == 1).collect();
         if !inline {
             for (job, _) in jobs.iter().zip(&revived).filter(|(_, r)| **r) {

@@ -289,7 +289,11 @@ async fn wait_for_jobs(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(PAUSED_CHECK) => {}
             }
-            match ctx.broker.is_paused(&queue).await {
+            let looked = tokio::select! {
+                _ = stop.cancelled() => return,
+                looked = ctx.broker.is_paused(&queue) => looked,
+            };
+            match looked {
                 Ok(still) => paused = still,
                 Err(error) => {
                     tracing::warn!(%error, queue = &*queue, "reading whether the queue is paused failed");
