@@ -105,6 +105,14 @@ async fn dead_jobs_run_again_with_a_fresh_attempt_budget_after_a_bad_deploy() {
     );
     let stats = queue.stats().await.unwrap();
     assert_eq!((stats.dead, stats.pending, stats.retry), (0, 0, 0));
+    // What the workers counted: 4 jobs × 2 failed attempts, then 3 successes.
+    let throughput = queue.throughput().await.unwrap();
+    for counts in [throughput.last_minute, throughput.last_hour] {
+        assert_eq!((counts.succeeded, counts.failed), (3, 8), "{throughput:?}");
+    }
+    assert_eq!(throughput.per_minute.len(), 60);
+    let minutes: u64 = throughput.per_minute.iter().map(|(_, c)| c.succeeded).sum();
+    assert_eq!(minutes, 3);
     // Nothing left to act on.
     assert_eq!(queue.retry_all_dead().await.unwrap(), 0);
     assert_eq!(queue.delete_dead(&[jobs[3].id().clone()]).await.unwrap(), 0);

@@ -193,3 +193,70 @@ impl Queue {
         self.client.broker.push_raw(&self.name, payload).await
     }
 }
+
+/// How many jobs of a queue succeeded and how many attempts failed (retried or buried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed: retried, or buried in the dead set.
+    pub failed: u64,
+}
+
+/// A queue's throughput: counts over the last minute and hour, and minute by minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Throughput {
+    /// Over the last 60 seconds.
+    pub last_minute: Counts,
+    /// Over the last 60 minutes (the current one included).
+    pub last_hour: Counts,
+    /// The last 60 minutes, oldest first: each minute's start and its counts.
+    pub per_minute: Vec<(SystemTime, Counts)>,
+}
+
+impl Queue {
+    /// How many jobs succeeded and failed over the last minute and hour, from counters the
+    /// workers keep in Redis per second and per minute (by their clocks), for an hour.
+    pub async fn throughput(&self) -> Result<Throughput, Error> {
+        let now_s = crate::clock::now_ms() / 1000;
+        let (minute, second) = (now_s / 60, now_s % 60);
+        let minutes: Vec<u64> = (minute - 59..=minute).collect();
+        let hashes = self.client.broker.counts(&self.name, &minutes).await?;
+        let field = |hash: &std::collections::HashMap<String, u64>, name: &str| {
+            hash.get(name).copied().unwrap_or(0)
+        };
+        let per_minute: Vec<(SystemTime, Counts)> = minutes
+            .iter()
+            .zip(&hashes)
+            .map(|(minute, hash)| {
+                let start = UNIX_EPOCH + Duration::from_secs(minute * 60);
+                let counts = Counts {
+                    succeeded: field(hash, "done"),
+                    failed: field(hash, "failed"),
+                };
+                (start, counts)
+            })
+            .collect();
+        // The last 60 seconds: this minute up to now, and the previous one after this second.
+        let (previous, current) = (&hashes[58], &hashes[59]);
+        let mut last_minute = Counts::default();
+        for s in 0..60 {
+            let hash = if s <= second { current } else { previous };
+            last_minute.succeeded += field(hash, &format!("done:{s}"));
+            last_minute.failed += field(hash, &format!("failed:{s}"));
+        }
+        let last_hour = per_minute
+            .iter()
+            .fold(Counts::default(), |sum, (_, c)| Counts {
+                succeeded: sum.succeeded + c.succeeded,
+                failed: sum.failed + c.failed,
+            });
+        Ok(Throughput {
+            last_minute,
+            last_hour,
+            per_minute,
+        })
+    }
+}

@@ -296,6 +296,25 @@ impl Broker {
         Ok(revived)
     }
 
+    /// The counts hashes of `queue` for `minutes` (minutes since the Unix epoch), in order: each
+    /// field (`done`, `failed`, `done:<second>`, ...) with its count; empty for a minute with
+    /// none.
+    pub(crate) async fn counts(
+        &self,
+        queue: &str,
+        minutes: &[u64],
+    ) -> Result<Vec<std::collections::HashMap<String, u64>>, Error> {
+        let mut pipe = redis::pipe();
+        for &minute in minutes {
+            pipe.cmd("HGETALL")
+                .arg(keys::counts(&self.prefix, queue, minute));
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading a queue's counts"))
+    }
+
     /// Deletes dead records of `queue`; returns how many were still there.
     pub(crate) async fn delete_dead(&self, queue: &str, records: &[&str]) -> Result<u64, Error> {
         if records.is_empty() {

@@ -95,6 +95,12 @@ pub(crate) fn paused(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:paused")
 }
 
+/// `prefix:{queue}:counts:<minute>`: HASH of how many jobs succeeded and failed in one minute
+/// (minutes since the Unix epoch), in all and per second (see `lua/counts.lua`).
+pub(crate) fn counts(prefix: &str, queue: &str, minute: u64) -> String {
+    format!("{prefix}:{{{queue}}}:counts:{minute}")
+}
+
 /// `prefix:queues`: SET of every queue name jobs were enqueued to or workers served, so that
 /// tools built from any binary find them all.
 pub(crate) fn queues(prefix: &str) -> String {

@@ -148,6 +148,13 @@ struct OutcomeToKeep<'a> {
     ttl_ms: u64,
 }
 
+/// The minute (since the Unix epoch) and its second now, by this machine's clock: where the
+/// counts of jobs that end now go.
+fn minute_and_second() -> (u64, u64) {
+    let seconds = crate::clock::now_ms() / 1000;
+    (seconds / 60, seconds % 60)
+}
+
 /// The longest an outcome record is kept: 100 years, far past any use, and small enough that
 /// the scripts' numbers (doubles) carry it exactly.
 const OUTCOME_TTL_MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -463,6 +470,7 @@ impl Broker {
             }
         }
         let inline = self.inline_outcomes();
+        let (minute, second) = minute_and_second();
         // The outcomes of the batch, each with the index of its run in `jobs`.
         let outcomes = || {
             jobs.iter().enumerate().filter_map(|(run, job)| {
@@ -491,6 +499,7 @@ impl Broker {
                 .key(keys::active(&self.prefix, queue, worker))
                 .key(keys::deaths(&self.prefix, queue))
                 .key(keys::ack_answer(&self.prefix, queue, worker))
+                .key(keys::counts(&self.prefix, queue, minute))
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })
                 .arg(members);
@@ -505,13 +514,14 @@ impl Broker {
                     for outcome in &span.records {
                         invocation
                             .arg(positions[outcome.run])
-                            .arg(hash + 4)
+                            .arg(hash + 5)
                             .arg(outcome.job_id)
                             .arg(outcome.record)
                             .arg(outcome.ttl_ms);
                     }
                 }
             }
+            invocation.arg(second);
             let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
                 Err(error)
                     if inline
@@ -654,15 +664,23 @@ impl Broker {
         lease: &str,
         next_payload: &[u8],
         delay: Duration,
+        failed: bool,
     ) -> Result<Fenced, Error> {
         let mut conn = self.conn.clone();
+        let (minute, second) = minute_and_second();
         let due: i64 = scripts::RETRY
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::retry(&self.prefix, queue))
             .key(keys::deaths(&self.prefix, queue))
+            .key(keys::counts(&self.prefix, queue, minute))
             .arg(lease)
             .arg(next_payload)
             .arg(delay.as_millis() as u64)
+            .arg(if failed {
+                second.to_string()
+            } else {
+                String::new()
+            })
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("scheduling a retry"))?;
@@ -695,14 +713,16 @@ impl Broker {
         record: &str,
         limits: DeadLimits,
     ) -> Result<Fenced, Error> {
+        let (minute, second) = minute_and_second();
         let mut invocation = scripts::BURY.prepare_invoke();
         invocation
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::dead(&self.prefix, queue))
             .key(keys::deaths(&self.prefix, queue))
+            .key(keys::counts(&self.prefix, queue, minute))
             .arg(lease);
         let died = self
-            .bury_with(invocation, record, limits, "burying a job")
+            .bury_with(invocation, record, limits, Some(second), "burying a job")
             .await?;
         self.forget_settled(queue, worker, &[lease]).await;
         Ok(Fenced::from_reply(died))
@@ -735,7 +755,7 @@ impl Broker {
             .key(keys::dead(&self.prefix, queue))
             .arg(payload);
         let died = self
-            .bury_with(invocation, record, limits, "burying a poison job")
+            .bury_with(invocation, record, limits, None, "burying a poison job")
             .await?;
         Ok(u64::try_from(died).ok())
     }
@@ -747,12 +767,16 @@ impl Broker {
         mut invocation: redis::ScriptInvocation<'_>,
         record: &str,
         limits: DeadLimits,
+        second: Option<u64>,
         action: &'static str,
     ) -> Result<i64, Error> {
         invocation
             .arg(record)
             .arg(limits.max_len)
             .arg(limits.max_age.as_millis() as u64);
+        if let Some(second) = second {
+            invocation.arg(second);
+        }
         let mut conn = self.conn.clone();
         invocation
             .invoke_async(&mut conn)

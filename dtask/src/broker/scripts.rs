@@ -15,9 +15,9 @@ macro_rules! script {
 
 script!(FETCH, "lease.lua", "fetch.lua");
 script!(ADOPT, "lease.lua", "adopt.lua");
-script!(ACK, "settle.lua", "outcomes.lua", "ack.lua");
-script!(RETRY, "settle.lua", "retry.lua");
-script!(BURY, "settle.lua", "bury.lua");
+script!(ACK, "settle.lua", "outcomes.lua", "counts.lua", "ack.lua");
+script!(RETRY, "settle.lua", "counts.lua", "retry.lua");
+script!(BURY, "settle.lua", "counts.lua", "bury.lua");
 script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");
 script!(SET_RETRYING, "outcomes.lua", "set_retrying.lua");
 script!(SET_OUTCOMES, "outcomes.lua", "set_outcomes.lua");

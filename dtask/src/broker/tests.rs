@@ -482,7 +482,7 @@ async fn settling_forgets_the_deaths_counted_against_a_job() {
         .await
         .unwrap();
     broker
-        .retry("q", "w1", "2", b"jb2", Duration::ZERO)
+        .retry("q", "w1", "2", b"jb2", Duration::ZERO, true)
         .await
         .unwrap();
     assert_eq!(hash(&mut raw, "t:{q}:deaths").await, [pair("other", "1")]);
@@ -495,7 +495,7 @@ async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
     hset(&mut raw, "t:{q}:active:w1", &[("7", "old")]).await;
     let before = server_ms(&mut raw).await;
     let Fenced::Settled(due) = broker
-        .retry("q", "w1", "7", b"next", Duration::from_secs(30))
+        .retry("q", "w1", "7", b"next", Duration::from_secs(30), true)
         .await
         .unwrap()
     else {
@@ -508,7 +508,7 @@ async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
     // The same lease again (its settled entry was removed): nothing changes.
     assert_eq!(
         broker
-            .retry("q", "w1", "7", b"again", Duration::ZERO)
+            .retry("q", "w1", "7", b"again", Duration::ZERO, true)
             .await
             .unwrap(),
         Fenced::NotHeld
@@ -518,7 +518,7 @@ async fn retry_is_fenced_by_the_lease_and_due_on_the_server_clock() {
     hset(&mut raw, "t:{q}:active:w1", &[("s:8", "1")]).await;
     assert_eq!(
         broker
-            .retry("q", "w1", "8", b"again", Duration::ZERO)
+            .retry("q", "w1", "8", b"again", Duration::ZERO, false)
             .await
             .unwrap(),
         Fenced::AlreadySettled
@@ -840,6 +840,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/set_retrying.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
+        include_str!("lua/counts.lua"),
         include_str!("lua/forward_due.lua"),
         include_str!("lua/requeue_inflight.lua"),
         include_str!("lua/heartbeat.lua"),

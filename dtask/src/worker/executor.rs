@@ -254,7 +254,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         last_error: Some(error.clone()),
         ..envelope
     };
-    let due_ms = match run.retry(next.to_json().as_bytes(), delay).await {
+    let due_ms = match run.retry(next.to_json().as_bytes(), delay, true).await {
         Some(Fenced::Settled(due_ms)) => due_ms,
         // Scheduled by an earlier call whose reply was lost: about then.
         Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
@@ -301,13 +301,20 @@ impl Run<'_> {
         tracing::warn!(job_id = %envelope.id, task = %envelope.task, queue = self.queue, "a run {how} after its job was taken back from this worker (it looked dead); the outcome is dropped, the job runs elsewhere");
     }
 
-    /// Moves the run to the retry set as `next_payload`, due `delay` from now; None when the
-    /// worker abandons it at shutdown.
-    async fn retry(&self, next_payload: &[u8], delay: Duration) -> Option<Fenced> {
+    /// Moves the run to the retry set as `next_payload`, due `delay` from now, counted as a
+    /// failed attempt when `failed` (not when a job is put off); None when the worker abandons
+    /// it at shutdown.
+    async fn retry(&self, next_payload: &[u8], delay: Duration, failed: bool) -> Option<Fenced> {
         let ctx = self.ctx;
         retry_until(self.abandon, "scheduling a retry", || {
-            ctx.broker
-                .retry(self.queue, &ctx.worker_id, self.lease, next_payload, delay)
+            ctx.broker.retry(
+                self.queue,
+                &ctx.worker_id,
+                self.lease,
+                next_payload,
+                delay,
+                failed,
+            )
         })
         .await
     }
@@ -445,7 +452,7 @@ impl Run<'_> {
         if ctx.note_deferred(kind) {
             tracing::warn!(queue = self.queue, kind, %reason, grace = ?grace, "putting off jobs this worker cannot run (a rolling deploy?); they wait for a worker that can, until the grace period ends");
         }
-        self.retry(payload, delay).await;
+        self.retry(payload, delay, false).await;
     }
 }
 

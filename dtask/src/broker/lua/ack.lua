@@ -13,7 +13,8 @@
   KEYS[1]   in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[2]   deaths hash of the queue
   KEYS[3]   answer key of the worker for this queue
-  KEYS[4..] "inline": the results hashes the outcomes go to, each once
+  KEYS[4]   counts hash of the queue for this minute (see `counts.lua`)
+  KEYS[5..] "inline": the results hashes the outcomes go to, each once
   ARGV[1]   batch id, unique per batch of this worker
   ARGV[2]   "inline" or "apart"
   ARGV[3]   n, the number of runs
@@ -21,6 +22,7 @@
   then, "inline": for each run with an outcome to store, five: its position among the runs
                   (1-based), the position of its results hash among KEYS, its job id, its
                   record, how long the record is kept (ms)
+  last      the second of the minute, for the counts
 
   Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged, by
   this call or an earlier one of the batch), 0 when it is not.
@@ -55,7 +57,7 @@ if ARGV[2] == 'inline' then
   -- that held their lease only (a stale run neither writes nor keeps a hash longer).
   local fields = {}
   local ttls = {}
-  for j = n + 4, #ARGV, 5 do
+  for j = n + 4, #ARGV - 1, 5 do
     if held[tonumber(ARGV[j])] == 1 then
       local key = tonumber(ARGV[j + 1])
       local list = fields[key]
@@ -69,12 +71,13 @@ if ARGV[2] == 'inline' then
       ttls[key] = math.max(ttls[key], tonumber(ARGV[j + 4]))
     end
   end
-  for key = 4, #KEYS do
+  for key = 5, #KEYS do
     if fields[key] then
       keep_outcomes(KEYS[key], fields[key], ttls[key])
     end
   end
 end
+add_count(KEYS[4], 'done', ARGV[#ARGV], #taken)
 rcall('SET', KEYS[3], batch .. ':' .. table.concat(held), 'PX', 86400000)
 forget_deaths(KEYS[2], payloads)
 return held
