@@ -54,7 +54,10 @@ mod registry;
 mod state;
 mod worker;
 
-pub use admin::{DeadJob, JobInfo, JobState, Order, PurgeState, Queue, QueueStats, WorkerInfo};
+pub use admin::{
+    CANCELLED_ERROR, Cancelled, Counts, DeadJob, JobInfo, JobState, Order, PurgeState, Queue,
+    QueueStats, Throughput, WorkerInfo,
+};
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientBuilder, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PREFIX, DEFAULT_REDIS_URL, init,

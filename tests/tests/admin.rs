@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use dtask::{JobState, Order, PurgeState, Worker};
+use dtask::{Cancelled, JobState, Order, PurgeState, Worker};
 use dtask_tests::harness::{eventually, start_with_client, wait_dead};
 use dtask_tests::tasks;
 
@@ -221,6 +221,8 @@ async fn a_paused_queue_runs_nothing_across_worker_restarts_and_resumes() {
     assert_eq!(running[0].worker.as_deref(), Some(workers[0].id.as_str()));
     assert_eq!(workers[0].pid, Some(std::process::id()));
     assert_eq!(workers[0].in_flight, 1);
+    // A running job is not cancelled.
+    assert_eq!(queue.cancel(held.id()).await.unwrap(), Cancelled::Running);
     tasks::open_gate(&key);
     assert_eq!(held.wait(WAIT).await.unwrap(), 42);
     worker.shutdown().await.unwrap();
@@ -298,9 +300,17 @@ async fn an_operator_lists_finds_and_purges_jobs_in_every_state() {
         (JobState::Pending, "naps")
     );
     assert!(client.find_job(&"nope".into()).await.unwrap().is_none());
+    // A waiting job is cancelled by id: it leaves its queue, and its caller stops waiting.
+    let cancelled = queue.cancel(later.id()).await.unwrap();
+    assert_eq!(cancelled, Cancelled::Cancelled(JobState::Scheduled));
+    let (_, error) = wait_dead(&later, WAIT).await;
+    assert_eq!(error, dtask::CANCELLED_ERROR);
+    assert_eq!(queue.cancel(later.id()).await.unwrap(), Cancelled::NotFound);
+    let cancelled = queue.cancel(pending[1].id()).await.unwrap();
+    assert_eq!(cancelled, Cancelled::Cancelled(JobState::Pending));
     // Purges empty one state at once and say how many jobs it held.
-    assert_eq!(queue.purge(PurgeState::Pending).await.unwrap(), 3);
-    assert_eq!(queue.purge(PurgeState::Scheduled).await.unwrap(), 1);
+    assert_eq!(queue.purge(PurgeState::Pending).await.unwrap(), 2);
+    assert_eq!(queue.purge(PurgeState::Scheduled).await.unwrap(), 0);
     assert_eq!(queue.purge(PurgeState::Retry).await.unwrap(), 0);
     let stats = queue.stats().await.unwrap();
     assert_eq!((stats.pending, stats.scheduled), (0, 0));

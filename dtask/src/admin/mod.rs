@@ -8,7 +8,7 @@ mod repair;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use jobs::{JobInfo, JobState, Order};
-pub use repair::PurgeState;
+pub use repair::{CANCELLED_ERROR, Cancelled, PurgeState};
 
 use crate::client::Client;
 use crate::envelope::{DeadRecord, JobId};

@@ -3,9 +3,9 @@
 //! repair racing a worker (a retry racing a burial, a purge racing a fetch) loses nothing and
 //! duplicates nothing.
 
-use super::Queue;
+use super::{JobState, Queue};
 use crate::broker::{Purgeable, Revival, TimedState};
-use crate::envelope::{self, DeadRecord, JobId};
+use crate::envelope::{self, DeadRecord, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 
 /// How many dead records one revival or deletion handles at a time.
@@ -35,6 +35,26 @@ impl std::str::FromStr for PurgeState {
         }
     }
 }
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job was waiting in this state, and will not run: its handle's `wait()` returns
+    /// [`Error::JobDead`] with the error "cancelled by an operator".
+    Cancelled(JobState),
+    /// The job is running on a worker: it is not stopped (cancelling a running job is not
+    /// supported yet).
+    Running,
+    /// The queue holds no such job (it finished, was never there, or is dead: delete it with
+    /// [`Queue::delete_dead`]).
+    NotFound,
+}
+
+/// How long a cancelled job's outcome is kept.
+const CANCELLED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The error a cancelled job's outcome carries.
+pub const CANCELLED_ERROR: &str = "cancelled by an operator";
 
 /// Which dead jobs a repair takes.
 enum Which<'a> {
@@ -165,6 +185,44 @@ impl Queue {
             PurgeState::Retry => Purgeable::Retry,
         };
         self.client.broker.purge(&self.name, Some(state)).await
+    }
+
+    /// Cancels the job `id` if it is still waiting (pending, scheduled or retrying): it leaves
+    /// the queue in one step, racing no worker (a job a worker took first is `Running`), and
+    /// its outcome becomes dead with [`CANCELLED_ERROR`], so that a caller waiting on it stops
+    /// waiting.
+    pub async fn cancel(&self, id: &JobId) -> Result<Cancelled, Error> {
+        // A job that moved between states while it was looked for is looked for once more.
+        for _ in 0..3 {
+            let Some(job) = self.job(id).await? else {
+                return Ok(Cancelled::NotFound);
+            };
+            let state = match job.state {
+                JobState::Pending => Purgeable::Pending,
+                JobState::Scheduled => Purgeable::Scheduled,
+                JobState::Retry => Purgeable::Retry,
+                JobState::Running => return Ok(Cancelled::Running),
+                JobState::Dead => return Ok(Cancelled::NotFound),
+            };
+            let broker = &self.client.broker;
+            if broker
+                .cancel(&self.name, state, job.payload.as_bytes())
+                .await?
+            {
+                let outcome = OutcomeRecord {
+                    state: OutcomeState::Dead,
+                    attempts: job.attempts,
+                    at_ms: crate::clock::now_ms(),
+                    value: None,
+                    error: Some(CANCELLED_ERROR.to_owned()),
+                };
+                broker
+                    .set_result(id.as_str(), &outcome.to_json(), CANCELLED_KEPT)
+                    .await?;
+                return Ok(Cancelled::Cancelled(job.state));
+            }
+        }
+        Ok(Cancelled::Running)
     }
 
     /// Pauses the queue: workers take no job from it (within half a second on an idle worker,

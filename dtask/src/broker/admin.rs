@@ -315,6 +315,29 @@ impl Broker {
             .map_err(redis_err("reading a queue's counts"))
     }
 
+    /// Takes the waiting job `payload` out of `state` of `queue`; false when it was no longer
+    /// there (a worker took it, or it became due and moved on).
+    pub(crate) async fn cancel(
+        &self,
+        queue: &str,
+        state: Purgeable,
+        payload: &[u8],
+    ) -> Result<bool, Error> {
+        let key = match state {
+            Purgeable::Pending => keys::pending(&self.prefix, queue),
+            Purgeable::Scheduled => keys::scheduled(&self.prefix, queue),
+            Purgeable::Retry => keys::retry(&self.prefix, queue),
+        };
+        let mut conn = self.conn.clone();
+        let removed: i64 = scripts::CANCEL
+            .key(key)
+            .arg(payload)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("cancelling a job"))?;
+        Ok(removed == 1)
+    }
+
     /// Deletes dead records of `queue`; returns how many were still there.
     pub(crate) async fn delete_dead(&self, queue: &str, records: &[&str]) -> Result<u64, Error> {
         if records.is_empty() {

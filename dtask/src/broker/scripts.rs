@@ -27,3 +27,4 @@ script!(HEARTBEAT, "heartbeat.lua");
 script!(RECLAIM, "reclaim.lua");
 script!(REVIVE, "revive.lua");
 script!(PURGE, "purge.lua");
+script!(CANCEL, "cancel.lua");
