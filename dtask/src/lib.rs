@@ -40,6 +40,8 @@
 mod admin;
 mod backoff;
 mod broker;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod clock;
 mod enqueue;

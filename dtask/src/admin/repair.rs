@@ -22,6 +22,16 @@ pub enum PurgeState {
     Retry,
 }
 
+impl std::fmt::Display for PurgeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PurgeState::Pending => "pending",
+            PurgeState::Scheduled => "scheduled",
+            PurgeState::Retry => "retry",
+        })
+    }
+}
+
 impl std::str::FromStr for PurgeState {
     type Err = Error;
     fn from_str(text: &str) -> Result<PurgeState, Error> {

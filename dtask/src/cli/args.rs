@@ -1,0 +1,117 @@
+//! The command line, as clap reads it: global options and one subcommand.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Look at and repair dtask queues in Redis.
+#[derive(Debug, Parser)]
+#[command(name = "dtask", version, about, max_term_width = 80)]
+pub(super) struct Cli {
+    /// Redis URL (several comma-separated node URLs for a cluster).
+    #[arg(long, global = true, env = "DTASK_REDIS_URL", default_value = crate::DEFAULT_REDIS_URL)]
+    pub(super) url: String,
+    /// Key prefix of the queues.
+    #[arg(long, global = true, env = "DTASK_PREFIX", default_value = crate::DEFAULT_PREFIX)]
+    pub(super) prefix: String,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+/// Print JSON (one document) instead of a table.
+#[derive(Debug, Args, Clone, Copy)]
+pub(super) struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Every queue with its counts.
+    Queues(Output),
+    /// Live counts of every queue, with jobs done and failed over the last minute.
+    Stats {
+        /// Refresh every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The jobs of a queue in one state.
+    Jobs {
+        /// The queue.
+        queue: String,
+        /// pending, scheduled, retry, running or dead.
+        #[arg(long)]
+        state: crate::JobState,
+        /// How many jobs at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// How many to skip (for the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Newest first.
+        #[arg(long)]
+        newest: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One job's detail, found in whichever queue holds it.
+    Job {
+        /// The job's id.
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Dead jobs: run them again, or delete them.
+    Dead {
+        #[command(subcommand)]
+        action: DeadAction,
+    },
+    /// Empty one waiting state of a queue.
+    Purge {
+        /// The queue.
+        queue: String,
+        /// pending, scheduled or retry.
+        #[arg(long)]
+        state: crate::PurgeState,
+        /// Confirm: the jobs are deleted for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Stop workers taking jobs from a queue (enqueues go on).
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let workers take jobs from a paused queue again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+    /// Cancel a job that has not started yet.
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// The workers serving each queue.
+    Workers(Output),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DeadAction {
+    /// Run dead jobs again with a fresh attempt budget.
+    Retry(DeadJobs),
+    /// Delete dead jobs.
+    Delete(DeadJobs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DeadJobs {
+    /// The queue.
+    pub(super) queue: String,
+    /// Every dead job of the queue.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub(super) all: bool,
+    /// The ids of the jobs.
+    pub(super) ids: Vec<String>,
+}
