@@ -120,6 +120,37 @@ async fn dead_jobs_run_again_with_a_fresh_attempt_budget_after_a_bad_deploy() {
 }
 
 #[tokio::test]
+async fn retrying_all_dead_ends_even_when_the_revived_jobs_die_again_at_once() {
+    let (_redis, client, _raw, _prefix) = start_with_client("admin-again").await;
+    let key = "again".to_owned();
+    break_deploy(&key);
+    let worker = Worker::new(&client).queues(["billing"]).spawn();
+    let mut jobs = Vec::new();
+    for cents in 0..300 {
+        jobs.push(
+            charge::with()
+                .client(&client)
+                .retries(0)
+                .enqueue(key.clone(), cents)
+                .await
+                .unwrap(),
+        );
+    }
+    for job in &jobs {
+        wait_dead(job, WAIT).await;
+    }
+    // The deploy is still broken: every revived job dies again while the walk goes on. The
+    // walk takes the records there when it began, once each, and ends.
+    let queue = client.queue("billing");
+    assert_eq!(queue.retry_all_dead().await.unwrap(), 300);
+    for job in &jobs {
+        wait_dead(job, WAIT).await;
+    }
+    assert_eq!(queue.stats().await.unwrap().dead, 300);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn two_operators_retrying_at_once_revive_each_job_once() {
     let (redis, client, _raw, prefix) = start_with_client("admin-race").await;
     let key = "race".to_owned();
@@ -230,7 +261,7 @@ async fn a_paused_queue_runs_nothing_across_worker_restarts_and_resumes() {
 
 #[tokio::test]
 async fn an_operator_lists_finds_and_purges_jobs_in_every_state() {
-    let (_redis, client, _raw, _prefix) = start_with_client("admin-list").await;
+    let (_redis, client, mut raw, prefix) = start_with_client("admin-list").await;
     let key = "list".to_owned();
     let mut pending = Vec::new();
     for cents in [1, 2, 3] {
@@ -300,6 +331,28 @@ async fn an_operator_lists_finds_and_purges_jobs_in_every_state() {
         (JobState::Pending, "naps")
     );
     assert!(client.find_job(&"nope".into()).await.unwrap().is_none());
+    assert!(client.find_job(&"".into()).await.unwrap().is_none());
+    assert_eq!(queue.cancel(&"".into()).await.unwrap(), Cancelled::NotFound);
+    // A suspect (a job in flight on two workers that died) is pending too: listed, found,
+    // cancelled and purged like one.
+    let suspect = dtask::JobId::from("0SuspectJob00000000001");
+    let envelope = format!(
+        r#"{{"v":1,"id":"{suspect}","t":"{}","a":["list",5],"at":1764485096000}}"#,
+        charge::NAME
+    );
+    let _: () = redis::cmd("RPUSH")
+        .arg(format!("{prefix}:{{billing}}:suspects"))
+        .arg(&envelope)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let found = queue.job(&suspect).await.unwrap().unwrap();
+    assert_eq!(found.state, JobState::Pending);
+    assert_eq!(
+        queue.cancel(&suspect).await.unwrap(),
+        Cancelled::Cancelled(JobState::Pending)
+    );
+    assert_eq!(queue.stats().await.unwrap().suspects, 0);
     // A waiting job is cancelled by id: it leaves its queue, and its caller stops waiting.
     let cancelled = queue.cancel(later.id()).await.unwrap();
     assert_eq!(cancelled, Cancelled::Cancelled(JobState::Scheduled));

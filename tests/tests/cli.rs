@@ -120,7 +120,13 @@ async fn an_operator_repairs_a_bad_deploy_from_the_command_line() {
         .await
         .unwrap();
     assert_eq!(retried, "queued again 1 dead job(s) of `doomed`\n");
-    let deleted = run(&["dead", "delete", "doomed", "--all"]).await.unwrap();
+    let refused = run(&["dead", "delete", "doomed", "--all"])
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("add --yes"), "{refused}");
+    let deleted = run(&["dead", "delete", "doomed", "--all", "--yes"])
+        .await
+        .unwrap();
     assert_eq!(deleted, "deleted 1 dead job(s) of `doomed`\n");
     let missing = dtask(&url, &prefix, &["dead", "retry", "doomed", &id])
         .await

@@ -103,8 +103,13 @@ pub struct JobInfo {
     pub died_at: Option<SystemTime>,
     /// The worker running it (running jobs).
     pub worker: Option<String>,
-    /// The job as stored: its envelope, or the raw payload that is not one.
+    /// The job as stored: its envelope, or the raw payload that is not one (lossily read as
+    /// UTF-8).
     pub payload: String,
+    /// The payload's bytes, exactly as stored (what a repair must name to remove it).
+    pub(crate) raw: Vec<u8>,
+    /// Whether it waits in the suspects list rather than the pending list.
+    pub(crate) suspect: bool,
 }
 
 fn at_ms(ms: u64) -> SystemTime {
@@ -129,6 +134,8 @@ impl JobInfo {
                 died_at: None,
                 worker: None,
                 payload: text,
+                raw: payload.to_vec(),
+                suspect: false,
             },
             Err(_) => {
                 let peek = envelope::peek(payload);
@@ -151,6 +158,8 @@ impl JobInfo {
                     died_at: None,
                     worker: None,
                     payload: text,
+                    raw: payload.to_vec(),
+                    suspect: false,
                 }
             }
         }
@@ -178,6 +187,7 @@ impl JobInfo {
                 let mut info = JobInfo::of_payload(queue, JobState::Dead, b"");
                 info.last_error = Some(format!("unreadable dead record: {error}"));
                 info.payload = String::from_utf8_lossy(record).into_owned();
+                info.raw = record.to_vec();
                 info
             }
         }
@@ -201,10 +211,20 @@ impl Queue {
                 let page = broker
                     .pending_page(&self.name, offset, limit, newest_first)
                     .await?;
-                return Ok(page
+                let mut jobs: Vec<JobInfo> = page
                     .iter()
                     .map(|payload| JobInfo::of_payload(&self.name, state, payload))
-                    .collect());
+                    .collect();
+                // Suspects (a handful at most) are pending too: they come with the first page.
+                if offset == 0 {
+                    let suspects = broker.suspects(&self.name).await?;
+                    jobs.extend(suspects.iter().map(|payload| {
+                        let mut info = JobInfo::of_payload(&self.name, state, payload);
+                        info.suspect = true;
+                        info
+                    }));
+                }
+                return Ok(jobs);
             }
             JobState::Running => {
                 let mut running = Vec::new();
@@ -240,8 +260,22 @@ impl Queue {
 
     /// The job `id` of this queue, in whichever state it is, when the queue holds it (a job
     /// that finished is no longer in its queue: see `client.job(id).status()`). Reads every
-    /// state page by page: for operators, not for a request path.
+    /// state page by page, newest first (so that workers taking the oldest jobs meanwhile make
+    /// it skip none), and once more when the job is not found (it may have moved from one
+    /// state to another between two reads): for operators, not for a request path.
     pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
+        if id.as_str().is_empty() {
+            return Ok(None);
+        }
+        for _ in 0..2 {
+            if let Some(found) = self.find_once(id).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_once(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
         const PAGE: usize = 500;
         for state in JobState::ALL {
             // Running jobs are read whole: they are not paged in Redis.
@@ -253,9 +287,9 @@ impl Queue {
             let mut offset = 0;
             loop {
                 let page = self
-                    .jobs(state, Order::OldestFirst, offset, page_len)
+                    .jobs(state, Order::NewestFirst, offset, page_len)
                     .await?;
-                let full = page.len() == page_len;
+                let full = page.len() >= page_len;
                 if let Some(found) = page.into_iter().find(|job| &job.id == id) {
                     return Ok(Some(found));
                 }

@@ -90,50 +90,76 @@ fn fresh_payload(record: &DeadRecord) -> String {
 }
 
 impl Queue {
-    /// Reads the dead records `which` names, `BATCH` at a time, oldest first, and hands each
+    /// Reads the dead records `which` names, oldest first, `BATCH` at a time, and hands each
     /// batch (records as stored, read) to `act`, which returns how many it changed.
+    ///
+    /// The dead set is walked by score (time of death) from a cursor, up to the newest record
+    /// there when the walk began: records that die meanwhile (a job revived here that fails
+    /// again, say) are not taken, so the walk ends; and records removed elsewhere (a burial
+    /// trimming the set, another operator) do not make it skip any.
     async fn each_dead_batch<F, Fut>(&self, which: Which<'_>, mut act: F) -> Result<u64, Error>
     where
         F: FnMut(Vec<(String, DeadRecord)>) -> Fut,
         Fut: std::future::Future<Output = Result<u64, Error>>,
     {
         let broker = &self.client.broker;
+        let newest = broker
+            .timed_page(&self.name, TimedState::Dead, 0, 1, true)
+            .await?;
+        let Some((_, end)) = newest.first() else {
+            return Ok(0);
+        };
+        let end = *end;
+        let mut wanted: Option<std::collections::HashSet<&JobId>> = match which {
+            Which::All => None,
+            Which::Ids(ids) => Some(ids.iter().collect()),
+        };
+        // The cursor: the score reached, and the records at that score already seen.
+        let mut from = f64::NEG_INFINITY;
+        let mut seen_at_from: std::collections::HashSet<Vec<u8>> = Default::default();
         let mut changed = 0;
-        let mut offset = 0;
         loop {
             let page = broker
-                .timed_page(&self.name, TimedState::Dead, offset, BATCH, false)
+                .timed_by_score(
+                    &self.name,
+                    TimedState::Dead,
+                    from,
+                    end,
+                    BATCH + seen_at_from.len(),
+                )
                 .await?;
-            let full = page.len() == BATCH;
-            let mut batch = Vec::new();
-            let mut skipped = 0;
-            for (member, _) in page {
-                let text = String::from_utf8_lossy(&member).into_owned();
-                let wanted = match serde_json::from_str::<DeadRecord>(&text) {
-                    Ok(record) => match which {
-                        Which::All => Some(record),
-                        Which::Ids(ids) => ids.contains(&record.id).then_some(record),
-                    },
-                    Err(_) => None,
-                };
-                match wanted {
-                    Some(record) => batch.push((text, record)),
-                    None => skipped += 1,
-                }
-            }
-            let asked = batch.len() as u64;
-            let done = if batch.is_empty() {
-                0
-            } else {
-                act(batch).await?
-            };
-            changed += done;
-            if !full {
+            let fresh: Vec<(Vec<u8>, f64)> = page
+                .into_iter()
+                .filter(|(member, score)| *score > from || !seen_at_from.contains(member))
+                .collect();
+            if fresh.is_empty() {
                 return Ok(changed);
             }
-            // Records acted on left the set; the others (skipped, or taken by a racing repair
-            // meanwhile) stay before the next page.
-            offset += skipped + (asked - done) as usize;
+            let mut batch = Vec::new();
+            for (member, score) in fresh {
+                if score > from {
+                    from = score;
+                    seen_at_from.clear();
+                }
+                seen_at_from.insert(member.clone());
+                let text = String::from_utf8_lossy(&member).into_owned();
+                let Ok(record) = serde_json::from_str::<DeadRecord>(&text) else {
+                    continue;
+                };
+                let take = match &mut wanted {
+                    None => true,
+                    Some(ids) => ids.remove(&record.id),
+                };
+                if take {
+                    batch.push((text, record));
+                }
+            }
+            if !batch.is_empty() {
+                changed += act(batch).await?;
+            }
+            if wanted.as_ref().is_some_and(|ids| ids.is_empty()) {
+                return Ok(changed);
+            }
         }
     }
 
@@ -189,12 +215,15 @@ impl Queue {
     /// Empties one waiting state of the queue at once; returns how many jobs it held. Jobs in
     /// flight are not touched.
     pub async fn purge(&self, state: PurgeState) -> Result<u64, Error> {
-        let state = match state {
-            PurgeState::Pending => Purgeable::Pending,
-            PurgeState::Scheduled => Purgeable::Scheduled,
-            PurgeState::Retry => Purgeable::Retry,
-        };
-        self.client.broker.purge(&self.name, Some(state)).await
+        let broker = &self.client.broker;
+        Ok(match state {
+            PurgeState::Pending => {
+                broker.purge(&self.name, Some(Purgeable::Pending)).await?
+                    + broker.purge(&self.name, Some(Purgeable::Suspects)).await?
+            }
+            PurgeState::Scheduled => broker.purge(&self.name, Some(Purgeable::Scheduled)).await?,
+            PurgeState::Retry => broker.purge(&self.name, Some(Purgeable::Retry)).await?,
+        })
     }
 
     /// Cancels the job `id` if it is still waiting (pending, scheduled or retrying): it leaves
@@ -208,6 +237,7 @@ impl Queue {
                 return Ok(Cancelled::NotFound);
             };
             let state = match job.state {
+                JobState::Pending if job.suspect => Purgeable::Suspects,
                 JobState::Pending => Purgeable::Pending,
                 JobState::Scheduled => Purgeable::Scheduled,
                 JobState::Retry => Purgeable::Retry,
@@ -235,16 +265,31 @@ impl Queue {
         Ok(Cancelled::Running)
     }
 
-    /// Pauses the queue: workers take no job from it (within half a second on an idle worker,
-    /// at once on a busy one) until [`Queue::resume`]; enqueues go on, and jobs already running
-    /// finish. The pause is kept in Redis, so it outlives worker restarts.
+    /// Pauses the queue: workers take no job from it until [`Queue::resume`] (a job an idle
+    /// worker's blocking wait takes meanwhile goes back to the head of the queue); enqueues go
+    /// on, and jobs already running finish. The pause is kept in Redis, so it outlives worker
+    /// restarts. A resumed queue runs again at a busy worker's next fetch, and within half a
+    /// second on an idle one.
     pub async fn pause(&self) -> Result<(), Error> {
+        self.check_name()?;
         self.client.broker.set_paused(&self.name, true).await
     }
 
     /// Resumes a paused queue.
     pub async fn resume(&self) -> Result<(), Error> {
+        self.check_name()?;
         self.client.broker.set_paused(&self.name, false).await
+    }
+
+    /// Refuses a name no queue can have.
+    fn check_name(&self) -> Result<(), Error> {
+        if self.name.is_empty() || self.name.contains(['{', '}']) {
+            return Err(Error::Config(format!(
+                "queue name `{}` must be non-empty and hold no `{{` or `}}`",
+                self.name
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the queue is paused.

@@ -22,6 +22,8 @@ pub(crate) enum TimedState {
 pub(crate) enum Purgeable {
     /// The pending list.
     Pending,
+    /// The suspects list (pending jobs that were in flight on two dead workers).
+    Suspects,
     /// The scheduled set.
     Scheduled,
     /// The retry set.
@@ -132,10 +134,16 @@ impl Broker {
         if count == 0 {
             return Ok(Vec::new());
         }
+        let start = i64::try_from(start)
+            .unwrap_or(i64::MAX / 2)
+            .min(i64::MAX / 2);
+        let count = i64::try_from(count)
+            .unwrap_or(i64::MAX / 2)
+            .min(i64::MAX / 2);
         let (from, to) = if newest_first {
-            (-(start as i64) - count as i64, -(start as i64) - 1)
+            (-start - count, -start - 1)
         } else {
-            (start as i64, (start + count) as i64 - 1)
+            (start, start + count - 1)
         };
         let mut conn = self.conn.clone();
         let mut page: Vec<Vec<u8>> = redis::cmd("LRANGE")
@@ -166,6 +174,12 @@ impl Broker {
         }
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("ZRANGE");
+        let start = i64::try_from(start)
+            .unwrap_or(i64::MAX / 2)
+            .min(i64::MAX / 2);
+        let count = i64::try_from(count)
+            .unwrap_or(i64::MAX / 2)
+            .min(i64::MAX / 2);
         cmd.arg(self.timed_key(queue, state))
             .arg(start)
             .arg(start + count - 1);
@@ -176,6 +190,45 @@ impl Broker {
             .query_async(&mut conn)
             .await
             .map_err(redis_err("reading jobs"))
+    }
+
+    /// Up to `count` members of one of `queue`'s sorted sets scored from `min` to `max`
+    /// (inclusive), lowest first, with their scores: a cursor that records added or removed
+    /// elsewhere in the set do not shift.
+    pub(crate) async fn timed_by_score(
+        &self,
+        queue: &str,
+        state: TimedState,
+        min: f64,
+        max: f64,
+        count: usize,
+    ) -> Result<Vec<(Vec<u8>, f64)>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(self.timed_key(queue, state))
+            .arg(min)
+            .arg(max)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading jobs"))
+    }
+
+    /// Every job in `queue`'s suspects list (a handful at most: jobs in flight on two workers
+    /// that died), oldest first.
+    pub(crate) async fn suspects(&self, queue: &str) -> Result<Vec<Vec<u8>>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(keys::suspects(&self.prefix, queue))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading suspect jobs"))
     }
 
     /// The workers registered on `queue`, with their last heartbeat (server clock, ms).
@@ -325,6 +378,7 @@ impl Broker {
     ) -> Result<bool, Error> {
         let key = match state {
             Purgeable::Pending => keys::pending(&self.prefix, queue),
+            Purgeable::Suspects => keys::suspects(&self.prefix, queue),
             Purgeable::Scheduled => keys::scheduled(&self.prefix, queue),
             Purgeable::Retry => keys::retry(&self.prefix, queue),
         };
@@ -357,6 +411,7 @@ impl Broker {
     pub(crate) async fn purge(&self, queue: &str, state: Option<Purgeable>) -> Result<u64, Error> {
         let key = match state {
             Some(Purgeable::Pending) => keys::pending(&self.prefix, queue),
+            Some(Purgeable::Suspects) => keys::suspects(&self.prefix, queue),
             Some(Purgeable::Scheduled) => keys::scheduled(&self.prefix, queue),
             Some(Purgeable::Retry) => keys::retry(&self.prefix, queue),
             None => keys::dead(&self.prefix, queue),

@@ -43,9 +43,9 @@ pub(super) enum Command {
         /// pending, scheduled, retry, running or dead.
         #[arg(long)]
         state: crate::JobState,
-        /// How many jobs at most.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// How many jobs at most (1 to 10,000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
         /// How many to skip (for the next page).
         #[arg(long, default_value_t = 0)]
         offset: usize,
@@ -102,7 +102,13 @@ pub(super) enum DeadAction {
     /// Run dead jobs again with a fresh attempt budget.
     Retry(DeadJobs),
     /// Delete dead jobs.
-    Delete(DeadJobs),
+    Delete {
+        #[command(flatten)]
+        jobs: DeadJobs,
+        /// Confirm deleting every dead job (needed with --all).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -34,7 +34,7 @@ pub(super) async fn run(
             };
             let jobs = client
                 .queue(&queue)
-                .jobs(state, order, offset, limit)
+                .jobs(state, order, offset, limit as usize)
                 .await?;
             print_jobs(&jobs, output, out)
         }
@@ -176,8 +176,9 @@ async fn stats(
                 ("OK/HOUR", 8, true),
             ]);
             for (name, stats, throughput) in &rows {
+                // The mark must survive the cut of a long name.
                 let name = if stats.paused {
-                    format!("{name} (paused)")
+                    format!("{} (paused)", render::fit(name, 11))
                 } else {
                     name.clone()
                 };
@@ -292,7 +293,7 @@ fn print_job(job: &JobInfo, output: Output, out: &mut dyn Write) -> Result<(), C
     ];
     for (name, value) in lines {
         if !value.is_empty() {
-            writeln!(out, "{name:<10} {value}")?;
+            writeln!(out, "{name:<10} {}", render::fit(&value, usize::MAX))?;
         }
     }
     Ok(())
@@ -301,10 +302,20 @@ fn print_job(job: &JobInfo, output: Output, out: &mut dyn Write) -> Result<(), C
 async fn dead(client: &Client, action: DeadAction, out: &mut dyn Write) -> Result<(), CliError> {
     let (retry, DeadJobs { queue, all, ids }) = match action {
         DeadAction::Retry(jobs) => (true, jobs),
-        DeadAction::Delete(jobs) => (false, jobs),
+        DeadAction::Delete { jobs, yes } => {
+            if jobs.all && !yes {
+                return Err(CliError::Refused(format!(
+                    "deleting every dead job of `{}` is for good: add --yes",
+                    jobs.queue
+                )));
+            }
+            (false, jobs)
+        }
     };
     let view = client.queue(&queue);
-    let ids: Vec<JobId> = ids.iter().map(|id| JobId::from(id.as_str())).collect();
+    let mut ids: Vec<JobId> = ids.iter().map(|id| JobId::from(id.as_str())).collect();
+    ids.sort();
+    ids.dedup();
     let done = match (retry, all) {
         (true, true) => view.retry_all_dead().await?,
         (true, false) => view.retry_dead(&ids).await?,

@@ -78,5 +78,9 @@ where
         .prefix(&cli.prefix)
         .connect()
         .await?;
-    commands::run(&client, cli.command, out).await
+    match commands::run(&client, cli.command, out).await {
+        // The reader went away (`dtask jobs .. | head`): nothing is wrong.
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }

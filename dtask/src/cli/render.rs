@@ -51,9 +51,13 @@ impl Table {
     }
 }
 
-/// `text` on one line, cut to `width` characters with `…`.
+/// `text` on one line, cut to `width` characters with `…`; control characters (which could
+/// drive the terminal: a task name is anyone's text) become spaces.
 pub(super) fn fit(text: &str, width: usize) -> String {
-    let one_line = text.replace(['\n', '\r', '\t'], " ");
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if one_line.chars().count() <= width {
         return one_line;
     }

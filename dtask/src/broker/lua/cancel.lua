@@ -4,9 +4,10 @@
   KEYS[1] the list or sorted set holding the job
   ARGV[1] the job's payload, exactly as stored
 
-  Returns 1 when this call removed it, 0 when it was no longer there.
+  Returns 1 when this call removed it (every copy, should the same payload be queued twice),
+  0 when it was no longer there.
 ]]
 if redis.call('TYPE', KEYS[1])['ok'] == 'list' then
-  return redis.call('LREM', KEYS[1], 1, ARGV[1])
+  return math.min(redis.call('LREM', KEYS[1], 0, ARGV[1]), 1)
 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
