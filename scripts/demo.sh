@@ -4,7 +4,7 @@
 # and starts one on 127.0.0.1:6379, which is stopped (by pid) when the demo exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/ensure-redis.sh
+DTASK_NO_BROWSER=1 source scripts/ensure-redis.sh
 export DTASK_REDIS_URL="${DTASK_REDIS_URL:-redis://127.0.0.1:6379}"
 export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1:3000}"
 hostport="${DTASK_REDIS_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"

@@ -44,6 +44,8 @@ mod broker;
 pub mod cli;
 mod client;
 mod clock;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod enqueue;
 mod envelope;
 mod error;

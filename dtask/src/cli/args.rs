@@ -95,6 +95,12 @@ pub(super) enum Command {
     },
     /// The workers serving each queue.
     Workers(Output),
+    /// Serve the web dashboard (no login of its own: keep it on a private address).
+    Dashboard {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

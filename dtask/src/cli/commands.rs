@@ -72,6 +72,7 @@ pub(super) async fn run(
         }
         Command::Cancel { id } => cancel(client, &id, out).await,
         Command::Workers(output) => workers(client, output, out).await,
+        Command::Dashboard { listen } => dashboard(client, &listen, out).await,
     }
 }
 
@@ -396,5 +397,22 @@ async fn workers(client: &Client, output: Output, out: &mut dyn Write) -> Result
         ]);
     }
     write!(out, "{}", table.render())?;
+    Ok(())
+}
+
+/// Serves the dashboard at `listen` until the process is interrupted.
+async fn dashboard(client: &Client, listen: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| CliError::Refused(format!("cannot listen on {listen}: {error}")))?;
+    let address = listener.local_addr()?;
+    writeln!(out, "dashboard on http://{address}/ (Ctrl-C to stop)")?;
+    out.flush()?;
+    let app = crate::dashboard::router(client.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }

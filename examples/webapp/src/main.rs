@@ -25,6 +25,8 @@
 //! - `DATABASE_URL`: the app's SQLite database, shared by web and worker processes (default
 //!   `sqlite://dtask-example.db`, created when missing);
 //! - `TENANT`: the tenant header every job is stamped with (default `example`);
+//! - `SMTP_DOWN=1`: the welcome mails fail (a simulated outage, to fill the dead set and try
+//!   the dashboard at `/dtask`);
 //! - `RUST_LOG`: log filter (default `info`).
 //!
 //! SIGTERM or SIGINT (Ctrl-C) stops the process gracefully: the web server finishes the
@@ -51,7 +53,8 @@ usage: dtask-example [all|web|worker]
 
 environment: LISTEN_ADDR (127.0.0.1:3000), DTASK_REDIS_URL (redis://127.0.0.1:6379),
 DTASK_PREFIX (dtask), DTASK_CONCURRENCY, DTASK_MODE (instead of the argument), RUST_LOG (info),
-DATABASE_URL (sqlite://dtask-example.db), TENANT (example)
+DATABASE_URL (sqlite://dtask-example.db), TENANT (example), SMTP_DOWN (1 = mails fail)
+dashboard: http://LISTEN_ADDR/dtask
 ";
 
 /// Any error that ends the process.
@@ -164,11 +167,15 @@ async fn serve(app: tasks::App, embedded_worker: bool) -> Result<(), BoxError> {
     };
 
     tracing::info!("listening on {base_url}");
+    // The operators' dashboard, under /dtask; put the app's own authentication in front of
+    // it in production (see the README).
+    let dashboard = dtask::dashboard::router(client.clone());
     let router = routes::router(routes::AppState {
         client,
         base_url,
         app,
-    });
+    })
+    .nest("/dtask", dashboard);
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(dtask::shutdown_signal())
         .await;

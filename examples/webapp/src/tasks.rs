@@ -174,6 +174,9 @@ pub enum MailError {
         /// The address that was refused.
         address: String,
     },
+    /// The mail server could not be reached (simulated with `SMTP_DOWN=1`: a bad deploy's
+    /// configuration, to show the dashboard's "retry all dead" once it is fixed).
+    Unavailable,
     /// The mail could not be recorded.
     Database(sqlx::Error),
 }
@@ -185,6 +188,12 @@ impl fmt::Display for MailError {
                 f,
                 "mail server refused {address}: domain has no mail exchanger (simulated)"
             ),
+            MailError::Unavailable => {
+                write!(
+                    f,
+                    "mail server unreachable: connection refused (simulated, SMTP_DOWN=1)"
+                )
+            }
             MailError::Database(error) => write!(f, "could not record the mail: {error}"),
         }
     }
@@ -202,6 +211,9 @@ impl std::error::Error for MailError {}
 #[dtask::task(queue = "emails", name = "mail.welcome", retries = 2, timeout = "10s")]
 pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), MailError> {
     tokio::time::sleep(Duration::from_millis(100)).await;
+    if std::env::var_os("SMTP_DOWN").is_some_and(|down| down == "1") {
+        return Err(MailError::Unavailable);
+    }
     if signup.email.ends_with(".invalid") {
         return Err(MailError::Refused {
             address: signup.email,

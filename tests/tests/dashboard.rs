@@ -1,0 +1,255 @@
+//! The dashboard over HTTP against a real Redis, nested under a path of an app as a user
+//! would: pages, live counts, every repair as a form post, and the CSRF and origin checks that
+//! keep another site from posting them. (`examples/webapp/tests/dashboard_browser.rs` drives
+//! it in a real browser.)
+
+use std::time::Duration;
+
+use dtask::{JobState, Worker};
+use dtask_testkit::http::{Response, request};
+use dtask_tests::harness::{start_with_client, wait_dead};
+use dtask_tests::tasks;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Serves `client`'s dashboard under `/ops/dtask` of an app on a free port; the port.
+async fn serve(client: &dtask::Client) -> u16 {
+    let app = axum::Router::new().nest("/ops/dtask", dtask::dashboard::router(client.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+async fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
+    let (path, cookie) = (path.to_owned(), cookie.map(|c| format!("dtask_csrf={c}")));
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        request(port, "GET", &path, &headers, b"").unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Posts `form` to `path` with `cookie` and, when given, a `Sec-Fetch-Site` header.
+async fn post(port: u16, path: &str, cookie: &str, form: &str, site: Option<&str>) -> Response {
+    let (path, cookie, form, site) = (
+        path.to_owned(),
+        format!("dtask_csrf={cookie}"),
+        form.to_owned(),
+        site.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut headers = vec![
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", cookie.as_str()),
+        ];
+        if let Some(site) = &site {
+            headers.push(("Sec-Fetch-Site", site.as_str()));
+        }
+        request(port, "POST", &path, &headers, form.as_bytes()).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The CSRF token a page set in its cookie.
+fn token(page: &Response) -> String {
+    let cookie = page.header("set-cookie").expect("a CSRF cookie");
+    assert!(
+        cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("Path=/ops/dtask"), "{cookie}");
+    let value = cookie.split(';').next().unwrap();
+    value.trim_start_matches("dtask_csrf=").to_owned()
+}
+
+#[tokio::test]
+async fn every_repair_is_a_checked_post_and_the_pages_show_the_queues() {
+    let (_redis, client, _raw, _prefix) = start_with_client("dashboard").await;
+    let port = serve(&client).await;
+    // A dead job (its error carries markup), a pending one, a delayed one.
+    let worker = Worker::new(&client).queues(["doomed"]).spawn();
+    let dead = tasks::doomed::with()
+        .client(&client)
+        .retries(0)
+        .enqueue("dash".into(), "<script>alert(1)</script>".into())
+        .await
+        .unwrap();
+    wait_dead(&dead, WAIT).await;
+    worker.shutdown().await.unwrap();
+    let later = tasks::nap::with()
+        .client(&client)
+        .delay(Duration::from_secs(600))
+        .enqueue("dash-later".into(), 0)
+        .await
+        .unwrap();
+    tasks::nap::with()
+        .client(&client)
+        .enqueue("dash-now".into(), 0)
+        .await
+        .unwrap();
+
+    // The overview: every queue with its counts, links under the app's path, a cookie.
+    let overview = get(port, "/ops/dtask", None).await;
+    assert_eq!(overview.status, 200);
+    let csrf = token(&overview);
+    assert!(
+        overview.body.contains("href=\"/ops/dtask/queues/doomed\""),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview
+            .body
+            .contains("data-q=\"doomed\" data-k=\"dead\">1<"),
+        "{}",
+        overview.body
+    );
+    // The live counts the pages refresh from.
+    let stats = get(port, "/ops/dtask/api/stats", None).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
+    let naps = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "naps")
+        .unwrap();
+    assert_eq!(
+        (naps["pending"].as_u64(), naps["scheduled"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // A dead job's page: its error escaped, never markup.
+    let page = get(
+        port,
+        &format!("/ops/dtask/queues/doomed/jobs/{}", dead.id()),
+        Some(&csrf),
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("set-cookie").is_none(), "the cookie is kept");
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+    // Searching by id leads to the job; an unknown id says so.
+    let found = get(
+        port,
+        &format!("/ops/dtask/queues/doomed?id={}", dead.id()),
+        None,
+    )
+    .await;
+    assert_eq!(found.status, 303);
+    assert_eq!(
+        found.header("location"),
+        Some(format!("/ops/dtask/queues/doomed/jobs/{}", dead.id()).as_str())
+    );
+    assert_eq!(
+        get(port, "/ops/dtask/queues/doomed?id=nope", None)
+            .await
+            .status,
+        404
+    );
+
+    // Posts without the page's token, with another token, or from another site are refused.
+    let pause = "/ops/dtask/queues/naps/pause";
+    for (cookie, form, site) in [
+        (csrf.as_str(), String::new(), None),
+        (csrf.as_str(), format!("csrf={}", "0".repeat(32)), None),
+        (csrf.as_str(), format!("csrf={csrf}"), Some("cross-site")),
+    ] {
+        let refused = post(port, pause, cookie, &form, site).await;
+        assert_eq!(refused.status, 403, "{form} {site:?}");
+    }
+    assert!(!client.queue("naps").is_paused().await.unwrap());
+
+    // Each repair with the token: it is done, and the page it leads back to says so.
+    let form = format!("csrf={csrf}");
+    let paused = post(port, pause, &csrf, &form, Some("same-origin")).await;
+    assert_eq!(paused.status, 303);
+    assert_eq!(
+        paused.header("location"),
+        Some("/ops/dtask/queues/naps?done=paused&n=0")
+    );
+    assert!(client.queue("naps").is_paused().await.unwrap());
+    let page = get(port, "/ops/dtask/queues/naps?done=paused&n=0", Some(&csrf)).await;
+    assert!(
+        page.body.contains("class=\"notice\"") && page.body.contains("badge paused"),
+        "{}",
+        page.body
+    );
+    post(port, "/ops/dtask/queues/naps/resume", &csrf, &form, None).await;
+    assert!(!client.queue("naps").is_paused().await.unwrap());
+
+    let cancelled = post(
+        port,
+        &format!("/ops/dtask/queues/naps/jobs/{}/cancel", later.id()),
+        &csrf,
+        &form,
+        None,
+    )
+    .await;
+    assert_eq!(cancelled.status, 303);
+    assert!(
+        cancelled
+            .header("location")
+            .unwrap()
+            .ends_with("done=cancelled&n=1")
+    );
+    let (_, error) = wait_dead(&later, WAIT).await;
+    assert_eq!(error, dtask::CANCELLED_ERROR);
+
+    let purged = post(
+        port,
+        "/ops/dtask/queues/naps/purge",
+        &csrf,
+        &format!("{form}&state=pending"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        purged.header("location"),
+        Some("/ops/dtask/queues/naps?done=purged&n=1")
+    );
+
+    let retried = post(
+        port,
+        "/ops/dtask/queues/doomed/dead/retry",
+        &csrf,
+        &format!("{form}&id={}", dead.id()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        retried.header("location"),
+        Some("/ops/dtask/queues/doomed?done=retried&n=1")
+    );
+    let queue = client.queue("doomed");
+    let pending = queue
+        .jobs(JobState::Pending, dtask::Order::OldestFirst, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(&pending[0].id, dead.id());
+    // It dies again (the task always fails): delete every dead job at once.
+    let worker = Worker::new(&client).queues(["doomed"]).spawn();
+    wait_dead(&dead, WAIT).await;
+    worker.shutdown().await.unwrap();
+    let deleted = post(
+        port,
+        "/ops/dtask/queues/doomed/dead/delete",
+        &csrf,
+        &format!("{form}&all=1"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        deleted.header("location"),
+        Some("/ops/dtask/queues/doomed?done=deleted&n=1")
+    );
+    assert_eq!(queue.stats().await.unwrap().dead, 0);
+}
