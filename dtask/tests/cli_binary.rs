@@ -52,3 +52,54 @@ fn help_usage_errors_and_a_real_command() {
         "{err}"
     );
 }
+
+#[test]
+fn the_served_dashboard_answers_only_its_own_host_names() {
+    use std::io::BufRead;
+    let redis = RedisServer::start().expect("a redis-server");
+    let url = redis.url();
+    /// The served dashboard, stopped however the test ends.
+    struct Served(std::process::Child);
+    impl Drop for Served {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_dtask"))
+        .args([
+            "--url",
+            &url,
+            "--prefix",
+            "cli-dash",
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--allowed-host", "ops.example:8080"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the dtask binary runs");
+    let mut child = Served(child);
+    let mut first = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let served = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let port: u16 = served.rsplit(':').next().unwrap().parse().unwrap();
+    let ask = |host: &str| {
+        dtask_testkit::http::request(port, "GET", "/", &[("Host", host)], b"")
+            .unwrap()
+            .status
+    };
+    assert_eq!(ask(&served), 200);
+    assert_eq!(ask(&format!("localhost:{port}")), 200);
+    assert_eq!(ask("ops.example:8080"), 200);
+    // A hostile page that re-points its own domain at this machine gets nothing.
+    assert_eq!(ask(&format!("attacker.example:{port}")), 421);
+}

@@ -28,7 +28,8 @@ impl Response {
     }
 }
 
-/// Sends `method path` to `127.0.0.1:port` with `headers` and `body`, and reads the answer.
+/// Sends `method path` to `127.0.0.1:port` with `headers` (`Host: 127.0.0.1:port` unless they
+/// name one) and `body`, and reads the answer.
 pub fn request(
     port: u16,
     method: &str,
@@ -39,9 +40,15 @@ pub fn request(
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -22,16 +22,30 @@ async fn serve(client: &dtask::Client) -> u16 {
 }
 
 async fn get(port: u16, path: &str, cookie: Option<&str>) -> Response {
+    get_with(port, path, cookie, &[]).await
+}
+
+/// A GET with `cookie` and extra `headers`.
+async fn get_with(
+    port: u16,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&'static str, &'static str)],
+) -> Response {
     let (path, cookie) = (path.to_owned(), cookie.map(|c| format!("dtask_csrf={c}")));
+    let extra = headers.to_vec();
     tokio::task::spawn_blocking(move || {
-        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> =
+            cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        headers.extend(extra);
         request(port, "GET", &path, &headers, b"").unwrap()
     })
     .await
     .unwrap()
 }
 
-/// Posts `form` to `path` with `cookie` and, when given, a `Sec-Fetch-Site` header.
+/// Posts `form` to `path` with `cookie` and, when given, a `Sec-Fetch-Site` header (or, for
+/// a value starting with `http`, an `Origin` header).
 async fn post(port: u16, path: &str, cookie: &str, form: &str, site: Option<&str>) -> Response {
     let (path, cookie, form, site) = (
         path.to_owned(),
@@ -45,7 +59,12 @@ async fn post(port: u16, path: &str, cookie: &str, form: &str, site: Option<&str
             ("Cookie", cookie.as_str()),
         ];
         if let Some(site) = &site {
-            headers.push(("Sec-Fetch-Site", site.as_str()));
+            let name = if site.starts_with("http") {
+                "Origin"
+            } else {
+                "Sec-Fetch-Site"
+            };
+            headers.push((name, site.as_str()));
         }
         request(port, "POST", &path, &headers, form.as_bytes()).unwrap()
     })
@@ -155,12 +174,52 @@ async fn every_repair_is_a_checked_post_and_the_pages_show_the_queues() {
         404
     );
 
-    // Posts without the page's token, with another token, or from another site are refused.
+    // Every answer forbids framing and sniffing; the brand link leads to the overview.
+    assert_eq!(overview.header("x-frame-options"), Some("DENY"));
+    assert!(
+        overview
+            .header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(overview.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        overview
+            .body
+            .contains("class=\"brand\" href=\"/ops/dtask\""),
+        "{}",
+        overview.body
+    );
+    // Another site's page cannot read a page in the background (an image, a script)...
+    let background = [
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Mode", "no-cors"),
+    ];
+    let refused = get_with(port, "/ops/dtask/queues/doomed?id=x", None, &background).await;
+    assert_eq!(refused.status, 403);
+    // ... and a page number past every queue is only an empty page.
+    let far = get(port, "/ops/dtask/queues/naps?page=368934881474191033", None).await;
+    assert_eq!(far.status, 200);
+    // A token planted by someone who can set cookies for the host (another port, a sibling
+    // domain) is not the dashboard's: a page replaces it, and a post carrying it is refused.
+    let planted = "0123456789abcdef0123456789abcdef0123456789abcdef";
+    let page = get(port, "/ops/dtask", Some(planted)).await;
+    assert!(token(&page) != planted);
     let pause = "/ops/dtask/queues/naps/pause";
+    let refused = post(port, pause, planted, &format!("csrf={planted}"), None).await;
+    assert_eq!(refused.status, 403);
+
+    // Posts without the page's token, with another token, from another site, or from another
+    // origin are refused.
     for (cookie, form, site) in [
         (csrf.as_str(), String::new(), None),
-        (csrf.as_str(), format!("csrf={}", "0".repeat(32)), None),
+        (csrf.as_str(), format!("csrf={}", "0".repeat(48)), None),
         (csrf.as_str(), format!("csrf={csrf}"), Some("cross-site")),
+        (
+            csrf.as_str(),
+            format!("csrf={csrf}"),
+            Some("http://evil.example"),
+        ),
     ] {
         let refused = post(port, pause, cookie, &form, site).await;
         assert_eq!(refused.status, 403, "{form} {site:?}");
@@ -252,4 +311,46 @@ async fn every_repair_is_a_checked_post_and_the_pages_show_the_queues() {
         Some("/ops/dtask/queues/doomed?done=deleted&n=1")
     );
     assert_eq!(queue.stats().await.unwrap().dead, 0);
+}
+
+#[tokio::test]
+async fn a_queue_that_cannot_be_read_is_reported_beside_the_others() {
+    let (_redis, client, mut raw, prefix) = start_with_client("dashboard-broken").await;
+    let port = serve(&client).await;
+    tasks::nap::with()
+        .client(&client)
+        .enqueue("broken-nap".into(), 0)
+        .await
+        .unwrap();
+    // Another queue's pending key holds a string: every list command on it fails.
+    let _: () = redis::cmd("SADD")
+        .arg(format!("{prefix}:queues"))
+        .arg("broken")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:{{broken}}:pending"))
+        .arg("garbage")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let overview = get(port, "/ops/dtask", None).await;
+    assert_eq!(overview.status, 200);
+    assert!(
+        overview
+            .body
+            .contains("data-q=\"naps\" data-k=\"pending\">1<"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains("cannot be read: "),
+        "{}",
+        overview.body
+    );
+    let stats = get(port, "/ops/dtask/api/stats", None).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.body).unwrap();
+    assert_eq!(stats["unreadable"][0]["queue"], "broken");
+    assert_eq!(stats["queues"][0]["queue"], "naps");
 }

@@ -100,6 +100,11 @@ pub(super) enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// A `Host` the dashboard answers besides the listen address and `localhost` (the
+        /// name it is reached by through a proxy, say); others are refused, so that a hostile
+        /// page cannot reach it by re-pointing its own domain at this machine.
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
     },
 }
 

@@ -72,7 +72,10 @@ pub(super) async fn run(
         }
         Command::Cancel { id } => cancel(client, &id, out).await,
         Command::Workers(output) => workers(client, output, out).await,
-        Command::Dashboard { listen } => dashboard(client, &listen, out).await,
+        Command::Dashboard {
+            listen,
+            allowed_hosts,
+        } => dashboard(client, &listen, allowed_hosts, out).await,
     }
 }
 
@@ -400,19 +403,61 @@ async fn workers(client: &Client, output: Output, out: &mut dyn Write) -> Result
     Ok(())
 }
 
-/// Serves the dashboard at `listen` until the process is interrupted.
-async fn dashboard(client: &Client, listen: &str, out: &mut dyn Write) -> Result<(), CliError> {
+/// Serves the dashboard at `listen` until the process is interrupted, answering only
+/// requests addressed to it by its own address, `localhost`, or one of `allowed_hosts`.
+async fn dashboard(
+    client: &Client,
+    listen: &str,
+    mut allowed_hosts: Vec<String>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| CliError::Refused(format!("cannot listen on {listen}: {error}")))?;
     let address = listener.local_addr()?;
+    let port = address.port();
+    allowed_hosts.extend([
+        address.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ]);
     writeln!(out, "dashboard on http://{address}/ (Ctrl-C to stop)")?;
     out.flush()?;
-    let app = crate::dashboard::router(client.clone());
+    let app = crate::dashboard::router(client.clone()).layer(axum::middleware::from_fn_with_state(
+        std::sync::Arc::new(allowed_hosts),
+        only_known_hosts,
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// Refuses a request whose `Host` is not one the dashboard is served as.
+async fn only_known_hosts(
+    axum::extract::State(allowed): axum::extract::State<std::sync::Arc<Vec<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let known = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| {
+            allowed
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        });
+    if !known {
+        return (
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            "refused: this dashboard is not served under that host name (see --allowed-host)",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }

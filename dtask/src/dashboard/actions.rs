@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html::seg;
-use super::{base_path, csrf_cookie};
+use super::{CsrfKey, base_path, csrf_cookie};
 use crate::{Cancelled, Client, JobId, PurgeState};
 
 /// The form fields a repair posts.
@@ -18,13 +18,21 @@ type Fields = HashMap<String, String>;
 
 /// Whether the request is a genuine post of a dashboard page: its CSRF field matches the
 /// cookie, and the browser does not say it came from another site.
-fn genuine(headers: &HeaderMap, fields: &Fields) -> bool {
-    let same_site = headers
-        .get("sec-fetch-site")
-        .and_then(|value| value.to_str().ok())
-        .is_none_or(|site| site == "same-origin" || site == "none");
-    let token = csrf_cookie(headers);
-    same_site && token.is_some() && fields.get("csrf") == token.as_ref()
+fn genuine(headers: &HeaderMap, fields: &Fields, key: &CsrfKey) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let same_site =
+        value("sec-fetch-site").is_none_or(|site| site == "same-origin" || site == "none");
+    // A browser that does not say where a request comes from still sends its `Origin`: it
+    // must be this host.
+    let same_origin = match (value("origin"), value("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, origin_host)| origin_host == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let token = csrf_cookie(headers, key);
+    same_site && same_origin && token.is_some() && fields.get("csrf") == token.as_ref()
 }
 
 /// What a repair answers: a redirect to `page` (under the dashboard's base) with `done` and
@@ -63,13 +71,14 @@ impl Repair {
 /// POST `/queues/{queue}/pause`.
 pub(super) async fn pause(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let repair = Repair::new(&original, &uri, &name);
@@ -82,13 +91,14 @@ pub(super) async fn pause(
 /// POST `/queues/{queue}/resume`.
 pub(super) async fn resume(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let repair = Repair::new(&original, &uri, &name);
@@ -101,13 +111,14 @@ pub(super) async fn resume(
 /// POST `/queues/{queue}/purge` with `state`.
 pub(super) async fn purge(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let Some(state) = fields
@@ -146,13 +157,14 @@ fn which(fields: &Fields) -> Option<Which> {
 /// POST `/queues/{queue}/dead/retry` with `all=1` or `id`.
 pub(super) async fn retry_dead(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let repair = Repair::new(&original, &uri, &name);
@@ -171,13 +183,14 @@ pub(super) async fn retry_dead(
 /// POST `/queues/{queue}/dead/delete` with `all=1` or `id`.
 pub(super) async fn delete_dead(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let repair = Repair::new(&original, &uri, &name);
@@ -196,13 +209,14 @@ pub(super) async fn delete_dead(
 /// POST `/queues/{queue}/jobs/{id}/cancel`.
 pub(super) async fn cancel(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path((name, id)): Path<(String, String)>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if !genuine(&headers, &fields) {
+    if !genuine(&headers, &fields, &key) {
         return refused();
     }
     let repair = Repair::new(&original, &uri, &name);

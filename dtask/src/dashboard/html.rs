@@ -100,10 +100,15 @@ pub(super) fn page(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title} · dtask</title><style>{STYLE}</style></head>\
-<body data-base=\"{base}\"><header><a class=\"brand\" href=\"{base}/\">dtask</a><nav>{trail}</nav></header>\
+<body data-base=\"{base}\"><header><a class=\"brand\" href=\"{home}\">dtask</a><nav>{trail}</nav></header>\
 <main>{notice}{body}</main><script>{SCRIPT}</script></body></html>",
         title = esc(title),
         base = esc(base),
+        home = if base.is_empty() {
+            "/".to_owned()
+        } else {
+            esc(base)
+        },
     )
 }
 
@@ -131,7 +136,7 @@ input[type=search]{font:inherit;padding:.4rem .7rem;border-radius:8px;border:1px
 .notice{background:var(--card);border-left:4px solid var(--ok);padding:.6rem .9rem;border-radius:6px}
 .muted{color:var(--muted)}pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);padding:.7rem;border-radius:8px;margin:0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:0}dt{color:var(--muted)}dd{margin:0;word-break:break-word}
-.err{color:var(--bad)}.axis{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem;margin-top:.3rem}
+.err{color:var(--bad)}body[data-stale] [data-k]{opacity:.45}.axis{display:flex;justify-content:space-between;color:var(--muted);font-size:.8rem;margin-top:.3rem}
 .chart{width:100%;height:120px}.chart .ok{fill:var(--ok)}.chart .failed{fill:var(--bad)}
 .pager{display:flex;gap:1rem;margin-top:.6rem}
 @media (max-width:600px){main{padding:.7rem}th,td{padding:.4rem}.hide-s{display:none}}
@@ -148,13 +153,16 @@ const cells=document.querySelectorAll('[data-q][data-k]');
 if(!cells.length)return;
 async function refresh(){
   try{
+    if(document.hidden)return;
     const r=await fetch(base+'/api/stats',{headers:{'accept':'application/json'}});
-    if(!r.ok)return;
+    if(!r.ok){document.body.dataset.stale='1';return;}
     const s=await r.json();
+    delete document.body.dataset.stale;
     cells.forEach(c=>{const q=c.dataset.q,k=c.dataset.k;const row=s.queues.find(x=>x.queue===q);if(!row||!(k in row))return;if(typeof row[k]==='boolean'){c.innerHTML=row[k]?'<span class="badge paused">paused</span>':'';}else{c.textContent=row[k];}});
     document.body.dataset.refreshed=String(Date.now());
-  }catch(e){}
+  }catch(e){document.body.dataset.stale='1';}
 }
-setInterval(refresh,2000);
+// The next refresh is asked for only once the last one is answered: a slow Redis gets no pile.
+(function loop(){setTimeout(async()=>{await refresh();loop();},2000);})();
 })();
 "#;

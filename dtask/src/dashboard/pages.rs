@@ -10,11 +10,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
 use super::html::{self, esc, seg};
-use super::{CSRF_COOKIE, base_path, csrf_cookie, new_csrf_token};
+use super::{CSRF_COOKIE, CsrfKey, base_path, csrf_cookie, new_csrf_token};
 use crate::{Client, Counts, JobId, JobInfo, JobState, Order, QueueStats, Throughput};
 
 /// Jobs per page of a queue's list.
 const PAGE: usize = 50;
+/// The highest page number a queue's list answers (its jobs beyond 50 million are reached
+/// with the CLI's `--offset`).
+const MAX_PAGE: usize = 1_000_000;
 
 /// What a page needs to know of its request.
 pub(super) struct Request {
@@ -26,9 +29,14 @@ pub(super) struct Request {
 }
 
 impl Request {
-    pub(super) fn new(original: &OriginalUri, uri: &Uri, headers: &HeaderMap) -> Request {
+    pub(super) fn new(
+        original: &OriginalUri,
+        uri: &Uri,
+        headers: &HeaderMap,
+        key: &CsrfKey,
+    ) -> Request {
         let base = base_path(original, uri);
-        match csrf_cookie(headers) {
+        match csrf_cookie(headers, key) {
             Some(csrf) => Request {
                 base,
                 csrf,
@@ -36,7 +44,7 @@ impl Request {
             },
             None => Request {
                 base,
-                csrf: new_csrf_token(),
+                csrf: new_csrf_token(key),
                 fresh_csrf: true,
             },
         }
@@ -137,13 +145,19 @@ fn notice(query: &HashMap<String, String>) -> Option<String> {
 /// Every queue with its stats and throughput.
 async fn everything(
     client: &Client,
-) -> Result<Vec<(String, QueueStats, Throughput)>, crate::Error> {
+) -> Result<(Vec<(String, QueueStats, Throughput)>, Vec<(String, String)>), crate::Error> {
     let mut all = Vec::new();
+    // A queue whose keys cannot be read (a key of the wrong type, a denied command) is
+    // reported beside the others, not in their place.
+    let mut unreadable = Vec::new();
     for name in client.queues().await? {
         let queue = client.queue(&name);
-        all.push((name, queue.stats().await?, queue.throughput().await?));
+        match tokio::try_join!(queue.stats(), queue.throughput()) {
+            Ok((stats, throughput)) => all.push((name, stats, throughput)),
+            Err(error) => unreadable.push((name, error.to_string())),
+        }
     }
-    Ok(all)
+    Ok((all, unreadable))
 }
 
 fn stats_json(name: &str, stats: &QueueStats, throughput: &Throughput) -> Value {
@@ -164,12 +178,16 @@ fn stats_json(name: &str, stats: &QueueStats, throughput: &Throughput) -> Value 
 /// GET `api/stats`: every queue's counts, for the pages' live refresh.
 pub(super) async fn stats(State(client): State<Client>) -> Response {
     match everything(&client).await {
-        Ok(all) => {
+        Ok((all, unreadable)) => {
             let queues: Vec<Value> = all
                 .iter()
                 .map(|(name, stats, throughput)| stats_json(name, stats, throughput))
                 .collect();
-            Json(json!({ "queues": queues })).into_response()
+            let unreadable: Vec<Value> = unreadable
+                .iter()
+                .map(|(name, error)| json!({ "queue": name, "error": error }))
+                .collect();
+            Json(json!({ "queues": queues, "unreadable": unreadable })).into_response()
         }
         Err(error) => (
             StatusCode::BAD_GATEWAY,
@@ -190,13 +208,14 @@ fn live(queue: &str, key: &str, value: impl std::fmt::Display, class: &str) -> S
 /// GET `/`: the overview.
 pub(super) async fn overview(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let request = Request::new(&original, &uri, &headers);
-    let all = match everything(&client).await {
-        Ok(all) => all,
+    let request = Request::new(&original, &uri, &headers, &key);
+    let (all, unreadable) = match everything(&client).await {
+        Ok(both) => both,
         Err(error) => return failure(&request, &error),
     };
     let mut total = QueueStats::default();
@@ -243,7 +262,15 @@ pub(super) async fn overview(
             live(name, "paused", paused, "badge-cell"),
         );
     }
-    if all.is_empty() {
+    for (name, error) in &unreadable {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td colspan=\"8\" class=\"err\">cannot be read: {}</td></tr>",
+            esc(name),
+            esc(error)
+        );
+    }
+    if all.is_empty() && unreadable.is_empty() {
         rows.push_str("<tr><td colspan=\"9\" class=\"muted\">No queue yet: none was enqueued to or served under this prefix.</td></tr>");
     }
     let mut workers = String::new();
@@ -328,13 +355,14 @@ fn crate_fit(text: &str, chars: usize) -> String {
 /// GET `/queues/{queue}`: one queue, its jobs in one state, and its repairs.
 pub(super) async fn queue(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let request = Request::new(&original, &uri, &headers);
+    let request = Request::new(&original, &uri, &headers, &key);
     let queue = client.queue(&name);
     let base_q = format!("{}/queues/{}", request.base, seg(&name));
     if let Some(id) = query
@@ -363,7 +391,12 @@ pub(super) async fn queue(
         .get("state")
         .and_then(|s| s.parse().ok())
         .unwrap_or(JobState::Pending);
-    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    // A page number past any queue's length is the last page anyone could ask for.
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+        .min(MAX_PAGE);
     let (stats, jobs) = match tokio::try_join!(
         queue.stats(),
         queue.jobs(state, Order::NewestFirst, page * PAGE, PAGE + 1)
@@ -485,13 +518,14 @@ pub(super) async fn queue(
 /// GET `/queues/{queue}/jobs/{id}`: one job.
 pub(super) async fn job(
     State(client): State<Client>,
+    State(key): State<CsrfKey>,
     Path((name, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     original: OriginalUri,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let request = Request::new(&original, &uri, &headers);
+    let request = Request::new(&original, &uri, &headers, &key);
     let base_q = format!("{}/queues/{}", request.base, seg(&name));
     let trail = format!(" / <a href=\"{}\">{}</a> / job", esc(&base_q), esc(&name));
     let notice = notice(&query);
