@@ -171,6 +171,7 @@ impl<O> Enqueue<O> {
             })
             .collect();
         client.broker.enqueue(&jobs).await?;
+        crate::metrics::enqueued(queue, self.info.name, ids.len() as u64);
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids
             .into_iter()

@@ -51,6 +51,7 @@ mod envelope;
 mod error;
 mod finite;
 mod job;
+mod metrics;
 mod middleware;
 mod output;
 mod redact;

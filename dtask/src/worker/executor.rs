@@ -24,6 +24,7 @@ use crate::broker::{Fenced, Finished};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
+use crate::metrics::{self, Outcome};
 use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 use crate::registry::HandlerError;
 
@@ -89,6 +90,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             };
             tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
             if run.bury_record(&record.to_json()).await {
+                metrics::finished(&queue, "", Outcome::Dead);
                 ctx.fire(&JobEvent::Dead {
                     job: None,
                     error: &record.error,
@@ -137,6 +139,16 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
 
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
+    // A first attempt waited since its enqueue (a delayed job: its delay included).
+    let waited = (attempt == 1).then(|| {
+        Duration::from_millis(
+            ctx.settings
+                .clock
+                .now_ms()
+                .saturating_sub(envelope.enqueued_at_ms),
+        )
+    });
+    metrics::started(&queue, waited);
     let timeout = entry.info.timeout;
     // Built for every run: the handler reads it with `dtask::current()`.
     let job = Arc::new(JobContext::of(&envelope, &queue, attempt));
@@ -181,10 +193,12 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let outcome = tokio::select! {
         outcome = running => outcome,
         _ = abandon.cancelled() => {
+            metrics::stopped(&queue, &envelope.task, started.elapsed());
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
             return;
         }
     };
+    metrics::stopped(&queue, &envelope.task, started.elapsed());
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
         Ok(value) => {
@@ -222,6 +236,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 // hash no larger than the concurrency.
                 match acked.await {
                     Ok(Acked::Held) => {
+                        metrics::finished(&queue, &envelope.task, Outcome::Succeeded);
                         tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
                         if let Some(value) = &hooked_value {
                             ctx.fire(&JobEvent::Succeeded {
@@ -264,6 +279,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         }
         None => return, // abandoned at shutdown
     };
+    metrics::finished(&queue, &next.task, Outcome::Failed);
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     if !ctx.hooks.is_empty() {
         ctx.fire(&JobEvent::Retrying {
@@ -360,6 +376,7 @@ impl Run<'_> {
             self.stale(&envelope, "was buried");
             return;
         }
+        metrics::finished(self.queue, &envelope.task, Outcome::Dead);
         if envelope.attempt == 0 {
             tracing::error!(job_id = %envelope.id, task = %envelope.task, error = %outcome_error, "job cannot run; moved it to the dead set");
         } else {
@@ -433,6 +450,8 @@ impl Run<'_> {
                     };
                     tracing::error!(queue = self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
                     if self.bury_record(&record.to_json()).await {
+                        let task = record.task.as_deref().unwrap_or_default();
+                        metrics::finished(self.queue, task, Outcome::Dead);
                         if let Some(id) = id {
                             self.record_death(&id, 0, &record.error).await;
                         }

@@ -61,6 +61,7 @@ impl Recoverer {
             else {
                 continue;
             };
+            crate::metrics::recovered(queue, outcome.requeued);
             tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, poisoned = outcome.poisoned, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
             ctx.wake_fetcher.notify_one();
         }

@@ -100,6 +100,13 @@ pub struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     tasks::start_clock();
+    // Built with `--features metrics`: every job's metrics go to a Prometheus recorder, as in
+    // an app that exports them.
+    #[cfg(feature = "metrics")]
+    if let Err(error) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        eprintln!("dtask-bench: cannot install the metrics recorder: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

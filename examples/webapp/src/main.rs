@@ -54,7 +54,7 @@ usage: dtask-example [all|web|worker]
 environment: LISTEN_ADDR (127.0.0.1:3000), DTASK_REDIS_URL (redis://127.0.0.1:6379),
 DTASK_PREFIX (dtask), DTASK_CONCURRENCY, DTASK_MODE (instead of the argument), RUST_LOG (info),
 DATABASE_URL (sqlite://dtask-example.db), TENANT (example), SMTP_DOWN (1 = mails fail)
-dashboard: http://LISTEN_ADDR/dtask
+dashboard: http://LISTEN_ADDR/dtask    metrics (Prometheus): http://LISTEN_ADDR/metrics
 ";
 
 /// Any error that ends the process.
@@ -170,12 +170,20 @@ async fn serve(app: tasks::App, embedded_worker: bool) -> Result<(), BoxError> {
     // The operators' dashboard, under /dtask; put the app's own authentication in front of
     // it in production (see the README).
     let dashboard = dtask::dashboard::router(client.clone());
+    // Prometheus metrics of the jobs this process enqueues and runs, at /metrics.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
     let router = routes::router(routes::AppState {
         client,
         base_url,
         app,
     })
-    .nest("/dtask", dashboard);
+    .nest("/dtask", dashboard)
+    .route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(dtask::shutdown_signal())
         .await;
