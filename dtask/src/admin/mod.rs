@@ -37,6 +37,24 @@ pub struct QueueStats {
     pub paused: bool,
 }
 
+impl QueueStats {
+    /// The counts of queue `name` as the CLI's `--json` and the dashboard's live refresh
+    /// print them (suspects counted as pending).
+    #[cfg(any(feature = "cli", feature = "dashboard"))]
+    pub(crate) fn to_json(self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "queue": name,
+            "pending": self.pending + self.suspects,
+            "scheduled": self.scheduled,
+            "retry": self.retry,
+            "running": self.running,
+            "dead": self.dead,
+            "workers": self.workers,
+            "paused": self.paused,
+        })
+    }
+}
+
 /// A worker serving a queue, as its registration in Redis tells.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -89,23 +89,10 @@ async fn all_stats(client: &Client) -> Result<Vec<(String, QueueStats)>, CliErro
     Ok(all)
 }
 
-fn stats_json(name: &str, stats: &QueueStats) -> Value {
-    json!({
-        "queue": name,
-        "pending": stats.pending + stats.suspects,
-        "scheduled": stats.scheduled,
-        "retry": stats.retry,
-        "running": stats.running,
-        "dead": stats.dead,
-        "workers": stats.workers,
-        "paused": stats.paused,
-    })
-}
-
 async fn queues(client: &Client, output: Output, out: &mut dyn Write) -> Result<(), CliError> {
     let all = all_stats(client).await?;
     if output.json {
-        let list: Vec<Value> = all.iter().map(|(name, s)| stats_json(name, s)).collect();
+        let list: Vec<Value> = all.iter().map(|(name, s)| s.to_json(name)).collect();
         writeln!(out, "{}", Value::Array(list))?;
         return Ok(());
     }
@@ -157,7 +144,7 @@ async fn stats(
             let list: Vec<Value> = rows
                 .iter()
                 .map(|(name, stats, throughput)| {
-                    let mut value = stats_json(name, stats);
+                    let mut value = stats.to_json(name);
                     value["last_minute"] = counts_json(throughput, true);
                     value["last_hour"] = counts_json(throughput, false);
                     value

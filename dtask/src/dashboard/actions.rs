@@ -1,16 +1,16 @@
 //! The dashboard's repairs (POST): pause, resume, purge, retry or delete dead jobs, cancel.
-//! Each checks the CSRF token and the request's origin, does one admin call, and redirects
-//! back to the page it came from with what it did.
+//! Each takes a [`Repair`] (a form whose CSRF token and origin were checked before the handler
+//! runs), does one admin call, and redirects back to the page it came from with what it did.
 
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, OriginalUri, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html::seg;
-use super::{CsrfKey, base_path, csrf_cookie};
+use super::{CsrfKey, Shared, base_path, csrf_cookie};
 use crate::{Cancelled, Client, JobId, PurgeState};
 
 /// The form fields a repair posts.
@@ -35,55 +35,60 @@ fn genuine(headers: &HeaderMap, fields: &Fields, key: &CsrfKey) -> bool {
     same_site && same_origin && token.is_some() && fields.get("csrf") == token.as_ref()
 }
 
-/// What a repair answers: a redirect to `page` (under the dashboard's base) with `done` and
-/// the count, or an error status with a one-line message.
-fn done(base: &str, page: &str, done: &str, n: u64) -> Response {
-    Redirect::to(&format!("{base}{page}?done={done}&n={n}")).into_response()
+/// A repair's form, taken only from a genuine post of a dashboard page (else the request is
+/// refused before any handler runs), with the path the dashboard is nested under.
+pub(super) struct Repair {
+    base: String,
+    fields: Fields,
 }
 
-fn refused() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "refused: this form did not come from the dashboard (missing or stale CSRF token); reload the page and try again",
-    )
-        .into_response()
+impl FromRequest<Shared> for Repair {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, shared: &Shared) -> Result<Repair, Response> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(original) = OriginalUri::from_request_parts(&mut parts, shared).await;
+        let base = base_path(&original, &parts.uri);
+        let headers = parts.headers.clone();
+        let Form(fields) = Form::<Fields>::from_request(Request::from_parts(parts, body), shared)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !genuine(&headers, &fields, &CsrfKey::from_ref(shared)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "refused: this form did not come from the dashboard (missing or stale CSRF token); reload the page and try again",
+            )
+                .into_response());
+        }
+        Ok(Repair { base, fields })
+    }
+}
+
+impl Repair {
+    /// The answer to a repair that worked: a redirect to `page` (under the dashboard's base)
+    /// saying what was `done`, to how many jobs.
+    fn done(&self, page: &str, done: &str, n: u64) -> Response {
+        Redirect::to(&format!("{}{page}?done={done}&n={n}", self.base)).into_response()
+    }
 }
 
 fn failed(error: crate::Error) -> Response {
     (StatusCode::BAD_GATEWAY, format!("Redis failed: {error}")).into_response()
 }
 
-/// The common frame of a repair on queue `name`.
-struct Repair {
-    base: String,
-    page: String,
-}
-
-impl Repair {
-    fn new(original: &OriginalUri, uri: &Uri, name: &str) -> Repair {
-        Repair {
-            base: base_path(original, uri),
-            page: format!("/queues/{}", seg(name)),
-        }
-    }
+/// The page of queue `name`, under the dashboard's base.
+fn queue_page(name: &str) -> String {
+    format!("/queues/{}", seg(name))
 }
 
 /// POST `/queues/{queue}/pause`.
 pub(super) async fn pause(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path(name): Path<String>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let repair = Repair::new(&original, &uri, &name);
     match client.queue(&name).pause().await {
-        Ok(()) => done(&repair.base, &repair.page, "paused", 0),
+        Ok(()) => repair.done(&queue_page(&name), "paused", 0),
         Err(error) => failed(error),
     }
 }
@@ -91,19 +96,11 @@ pub(super) async fn pause(
 /// POST `/queues/{queue}/resume`.
 pub(super) async fn resume(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path(name): Path<String>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let repair = Repair::new(&original, &uri, &name);
     match client.queue(&name).resume().await {
-        Ok(()) => done(&repair.base, &repair.page, "resumed", 0),
+        Ok(()) => repair.done(&queue_page(&name), "resumed", 0),
         Err(error) => failed(error),
     }
 }
@@ -111,17 +108,11 @@ pub(super) async fn resume(
 /// POST `/queues/{queue}/purge` with `state`.
 pub(super) async fn purge(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path(name): Path<String>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let Some(state) = fields
+    let Some(state) = repair
+        .fields
         .get("state")
         .and_then(|s| s.parse::<PurgeState>().ok())
     else {
@@ -131,9 +122,8 @@ pub(super) async fn purge(
         )
             .into_response();
     };
-    let repair = Repair::new(&original, &uri, &name);
     match client.queue(&name).purge(state).await {
-        Ok(n) => done(&repair.base, &repair.page, "purged", n),
+        Ok(n) => repair.done(&queue_page(&name), "purged", n),
         Err(error) => failed(error),
     }
 }
@@ -157,25 +147,17 @@ fn which(fields: &Fields) -> Option<Which> {
 /// POST `/queues/{queue}/dead/retry` with `all=1` or `id`.
 pub(super) async fn retry_dead(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path(name): Path<String>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let repair = Repair::new(&original, &uri, &name);
     let queue = client.queue(&name);
-    let revived = match which(&fields) {
+    let revived = match which(&repair.fields) {
         Some(Which::All) => queue.retry_all_dead().await,
         Some(Which::One(id)) => queue.retry_dead(&[id]).await,
         None => return (StatusCode::BAD_REQUEST, "retry: give all=1 or an id").into_response(),
     };
     match revived {
-        Ok(n) => done(&repair.base, &repair.page, "retried", n),
+        Ok(n) => repair.done(&queue_page(&name), "retried", n),
         Err(error) => failed(error),
     }
 }
@@ -183,25 +165,17 @@ pub(super) async fn retry_dead(
 /// POST `/queues/{queue}/dead/delete` with `all=1` or `id`.
 pub(super) async fn delete_dead(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path(name): Path<String>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let repair = Repair::new(&original, &uri, &name);
     let queue = client.queue(&name);
-    let deleted = match which(&fields) {
+    let deleted = match which(&repair.fields) {
         Some(Which::All) => queue.delete_all_dead().await,
         Some(Which::One(id)) => queue.delete_dead(&[id]).await,
         None => return (StatusCode::BAD_REQUEST, "delete: give all=1 or an id").into_response(),
     };
     match deleted {
-        Ok(n) => done(&repair.base, &repair.page, "deleted", n),
+        Ok(n) => repair.done(&queue_page(&name), "deleted", n),
         Err(error) => failed(error),
     }
 }
@@ -209,21 +183,13 @@ pub(super) async fn delete_dead(
 /// POST `/queues/{queue}/jobs/{id}/cancel`.
 pub(super) async fn cancel(
     State(client): State<Client>,
-    State(key): State<CsrfKey>,
     Path((name, id)): Path<(String, String)>,
-    original: OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    repair: Repair,
 ) -> Response {
-    if !genuine(&headers, &fields, &key) {
-        return refused();
-    }
-    let repair = Repair::new(&original, &uri, &name);
-    let page = format!("{}/jobs/{}", repair.page, seg(&id));
+    let page = format!("{}/jobs/{}", queue_page(&name), seg(&id));
     match client.queue(&name).cancel(&JobId::from(id.as_str())).await {
-        Ok(Cancelled::Cancelled(_)) => done(&repair.base, &page, "cancelled", 1),
-        Ok(_) => done(&repair.base, &page, "not-cancelled", 0),
+        Ok(Cancelled::Cancelled(_)) => repair.done(&page, "cancelled", 1),
+        Ok(_) => repair.done(&page, "not-cancelled", 0),
         Err(error) => failed(error),
     }
 }

@@ -161,18 +161,10 @@ async fn everything(
 }
 
 fn stats_json(name: &str, stats: &QueueStats, throughput: &Throughput) -> Value {
-    json!({
-        "queue": name,
-        "pending": stats.pending + stats.suspects,
-        "scheduled": stats.scheduled,
-        "retry": stats.retry,
-        "running": stats.running,
-        "dead": stats.dead,
-        "workers": stats.workers,
-        "paused": stats.paused,
-        "ok_min": throughput.last_minute.succeeded,
-        "failed_min": throughput.last_minute.failed,
-    })
+    let mut value = stats.to_json(name);
+    value["ok_min"] = json!(throughput.last_minute.succeeded);
+    value["failed_min"] = json!(throughput.last_minute.failed);
+    value
 }
 
 /// GET `api/stats`: every queue's counts, for the pages' live refresh.
