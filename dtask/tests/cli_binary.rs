@@ -58,14 +58,6 @@ fn the_served_dashboard_answers_only_its_own_host_names() {
     use std::io::BufRead;
     let redis = RedisServer::start().expect("a redis-server");
     let url = redis.url();
-    /// The served dashboard, stopped however the test ends.
-    struct Served(std::process::Child);
-    impl Drop for Served {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let child = Command::new(env!("CARGO_BIN_EXE_dtask"))
         .args([
             "--url",
@@ -80,7 +72,7 @@ fn the_served_dashboard_answers_only_its_own_host_names() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the dtask binary runs");
-    let mut child = Served(child);
+    let mut child = dtask_testkit::process::KillOnDrop(child);
     let mut first = String::new();
     std::io::BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut first)

@@ -6,5 +6,6 @@
 
 pub mod http;
 pub mod os;
+pub mod process;
 pub mod proxy;
 pub mod redis_server;

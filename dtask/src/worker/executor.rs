@@ -139,8 +139,9 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
 
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
-    // A first attempt waited since its enqueue (a delayed job: its delay included).
-    let waited = (attempt == 1).then(|| {
+    // A first attempt waited since its enqueue (a delayed job: its delay included); read
+    // only when metrics are built in.
+    let waited = (metrics::ENABLED && attempt == 1).then(|| {
         Duration::from_millis(
             ctx.settings
                 .clock

@@ -7,37 +7,13 @@
 //! `DTASK_NO_BROWSER=1` to skip it on a machine without them.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use dtask_testkit::os::free_port;
+use dtask_testkit::process::{KillOnDrop, eventually};
 use dtask_testkit::redis_server::RedisServer;
 use serde_json::{Value, json};
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `check` every 100 ms until it gives `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// One JSON request to `127.0.0.1:port`; the status and the body.
 fn http(
@@ -56,7 +32,7 @@ fn http(
 struct Browser {
     port: u16,
     session: String,
-    _driver: Process,
+    _driver: KillOnDrop,
 }
 
 impl Browser {
@@ -68,7 +44,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (install chromium-driver, or set DTASK_NO_BROWSER=1)");
-        let driver = Process(driver);
+        let driver = KillOnDrop(driver);
         eventually(Duration::from_secs(20), "chromedriver answers", || {
             http(port, "GET", "/status", None)
                 .ok()
@@ -211,7 +187,7 @@ fn example(
     port: u16,
     db: &str,
     smtp_down: bool,
-) -> Process {
+) -> KillOnDrop {
     let child = Command::new(env!("CARGO_BIN_EXE_dtask-example"))
         .arg(mode)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -224,7 +200,7 @@ fn example(
         .stderr(Stdio::null())
         .spawn()
         .expect("the example app starts");
-    Process(child)
+    KillOnDrop(child)
 }
 
 #[test]

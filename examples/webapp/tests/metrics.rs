@@ -2,37 +2,13 @@
 //! mails are sent and one fails for good, the counters, histograms and gauges say so, by
 //! queue, task and outcome.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use dtask_testkit::http::request;
 use dtask_testkit::os::free_port;
+use dtask_testkit::process::{KillOnDrop, eventually};
 use dtask_testkit::redis_server::RedisServer;
-
-/// The app, stopped however the test ends.
-struct App(Child);
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `check` every 100 ms until it gives `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The value of the sample of `metric` whose labels include every one of `labels`.
 fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
@@ -51,16 +27,18 @@ fn the_metrics_count_jobs_by_queue_task_and_outcome() {
     let dir = std::env::temp_dir().join(format!("dtask-metrics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port().unwrap();
-    let _app = App(Command::new(env!("CARGO_BIN_EXE_dtask-example"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DTASK_REDIS_URL", redis.url())
-        .env("DTASK_PREFIX", format!("metrics-{}", std::process::id()))
-        .env("DATABASE_URL", format!("sqlite://{}/app.db", dir.display()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the example app starts"));
+    let _app = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_dtask-example"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DTASK_REDIS_URL", redis.url())
+            .env("DTASK_PREFIX", format!("metrics-{}", std::process::id()))
+            .env("DATABASE_URL", format!("sqlite://{}/app.db", dir.display()))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example app starts"),
+    );
     let post = |body: &str| {
         request(
             port,
