@@ -122,6 +122,8 @@ impl<O> Enqueue<O> {
         };
         let mut ids = Vec::new();
         let mut payloads = Vec::new();
+        // The caller's trace, carried to each job so that its runs join it.
+        let trace = crate::trace::current_trace_headers();
         for args in items {
             let args = crate::finite::check(&args)
                 .and_then(|()| serde_json::to_string(&args))
@@ -130,13 +132,14 @@ impl<O> Enqueue<O> {
                     task: self.info.name.to_owned(),
                     source,
                 })?;
-            let headers = client
+            let mut headers = client
                 .enqueue_middleware
                 .headers_for(self.info.name, queue, args.get())
                 .map_err(|reason| Error::EnqueueRefused {
                     task: self.info.name.to_owned(),
                     reason,
                 })?;
+            crate::trace::carry(&mut headers, &trace);
             let envelope = Envelope {
                 v: ENVELOPE_VERSION,
                 id: JobId::generate(),

@@ -36,6 +36,11 @@
 //!
 //! Jobs run at least once: a handler may run again after a worker dies mid-job, so make
 //! handlers idempotent.
+//!
+//! Every run happens in a `tracing` span `dtask.job` (fields `id`, `task`, `queue`, `attempt`,
+//! `outcome`). Optional features: `metrics` (counters and histograms through the `metrics`
+//! facade), `opentelemetry` (a job's runs join the trace of the request that enqueued it, by a
+//! W3C `traceparent` header), `dashboard` (an axum router), `cli` (the `dtask` binary).
 
 mod admin;
 mod backoff;
@@ -57,6 +62,7 @@ mod output;
 mod redact;
 mod registry;
 mod state;
+mod trace;
 mod worker;
 
 pub use admin::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dtask::Worker;
 use dtask::cli::CliError;
-use dtask_tests::harness::{start_with_client, wait_dead};
+use dtask_tests::harness::{TempDir, init_logging, readme_acl, start_redis_with, wait_dead};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -29,8 +29,27 @@ fn assert_fits(text: &str) {
 
 #[tokio::test]
 async fn an_operator_repairs_a_bad_deploy_from_the_command_line() {
-    let (redis, client, _raw, prefix) = start_with_client("cli").await;
-    let url = redis.url();
+    // The operator runs the CLI as the README's `operator` ACL user (the app, as admin).
+    init_logging();
+    let acl = TempDir::new("cli-acl");
+    let acl_file = acl.path().join("users.acl");
+    std::fs::write(
+        &acl_file,
+        format!(
+            "user default on nopass ~* &* +@all\nuser operator {}\n",
+            readme_acl("operator")
+        ),
+    )
+    .unwrap();
+    let redis = start_redis_with(&["--aclfile", acl_file.to_str().unwrap()]);
+    let prefix = "dtask".to_owned(); // the prefix the README's users are limited to
+    let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .unwrap();
+    let url = format!(
+        "redis://operator:operator-password@127.0.0.1:{}",
+        redis.port()
+    );
     let run = |args: &'static [&'static str]| {
         let (url, prefix) = (url.clone(), prefix.clone());
         async move { dtask(&url, &prefix, args).await }
@@ -193,6 +212,10 @@ async fn an_operator_repairs_a_bad_deploy_from_the_command_line() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[2], std::process::id().to_string(), "{workers}");
     assert_eq!(cells[3], "1", "{workers}");
+    let running = run(&["jobs", "gated-answer", "--state", "running"])
+        .await
+        .unwrap();
+    assert!(running.contains(held.id().as_str()), "{running}");
     tasks::open_gate("cli-gate");
     held.wait(WAIT).await.unwrap();
     worker.shutdown().await.unwrap();

@@ -816,18 +816,33 @@ async fn reclaim_returns_only_the_jobs_whose_lease_the_worker_does_not_hold() {
     );
 }
 
-#[test]
-fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
+/// The commands `scripts` call that the README's ACL line for `user` does not allow.
+fn denied_to_readme_user(user: &str, scripts: &[&str]) -> Vec<String> {
     let readme = include_str!("../../../README.md");
-    let worker_acl = readme
+    let acl = readme
         .lines()
-        .find_map(|line| line.strip_prefix("user worker "))
-        .expect("README.md has the worker's ACL line");
-    let allowed: Vec<String> = worker_acl
+        .find_map(|line| line.strip_prefix(&format!("user {user} ")))
+        .unwrap_or_else(|| panic!("README.md has no ACL line for `{user}`"));
+    let allowed: Vec<String> = acl
         .split_whitespace()
         .filter_map(|rule| rule.strip_prefix('+'))
         .map(str::to_ascii_uppercase)
         .collect();
+    let mut called = Vec::new();
+    for script in scripts {
+        for (i, _) in script.match_indices("call('") {
+            let rest = &script[i + "call('".len()..];
+            let command = &rest[..rest.find('\'').expect("a quoted command")];
+            called.push(command.to_ascii_uppercase());
+        }
+    }
+    assert!(called.len() > scripts.len(), "{called:?}");
+    called.retain(|c| !allowed.contains(c));
+    called
+}
+
+#[test]
+fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
     let scripts = [
         include_str!("lua/lease.lua"),
         include_str!("lua/settle.lua"),
@@ -846,18 +861,25 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/heartbeat.lua"),
         include_str!("lua/reclaim.lua"),
     ];
-    let mut called = Vec::new();
-    for script in scripts {
-        for (i, _) in script.match_indices("call('") {
-            let rest = &script[i + "call('".len()..];
-            let command = &rest[..rest.find('\'').expect("a quoted command")];
-            called.push(command.to_ascii_uppercase());
-        }
-    }
-    assert!(called.len() > 20, "{called:?}");
-    let missing: Vec<&String> = called.iter().filter(|c| !allowed.contains(c)).collect();
+    let missing = denied_to_readme_user("worker", &scripts);
     assert!(
         missing.is_empty(),
         "scripts call commands the README's worker ACL denies: {missing:?}"
+    );
+}
+
+#[test]
+fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
+    let scripts = [
+        include_str!("lua/revive.lua"),
+        include_str!("lua/purge.lua"),
+        include_str!("lua/cancel.lua"),
+        include_str!("lua/outcomes.lua"),
+        include_str!("lua/set_outcomes.lua"),
+    ];
+    let missing = denied_to_readme_user("operator", &scripts);
+    assert!(
+        missing.is_empty(),
+        "repair scripts call commands the README's operator ACL denies: {missing:?}"
     );
 }

@@ -27,6 +27,8 @@ use crate::envelope::{
 use crate::metrics::{self, Outcome};
 use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 use crate::registry::HandlerError;
+use crate::trace::{self, Settled};
+use tracing::Instrument;
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
@@ -47,7 +49,7 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
 /// The run being settled: where it is held, and how to tell it apart in logs.
 struct Run<'a> {
     ctx: &'a Context,
-    queue: &'a str,
+    queue: &'a Arc<str>,
     lease: &'a str,
     abandon: &'a CancellationToken,
 }
@@ -99,6 +101,19 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             return;
         }
     };
+    let span = trace::job_span(&envelope, &queue, envelope.attempt + 1);
+    let settled = run_job(&run, envelope, &payload)
+        .instrument(span.clone())
+        .await;
+    trace::record_outcome(&span, settled);
+}
+
+/// Runs a decoded job (in its `dtask.job` span) and settles it; how it ended.
+async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
+    let ctx = run.ctx;
+    let queue = run.queue;
+    let lease = run.lease;
+    let abandon = run.abandon;
     let Some(entry) = ctx.registry.get(&envelope.task) else {
         let reason = format!(
             "unknown task `{}`: no task of that name is registered in this worker (it knows: {})",
@@ -110,9 +125,9 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             task: envelope.task.clone(),
             enqueued_at_ms: envelope.enqueued_at_ms,
         });
-        run.defer_or_bury(&payload, peek, &envelope.task, reason)
+        return run
+            .defer_or_bury(payload, peek, &envelope.task, reason)
             .await;
-        return;
     };
     let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
         Ok(handler) => handler,
@@ -121,8 +136,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 "arguments do not match task `{}`: {reason}",
                 envelope.task
             ));
-            run.bury(envelope, reason).await;
-            return;
+            return run.bury(envelope, reason).await;
         }
         Err(HandlerError::MissingState(reason)) => {
             // Routed here with `.queue(..)`: a worker that has the state may run it.
@@ -132,8 +146,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 enqueued_at_ms: envelope.enqueued_at_ms,
             });
             let kind = format!("{} (state)", envelope.task);
-            run.defer_or_bury(&payload, peek, &kind, reason).await;
-            return;
+            return run.defer_or_bury(payload, peek, &kind, reason).await;
         }
     };
 
@@ -149,10 +162,10 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 .saturating_sub(envelope.enqueued_at_ms),
         )
     });
-    metrics::started(&queue, waited);
+    metrics::started(queue, waited);
     let timeout = entry.info.timeout;
     // Built for every run: the handler reads it with `dtask::current()`.
-    let job = Arc::new(JobContext::of(&envelope, &queue, attempt));
+    let job = Arc::new(JobContext::of(&envelope, queue, attempt));
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -194,12 +207,12 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     let outcome = tokio::select! {
         outcome = running => outcome,
         _ = abandon.cancelled() => {
-            metrics::stopped(&queue, &envelope.task, started.elapsed());
+            metrics::stopped(queue, &envelope.task, started.elapsed());
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
-            return;
+            return Settled::Abandoned;
         }
     };
-    metrics::stopped(&queue, &envelope.task, started.elapsed());
+    metrics::stopped(queue, &envelope.task, started.elapsed());
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
         Ok(value) => {
@@ -222,7 +235,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             let (done, acked) = oneshot::channel();
             let finished = Finished {
                 queue: queue.clone(),
-                lease: lease.clone(),
+                lease: lease.to_owned(),
                 outcome,
             };
             if ctx
@@ -231,26 +244,31 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                     job: finished,
                     done,
                 })
-                .is_ok()
+                .is_err()
             {
-                // Holding the slot until Redis has the acknowledgement keeps the in-flight
-                // hash no larger than the concurrency.
-                match acked.await {
-                    Ok(Acked::Held) => {
-                        metrics::finished(&queue, &envelope.task, Outcome::Succeeded);
-                        tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-                        if let Some(value) = &hooked_value {
-                            ctx.fire(&JobEvent::Succeeded {
-                                job: &job,
-                                result: value,
-                            });
-                        }
-                    }
-                    Ok(Acked::Stale) => run.stale(&envelope, "succeeded"),
-                    Err(_) => {}
-                }
+                return Settled::Abandoned;
             }
-            return;
+            // Holding the slot until Redis has the acknowledgement keeps the in-flight hash no
+            // larger than the concurrency.
+            return match acked.await {
+                Ok(Acked::Held) => {
+                    metrics::finished(queue, &envelope.task, Outcome::Succeeded);
+                    tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
+                    if let Some(value) = &hooked_value {
+                        ctx.fire(&JobEvent::Succeeded {
+                            job: &job,
+                            result: value,
+                        });
+                    }
+                    Settled::Succeeded
+                }
+                Ok(Acked::Stale) => {
+                    run.stale(&envelope, "succeeded");
+                    Settled::Stale
+                }
+                // The acker stopped: the worker is going away, the job stays in flight.
+                Err(_) => Settled::Abandoned,
+            };
         }
         Err(error) => readable(error),
     };
@@ -261,8 +279,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             attempt,
             ..envelope
         };
-        run.bury(envelope, error).await;
-        return;
+        return run.bury(envelope, error).await;
     }
     let delay = ctx.settings.retry_backoff.delay(attempt);
     let next = Envelope {
@@ -276,11 +293,11 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
         Some(Fenced::NotHeld) => {
             run.stale(&next, "failed");
-            return;
+            return Settled::Stale;
         }
-        None => return, // abandoned at shutdown
+        None => return Settled::Abandoned,
     };
-    metrics::finished(&queue, &next.task, Outcome::Failed);
+    metrics::finished(queue, &next.task, Outcome::Failed);
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     if !ctx.hooks.is_empty() {
         ctx.fire(&JobEvent::Retrying {
@@ -300,7 +317,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
     // A task that keeps no result keeps no passing outcome either (it would read "retrying"
     // long after the job succeeded).
     if entry.info.result_ttl == Some(Duration::ZERO) {
-        return;
+        return Settled::Retrying;
     }
     // Written after the retry is scheduled, so only by a run that held its lease; a final
     // outcome written meanwhile by the next attempt is kept (see `set_retrying.lua`).
@@ -309,13 +326,14 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
     })
     .await;
+    Settled::Retrying
 }
 
 impl Run<'_> {
     /// Logs that this run lost its lease before it settled: its job was recovered (this
     /// worker looked dead) and runs elsewhere, so this run's outcome is dropped.
     fn stale(&self, envelope: &Envelope, how: &str) {
-        tracing::warn!(job_id = %envelope.id, task = %envelope.task, queue = self.queue, "a run {how} after its job was taken back from this worker (it looked dead); the outcome is dropped, the job runs elsewhere");
+        tracing::warn!(job_id = %envelope.id, task = %envelope.task, queue = &**self.queue, "a run {how} after its job was taken back from this worker (it looked dead); the outcome is dropped, the job runs elsewhere");
     }
 
     /// Moves the run to the retry set as `next_payload`, due `delay` from now, counted as a
@@ -354,7 +372,7 @@ impl Run<'_> {
     }
 
     /// Buries a job that will not run again, then records its death under its result key.
-    async fn bury(&self, envelope: Envelope, error: String) {
+    async fn bury(&self, envelope: Envelope, error: String) -> Settled {
         let died_at_ms = self.ctx.settings.clock.now_ms();
         let outcome_error = error.clone();
         let envelope = Envelope {
@@ -374,8 +392,11 @@ impl Run<'_> {
         // Only a job this run buried is dead: one recovered meanwhile runs elsewhere. The record
         // comes second, so that whoever sees the job dead also finds it in the dead set.
         if !self.bury_record(&record).await {
+            if self.abandon.is_cancelled() {
+                return Settled::Abandoned;
+            }
             self.stale(&envelope, "was buried");
-            return;
+            return Settled::Stale;
         }
         metrics::finished(self.queue, &envelope.task, Outcome::Dead);
         if envelope.attempt == 0 {
@@ -391,6 +412,7 @@ impl Run<'_> {
                 error: &outcome_error,
             });
         }
+        Settled::Dead
     }
 
     /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.
@@ -421,7 +443,7 @@ impl Run<'_> {
         peek: Option<envelope::Peek>,
         kind: &str,
         reason: String,
-    ) {
+    ) -> Settled {
         let ctx = self.ctx;
         let grace = ctx.settings.unknown_job_grace;
         let waited = peek.as_ref().map_or(Duration::MAX, |peek| {
@@ -436,7 +458,7 @@ impl Run<'_> {
             let reason = readable(format!(
                 "{reason}; no worker ran it within {grace:?} of its enqueueing"
             ));
-            match envelope::decode(payload) {
+            return match envelope::decode(payload) {
                 Ok(envelope) => self.bury(envelope, reason).await,
                 Err(_) => {
                     let id = peek.as_ref().and_then(|peek| peek.id.clone());
@@ -449,7 +471,7 @@ impl Run<'_> {
                         job: None,
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
-                    tracing::error!(queue = self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
+                    tracing::error!(queue = &**self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
                     if self.bury_record(&record.to_json()).await {
                         let task = record.task.as_deref().unwrap_or_default();
                         metrics::finished(self.queue, task, Outcome::Dead);
@@ -460,19 +482,27 @@ impl Run<'_> {
                             job: None,
                             error: &record.error,
                         });
+                        Settled::Dead
+                    } else if self.abandon.is_cancelled() {
+                        Settled::Abandoned
+                    } else {
+                        Settled::Stale
                     }
                 }
-            }
-            return;
+            };
         }
         // The wait is measured from the enqueue time the producer stamped (its clock): a
         // skewed producer clock shortens or lengthens the grace, never below one delay step.
         let step = (grace / 60).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let delay = (waited / 8).clamp(step, Duration::from_secs(60).max(step));
         if ctx.note_deferred(kind) {
-            tracing::warn!(queue = self.queue, kind, %reason, grace = ?grace, "putting off jobs this worker cannot run (a rolling deploy?); they wait for a worker that can, until the grace period ends");
+            tracing::warn!(queue = &**self.queue, kind, %reason, grace = ?grace, "putting off jobs this worker cannot run (a rolling deploy?); they wait for a worker that can, until the grace period ends");
         }
-        self.retry(payload, delay, false).await;
+        match self.retry(payload, delay, false).await {
+            Some(Fenced::Settled(_) | Fenced::AlreadySettled) => Settled::Deferred,
+            Some(Fenced::NotHeld) => Settled::Stale,
+            None => Settled::Abandoned,
+        }
     }
 }
 

@@ -28,7 +28,9 @@
 //! succeeded or out of retries, after their recovered copies: nothing they settle may change
 //! anything, and a Lua snapshot every 50 ms checks that no job is ever in two places), 11
 //! `partial-faults` (one of a worker's two queues broken by a WRONGTYPE key, then by an ACL: the
-//! other keeps its throughput, drains, and keeps its heartbeat). See each module of
+//! other keeps its throughput, drains, and keeps its heartbeat), 12 `repairs-race` (an
+//! operator revives dead jobs, pauses the queue and cancels delayed jobs while workers are
+//! killed: nothing lost, nothing cancelled runs, the dead set ends empty). See each module of
 //! [`scenarios`].
 //!
 //! With `--acl`, every scenario runs with the README's least-privilege users (`producer` for
@@ -62,7 +64,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
     /// Run only this scenario (1-11).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=11))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=12))]
     only: Option<u8>,
     /// `recovery_after` of the workers, in ms (scenarios 4, 5, 8, 10 and 11 use their own).
     #[arg(long, default_value_t = 2_000)]

@@ -1,7 +1,8 @@
 //! The tasks the torture workers run: [`work`], which leaves a countable effect, [`stall`],
 //! which does too after blocking its runtime thread, [`first_slow`], whose first run is slow and
 //! ends as told while every later run succeeds at once, and [`poison`], which kills the process
-//! that runs it.
+//! that runs it, and [`fickle`], whose first run fails for good (an operator's retry of the
+//! dead job runs it again).
 
 use std::time::Duration;
 
@@ -17,9 +18,12 @@ pub const STALL_QUEUE: &str = "stall";
 /// The queue of [`first_slow`] jobs.
 pub const FIRST_SLOW_QUEUE: &str = "stale";
 
+/// The queue of [`fickle`] jobs.
+pub const REPAIR_QUEUE: &str = "repairs";
+
 /// The tasks whose jobs record their runs (see [`effects`]), and whose first argument is the
 /// job's id.
-pub const COUNTED: [&str; 3] = [work::NAME, stall::NAME, first_slow::NAME];
+pub const COUNTED: [&str; 4] = [work::NAME, stall::NAME, first_slow::NAME, fickle::NAME];
 
 /// The effect [`first_slow`] notes when its first run ends (see [`effects::note_time`]).
 pub const FIRST_END: &str = "first-end";
@@ -65,6 +69,18 @@ pub async fn first_slow(id: u64, first_ms: u64, first_ok: bool) -> Result<(), St
     } else {
         Err(format!("the first run of job {id} fails"))
     }
+}
+
+/// Notes that job `id` starts; its first start fails, with no retry (the job dies), and every
+/// later one (an operator ran the dead job again, or it was recovered from a killed worker)
+/// sleeps `millis`, records the run and succeeds.
+#[dtask::task(queue = "repairs", retries = 0, name = "torture.fickle")]
+pub async fn fickle(id: u64, millis: u64) -> Result<(), String> {
+    if effects::record_numbered_start(id).await? == 1 {
+        return Err(format!("the first run of job {id} fails"));
+    }
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    effects::record(id).await
 }
 
 /// Aborts the worker process running it: a poison job. `id` tells poison jobs apart.

@@ -6,6 +6,7 @@ mod partial_faults;
 mod poison;
 mod redis_crash;
 mod redis_outage;
+mod repairs_race;
 mod shutdown;
 mod silent_network;
 mod stale_attempts;
@@ -56,7 +57,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 11] = [
+pub const ALL: [(u8, &str); 12] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -68,6 +69,7 @@ pub const ALL: [(u8, &str); 11] = [
     (9, "silent-network"),
     (10, "stale-attempts"),
     (11, "partial-faults"),
+    (12, "repairs-race"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -91,6 +93,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         9 => silent_network::run(ctx, &mut figures).await,
         10 => stale_attempts::run(ctx, &mut figures).await,
         11 => partial_faults::run(ctx, &mut figures).await,
+        12 => repairs_race::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
