@@ -371,3 +371,73 @@ async fn an_operator_lists_finds_and_purges_jobs_in_every_state() {
     assert!("finished".parse::<JobState>().is_err());
     assert!("dead".parse::<PurgeState>().is_err());
 }
+
+#[tokio::test]
+async fn a_job_is_found_by_id_deep_in_a_long_queue_and_not_mistaken_for_one_that_quotes_its_id() {
+    let (_redis, client, mut raw, prefix) = start_with_client("admin-find").await;
+    // 25,000 pending jobs: the oldest is more than two search chunks from the newest end.
+    let jobs = charge::with()
+        .client(&client)
+        .enqueue_many((0..25_000).map(|n| (format!("deep-{n}"), n)))
+        .await
+        .unwrap();
+    let queue = client.queue("billing");
+    for (n, job) in [
+        (0, &jobs[0]),
+        (12_345, &jobs[12_345]),
+        (24_999, &jobs[24_999]),
+    ] {
+        let found = queue.job(job.id()).await.unwrap().unwrap();
+        assert_eq!(found.state, JobState::Pending);
+        assert_eq!(
+            found.args,
+            Some(serde_json::json!([format!("deep-{n}"), n]))
+        );
+    }
+    // A newer job whose argument is another job's id (quoted, as in the payload) is not it.
+    let target = jobs[3].id().clone();
+    let decoy = charge::with()
+        .client(&client)
+        .enqueue(target.to_string(), 1)
+        .await
+        .unwrap();
+    let found = queue.job(&target).await.unwrap().unwrap();
+    assert_eq!(&found.id, &target);
+    assert_ne!(&found.id, decoy.id());
+    // A dead job, and a scheduled one, deep in their sets.
+    let dead_id = dtask::JobId::from("0DeadDeepJob0000000001");
+    let mut pipe = redis::pipe();
+    for n in 0..12_000u64 {
+        let id = if n == 0 {
+            dead_id.to_string()
+        } else {
+            format!("0DeadFiller{n:011}")
+        };
+        let record = format!(
+            r#"{{"id":"{id}","task":"{}","error":"boom {n}","attempts":2,"died_at_ms":{}}}"#,
+            charge::NAME,
+            1_764_485_096_000 + n
+        );
+        pipe.cmd("ZADD")
+            .arg(format!("{prefix}:{{billing}}:dead"))
+            .arg(1_764_485_096_000 + n)
+            .arg(record)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut raw).await.unwrap();
+    let found = client.find_job(&dead_id).await.unwrap().unwrap();
+    assert_eq!(
+        (found.state, found.last_error.as_deref()),
+        (JobState::Dead, Some("boom 0"))
+    );
+    let later = charge::with()
+        .client(&client)
+        .delay(Duration::from_secs(3600))
+        .enqueue("later".into(), 1)
+        .await
+        .unwrap();
+    let found = queue.job(later.id()).await.unwrap().unwrap();
+    assert_eq!(found.state, JobState::Scheduled);
+    assert!(found.due_at.is_some_and(|due| due > SystemTime::now()));
+    assert!(queue.job(&"0NoSuchJob".into()).await.unwrap().is_none());
+}

@@ -11,7 +11,7 @@ pub use jobs::{JobInfo, JobState, Order};
 pub use repair::{CANCELLED_ERROR, Cancelled, PurgeState};
 
 use crate::client::Client;
-use crate::envelope::{DeadRecord, JobId};
+use crate::envelope::JobId;
 use crate::error::Error;
 
 /// How many jobs a queue holds in each state.
@@ -175,32 +175,21 @@ impl Queue {
         &self.name
     }
 
-    /// The dead jobs of this queue, most recent first, at most `limit`.
+    /// The dead jobs of this queue, most recent first, at most `limit`: the short form of
+    /// [`Queue::jobs`] with [`JobState::Dead`].
     pub async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, Error> {
-        let records = self.client.broker.dead_records(&self.name, limit).await?;
-        Ok(records
+        let dead = self
+            .jobs(JobState::Dead, Order::NewestFirst, 0, limit)
+            .await?;
+        Ok(dead
             .into_iter()
-            .map(|text| match serde_json::from_str::<DeadRecord>(&text) {
-                Ok(record) => DeadJob {
-                    id: record.id,
-                    task: record.task,
-                    error: record.error,
-                    attempts: record.attempts,
-                    died_at: UNIX_EPOCH + Duration::from_millis(record.died_at_ms),
-                    payload: record
-                        .job
-                        .map(|job| job.get().to_owned())
-                        .or(record.raw)
-                        .unwrap_or_default(),
-                },
-                Err(error) => DeadJob {
-                    id: JobId::from(""),
-                    task: None,
-                    error: format!("unreadable dead record: {error}"),
-                    attempts: 0,
-                    died_at: UNIX_EPOCH,
-                    payload: text,
-                },
+            .map(|info| DeadJob {
+                id: info.id,
+                task: info.task,
+                error: info.last_error.unwrap_or_default(),
+                attempts: info.attempts,
+                died_at: info.died_at.unwrap_or(UNIX_EPOCH),
+                payload: info.payload,
             })
             .collect())
     }

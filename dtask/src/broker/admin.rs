@@ -218,6 +218,34 @@ impl Broker {
             .map_err(redis_err("reading jobs"))
     }
 
+    /// The entries of `queue`'s pending list (`state` None) or of a sorted set that contain
+    /// `needle`, among `count` entries from the newest end after skipping `skip`, with their
+    /// scores (0 for pending); and where to go on from, None once the state is read to its end.
+    /// One script call: it compares bytes, so the caller decodes the matches.
+    pub(crate) async fn find_entries(
+        &self,
+        queue: &str,
+        state: Option<TimedState>,
+        needle: &str,
+        skip: usize,
+        count: usize,
+    ) -> Result<(Option<usize>, Vec<(Vec<u8>, f64)>), Error> {
+        let key = match state {
+            None => keys::pending(&self.prefix, queue),
+            Some(state) => self.timed_key(queue, state),
+        };
+        let mut conn = self.conn.clone();
+        let (next, found): (i64, Vec<(Vec<u8>, f64)>) = scripts::FIND
+            .key(key)
+            .arg(needle)
+            .arg(skip)
+            .arg(count.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("looking for a job"))?;
+        Ok((usize::try_from(next).ok(), found))
+    }
+
     /// Every job in `queue`'s suspects list (a handful at most: jobs in flight on two workers
     /// that died), oldest first.
     pub(crate) async fn suspects(&self, queue: &str) -> Result<Vec<Vec<u8>>, Error> {

@@ -974,26 +974,6 @@ impl Broker {
             .map_err(redis_err("counting jobs"))
     }
 
-    /// The dead records of `queue`, newest first, at most `limit`.
-    pub(crate) async fn dead_records(
-        &self,
-        queue: &str,
-        limit: usize,
-    ) -> Result<Vec<String>, Error> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        redis::cmd("ZRANGE")
-            .arg(keys::dead(&self.prefix, queue))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .arg("REV")
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err("reading dead jobs"))
-    }
-
     /// Pushes a raw payload onto the end of `queue`, bypassing every check. For tests and repair
     /// tools that need to put exactly these bytes into a queue.
     pub(crate) async fn push_raw(&self, queue: &str, payload: &[u8]) -> Result<(), Error> {

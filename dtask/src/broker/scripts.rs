@@ -28,3 +28,4 @@ script!(RECLAIM, "reclaim.lua");
 script!(REVIVE, "revive.lua");
 script!(PURGE, "purge.lua");
 script!(CANCEL, "cancel.lua");
+script!(FIND, "find.lua");
