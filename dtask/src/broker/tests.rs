@@ -874,6 +874,7 @@ fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
         include_str!("lua/revive.lua"),
         include_str!("lua/purge.lua"),
         include_str!("lua/cancel.lua"),
+        include_str!("lua/find.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
     ];
