@@ -3,7 +3,9 @@
 //! enqueuer's trace carried to its jobs in a W3C `traceparent` header so that each run's span
 //! is a child of the request that enqueued it.
 //!
-//! Without a `tracing` subscriber the span costs one cached "disabled" check per run.
+//! The span's target is `dtask::job` (at INFO), apart from the per-job log lines of
+//! `dtask::worker`, so that `RUST_LOG=info,dtask=warn,dtask::job=info` keeps the spans while
+//! quieting the logs. Without a `tracing` subscriber it costs one cached "disabled" check.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +53,7 @@ impl Settled {
 /// of the enqueuer's trace when the job carries one and OpenTelemetry is wired up.
 pub(crate) fn job_span(envelope: &Envelope, queue: &str, attempt: u32) -> tracing::Span {
     let span = tracing::info_span!(
+        target: "dtask::job",
         "dtask.job",
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
@@ -88,13 +91,37 @@ pub(crate) fn current_trace_headers() -> Vec<(&'static str, String)> {
     }
 }
 
-/// Adds `trace` to `headers`, unless the enqueue middleware already set a trace of its own.
+/// Adds `trace` to `headers`, unless the enqueue middleware already set a trace of its own
+/// (either W3C header, in any letter case).
 pub(crate) fn carry(headers: &mut BTreeMap<String, String>, trace: &[(&'static str, String)]) {
-    if trace.is_empty() || headers.contains_key(TRACEPARENT) {
+    let own_trace = || {
+        headers.keys().any(|name| {
+            name.eq_ignore_ascii_case(TRACEPARENT) || name.eq_ignore_ascii_case("tracestate")
+        })
+    };
+    if trace.is_empty() || own_trace() {
         return;
     }
     for (name, value) in trace {
         headers.insert((*name).to_owned(), value.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_set_by_the_enqueue_middleware_wins_in_any_letter_case() {
+        let trace = [(TRACEPARENT, "00-ours".to_owned())];
+        let mut plain = BTreeMap::new();
+        carry(&mut plain, &trace);
+        assert_eq!(plain.get(TRACEPARENT).map(String::as_str), Some("00-ours"));
+        for theirs in ["traceparent", "TraceParent", "tracestate"] {
+            let mut headers = BTreeMap::from([(theirs.to_owned(), "theirs".to_owned())]);
+            carry(&mut headers, &trace);
+            assert_eq!(headers.len(), 1, "{theirs}: {headers:?}");
+        }
     }
 }
 

@@ -375,10 +375,16 @@ async fn an_operator_lists_finds_and_purges_jobs_in_every_state() {
 #[tokio::test]
 async fn a_job_is_found_by_id_deep_in_a_long_queue_and_not_mistaken_for_one_that_quotes_its_id() {
     let (_redis, client, mut raw, prefix) = start_with_client("admin-find").await;
-    // 25,000 pending jobs: the oldest is more than two search chunks from the newest end.
+    // 25,000 pending jobs: the oldest is more than two search slices from the newest end.
     let jobs = charge::with()
         .client(&client)
         .enqueue_many((0..25_000).map(|n| (format!("deep-{n}"), n)))
+        .await
+        .unwrap();
+    // Newer still, a few large jobs: a search call stops after about 1 MB of entries.
+    charge::with()
+        .client(&client)
+        .enqueue_many((0..6).map(|n| ("x".repeat(400_000), n)))
         .await
         .unwrap();
     let queue = client.queue("billing");

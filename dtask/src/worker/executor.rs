@@ -91,7 +91,11 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
             tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
-            if run.bury_record(&record.to_json()).await {
+            if run
+                .bury_record(&record.to_json())
+                .await
+                .is_some_and(Fenced::held)
+            {
                 metrics::finished(&queue, "", Outcome::Dead);
                 ctx.fire(&JobEvent::Dead {
                     job: None,
@@ -354,9 +358,9 @@ impl Run<'_> {
         .await
     }
 
-    /// Moves the run to the dead set as `record`; whether the lease was held (false too when
-    /// the worker abandons it at shutdown).
-    async fn bury_record(&self, record: &str) -> bool {
+    /// Moves the run to the dead set as `record`: what the fenced burial found, or None when
+    /// the worker abandons it at shutdown.
+    async fn bury_record(&self, record: &str) -> Option<Fenced> {
         let ctx = self.ctx;
         retry_until(self.abandon, "burying a job", || {
             ctx.broker.bury(
@@ -368,7 +372,6 @@ impl Run<'_> {
             )
         })
         .await
-        .is_some_and(Fenced::held)
     }
 
     /// Buries a job that will not run again, then records its death under its result key.
@@ -391,12 +394,13 @@ impl Run<'_> {
         .to_json();
         // Only a job this run buried is dead: one recovered meanwhile runs elsewhere. The record
         // comes second, so that whoever sees the job dead also finds it in the dead set.
-        if !self.bury_record(&record).await {
-            if self.abandon.is_cancelled() {
-                return Settled::Abandoned;
+        match self.bury_record(&record).await {
+            Some(fenced) if fenced.held() => {}
+            Some(_) => {
+                self.stale(&envelope, "was buried");
+                return Settled::Stale;
             }
-            self.stale(&envelope, "was buried");
-            return Settled::Stale;
+            None => return Settled::Abandoned,
         }
         metrics::finished(self.queue, &envelope.task, Outcome::Dead);
         if envelope.attempt == 0 {
@@ -472,7 +476,8 @@ impl Run<'_> {
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
                     tracing::error!(queue = &**self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
-                    if self.bury_record(&record.to_json()).await {
+                    let fenced = self.bury_record(&record.to_json()).await;
+                    if fenced.is_some_and(Fenced::held) {
                         let task = record.task.as_deref().unwrap_or_default();
                         metrics::finished(self.queue, task, Outcome::Dead);
                         if let Some(id) = id {
@@ -483,7 +488,7 @@ impl Run<'_> {
                             error: &record.error,
                         });
                         Settled::Dead
-                    } else if self.abandon.is_cancelled() {
+                    } else if fenced.is_none() {
                         Settled::Abandoned
                     } else {
                         Settled::Stale
