@@ -1,4 +1,5 @@
-//! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `name`, `crate`.
+//! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `result_ttl`, `cron`,
+//! `tz`, `name`, `crate`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -14,9 +15,14 @@ pub(crate) struct TaskArgs {
     pub(crate) result_ttl_ms: Option<u64>,
     pub(crate) name: Option<LitStr>,
     pub(crate) crate_path: Option<syn::Path>,
+    /// A cron pattern, checked here: the task is then enqueued on that schedule.
+    pub(crate) cron: Option<LitStr>,
+    /// The time zone of `cron` (an IANA name, checked by the worker).
+    pub(crate) tz: Option<LitStr>,
 }
 
-const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `name`, `crate`";
+const VALID_KEYS: &str =
+    "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
@@ -52,6 +58,22 @@ impl TaskArgs {
                     args.result_ttl_ms = Some(parse_duration_ms(&text, "result_ttl", true)?);
                     Ok(())
                 }),
+                Some("cron") => string(&pair.value, "cron").and_then(|pattern| {
+                    <croner::Cron as core::str::FromStr>::from_str(&pattern.value()).map_err(
+                        |error| {
+                            syn::Error::new(
+                                pattern.span(),
+                                format!(
+                                    "invalid cron pattern ({}): expected six fields `sec min hour day-of-month month day-of-week` (or five, without seconds), such as \"0 0 7 * * *\"",
+                                    error.to_string().trim_end_matches('.')
+                                ),
+                            )
+                        },
+                    )?;
+                    args.cron = Some(pattern);
+                    Ok(())
+                }),
+                Some("tz") => string(&pair.value, "tz").map(|tz| args.tz = Some(tz)),
                 Some("crate") => string(&pair.value, "crate").and_then(|path| {
                     args.crate_path = Some(path.parse()?);
                     Ok(())
@@ -64,6 +86,12 @@ impl TaskArgs {
             if let Err(error) = result {
                 push(error);
             }
+        }
+        if let (Some(tz), None) = (&args.tz, &args.cron) {
+            push(syn::Error::new(
+                tz.span(),
+                "`tz` is the time zone of a `cron` schedule: add `cron = \"..\"`",
+            ));
         }
         match errors {
             Some(errors) => Err(errors),

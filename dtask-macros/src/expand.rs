@@ -27,7 +27,23 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = TaskArgs::parse(args);
     let task = Task::from_syn(&item);
     match (args, task) {
-        (Ok(args), Ok(task)) => generate(&args, &task),
+        (Ok(args), Ok(task)) => match check_schedule(&args, &task) {
+            Ok(()) => generate(&args, &task),
+            Err(error) => {
+                let error = error.to_compile_error();
+                let mut item = item;
+                item.attrs
+                    .retain(|attr| !crate::ast::is_task_attribute(attr));
+                let vis = &item.vis;
+                let ident = &item.sig.ident;
+                quote! {
+                    #item
+                    #[allow(dead_code)]
+                    #vis mod #ident {}
+                    #error
+                }
+            }
+        },
         (args, task) => {
             let mut errors = args.err().into_iter().chain(task.err());
             let mut error = errors
@@ -57,6 +73,17 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// A task scheduled with `cron` takes no job arguments: each tick would not know what to pass.
+fn check_schedule(args: &TaskArgs, task: &Task<'_>) -> syn::Result<()> {
+    match &args.cron {
+        Some(cron) if task.args.iter().any(|arg| !arg.injected) => Err(syn::Error::new(
+            cron.span(),
+            "`cron` schedules a task that takes no arguments; schedule a task with arguments in code, with its arguments: `.periodic(dtask::periodic(\"name\", \"0 0 7 * * *\", my_task::call(args..)))` on the worker",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
     let item = task.item;
     let vis = &item.vis;
@@ -80,6 +107,12 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
+    let some_str = |text: &Option<syn::LitStr>| match text {
+        Some(text) => quote!(::core::option::Option::Some(#text)),
+        None => quote!(::core::option::Option::None),
+    };
+    let cron = some_str(&args.cron);
+    let tz = some_str(&args.tz);
     let timeout = match args.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
@@ -201,6 +234,8 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 retries: #retries,
                 timeout: #timeout,
                 result_ttl: #result_ttl,
+                cron: #cron,
+                tz: #tz,
             };
 
             /// What the task returns on success, and what waiting on a job yields.
@@ -222,8 +257,14 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 self::with().enqueue_many(items).await
             }
 
+            /// A job of this task with these arguments, not enqueued yet: to enqueue later
+            /// (`.enqueue()`), or to schedule with `dtask::periodic`.
+            pub fn call(#(#arg_names: super::#job_alias),*) -> #krate::Call<Output> {
+                #krate::Enqueue::new(&INFO).call_args((#(#arg_names,)*))
+            }
+
             /// Options for the next enqueue: `.delay(..)`, `.at(..)`, `.queue(..)`,
-            /// `.retries(..)`, `.client(..)`, then `.enqueue(..)`.
+            /// `.retries(..)`, `.client(..)`, then `.enqueue(..)` (or `.call(..)`).
             pub fn with() -> Builder {
                 Builder(#krate::Enqueue::new(&INFO))
             }
@@ -268,7 +309,12 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 pub async fn enqueue(self, #(#arg_names: super::#job_alias),*)
                     -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
                 {
-                    self.0.enqueue_args((#(#arg_names,)*)).await
+                    self.0.call_args((#(#arg_names,)*)).enqueue().await
+                }
+
+                /// The job with these arguments and options, not enqueued yet.
+                pub fn call(self, #(#arg_names: super::#job_alias),*) -> #krate::Call<Output> {
+                    self.0.call_args((#(#arg_names,)*))
                 }
 
                 /// Enqueues one job per item, with these options, in one round trip.

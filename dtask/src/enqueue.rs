@@ -87,22 +87,38 @@ impl<O> Enqueue<O> {
         Ok(handles.remove(0))
     }
 
+    /// The job with arguments `args` and these options, not enqueued yet: for
+    /// [`periodic`](crate::periodic), or to enqueue later. Used by the generated `call`.
+    #[doc(hidden)]
+    pub fn call_args<A: Serialize>(self, args: A) -> Call<O> {
+        let args = encode_args(self.info, &args);
+        Call {
+            options: self,
+            args,
+        }
+    }
+
     /// Enqueues one job per item, in one round trip. Used by the generated `enqueue_many`.
     #[doc(hidden)]
     pub async fn enqueue_many_args<A: Serialize>(
         self,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<JobHandle<O>>, Error> {
+        let args = items
+            .into_iter()
+            .map(|args| encode_args(self.info, &args))
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.enqueue_encoded(args).await
+    }
+
+    /// Enqueues one job per encoded argument list, in one round trip.
+    async fn enqueue_encoded(self, items: Vec<Box<RawValue>>) -> Result<Vec<JobHandle<O>>, Error> {
         let client = match self.client {
             Some(client) => client,
             None => default_client().await?.clone(),
         };
         let queue = self.queue.as_deref().unwrap_or(self.info.queue);
-        if queue.is_empty() || queue.contains(['{', '}']) {
-            return Err(Error::Config(format!(
-                "queue name `{queue}` must be non-empty and hold no `{{` or `}}`"
-            )));
-        }
+        check_queue_name(queue)?;
         let now = SystemTime::now();
         let now_ms = clock::to_ms(now);
         let due = match self.due {
@@ -125,42 +141,18 @@ impl<O> Enqueue<O> {
         // The caller's trace, carried to each job so that its runs join it.
         let trace = crate::trace::current_trace_headers();
         for args in items {
-            let args = crate::finite::check(&args)
-                .and_then(|()| serde_json::to_string(&args))
-                .and_then(RawValue::from_string)
-                .map_err(|source| Error::SerializeArgs {
-                    task: self.info.name.to_owned(),
-                    source,
-                })?;
-            let mut headers = client
-                .enqueue_middleware
-                .headers_for(self.info.name, queue, args.get())
-                .map_err(|reason| Error::EnqueueRefused {
-                    task: self.info.name.to_owned(),
-                    reason,
-                })?;
-            crate::trace::carry(&mut headers, &trace);
-            let envelope = Envelope {
-                v: ENVELOPE_VERSION,
-                id: JobId::generate(),
-                task: self.info.name.to_owned(),
-                args,
-                attempt: 0,
+            let job = NewPayload {
+                info: self.info,
+                queue,
                 retries: self.retries,
+                args,
                 enqueued_at_ms: now_ms,
-                last_error: None,
-                headers,
+                trace: &trace,
+                headers: Vec::new(),
             };
-            let payload = envelope.to_json();
-            if payload.len() > client.max_payload_bytes {
-                return Err(Error::PayloadTooLarge {
-                    task: self.info.name.to_owned(),
-                    size: payload.len(),
-                    limit: client.max_payload_bytes,
-                });
-            }
+            let (id, payload) = job.encode(&client)?;
             payloads.push(payload);
-            ids.push(envelope.id);
+            ids.push(id);
         }
         if payloads.is_empty() {
             return Ok(Vec::new());
@@ -180,5 +172,117 @@ impl<O> Enqueue<O> {
             .into_iter()
             .map(|id| JobHandle::new(id, Some(client.clone())).of_task(self.info))
             .collect())
+    }
+}
+
+/// A job not enqueued yet: a task, its options and its arguments (`my_task::call(args..)`, or
+/// `my_task::with()..call(args..)` with options). Enqueue it with [`Call::enqueue`], or give
+/// it to [`periodic`](crate::periodic) to enqueue it on a schedule.
+#[must_use = "a call does nothing until it is enqueued or scheduled"]
+pub struct Call<O> {
+    options: Enqueue<O>,
+    args: Result<Box<RawValue>, Error>,
+}
+
+impl<O> Call<O> {
+    /// Enqueues the job and returns its handle.
+    pub async fn enqueue(self) -> Result<JobHandle<O>, Error> {
+        let mut handles = self.options.enqueue_encoded(vec![self.args?]).await?;
+        Ok(handles.remove(0))
+    }
+
+    /// The job a periodic schedule enqueues at each tick: no delay (the schedule says when),
+    /// and the worker's client.
+    pub(crate) fn into_periodic(self) -> Result<crate::periodic::PeriodicJob, Error> {
+        let options = self.options;
+        if options.due.is_some() {
+            return Err(Error::Config(format!(
+                "a periodic job of `{}` cannot have a delay or a time: its schedule says when",
+                options.info.name
+            )));
+        }
+        let queue = options
+            .queue
+            .unwrap_or_else(|| options.info.queue.to_owned());
+        check_queue_name(&queue)?;
+        Ok(crate::periodic::PeriodicJob {
+            info: options.info,
+            queue,
+            retries: options.retries,
+            args: self.args?,
+        })
+    }
+}
+
+/// Refuses a queue name that cannot be a queue's (its keys' hash tag would break).
+pub(crate) fn check_queue_name(queue: &str) -> Result<(), Error> {
+    if queue.is_empty() || queue.contains(['{', '}']) {
+        return Err(Error::Config(format!(
+            "queue name `{queue}` must be non-empty and hold no `{{` or `}}`"
+        )));
+    }
+    Ok(())
+}
+
+/// `args` as the JSON a job carries, refusing values JSON cannot hold (NaN, infinities).
+fn encode_args<A: Serialize>(info: &TaskInfo, args: &A) -> Result<Box<RawValue>, Error> {
+    crate::finite::check(args)
+        .and_then(|()| serde_json::to_string(args))
+        .and_then(RawValue::from_string)
+        .map_err(|source| Error::SerializeArgs {
+            task: info.name.to_owned(),
+            source,
+        })
+}
+
+/// One job about to be enqueued, before it has an id.
+pub(crate) struct NewPayload<'a> {
+    pub(crate) info: &'static TaskInfo,
+    pub(crate) queue: &'a str,
+    pub(crate) retries: Option<u32>,
+    pub(crate) args: Box<RawValue>,
+    pub(crate) enqueued_at_ms: u64,
+    /// The enqueuer's trace headers (see `trace::current_trace_headers`).
+    pub(crate) trace: &'a [(&'static str, String)],
+    /// Headers of dtask's own (a periodic job's schedule and tick).
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl NewPayload<'_> {
+    /// The job's new id and its envelope, after `client`'s enqueue middleware saw it; refused
+    /// by the middleware, or when larger than the client allows.
+    pub(crate) fn encode(self, client: &Client) -> Result<(JobId, String), Error> {
+        let task = self.info.name;
+        let mut headers = client
+            .enqueue_middleware
+            .headers_for(task, self.queue, self.args.get())
+            .map_err(|reason| Error::EnqueueRefused {
+                task: task.to_owned(),
+                reason,
+            })?;
+        crate::trace::carry(&mut headers, self.trace);
+        for (name, value) in self.headers {
+            headers.insert(name.to_owned(), value);
+        }
+        let envelope = Envelope {
+            v: ENVELOPE_VERSION,
+            id: JobId::generate(),
+            task: task.to_owned(),
+            args: self.args,
+            attempt: 0,
+            retries: self.retries,
+            enqueued_at_ms: self.enqueued_at_ms,
+            last_error: None,
+            headers,
+        };
+        let payload = envelope.to_json();
+        if payload.len() > client.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                task: task.to_owned(),
+                size: payload.len(),
+                limit: client.max_payload_bytes,
+            });
+        }
+        Ok((envelope.id, payload))
     }
 }

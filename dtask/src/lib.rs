@@ -59,6 +59,7 @@ mod job;
 mod metrics;
 mod middleware;
 mod output;
+mod periodic;
 mod redact;
 mod registry;
 mod state;
@@ -75,7 +76,7 @@ pub use client::{
     init_with,
 };
 pub use clock::{Clock, SystemClock};
-pub use enqueue::Enqueue;
+pub use enqueue::{Call, Enqueue};
 pub use envelope::JobId;
 pub use error::Error;
 pub use job::{JobHandle, JobStatus};
@@ -84,6 +85,7 @@ pub use middleware::{
     WorkerEvent, current,
 };
 pub use output::TaskOutput;
+pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
 pub use registry::TaskInfo;
 pub use state::State;
 pub use worker::{Worker, WorkerHandle, shutdown_signal};

@@ -40,6 +40,10 @@ pub struct TaskInfo {
     /// How long a successful job's result is kept; `None` for the worker's default
     /// (`Worker::result_ttl`), zero to keep none.
     pub result_ttl: Option<Duration>,
+    /// The cron pattern of a task scheduled with `#[task(cron = "..")]`.
+    pub cron: Option<&'static str>,
+    /// The time zone its pattern is read in (`#[task(tz = "..")]`); UTC when None.
+    pub tz: Option<&'static str>,
 }
 
 /// One registered task: its settings and its handler. Built by `#[task]`; not meant to be
@@ -124,6 +128,18 @@ impl Registry {
         queues.sort();
         queues.dedup();
         queues
+    }
+
+    /// The tasks of `queues` scheduled with `#[task(cron = "..")]`, sorted by name.
+    pub(crate) fn scheduled(&self, queues: &[String]) -> Vec<&'static TaskInfo> {
+        let mut tasks: Vec<&'static TaskInfo> = self
+            .by_name
+            .values()
+            .map(|entry| entry.info)
+            .filter(|info| info.cron.is_some() && queues.iter().any(|q| q == info.queue))
+            .collect();
+        tasks.sort_unstable_by_key(|info| info.name);
+        tasks
     }
 
     /// The registered names, sorted, for messages about unknown tasks.

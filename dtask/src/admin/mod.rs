@@ -13,6 +13,7 @@ pub use repair::{CANCELLED_ERROR, Cancelled, PurgeState};
 use crate::client::Client;
 use crate::envelope::JobId;
 use crate::error::Error;
+use crate::periodic::PeriodicInfo;
 
 /// How many jobs a queue holds in each state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +119,17 @@ impl Client {
         self.broker.known_queues().await
     }
 
+    /// Every periodic schedule a worker of this prefix keeps or kept, queue by queue, with its
+    /// last tick and its next. A schedule removed from the code stays listed until
+    /// [`Queue::forget_periodic`] removes it.
+    pub async fn periodic_jobs(&self) -> Result<Vec<PeriodicInfo>, Error> {
+        let mut all = Vec::new();
+        for queue in self.queues().await? {
+            all.extend(self.queue(&queue).periodic_jobs().await?);
+        }
+        Ok(all)
+    }
+
     /// The job `id`, looked for in every queue (see [`Queue::job`]).
     pub async fn find_job(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
         for queue in self.queues().await? {
@@ -192,6 +204,38 @@ impl Queue {
                 payload: info.payload,
             })
             .collect())
+    }
+
+    /// The periodic schedules of this queue (see [`Client::periodic_jobs`]), by name.
+    pub async fn periodic_jobs(&self) -> Result<Vec<PeriodicInfo>, Error> {
+        let schedules = self.client.broker.periodic_of(&self.name).await?;
+        let mut infos: Vec<PeriodicInfo> = schedules
+            .into_iter()
+            .map(|(name, definition, last)| {
+                let definition: serde_json::Value =
+                    serde_json::from_str(&definition).unwrap_or_default();
+                let text = |key: &str| definition[key].as_str().unwrap_or_default().to_owned();
+                let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+                PeriodicInfo {
+                    name,
+                    queue: self.name.clone(),
+                    task: text("task"),
+                    cron: text("cron"),
+                    tz: text("tz"),
+                    missed: text("missed"),
+                    last_tick: last.map(at),
+                    next_tick: definition["next_ms"].as_u64().map(at),
+                }
+            })
+            .collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    /// Removes the periodic schedule `name` from this queue's records (a schedule no worker
+    /// keeps any more); whether it was there. A worker that still keeps it records it again.
+    pub async fn forget_periodic(&self, name: &str) -> Result<bool, Error> {
+        self.client.broker.forget_periodic(&self.name, name).await
     }
 
     /// Appends `payload` to the queue as it is, with no checks. For repair tools, and for tests

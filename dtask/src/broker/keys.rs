@@ -89,6 +89,18 @@ pub(crate) fn poisoned(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:poisoned")
 }
 
+/// `prefix:{queue}:periodic`: HASH of the queue's periodic schedules, name -> the last tick
+/// claimed (ms since the epoch): the record that makes each tick fire once.
+pub(crate) fn periodic_ticks(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:periodic")
+}
+
+/// `prefix:{queue}:periodic:defs`: HASH of the queue's periodic schedules, name -> JSON of
+/// their definition and next tick, for operators.
+pub(crate) fn periodic_defs(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:periodic:defs")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

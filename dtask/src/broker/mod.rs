@@ -7,6 +7,7 @@
 mod admin;
 mod connection;
 mod keys;
+mod periodic;
 mod scripts;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ use redis::RedisError;
 pub(crate) use admin::{Purgeable, Revival, TimedState};
 use connection::Target;
 pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
+pub(crate) use periodic::Claim;
 
 use crate::error::Error;
 

@@ -29,3 +29,4 @@ script!(REVIVE, "revive.lua");
 script!(PURGE, "purge.lua");
 script!(CANCEL, "cancel.lua");
 script!(FIND, "find.lua");
+script!(TICK, "tick.lua");

@@ -16,6 +16,7 @@ mod forwarder;
 mod heartbeat;
 mod held;
 mod recoverer;
+mod scheduler;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -34,6 +35,7 @@ use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::middleware::{ForTasks, Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
+use crate::periodic::Periodic;
 use crate::registry::Registry;
 use crate::state::States;
 use acker::{AckSender, Acker};
@@ -42,6 +44,7 @@ use forwarder::Forwarder;
 use heartbeat::Heartbeat;
 use held::HeldJobs;
 use recoverer::Recoverer;
+use scheduler::Scheduler;
 
 /// What every part of a running worker shares.
 pub(crate) struct Context {
@@ -207,6 +210,7 @@ pub struct Worker {
     middleware: Vec<Arc<dyn Middleware>>,
     hooks: Vec<Hook>,
     worker_hooks: Vec<WorkerHook>,
+    periodic: Vec<Periodic>,
 }
 
 impl Worker {
@@ -259,7 +263,16 @@ impl Worker {
             middleware: Vec::new(),
             hooks: Vec::new(),
             worker_hooks: Vec::new(),
+            periodic: Vec::new(),
         }
+    }
+
+    /// Keeps the periodic schedule `periodic` (see [`periodic`](crate::periodic)): at each
+    /// tick, this worker or another that keeps it enqueues its job, once. A worker also keeps
+    /// the schedules of the `#[task(cron = "..")]` tasks of the queues it serves.
+    pub fn periodic(mut self, periodic: Periodic) -> Worker {
+        self.periodic.push(periodic);
+        self
     }
 
     /// The queues to serve, highest priority first: a job is taken from a queue only when every
@@ -396,8 +409,8 @@ impl Worker {
 
     /// Runs until `stop` completes, then shuts down gracefully and returns.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
-        let (ctx, acker) = self.start().await?;
-        run_started(Arc::new(ctx), acker, stop).await
+        let (ctx, acker, scheduler) = self.start().await?;
+        run_started(Arc::new(ctx), acker, scheduler, stop).await
     }
 
     /// Starts the worker in a task of its own, for an application that also does other work.
@@ -410,15 +423,16 @@ impl Worker {
     }
 
     /// Connects, collects the registry and settles the settings.
-    async fn start(self) -> Result<(Context, Acker), Error> {
+    async fn start(self) -> Result<(Context, Acker, Scheduler), Error> {
         let registry = Registry::collect()?;
         if registry.names().is_empty() {
             return Err(Error::Config(NO_TASKS.to_owned()));
         }
-        let broker = match self.connection {
-            Connection::Client(client) => client.broker,
-            Connection::Builder(builder) => builder.connect().await?.broker,
+        let client = match self.connection {
+            Connection::Client(client) => client,
+            Connection::Builder(builder) => builder.connect().await?,
         };
+        let broker = client.broker.clone();
         let mut settings = self.settings;
         settings.queues = match self.queues {
             Some(queues) => queues,
@@ -453,6 +467,7 @@ impl Worker {
                 );
             }
         }
+        let scheduler = Scheduler::new(client, self.periodic, &registry, &settings.queues)?;
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new();
         let fetch_locks = settings
@@ -476,7 +491,7 @@ impl Worker {
             wake_fetcher: Notify::new(),
             deferred: std::sync::Mutex::new(HashSet::new()),
         };
-        Ok((ctx, acker))
+        Ok((ctx, acker, scheduler))
     }
 }
 
@@ -502,6 +517,7 @@ async fn stop_within(mut task: JoinHandle<()>, limit: Duration) {
 async fn run_started(
     ctx: Arc<Context>,
     acker: Acker,
+    scheduler: Scheduler,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let settings = &ctx.settings;
@@ -557,6 +573,7 @@ async fn run_started(
     let helpers = [
         tokio::spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone())),
         tokio::spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone())),
+        tokio::spawn(scheduler.run(stop_helpers.clone())),
     ];
 
     let jobs = TaskTracker::new();
@@ -586,11 +603,12 @@ async fn run_started(
     stop_fetching.cancel();
     stop_helpers.cancel();
     // Each returns at once, but a Redis call it is in may wait for its response timeout.
-    let [recoverer, forwarder] = helpers;
+    let [recoverer, forwarder, scheduler] = helpers;
     tokio::join!(
         stop_within(fetcher, SHUTDOWN_STEP),
         stop_within(recoverer, SHUTDOWN_STEP),
         stop_within(forwarder, SHUTDOWN_STEP),
+        stop_within(scheduler, SHUTDOWN_STEP),
     );
     // 2. Let running jobs finish (and be acknowledged) within the grace period; then abandon
     //    the rest: they stop at once, and their settles give up.

@@ -1,9 +1,9 @@
 //! A worker process for the tests that kill or stop workers: runs the test tasks from the
-//! queues in `TEST_QUEUES` (comma-separated) until SIGTERM or SIGINT.
+//! queues in `TEST_QUEUES` (comma-separated) until SIGTERM or SIGINT. With `TEST_PERIODIC=
+//! NAME,CRON,QUEUE` it also keeps a periodic schedule that enqueues `add("periodic", 1, 2)`
+//! into QUEUE.
 
 use std::time::Duration;
-
-use dtask_tests as _;
 
 #[tokio::main]
 async fn main() -> Result<(), dtask::Error> {
@@ -25,6 +25,18 @@ async fn main() -> Result<(), dtask::Error> {
         .and_then(|v| v.parse().ok())
     {
         worker = worker.recovery_after(Duration::from_millis(lease_ms));
+    }
+    if let Ok(spec) = std::env::var("TEST_PERIODIC") {
+        let mut parts = spec.splitn(3, ',');
+        let (name, cron, queue) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let job = dtask_tests::tasks::add::with()
+            .queue(queue)
+            .call("periodic".into(), 1, 2);
+        worker = worker.periodic(dtask::periodic(name, cron, job));
     }
     worker
         .queues(queues)
