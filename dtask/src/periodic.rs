@@ -85,6 +85,7 @@ pub(crate) struct PeriodicJob {
 ///     .run()
 ///     .await
 /// # }
+/// # fn main() {}
 /// ```
 ///
 /// Mistakes (a bad pattern or zone, arguments that do not serialize, a delay) are reported by
