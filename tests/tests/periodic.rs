@@ -138,7 +138,8 @@ fn daily_at(ago: Duration) -> (String, u64) {
 
 #[tokio::test]
 async fn after_downtime_missed_ticks_fire_once_or_are_skipped_never_as_a_burst() {
-    let (_redis, client, mut raw, prefix) = start_with_client("periodic-missed").await;
+    let (redis, client, mut raw, prefix) = start_with_client("periodic-missed").await;
+    let raw_url = redis.url();
     let (cron, tick) = daily_at(Duration::from_secs(300));
     // Both schedules last ran three days ago (three ticks missed since).
     let _: () = redis::cmd("HSET")
@@ -172,6 +173,27 @@ async fn after_downtime_missed_ticks_fire_once_or_are_skipped_never_as_a_burst()
             Some(UNIX_EPOCH + Duration::from_millis(tick + 86_400_000))
         );
     }
+    // The CLI lists them, with their last and next tick, in 80 columns.
+    let mut out = Vec::new();
+    dtask::cli::run(
+        ["dtask", "--url", &raw_url, "--prefix", &prefix, "periodic"],
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let table = String::from_utf8(out).unwrap();
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("fire-once "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("missed-sink") && row.contains(&cron),
+        "{table}"
+    );
+    assert!(
+        table.lines().all(|line| line.chars().count() <= 80),
+        "{table}"
+    );
     // One job, for the latest tick, from the schedule that fires missed ticks once; none from
     // the one that skips them.
     assert_eq!(ticks_in(&mut raw, &prefix, "missed-sink").await, [tick]);

@@ -95,6 +95,8 @@ pub(super) enum Command {
     },
     /// The workers serving each queue.
     Workers(Output),
+    /// The periodic schedules workers keep, with their last and next tick.
+    Periodic(Output),
     /// Serve the web dashboard (no login of its own: keep it on a private address).
     Dashboard {
         /// Address to listen on.

@@ -72,6 +72,7 @@ pub(super) async fn run(
         }
         Command::Cancel { id } => cancel(client, &id, out).await,
         Command::Workers(output) => workers(client, output, out).await,
+        Command::Periodic(output) => periodic(client, output, out).await,
         Command::Dashboard {
             listen,
             allowed_hosts,
@@ -384,6 +385,56 @@ async fn workers(client: &Client, output: Output, out: &mut dyn Write) -> Result
             w.pid.map(|pid| pid.to_string()).unwrap_or_default(),
             w.in_flight.to_string(),
             render::time(w.last_heartbeat)[5..].to_owned(),
+        ]);
+    }
+    write!(out, "{}", table.render())?;
+    Ok(())
+}
+
+async fn periodic(client: &Client, output: Output, out: &mut dyn Write) -> Result<(), CliError> {
+    let schedules = client.periodic_jobs().await?;
+    if output.json {
+        let list: Vec<Value> = schedules
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "queue": p.queue,
+                    "task": p.task,
+                    "cron": p.cron,
+                    "tz": p.tz,
+                    "missed": p.missed,
+                    "last_tick_ms": p.last_tick.map(render::ms),
+                    "next_tick_ms": p.next_tick.map(render::ms),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", Value::Array(list))?;
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        ("NAME", 20, false),
+        ("QUEUE", 14, false),
+        ("CRON", 16, false),
+        ("LAST (UTC)", 11, false),
+        ("NEXT (UTC)", 11, false),
+    ]);
+    let short = |time: Option<std::time::SystemTime>| {
+        time.map(|t| render::time(t)[5..16].to_owned())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for p in &schedules {
+        let cron = if p.tz == "UTC" {
+            p.cron.clone()
+        } else {
+            format!("{} {}", p.cron, p.tz)
+        };
+        table.row(vec![
+            p.name.clone(),
+            p.queue.clone(),
+            cron,
+            short(p.last_tick),
+            short(p.next_tick),
         ]);
     }
     write!(out, "{}", table.render())?;

@@ -101,8 +101,13 @@ impl Scheduler {
         }
     }
 
-    /// Records every schedule's definition for operators (best effort).
+    /// Records every schedule's definition, and its queue, for operators (best effort).
     async fn define_all(&self) {
+        // Operators find schedules queue by queue, through the prefix's queue registry.
+        self.client
+            .broker
+            .register_new_queues(self.by_queue.keys().map(String::as_str))
+            .await;
         let now = crate::clock::now_ms();
         for (queue, kept) in &self.by_queue {
             for item in kept {

@@ -135,6 +135,31 @@ impl Effects {
             .await
     }
 
+    /// The periodic jobs that ran (see [`record_tick`]): tick (ms) -> each job id enqueued for
+    /// it, with when it ran (ms, worker clock).
+    pub async fn ticks(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<std::collections::BTreeMap<u64, HashMap<String, Option<u64>>>> {
+        let entries: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(self.key("ticks"))
+            .query_async(conn)
+            .await?;
+        let mut ticks: std::collections::BTreeMap<u64, HashMap<String, Option<u64>>> =
+            Default::default();
+        for (field, ran_ms) in entries {
+            if let Some((tick, job)) = field.split_once('/')
+                && let Ok(tick) = tick.parse()
+            {
+                ticks
+                    .entry(tick)
+                    .or_default()
+                    .insert(job.to_owned(), Some(ran_ms));
+            }
+        }
+        Ok(ticks)
+    }
+
     /// When each of `ids` last ran (ms since the epoch, worker clock), if it ran.
     pub async fn last_runs(
         &self,
@@ -327,6 +352,34 @@ pub async fn record_numbered_start(id: u64) -> Result<u64, String> {
 /// (a later note of the same `what` replaces it), with the same patience as [`record`].
 pub async fn note_time(id: u64, what: &'static str) -> Result<(), String> {
     record_mark(id, Mark::Time(what)).await.map(drop)
+}
+
+/// Records, from inside a periodic job, that the job `job_id` was enqueued for `tick` (ms),
+/// with the same patience as [`record`]: a tick with two job ids fired twice.
+pub async fn record_tick(tick: u64, job_id: &str) -> Result<(), String> {
+    let field = format!("{tick}/{job_id}");
+    let deadline = Instant::now() + RECORD_PATIENCE;
+    loop {
+        let error = match worker_conn().await {
+            Ok((fx, conn)) => {
+                let done: redis::RedisResult<()> = redis::cmd("HSET")
+                    .arg(fx.key("ticks"))
+                    .arg(&field)
+                    .arg(now_ms())
+                    .query_async(&mut conn.clone())
+                    .await;
+                match done {
+                    Ok(()) => return Ok(()),
+                    Err(error) => error.to_string(),
+                }
+            }
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!("could not record tick {tick}: {error}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn record_mark(id: u64, mark: Mark) -> Result<u64, String> {

@@ -30,7 +30,9 @@
 //! `partial-faults` (one of a worker's two queues broken by a WRONGTYPE key, then by an ACL: the
 //! other keeps its throughput, drains, and keeps its heartbeat), 12 `repairs-race` (an
 //! operator revives dead jobs, pauses the queue and cancels delayed jobs while workers are
-//! killed: nothing lost, nothing cancelled runs, the dead set ends empty). See each module of
+//! killed: nothing lost, nothing cancelled runs, the dead set ends empty), 13 `periodic-ticks`
+//! (an every-second schedule on workers killed one, two and all at a time: each tick enqueued
+//! once, none missing while a worker lives, one for a whole outage). See each module of
 //! [`scenarios`].
 //!
 //! With `--acl`, every scenario runs with the README's least-privilege users (`producer` for
@@ -64,7 +66,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
     /// Run only this scenario (1-11).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=12))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=13))]
     only: Option<u8>,
     /// `recovery_after` of the workers, in ms (scenarios 4, 5, 8, 10 and 11 use their own).
     #[arg(long, default_value_t = 2_000)]

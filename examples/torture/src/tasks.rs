@@ -21,6 +21,9 @@ pub const FIRST_SLOW_QUEUE: &str = "stale";
 /// The queue of [`fickle`] jobs.
 pub const REPAIR_QUEUE: &str = "repairs";
 
+/// The queue of [`tick`] jobs (and the workers that keep its schedule).
+pub const PERIODIC_QUEUE: &str = "periodic";
+
 /// The tasks whose jobs record their runs (see [`effects`]), and whose first argument is the
 /// job's id.
 pub const COUNTED: [&str; 4] = [work::NAME, stall::NAME, first_slow::NAME, fickle::NAME];
@@ -81,6 +84,18 @@ pub async fn fickle(id: u64, millis: u64) -> Result<(), String> {
     }
     tokio::time::sleep(Duration::from_millis(millis)).await;
     effects::record(id).await
+}
+
+/// Enqueued every second by its schedule (kept by every worker serving its queue): records
+/// the tick it was enqueued for and its own id, so that a tick enqueued twice shows.
+#[dtask::task(queue = "periodic", cron = "* * * * * *", name = "torture.tick")]
+pub async fn tick() -> Result<(), String> {
+    let job = dtask::current().ok_or("a tick runs as a job")?;
+    let tick = job
+        .header("dtask-tick")
+        .and_then(|tick| tick.parse().ok())
+        .ok_or("a periodic job names its tick")?;
+    effects::record_tick(tick, job.id().as_str()).await
 }
 
 /// Aborts the worker process running it: a poison job. `id` tells poison jobs apart.

@@ -3,6 +3,7 @@
 mod bad_input;
 mod frozen_worker;
 mod partial_faults;
+mod periodic_ticks;
 mod poison;
 mod redis_crash;
 mod redis_outage;
@@ -57,7 +58,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 12] = [
+pub const ALL: [(u8, &str); 13] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -70,6 +71,7 @@ pub const ALL: [(u8, &str); 12] = [
     (10, "stale-attempts"),
     (11, "partial-faults"),
     (12, "repairs-race"),
+    (13, "periodic-ticks"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -94,6 +96,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         10 => stale_attempts::run(ctx, &mut figures).await,
         11 => partial_faults::run(ctx, &mut figures).await,
         12 => repairs_race::run(ctx, &mut figures).await,
+        13 => periodic_ticks::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
