@@ -236,6 +236,25 @@ pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), 
     Ok(())
 }
 
+/// Every minute, on the minute (UTC), counts the welcome mails sent in the minute before and
+/// logs it: a periodic job. Every worker keeps the schedule and each minute's job is
+/// enqueued once, by whichever worker claims the tick first; a job missed while no worker ran
+/// is enqueued once when one is back. `dtask periodic` lists it with its last and next tick.
+#[dtask::task(queue = "emails", name = "mail.digest", cron = "0 * * * * *", retries = 1)]
+pub async fn welcome_digest(app: dtask::State<App>) -> Result<i64, MailError> {
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+        - 60_000;
+    let (sent,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM welcomes WHERE sent_at_ms >= ?1")
+        .bind(since_ms)
+        .fetch_one(&app.db)
+        .await
+        .map_err(MailError::Database)?;
+    tracing::info!(sent, "digest: welcome mails sent in the last minute");
+    Ok(sent)
+}
+
 /// Word statistics of a text, from [`count_words`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, dtask::TaskOutput)]
 pub struct WordCount {
