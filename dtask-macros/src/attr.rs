@@ -1,5 +1,5 @@
 //! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `result_ttl`, `cron`,
-//! `tz`, `name`, `crate`.
+//! `tz`, `unique_for`, `name`, `crate`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -19,10 +19,12 @@ pub(crate) struct TaskArgs {
     pub(crate) cron: Option<LitStr>,
     /// The time zone of `cron` (an IANA name, checked by the worker).
     pub(crate) tz: Option<LitStr>,
+    /// The default uniqueness window, in ms.
+    pub(crate) unique_for_ms: Option<u64>,
 }
 
 const VALID_KEYS: &str =
-    "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `name`, `crate`";
+    "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
@@ -74,6 +76,10 @@ impl TaskArgs {
                     Ok(())
                 }),
                 Some("tz") => string(&pair.value, "tz").map(|tz| args.tz = Some(tz)),
+                Some("unique_for") => string(&pair.value, "unique_for").and_then(|text| {
+                    args.unique_for_ms = Some(parse_duration_ms(&text, "unique_for", false)?);
+                    Ok(())
+                }),
                 Some("crate") => string(&pair.value, "crate").and_then(|path| {
                     args.crate_path = Some(path.parse()?);
                     Ok(())

@@ -112,6 +112,10 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let cron = some_str(&args.cron);
+    let unique_for = match args.unique_for_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
     let tz = some_str(&args.tz);
     let timeout = match args.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
@@ -236,6 +240,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 result_ttl: #result_ttl,
                 cron: #cron,
                 tz: #tz,
+                unique_for: #unique_for,
             };
 
             /// What the task returns on success, and what waiting on a job yields.
@@ -303,6 +308,23 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 /// Enqueues through `client` instead of the default client.
                 pub fn client(self, client: &#krate::Client) -> Self {
                     Builder(self.0.client(client))
+                }
+
+                /// Names the job: while a job of that id exists, enqueueing it again returns
+                /// that job's handle (see `dtask::Enqueue::id`).
+                pub fn id(self, id: impl ::core::convert::Into<#krate::JobId>) -> Self {
+                    Builder(self.0.id(id))
+                }
+
+                /// At most one job with these arguments for `window` (see
+                /// `dtask::Enqueue::unique_for`).
+                pub fn unique_for(self, window: ::core::time::Duration) -> Self {
+                    Builder(self.0.unique_for(window))
+                }
+
+                /// Until when a unique job keeps duplicates out: its end or its start.
+                pub fn unique_until(self, until: #krate::UniqueUntil) -> Self {
+                    Builder(self.0.unique_until(until))
                 }
 
                 /// Enqueues the job with these arguments and returns its handle.

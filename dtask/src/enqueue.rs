@@ -14,6 +14,7 @@ use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
 use crate::error::Error;
 use crate::job::JobHandle;
 use crate::registry::TaskInfo;
+use crate::unique::{DEFAULT_ID_LOCK, Unique, UniqueBy, UniqueUntil};
 
 /// Options for enqueueing jobs of one task, whose result type is `O`.
 ///
@@ -26,6 +27,9 @@ pub struct Enqueue<O> {
     queue: Option<String>,
     due: Option<Due>,
     retries: Option<u32>,
+    id: Option<JobId>,
+    unique_for: Option<Duration>,
+    unique_until: Option<UniqueUntil>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -46,8 +50,72 @@ impl<O> Enqueue<O> {
             queue: None,
             due: None,
             retries: None,
+            id: None,
+            unique_for: None,
+            unique_until: None,
             output: PhantomData,
         }
+    }
+
+    /// Names the job `id`: while the job of that id waits, runs, waits for a retry, or has an
+    /// outcome to read (its result, or its death, kept for the result TTL), another enqueue
+    /// with the id queues nothing and returns that job's handle ([`JobHandle::is_duplicate`]).
+    /// If no worker is left to end it, the name lapses after a day (or `unique_for`).
+    pub fn id(mut self, id: impl Into<JobId>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// At most one job of this task with these arguments (compared as their JSON text) in the
+    /// queue, running or waiting for a retry, for `window` from its enqueue: a duplicate
+    /// enqueued meanwhile queues nothing and returns the first job's handle. The lock goes
+    /// sooner when the job ends (or starts: [`Enqueue::unique_until`]).
+    pub fn unique_for(mut self, window: Duration) -> Self {
+        self.unique_for = Some(window);
+        self
+    }
+
+    /// Until when a unique job keeps duplicates out: its end (the default) or its start.
+    pub fn unique_until(mut self, until: UniqueUntil) -> Self {
+        self.unique_until = Some(until);
+        self
+    }
+
+    /// The uniqueness asked for, by these options or the task's `unique_for`.
+    fn uniqueness(&self) -> Result<Option<Unique>, Error> {
+        let window = self.unique_for.or(self.info.unique_for);
+        let unique = match (&self.id, window) {
+            (Some(id), window) => Unique {
+                by: UniqueBy::Id(id.clone()),
+                ttl: window.unwrap_or(DEFAULT_ID_LOCK),
+                until: self.unique_until.unwrap_or_default(),
+            },
+            (None, Some(window)) => Unique {
+                by: UniqueBy::Args,
+                ttl: window,
+                until: self.unique_until.unwrap_or_default(),
+            },
+            (None, None) if self.unique_until.is_some() => {
+                return Err(Error::Config(format!(
+                    "`unique_until` of a `{}` job needs `unique_for` or `id`",
+                    self.info.name
+                )));
+            }
+            (None, None) => return Ok(None),
+        };
+        if matches!(unique.by, UniqueBy::Id(_)) && unique.until == UniqueUntil::Start {
+            return Err(Error::Config(format!(
+                "a `{}` job named with `.id(..)` keeps its name until it ends: `unique_until(Start)` would let a second job of the name run beside it",
+                self.info.name
+            )));
+        }
+        if unique.ttl.is_zero() || unique.ttl.as_millis() >= 1 << 53 {
+            return Err(Error::Config(format!(
+                "a uniqueness window of {:?} is out of range",
+                unique.ttl
+            )));
+        }
+        Ok(Some(unique))
     }
 
     /// Runs the job no sooner than `delay` from now.
@@ -113,6 +181,7 @@ impl<O> Enqueue<O> {
 
     /// Enqueues one job per encoded argument list, in one round trip.
     async fn enqueue_encoded(self, items: Vec<Box<RawValue>>) -> Result<Vec<JobHandle<O>>, Error> {
+        let unique = self.uniqueness()?;
         let client = match self.client {
             Some(client) => client,
             None => default_client().await?.clone(),
@@ -136,10 +205,48 @@ impl<O> Enqueue<O> {
                 (!delay.is_zero()).then_some(broker::Due::After(delay))
             }
         };
-        let mut ids = Vec::new();
-        let mut payloads = Vec::new();
+        if self.id.is_some() && items.len() > 1 {
+            return Err(Error::Config(format!(
+                "`.id(..)` names one job of `{}`: enqueue it with `enqueue`, not `enqueue_many`",
+                self.info.name
+            )));
+        }
         // The caller's trace, carried to each job so that its runs join it.
         let trace = crate::trace::current_trace_headers();
+        if let Some(unique) = unique {
+            let mut handles = Vec::with_capacity(items.len());
+            for args in items {
+                let key = unique.key(self.info.name, args.get());
+                let job = NewPayload {
+                    info: self.info,
+                    queue,
+                    retries: self.retries,
+                    args,
+                    enqueued_at_ms: now_ms,
+                    trace: &trace,
+                    headers: unique.headers(key.clone()),
+                    id: self.id.clone(),
+                };
+                let (id, payload) = job.encode(&client)?;
+                let found = client
+                    .broker
+                    .enqueue_unique(queue, &key, id.as_str(), unique.ttl, &payload, due)
+                    .await?;
+                let handle = match found {
+                    None => {
+                        crate::metrics::enqueued(queue, self.info.name, 1);
+                        JobHandle::new(id, Some(client.clone()))
+                    }
+                    Some(holder) => {
+                        JobHandle::new(JobId::from(holder), Some(client.clone())).found_duplicate()
+                    }
+                };
+                handles.push(handle.of_task(self.info));
+            }
+            return Ok(handles);
+        }
+        let mut ids = Vec::new();
+        let mut payloads = Vec::new();
         for args in items {
             let job = NewPayload {
                 info: self.info,
@@ -149,6 +256,7 @@ impl<O> Enqueue<O> {
                 enqueued_at_ms: now_ms,
                 trace: &trace,
                 headers: Vec::new(),
+                id: None,
             };
             let (id, payload) = job.encode(&client)?;
             payloads.push(payload);
@@ -244,8 +352,10 @@ pub(crate) struct NewPayload<'a> {
     pub(crate) enqueued_at_ms: u64,
     /// The enqueuer's trace headers (see `trace::current_trace_headers`).
     pub(crate) trace: &'a [(&'static str, String)],
-    /// Headers of dtask's own (a periodic job's schedule and tick).
+    /// Headers of dtask's own (a periodic job's schedule and tick, a unique job's lock).
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// The id the caller chose, if any (else a new one).
+    pub(crate) id: Option<JobId>,
 }
 
 impl NewPayload<'_> {
@@ -266,7 +376,7 @@ impl NewPayload<'_> {
         }
         let envelope = Envelope {
             v: ENVELOPE_VERSION,
-            id: JobId::generate(),
+            id: self.id.unwrap_or_else(JobId::generate),
             task: task.to_owned(),
             args: self.args,
             attempt: 0,

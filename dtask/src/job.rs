@@ -47,6 +47,8 @@ pub struct JobHandle<T> {
     client: Option<Client>,
     /// The job's task, when known: tells whether it keeps a result to wait for.
     task: Option<&'static TaskInfo>,
+    /// Whether the enqueue that made this handle found the job already there (a unique job).
+    duplicate: bool,
     output: PhantomData<fn() -> T>,
 }
 
@@ -62,6 +64,7 @@ impl<T> Clone for JobHandle<T> {
             id: self.id.clone(),
             client: self.client.clone(),
             task: self.task,
+            duplicate: self.duplicate,
             output: PhantomData,
         }
     }
@@ -75,8 +78,22 @@ impl<T> JobHandle<T> {
             id,
             client,
             task: None,
+            duplicate: false,
             output: PhantomData,
         }
+    }
+
+    /// The same handle, of a job an enqueue found already there.
+    pub(crate) fn found_duplicate(mut self) -> Self {
+        self.duplicate = true;
+        self
+    }
+
+    /// Whether the enqueue that gave this handle queued nothing because the job was already
+    /// there: a unique job (`.id(..)`, `.unique_for(..)`) whose lock another job holds; the
+    /// handle is then that job's.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// The same handle, knowing the job's task.

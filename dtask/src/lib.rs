@@ -64,6 +64,7 @@ mod redact;
 mod registry;
 mod state;
 mod trace;
+mod unique;
 mod worker;
 
 pub use admin::{
@@ -88,6 +89,7 @@ pub use output::TaskOutput;
 pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
 pub use registry::TaskInfo;
 pub use state::State;
+pub use unique::UniqueUntil;
 pub use worker::{Worker, WorkerHandle, shutdown_signal};
 
 /// Marks an async fn as a task that can be enqueued and run by workers.

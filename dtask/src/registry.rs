@@ -44,6 +44,8 @@ pub struct TaskInfo {
     pub cron: Option<&'static str>,
     /// The time zone its pattern is read in (`#[task(tz = "..")]`); UTC when None.
     pub tz: Option<&'static str>,
+    /// At most one job with the same arguments for this long (`#[task(unique_for = "..")]`).
+    pub unique_for: Option<Duration>,
 }
 
 /// One registered task: its settings and its handler. Built by `#[task]`; not meant to be

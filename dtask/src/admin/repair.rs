@@ -259,6 +259,15 @@ impl Queue {
                 broker
                     .set_result(id.as_str(), &outcome.to_json(), CANCELLED_KEPT)
                     .await?;
+                // A unique job's lock goes with it.
+                if let Ok(envelope) = crate::envelope::decode(job.payload.as_bytes())
+                    && let Some((key, _)) = crate::unique::lock_of(&envelope)
+                {
+                    let keep = crate::unique::kept_after_end(key, CANCELLED_KEPT);
+                    broker
+                        .release_unique(&self.name, key, id.as_str(), keep)
+                        .await?;
+                }
                 return Ok(Cancelled::Cancelled(job.state));
             }
         }

@@ -11,6 +11,7 @@ mod periodic;
 mod scripts;
 #[cfg(test)]
 mod tests;
+mod unique;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,3 +30,5 @@ script!(PURGE, "purge.lua");
 script!(CANCEL, "cancel.lua");
 script!(FIND, "find.lua");
 script!(TICK, "tick.lua");
+script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
+script!(RELEASE_UNIQUE, "release_unique.lua");

@@ -860,11 +860,22 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/requeue_inflight.lua"),
         include_str!("lua/heartbeat.lua"),
         include_str!("lua/reclaim.lua"),
+        include_str!("lua/tick.lua"),
+        include_str!("lua/release_unique.lua"),
     ];
     let missing = denied_to_readme_user("worker", &scripts);
     assert!(
         missing.is_empty(),
         "scripts call commands the README's worker ACL denies: {missing:?}"
+    );
+}
+
+#[test]
+fn every_command_the_unique_enqueue_calls_is_in_the_readme_producer_acl() {
+    let missing = denied_to_readme_user("producer", &[include_str!("lua/enqueue_unique.lua")]);
+    assert!(
+        missing.is_empty(),
+        "enqueue_unique.lua calls commands the README's producer ACL denies: {missing:?}"
     );
 }
 
@@ -875,6 +886,7 @@ fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
         include_str!("lua/purge.lua"),
         include_str!("lua/cancel.lua"),
         include_str!("lua/find.lua"),
+        include_str!("lua/release_unique.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
     ];

@@ -28,6 +28,7 @@ use crate::metrics::{self, Outcome};
 use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 use crate::registry::HandlerError;
 use crate::trace::{self, Settled};
+use crate::unique;
 use tracing::Instrument;
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
@@ -154,6 +155,10 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
 
+    if let Some((key, true)) = unique::lock_of(&envelope) {
+        // Unique until it starts: duplicates may queue from now on.
+        run.release_lock(key, &envelope.id, Duration::ZERO).await;
+    }
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
     // A first attempt waited since its enqueue (a delayed job: its delay included); read
@@ -257,6 +262,11 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             return match acked.await {
                 Ok(Acked::Held) => {
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);
+                    if let Some((key, false)) = unique::lock_of(&envelope) {
+                        let kept = entry.info.result_ttl.unwrap_or(ctx.settings.result_ttl);
+                        let keep = unique::kept_after_end(key, kept);
+                        run.release_lock(key, &envelope.id, keep).await;
+                    }
                     tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
                     if let Some(value) = &hooked_value {
                         ctx.fire(&JobEvent::Succeeded {
@@ -403,6 +413,10 @@ impl Run<'_> {
             None => return Settled::Abandoned,
         }
         metrics::finished(self.queue, &envelope.task, Outcome::Dead);
+        if let Some((key, _)) = unique::lock_of(&envelope) {
+            let keep = unique::kept_after_end(key, self.ctx.settings.result_ttl);
+            self.release_lock(key, &envelope.id, keep).await;
+        }
         if envelope.attempt == 0 {
             tracing::error!(job_id = %envelope.id, task = %envelope.task, error = %outcome_error, "job cannot run; moved it to the dead set");
         } else {
@@ -417,6 +431,17 @@ impl Run<'_> {
             });
         }
         Settled::Dead
+    }
+
+    /// Releases the uniqueness lock `key` of job `id` (if the job still holds it), now or
+    /// `keep` from now, so that a job like it may be queued again.
+    async fn release_lock(&self, key: &str, id: &JobId, keep: Duration) {
+        let ctx = self.ctx;
+        retry_until(self.abandon, "releasing a unique job's lock", || {
+            ctx.broker
+                .release_unique(self.queue, key, id.as_str(), keep)
+        })
+        .await;
     }
 
     /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.

@@ -231,6 +231,7 @@ impl Scheduler {
                 (PERIODIC_HEADER, item.name.clone()),
                 (TICK_HEADER, tick.to_string()),
             ],
+            id: None,
         };
         match job.encode(&self.client) {
             Ok((id, payload)) => Some((id.to_string(), payload)),

@@ -240,7 +240,12 @@ pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), 
 /// logs it: a periodic job. Every worker keeps the schedule and each minute's job is
 /// enqueued once, by whichever worker claims the tick first; a job missed while no worker ran
 /// is enqueued once when one is back. `dtask periodic` lists it with its last and next tick.
-#[dtask::task(queue = "emails", name = "mail.digest", cron = "0 * * * * *", retries = 1)]
+#[dtask::task(
+    queue = "emails",
+    name = "mail.digest",
+    cron = "0 * * * * *",
+    retries = 1
+)]
 pub async fn welcome_digest(app: dtask::State<App>) -> Result<i64, MailError> {
     let since_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
