@@ -36,8 +36,10 @@ impl TaskArgs {
             Some(errors) => errors.combine(error),
             None => errors = Some(error),
         };
+        let mut cron_given = false;
         for pair in pairs {
             let key = pair.path.get_ident().map(ToString::to_string);
+            cron_given |= key.as_deref() == Some("cron");
             let result = match key.as_deref() {
                 Some("queue") => string(&pair.value, "queue").and_then(|queue| {
                     check_queue(&queue)?;
@@ -93,7 +95,7 @@ impl TaskArgs {
                 push(error);
             }
         }
-        if let (Some(tz), None) = (&args.tz, &args.cron) {
+        if let (Some(tz), false) = (&args.tz, cron_given) {
             push(syn::Error::new(
                 tz.span(),
                 "`tz` is the time zone of a `cron` schedule: add `cron = \"..\"`",

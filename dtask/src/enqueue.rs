@@ -309,6 +309,18 @@ impl<O> Call<O> {
                 options.info.name
             )));
         }
+        if options.client.is_some() {
+            return Err(Error::Config(format!(
+                "a periodic job of `{}` is enqueued by the worker's client: leave out `.client(..)`",
+                options.info.name
+            )));
+        }
+        if options.id.is_some() || options.unique_for.is_some() || options.unique_until.is_some() {
+            return Err(Error::Config(format!(
+                "a periodic job of `{}` fires once per tick already: leave out `.id(..)` and `.unique_for(..)`",
+                options.info.name
+            )));
+        }
         let queue = options
             .queue
             .unwrap_or_else(|| options.info.queue.to_owned());

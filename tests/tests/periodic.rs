@@ -109,6 +109,21 @@ async fn a_task_declared_with_cron_runs_on_its_schedule_and_is_listed() {
         (CRON_RUNS.load(Ordering::Relaxed) >= 2).then_some(())
     })
     .await;
+    // Paused, its queue gets no ticks (they are missed ticks); resumed, one job for them all.
+    let queue = client.queue("cron-own");
+    queue.pause().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        queue.stats().await.unwrap().pending,
+        0,
+        "no tick piles up in a paused queue"
+    );
+    let before = CRON_RUNS.load(Ordering::Relaxed);
+    queue.resume().await.unwrap();
+    eventually(WAIT, "runs again once resumed", || async {
+        (CRON_RUNS.load(Ordering::Relaxed) > before).then_some(())
+    })
+    .await;
     let listed = client.periodic_jobs().await.unwrap();
     let own = listed
         .iter()
@@ -268,6 +283,33 @@ async fn mistakes_in_a_schedule_stop_the_worker_with_a_clear_error() {
         ),
     ];
     for (periodic, expected) in cases {
+        let error = Worker::new(&client)
+            .queues(["marks"])
+            .periodic(periodic)
+            .run_until(std::future::pending())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(expected),
+            "{error:?} should say {expected:?}"
+        );
+    }
+    let more = [
+        (
+            dtask::periodic(
+                "client",
+                "0 0 7 * * *",
+                tasks::add::with().client(&client).call("bad".into(), 1, 1),
+            ),
+            "leave out `.client(..)`",
+        ),
+        (
+            dtask::periodic("past", "0 0 0 1 1 * 2020", job()),
+            "has no tick in the future",
+        ),
+    ];
+    for (periodic, expected) in more {
         let error = Worker::new(&client)
             .queues(["marks"])
             .periodic(periodic)

@@ -14,6 +14,8 @@ pub(crate) enum Claim {
     Skipped,
     /// The tick, or a later one, was claimed before.
     Taken,
+    /// The queue is paused: nothing was claimed.
+    Paused,
     /// The tick is this many ms in the future on the server's clock.
     Early(u64),
 }
@@ -34,6 +36,7 @@ impl Broker {
             .key(keys::periodic_ticks(&self.prefix, queue))
             .key(keys::periodic_defs(&self.prefix, queue))
             .key(keys::pending(&self.prefix, queue))
+            .key(keys::paused(&self.prefix, queue))
             .arg(name)
             .arg(tick_ms)
             .arg(definition)
@@ -44,25 +47,26 @@ impl Broker {
         Ok(match answer {
             1 => Claim::Fired,
             2 => Claim::Skipped,
+            3 => Claim::Paused,
             n if n < 0 => Claim::Early(n.unsigned_abs()),
             _ => Claim::Taken,
         })
     }
 
-    /// The last tick claimed of each of `names`, schedules of `queue`.
-    pub(crate) async fn last_ticks(
+    /// The server's clock (ms, read on `queue`'s node) and the last tick claimed of each of
+    /// `names`, schedules of `queue`.
+    pub(crate) async fn periodic_state(
         &self,
         queue: &str,
         names: &[&str],
-    ) -> Result<Vec<Option<u64>>, Error> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<(u64, Vec<Option<u64>>), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("HMGET")
-            .arg(keys::periodic_ticks(&self.prefix, queue))
-            .arg(names)
-            .query_async(&mut conn)
+        let mut invocation = scripts::PERIODIC_STATE.key(keys::periodic_ticks(&self.prefix, queue));
+        for name in names {
+            invocation.arg(*name);
+        }
+        invocation
+            .invoke_async(&mut conn)
             .await
             .map_err(redis_err("reading periodic ticks"))
     }

@@ -30,5 +30,6 @@ script!(PURGE, "purge.lua");
 script!(CANCEL, "cancel.lua");
 script!(FIND, "find.lua");
 script!(TICK, "tick.lua");
+script!(PERIODIC_STATE, "periodic_state.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");

@@ -861,6 +861,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/heartbeat.lua"),
         include_str!("lua/reclaim.lua"),
         include_str!("lua/tick.lua"),
+        include_str!("lua/periodic_state.lua"),
         include_str!("lua/release_unique.lua"),
     ];
     let missing = denied_to_readme_user("worker", &scripts);

@@ -1,10 +1,12 @@
 //! The scheduler: keeps this worker's periodic schedules. At each tick (on the Redis server's
 //! clock) it claims the tick in Redis and, if it was first, the same script enqueues the job;
 //! every worker with the schedule does the same, so each tick fires once whichever workers are
-//! up. After a time with no worker, the ticks missed are claimed as one: one job, or none when
-//! the schedule skips missed ticks and the latest is more than a minute old.
+//! up. After a time with no worker (or while the queue was paused), the ticks missed are
+//! claimed as one: one job, or none when the schedule skips missed ticks and the latest is more
+//! than a minute old. Each queue's schedules are kept by a task of their own, on the clock of
+//! that queue's Redis node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::json;
@@ -22,8 +24,10 @@ use crate::registry::Registry;
 const ON_TIME_MS: u64 = 60_000;
 /// The longest the scheduler sleeps between two looks at the server's clock and the ticks.
 const MAX_SLEEP_MS: u64 = 60_000;
-/// How long it waits after Redis failed it.
+/// How long it waits after Redis failed it, doubling with each failure in a row...
 const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// ... up to this.
+const MAX_AFTER_ERROR: Duration = Duration::from_secs(30);
 
 /// One schedule this worker keeps.
 struct Kept {
@@ -59,6 +63,12 @@ impl Scheduler {
         let mut by_queue: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
         for periodic in given.into_iter().chain(declared) {
             let schedule = periodic.schedule()?;
+            if schedule.next_after(crate::clock::now_ms()).is_none() {
+                return Err(Error::Config(format!(
+                    "periodic job `{}`: the pattern `{}` has no tick in the future",
+                    periodic.name, periodic.cron
+                )));
+            }
             let job = periodic.job.map_err(|error| {
                 Error::Config(format!("periodic job `{}`: {error}", periodic.name))
             })?;
@@ -86,18 +96,28 @@ impl Scheduler {
         self.by_queue.is_empty()
     }
 
-    /// Keeps the schedules until `stop`.
+    /// Keeps the schedules until `stop`: each queue's in a task of its own, so that a queue
+    /// whose node is slow or down delays no other queue's ticks.
     pub(crate) async fn run(self, stop: CancellationToken) {
         if self.is_empty() {
             return;
         }
         self.define_all().await;
-        loop {
-            let pause = self.round().await;
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
+        let loops: Vec<_> = self
+            .by_queue
+            .into_iter()
+            .map(|(queue, kept)| {
+                let keeper = QueueKeeper {
+                    client: self.client.clone(),
+                    queue,
+                    kept,
+                    given_up: HashMap::new(),
+                };
+                tokio::spawn(keeper.run(stop.clone()))
+            })
+            .collect();
+        for keeper in loops {
+            let _ = keeper.await;
         }
     }
 
@@ -123,49 +143,67 @@ impl Scheduler {
             }
         }
     }
+}
 
-    /// Claims every tick that has fallen; how long to sleep before the next one.
-    async fn round(&self) -> Duration {
-        let broker = &self.client.broker;
-        let now = match broker.server_time_ms().await {
-            Ok(now) => now,
-            Err(error) => {
-                tracing::warn!(%error, "periodic jobs: reading the server's clock failed; will retry");
-                return AFTER_ERROR;
-            }
-        };
-        let started = tokio::time::Instant::now();
-        let mut wake = now + MAX_SLEEP_MS;
-        for (queue, kept) in &self.by_queue {
-            match self.round_of(queue, kept, now).await {
-                Ok(next) => wake = wake.min(next),
-                Err(error) => {
-                    // The other queues' schedules go on.
-                    tracing::warn!(%error, queue, "periodic jobs of this queue: claiming ticks failed; will retry");
-                    wake = wake.min(now + AFTER_ERROR.as_millis() as u64);
+/// The schedules of one queue, kept by one task.
+struct QueueKeeper {
+    client: Client,
+    queue: String,
+    kept: Vec<Kept>,
+    /// The tick, by schedule, whose job this worker could not make (its enqueue middleware
+    /// refused it, say): left for another worker to claim, not tried again here.
+    given_up: HashMap<String, u64>,
+}
+
+impl QueueKeeper {
+    async fn run(mut self, stop: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let pause = match self.round().await {
+                Ok(pause) => {
+                    failures = 0;
+                    pause
                 }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = AFTER_ERROR
+                        .saturating_mul(1 << failures.min(5))
+                        .min(MAX_AFTER_ERROR);
+                    tracing::warn!(%error, queue = %self.queue, retry_in_ms = pause.as_millis() as u64, "periodic jobs of this queue: claiming ticks failed; will retry");
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
-        Duration::from_millis(wake.saturating_sub(now)).saturating_sub(started.elapsed())
     }
 
-    /// Claims the fallen ticks of `queue`'s schedules at server time `now`; the next tick due.
-    async fn round_of(&self, queue: &str, kept: &[Kept], now: u64) -> Result<u64, Error> {
+    /// Claims the ticks that have fallen, on the clock of the queue's Redis node; how long to
+    /// sleep before the next one.
+    async fn round(&mut self) -> Result<Duration, Error> {
         let broker = &self.client.broker;
-        let names: Vec<&str> = kept.iter().map(|item| item.name.as_str()).collect();
-        let lasts = broker.last_ticks(queue, &names).await?;
+        let queue = self.queue.as_str();
+        let names: Vec<&str> = self.kept.iter().map(|item| item.name.as_str()).collect();
+        let (now, lasts) = broker.periodic_state(queue, &names).await?;
+        let started = tokio::time::Instant::now();
         let mut wake = now + MAX_SLEEP_MS;
-        for (item, last) in kept.iter().zip(lasts) {
+        for (item, last) in self.kept.iter().zip(lasts) {
             // A schedule seen for the first time starts now: nothing before it was missed.
-            // Marking its start claims `now` (not a tick) without a job.
+            // Its start is marked by claiming the millisecond before now, without a job.
             let Some(last) = last else {
-                let next = item.schedule.next_after(now);
+                let next = item.schedule.next_after(now.saturating_sub(1));
                 broker
-                    .claim_tick(queue, &item.name, now, &item.definition(next), None)
+                    .claim_tick(
+                        queue,
+                        &item.name,
+                        now.saturating_sub(1),
+                        &item.definition(next),
+                        None,
+                    )
                     .await?;
-                if let Some(next) = next {
-                    wake = wake.min(next);
-                }
+                wake = wake.min(next.unwrap_or(wake));
                 continue;
             };
             let Some(due) = item.schedule.next_after(last) else {
@@ -175,72 +213,83 @@ impl Scheduler {
                 wake = wake.min(due);
                 continue;
             }
-            // One claim for every tick fallen since the last: the latest stands for them all.
+            // One claim for every tick fallen since the last: the latest stands for them all
+            // (and should the calendar find none, the present moment does: never one claim
+            // per missed tick).
             let tick = item
                 .schedule
                 .latest_at_or_before(now)
-                .unwrap_or(due)
+                .unwrap_or(now)
                 .max(due);
             let next = item.schedule.next_after(tick);
-            if let Some(next) = next {
-                wake = wake.min(next);
+            wake = wake.min(next.unwrap_or(wake));
+            if self.given_up.get(&item.name) == Some(&tick) {
+                continue;
             }
             let fire = now - tick <= ON_TIME_MS || item.missed == Missed::FireOnce;
             let job = if fire {
-                self.payload(item, queue, tick, now)
+                match payload(&self.client, item, queue, tick, now) {
+                    Ok(job) => Some(job),
+                    Err(error) => {
+                        // Another worker (another version, in a rolling deploy) may make it.
+                        tracing::error!(%error, queue, schedule = %item.name, tick, "cannot make this tick's periodic job; leaving the tick to other workers");
+                        self.given_up.insert(item.name.clone(), tick);
+                        continue;
+                    }
+                }
             } else {
                 None
             };
-            let definition = item.definition(next);
             let claim = broker
                 .claim_tick(
                     queue,
                     &item.name,
                     tick,
-                    &definition,
+                    &item.definition(next),
                     job.as_ref().map(|(_, payload)| payload.as_str()),
                 )
                 .await?;
             match claim {
                 Claim::Fired => {
                     crate::metrics::enqueued(queue, item.job.info.name, 1);
-                    let (id, _) = job.as_ref().expect("a fired tick has a job");
-                    tracing::info!(queue, schedule = %item.name, tick, job_id = %id, late_ms = now - tick, "periodic job enqueued");
+                    if let Some((id, _)) = &job {
+                        tracing::info!(queue, schedule = %item.name, tick, job_id = %id, late_ms = now - tick, "periodic job enqueued");
+                    }
                 }
                 Claim::Skipped => {
-                    tracing::info!(queue, schedule = %item.name, tick, "periodic tick skipped (missed while no worker ran it)");
+                    tracing::info!(queue, schedule = %item.name, tick, "periodic tick skipped: missed while no worker kept the schedule or the queue was paused, and more than a minute old");
                 }
-                Claim::Taken => {}
+                Claim::Taken | Claim::Paused => {}
                 Claim::Early(in_ms) => wake = wake.min(now + in_ms),
             }
         }
-        Ok(wake)
+        Ok(Duration::from_millis(wake.saturating_sub(now)).saturating_sub(started.elapsed()))
     }
+}
 
-    /// The job of `item`'s `tick`: its id and payload; None (the tick is then claimed without
-    /// a job, so that it is not tried again and again) when it cannot be made.
-    fn payload(&self, item: &Kept, queue: &str, tick: u64, now: u64) -> Option<(String, String)> {
-        let job = NewPayload {
-            info: item.job.info,
-            queue,
-            retries: item.job.retries,
-            args: item.job.args.clone(),
-            enqueued_at_ms: now,
-            trace: &[],
-            headers: vec![
-                (PERIODIC_HEADER, item.name.clone()),
-                (TICK_HEADER, tick.to_string()),
-            ],
-            id: None,
-        };
-        match job.encode(&self.client) {
-            Ok((id, payload)) => Some((id.to_string(), payload)),
-            Err(error) => {
-                tracing::error!(%error, queue, schedule = %item.name, tick, "periodic job refused; this tick enqueues nothing");
-                None
-            }
-        }
-    }
+/// The job of `item`'s `tick`, enqueued by `client`: its id and payload.
+fn payload(
+    client: &Client,
+    item: &Kept,
+    queue: &str,
+    tick: u64,
+    now: u64,
+) -> Result<(String, String), Error> {
+    let job = NewPayload {
+        info: item.job.info,
+        queue,
+        retries: item.job.retries,
+        args: item.job.args.clone(),
+        enqueued_at_ms: now,
+        trace: &[],
+        headers: vec![
+            (PERIODIC_HEADER, item.name.clone()),
+            (TICK_HEADER, tick.to_string()),
+        ],
+        id: None,
+    };
+    let (id, payload) = job.encode(client)?;
+    Ok((id.to_string(), payload))
 }
 
 /// The header naming the schedule that enqueued a job.
