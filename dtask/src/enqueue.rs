@@ -109,10 +109,18 @@ impl<O> Enqueue<O> {
                 self.info.name
             )));
         }
-        if unique.ttl.is_zero() || unique.ttl.as_millis() >= 1 << 53 {
+        if let UniqueBy::Id(id) = &unique.by
+            && id.as_str().is_empty()
+        {
             return Err(Error::Config(format!(
-                "a uniqueness window of {:?} is out of range",
-                unique.ttl
+                "the id of a `{}` job must not be empty",
+                self.info.name
+            )));
+        }
+        if unique.ttl.is_zero() || unique.ttl.as_millis() >= 1 << 50 {
+            return Err(Error::Config(format!(
+                "the uniqueness window of a `{}` job must be from 1 ms to about 35,000 years, not {:?}",
+                self.info.name, unique.ttl
             )));
         }
         Ok(Some(unique))
@@ -228,9 +236,16 @@ impl<O> Enqueue<O> {
                     id: self.id.clone(),
                 };
                 let (id, payload) = job.encode(&client)?;
+                // The window counts from when the job is due: a delayed job keeps it while it
+                // waits, and for the whole window after.
+                let waits = match due {
+                    None => Duration::ZERO,
+                    Some(broker::Due::After(delay)) => delay,
+                    Some(broker::Due::AtMs(at)) => Duration::from_millis(at.saturating_sub(now_ms)),
+                };
                 let found = client
                     .broker
-                    .enqueue_unique(queue, &key, id.as_str(), unique.ttl, &payload, due)
+                    .enqueue_unique(queue, &key, id.as_str(), unique.ttl + waits, &payload, due)
                     .await?;
                 let handle = match found {
                     None => {

@@ -1,9 +1,9 @@
 //! Unique jobs: the options that make an enqueue refuse a duplicate (a job named by the caller
 //! with `.id(..)`, or at most one job of a task with the same arguments with `.unique_for(..)`),
 //! the lock key each is known by, and the headers that tell a worker to release the lock when
-//! the job starts or ends. The lock itself lives in Redis (see `enqueue_unique.lua` and
-//! `release_unique.lua`): taken in the same step as the job is queued, released by the worker
-//! that ends the job, and expiring on its own if everything crashes.
+//! the job starts or ends. The lock itself is a Redis key of the queue (see
+//! `enqueue_unique.lua` and `release_unique.lua`): taken in the same step as the job is queued,
+//! released by the worker that ends the job, and expiring on its own if everything crashes.
 
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use crate::envelope::{Envelope, JobId};
 pub(crate) const UNIQUE_HEADER: &str = "dtask-unique";
 /// The header saying the lock goes when the job starts (absent: when it ends).
 pub(crate) const UNTIL_START_HEADER: &str = "dtask-unique-until-start";
+/// The header holding the lock's window (ms), for a revival from the dead set to take it again.
+pub(crate) const WINDOW_HEADER: &str = "dtask-unique-for";
 
 /// How long a lock taken by `.id(..)` without `.unique_for(..)` lasts at most, when nothing
 /// releases it (every worker gone): a day.
@@ -59,7 +61,10 @@ impl Unique {
 
     /// The headers that tell the worker about the lock `key`.
     pub(crate) fn headers(&self, key: String) -> Vec<(&'static str, String)> {
-        let mut headers = vec![(UNIQUE_HEADER, key)];
+        let mut headers = vec![
+            (UNIQUE_HEADER, key),
+            (WINDOW_HEADER, self.ttl.as_millis().to_string()),
+        ];
         if self.until == UniqueUntil::Start {
             headers.push((UNTIL_START_HEADER, "1".to_owned()));
         }
@@ -71,6 +76,17 @@ impl Unique {
 pub(crate) fn lock_of(envelope: &Envelope) -> Option<(&str, bool)> {
     let key = envelope.headers.get(UNIQUE_HEADER)?;
     Some((key, envelope.headers.contains_key(UNTIL_START_HEADER)))
+}
+
+/// The lock a job revived from the dead set takes again: its key, for its window (or a day).
+pub(crate) fn lock_to_retake(envelope: &Envelope) -> Option<(&str, Duration)> {
+    let (key, _) = lock_of(envelope)?;
+    let window = envelope
+        .headers
+        .get(WINDOW_HEADER)
+        .and_then(|ms| ms.parse().ok())
+        .map_or(DEFAULT_ID_LOCK, Duration::from_millis);
+    Some((key, window))
 }
 
 /// How long a lock stays once its job ended, the job's outcome being kept for `outcome_kept`:

@@ -34,8 +34,12 @@ async fn a_job_named_by_its_caller_is_queued_once_while_it_exists() {
     assert!(again.is_duplicate());
     assert_eq!(again.id().as_str(), "invoice-42");
     assert_eq!(client.queue("math").stats().await.unwrap().pending, 1);
-    // It runs once. Its name stays its own while its result can be read: the same handle.
-    let worker = Worker::new(&client).queues(["math"]).spawn();
+    // It runs once. Its name stays its own while its outcome can be read (the longer of the
+    // task's and the worker's result TTL, 2 s here): the same handle.
+    let worker = Worker::new(&client)
+        .queues(["math"])
+        .result_ttl(Duration::from_secs(2))
+        .spawn();
     assert_eq!(again.wait(WAIT).await.unwrap(), 42);
     let after_end = tasks::add::with()
         .client(&client)
@@ -45,7 +49,7 @@ async fn a_job_named_by_its_caller_is_queued_once_while_it_exists() {
         .unwrap();
     assert!(after_end.is_duplicate());
     assert_eq!(after_end.wait(WAIT).await.unwrap(), 42);
-    // A task whose result is kept 300 ms: then the name is free, and a new job takes it.
+    // Once its outcome expired (2 s), the name is free, and a new job takes it.
     let short = tasks::short_lived::with()
         .client(&client)
         .id("report-7")
@@ -245,4 +249,34 @@ async fn a_lock_outlives_a_worker_killed_while_running_the_job_until_its_recover
         "released when the recovered run ended"
     );
     after.wait(Duration::from_secs(20)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_unique_job_run_again_takes_its_lock_back_or_stays_dead_if_another_holds_it() {
+    let (_redis, client, _raw, _prefix) = start_with_client("unique-revive").await;
+    let window = Duration::from_secs(600);
+    let enqueue = || {
+        tasks::doomed::with()
+            .client(&client)
+            .retries(0)
+            .unique_for(window)
+            .enqueue("unique-revive".into(), "no".into())
+    };
+    let worker = Worker::new(&client).queues(["doomed"]).spawn();
+    let dead = enqueue().await.unwrap();
+    wait_dead(&dead, WAIT).await;
+    worker.shutdown().await.unwrap();
+    // A new job with the same arguments holds the lock now: the dead one stays dead.
+    let newer = enqueue().await.unwrap();
+    assert!(!newer.is_duplicate());
+    let queue = client.queue("doomed");
+    assert_eq!(queue.retry_all_dead().await.unwrap(), 0);
+    assert_eq!(queue.stats().await.unwrap().dead, 1);
+    // Once that one is gone (cancelled), the dead job runs again, holding the lock: a
+    // duplicate enqueued meanwhile is refused in its favour.
+    queue.cancel(newer.id()).await.unwrap();
+    assert_eq!(queue.retry_all_dead().await.unwrap(), 1);
+    let duplicate = enqueue().await.unwrap();
+    assert!(duplicate.is_duplicate());
+    assert_eq!(duplicate.id(), dead.id());
 }

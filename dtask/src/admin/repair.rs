@@ -182,13 +182,21 @@ impl Queue {
                 .iter()
                 .map(|(_, record)| fresh_payload(record))
                 .collect();
+            // A unique job takes its lock back as it is revived (or stays dead if another job
+            // holds it now).
+            let envelopes: Vec<Option<envelope::Envelope>> = fresh
+                .iter()
+                .map(|payload| envelope::decode(payload.as_bytes()).ok())
+                .collect();
             let revivals: Vec<Revival<'_>> = batch
                 .iter()
                 .zip(&fresh)
-                .map(|((text, record), payload)| Revival {
+                .zip(&envelopes)
+                .map(|(((text, record), payload), envelope)| Revival {
                     record: text,
                     payload,
                     job_id: record.id.as_str(),
+                    lock: envelope.as_ref().and_then(crate::unique::lock_to_retake),
                 })
                 .collect();
             let revived = broker.revive(&self.name, &revivals).await?;

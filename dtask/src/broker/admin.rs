@@ -35,6 +35,8 @@ pub(crate) struct Revival<'a> {
     pub(crate) record: &'a str,
     pub(crate) payload: &'a str,
     pub(crate) job_id: &'a str,
+    /// A unique job's lock key and how long to hold it again.
+    pub(crate) lock: Option<(&'a str, std::time::Duration)>,
 }
 
 impl Broker {
@@ -320,28 +322,37 @@ impl Broker {
             .key(keys::dead(&self.prefix, queue))
             .key(keys::pending(&self.prefix, queue))
             .arg(if inline { "inline" } else { "apart" });
-        let mut hashes: Vec<String> = Vec::new();
+        // Keys after the first two, each once: results hashes and locks.
+        let mut more_keys: Vec<String> = Vec::new();
+        let mut position_of = |key: String| match more_keys.iter().position(|k| *k == key) {
+            Some(at) => at + 3,
+            None => {
+                more_keys.push(key);
+                more_keys.len() + 2
+            }
+        };
         for job in jobs {
-            let position = if inline && !job.job_id.is_empty() {
-                let key = keys::results(&self.prefix, job.job_id);
-                let at = match hashes.iter().position(|k| *k == key) {
-                    Some(at) => at,
-                    None => {
-                        hashes.push(key);
-                        hashes.len() - 1
-                    }
-                };
-                at + 3
+            let results = if inline && !job.job_id.is_empty() {
+                position_of(keys::results(&self.prefix, job.job_id))
             } else {
                 0
+            };
+            let (lock, lock_ms) = match job.lock {
+                Some((key, ttl)) => (
+                    position_of(keys::unique_lock(&self.prefix, queue, key)),
+                    ttl.as_millis().max(1) as u64,
+                ),
+                None => (0, 0),
             };
             invocation
                 .arg(job.record)
                 .arg(job.payload)
                 .arg(job.job_id)
-                .arg(position);
+                .arg(results)
+                .arg(lock)
+                .arg(lock_ms);
         }
-        for key in &hashes {
+        for key in &more_keys {
             invocation.key(key.as_str());
         }
         let mut conn = self.conn.clone();

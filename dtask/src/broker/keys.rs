@@ -101,16 +101,10 @@ pub(crate) fn periodic_defs(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:periodic:defs")
 }
 
-/// `prefix:{queue}:unique`: HASH of the queue's uniqueness locks, lock key -> the id of the
-/// job holding it.
-pub(crate) fn unique_locks(prefix: &str, queue: &str) -> String {
-    format!("{prefix}:{{{queue}}}:unique")
-}
-
-/// `prefix:{queue}:unique:until`: ZSET of the same lock keys, scored by when each lapses (ms),
-/// so that a lock no worker released (every one gone) does not last for ever.
-pub(crate) fn unique_expiries(prefix: &str, queue: &str) -> String {
-    format!("{prefix}:{{{queue}}}:unique:until")
+/// `prefix:{queue}:unique:<lock>`: STRING, the id of the job holding the uniqueness lock
+/// `<lock>` (`id:<job id>` or `args:<task>:<hash>`), expiring at the end of its window.
+pub(crate) fn unique_lock(prefix: &str, queue: &str, lock: &str) -> String {
+    format!("{prefix}:{{{queue}}}:unique:{lock}")
 }
 
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers

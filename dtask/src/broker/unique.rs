@@ -27,11 +27,9 @@ impl Broker {
         };
         let mut conn = self.conn.clone();
         let (queued, holder): (i64, String) = scripts::ENQUEUE_UNIQUE
-            .key(keys::unique_locks(&self.prefix, queue))
-            .key(keys::unique_expiries(&self.prefix, queue))
+            .key(keys::unique_lock(&self.prefix, queue, lock_key))
             .key(keys::pending(&self.prefix, queue))
             .key(keys::scheduled(&self.prefix, queue))
-            .arg(lock_key)
             .arg(job_id)
             .arg(ttl.as_millis().max(1) as u64)
             .arg(payload)
@@ -53,9 +51,7 @@ impl Broker {
     ) -> Result<bool, Error> {
         let mut conn = self.conn.clone();
         let released: i64 = scripts::RELEASE_UNIQUE
-            .key(keys::unique_locks(&self.prefix, queue))
-            .key(keys::unique_expiries(&self.prefix, queue))
-            .arg(lock_key)
+            .key(keys::unique_lock(&self.prefix, queue, lock_key))
             .arg(job_id)
             .arg(keep.as_millis() as u64)
             .invoke_async(&mut conn)

@@ -263,7 +263,13 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                 Ok(Acked::Held) => {
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);
                     if let Some((key, false)) = unique::lock_of(&envelope) {
-                        let kept = entry.info.result_ttl.unwrap_or(ctx.settings.result_ttl);
+                        // Its outcomes (a retrying one too) are kept up to the longer of the
+                        // two TTLs: a name is free only once none can be read.
+                        let kept = entry
+                            .info
+                            .result_ttl
+                            .unwrap_or(ctx.settings.result_ttl)
+                            .max(ctx.settings.result_ttl);
                         let keep = unique::kept_after_end(key, kept);
                         run.release_lock(key, &envelope.id, keep).await;
                     }

@@ -101,6 +101,13 @@ impl Recoverer {
                 continue; // another recoverer buried it
             }
             tracing::error!(queue, job_id = %record.id, %error, "buried a poison job");
+            // A unique job's lock goes with it, as with any death.
+            if let Some((key, _)) = envelope.as_ref().and_then(crate::unique::lock_of) {
+                let keep = crate::unique::kept_after_end(key, ctx.settings.result_ttl);
+                ctx.broker
+                    .release_unique(queue, key, record.id.as_str(), keep)
+                    .await?;
+            }
             if !ctx.hooks.is_empty() {
                 let job = envelope
                     .as_ref()

@@ -259,6 +259,7 @@ impl Report {
         };
         let mut rows = vec![row([
             "jobs",
+            "kind",
             "seconds",
             "jobs/s",
             "×LPUSH",
@@ -270,8 +271,14 @@ impl Report {
         ])];
         for o in outcomes {
             let rate = o.jobs_per_s.unwrap_or(0.0);
+            let kind = if o.name.contains("unique") {
+                "unique_for"
+            } else {
+                "plain"
+            };
             rows.push(vec![
                 thousands(o.jobs as f64),
+                kind.to_owned(),
                 format!("{:.2}", o.seconds),
                 thousands(rate),
                 self.ratio(rate, "LPUSH", 1),

@@ -25,9 +25,11 @@ pub async fn batched(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
 }
 
 /// Scenario 2: `jobs` no-op jobs, each with its own `enqueue` call, from [`PRODUCERS`]
-/// concurrent tokio tasks sharing one client.
-pub async fn concurrent(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
-    eprintln!("2. enqueue from {PRODUCERS} tasks: {jobs} jobs ...");
+/// concurrent tokio tasks sharing one client; with `unique`, each a unique job (all
+/// different: every enqueue takes a lock, none is a duplicate).
+pub async fn concurrent(bench: &mut Bench, jobs: u64, unique: bool) -> Result<Outcome> {
+    let kind = if unique { "unique jobs" } else { "jobs" };
+    eprintln!("2. enqueue from {PRODUCERS} tasks: {jobs} {kind} ...");
     let (client, prefix) = bench.fresh_client().await?;
     let before = bench.snapshot().await?;
     let started = Instant::now();
@@ -37,7 +39,14 @@ pub async fn concurrent(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
         producers.spawn(async move {
             let mut i = producer;
             while i < jobs {
-                tasks::noop::with().client(&client).enqueue(i, 7).await?;
+                let options = tasks::noop::with().client(&client);
+                let options = if unique {
+                    options.unique_for(std::time::Duration::from_secs(600))
+                } else {
+                    options
+                };
+                let job = options.enqueue(i, 7).await?;
+                assert!(!job.is_duplicate(), "every job differs");
                 i += PRODUCERS;
             }
             Ok::<_, dtask::Error>(())
@@ -49,7 +58,12 @@ pub async fn concurrent(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
     let seconds = started.elapsed().as_secs_f64();
     let after = bench.snapshot().await?;
     bench.clean_up(&prefix).await?;
-    Ok(queued(2, "enqueue_single", jobs, seconds, &before, &after))
+    let name = if unique {
+        "enqueue_single, unique_for"
+    } else {
+        "enqueue_single"
+    };
+    Ok(queued(2, name, jobs, seconds, &before, &after))
 }
 
 /// The outcome of an enqueue run, with the memory its queued jobs hold.

@@ -47,7 +47,10 @@ impl Bench {
     pub async fn sized(&mut self, scenario: u8, size: u64) -> Result<Vec<Outcome>> {
         match scenario {
             1 => Ok(vec![enqueue::batched(self, size).await?]),
-            2 => Ok(vec![enqueue::concurrent(self, size).await?]),
+            2 => Ok(vec![
+                enqueue::concurrent(self, size, false).await?,
+                enqueue::concurrent(self, size, true).await?,
+            ]),
             _ => {
                 let mut outcomes = Vec::new();
                 for concurrency in self.concurrencies.clone() {
