@@ -310,6 +310,11 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     Builder(self.0.client(client))
                 }
 
+                /// Limits each attempt of the job to `limit` instead of the task's timeout.
+                pub fn timeout(self, limit: ::core::time::Duration) -> Self {
+                    Builder(self.0.timeout(limit))
+                }
+
                 /// Names the job: while a job of that id exists, enqueueing it again returns
                 /// that job's handle (see `dtask::Enqueue::id`).
                 pub fn id(self, id: impl ::core::convert::Into<#krate::JobId>) -> Self {

@@ -30,6 +30,7 @@ pub struct Enqueue<O> {
     id: Option<JobId>,
     unique_for: Option<Duration>,
     unique_until: Option<UniqueUntil>,
+    timeout: Option<Duration>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -53,8 +54,23 @@ impl<O> Enqueue<O> {
             id: None,
             unique_for: None,
             unique_until: None,
+            timeout: None,
             output: PhantomData,
         }
+    }
+
+    /// Limits each attempt of the job to `limit` instead of the task's `timeout`.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The headers of these options that travel with the job (a timeout of its own).
+    fn option_headers(&self) -> Vec<(&'static str, String)> {
+        self.timeout
+            .map(|limit| (TIMEOUT_HEADER, limit.as_millis().max(1).to_string()))
+            .into_iter()
+            .collect()
     }
 
     /// Names the job `id`: while the job of that id waits, runs, waits for a retry, or has an
@@ -190,6 +206,7 @@ impl<O> Enqueue<O> {
     /// Enqueues one job per encoded argument list, in one round trip.
     async fn enqueue_encoded(self, items: Vec<Box<RawValue>>) -> Result<Vec<JobHandle<O>>, Error> {
         let unique = self.uniqueness()?;
+        let option_headers = self.option_headers();
         let client = match self.client {
             Some(client) => client,
             None => default_client().await?.clone(),
@@ -232,7 +249,11 @@ impl<O> Enqueue<O> {
                     args,
                     enqueued_at_ms: now_ms,
                     trace: &trace,
-                    headers: unique.headers(key.clone()),
+                    headers: {
+                        let mut headers = unique.headers(key.clone());
+                        headers.extend(option_headers.iter().cloned());
+                        headers
+                    },
                     id: self.id.clone(),
                 };
                 let (id, payload) = job.encode(&client)?;
@@ -270,7 +291,7 @@ impl<O> Enqueue<O> {
                 args,
                 enqueued_at_ms: now_ms,
                 trace: &trace,
-                headers: Vec::new(),
+                headers: option_headers.clone(),
                 id: None,
             };
             let (id, payload) = job.encode(&client)?;
@@ -336,6 +357,7 @@ impl<O> Call<O> {
                 options.info.name
             )));
         }
+        let headers = options.option_headers();
         let queue = options
             .queue
             .unwrap_or_else(|| options.info.queue.to_owned());
@@ -344,9 +366,22 @@ impl<O> Call<O> {
             info: options.info,
             queue,
             retries: options.retries,
+            headers,
             args: self.args?,
         })
     }
+}
+
+/// The header holding a job's own attempt timeout (ms), set with `.timeout(..)`.
+pub(crate) const TIMEOUT_HEADER: &str = "dtask-timeout";
+
+/// The attempt timeout a job's enqueuer gave it, if any.
+pub(crate) fn timeout_of(headers: &std::collections::BTreeMap<String, String>) -> Option<Duration> {
+    headers
+        .get(TIMEOUT_HEADER)
+        .and_then(|ms| ms.parse().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
 }
 
 /// Refuses a queue name that cannot be a queue's (its keys' hash tag would break).

@@ -62,6 +62,7 @@ mod output;
 mod periodic;
 mod redact;
 mod registry;
+mod retry_after;
 mod state;
 mod trace;
 mod unique;
@@ -88,6 +89,7 @@ pub use middleware::{
 pub use output::TaskOutput;
 pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
 pub use registry::TaskInfo;
+pub use retry_after::RetryAfter;
 pub use state::State;
 pub use unique::UniqueUntil;
 pub use worker::{Worker, WorkerHandle, shutdown_signal};

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::envelope::JobId;
 
@@ -25,6 +27,12 @@ pub struct JobContext {
     pub(crate) attempt: u32,
     pub(crate) args: String,
     pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) enqueued_at_ms: u64,
+    /// Cancelled when the run is given up: its timeout passed, or the worker's shutdown grace
+    /// period ended.
+    pub(crate) cancel: CancellationToken,
+    /// A later attempt the handler asked for with [`RetryAfter`](crate::RetryAfter).
+    pub(crate) retry_after: Arc<Mutex<Option<Duration>>>,
 }
 
 impl JobContext {
@@ -41,7 +49,38 @@ impl JobContext {
             attempt,
             args: envelope.args.get().to_owned(),
             headers: envelope.headers.clone(),
+            enqueued_at_ms: envelope.enqueued_at_ms,
+            cancel: CancellationToken::new(),
+            retry_after: Arc::default(),
         }
+    }
+
+    /// The same context, cancelled with `token`.
+    pub(crate) fn cancelled_by(mut self, token: CancellationToken) -> JobContext {
+        self.cancel = token;
+        self
+    }
+
+    /// The delay the handler asked for with [`RetryAfter`](crate::RetryAfter), if it did.
+    pub(crate) fn requested_retry_after(&self) -> Option<Duration> {
+        *self.retry_after.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When the job was first enqueued (the enqueuing machine's clock).
+    pub fn enqueued_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.enqueued_at_ms)
+    }
+
+    /// Whether the run has been given up (its timeout passed, or the worker's shutdown grace
+    /// period ended): its future is dropped at its next `.await`, so this is for code that
+    /// does not await, such as a loop in `spawn_blocking`, to stop early.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the run is given up (see [`JobContext::is_cancelled`]).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
     }
 
     /// The task's registered name.

@@ -64,6 +64,8 @@ pub(crate) struct PeriodicJob {
     pub(crate) queue: String,
     pub(crate) retries: Option<u32>,
     pub(crate) args: Box<RawValue>,
+    /// Headers of the call's options (a timeout of its own).
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 /// A periodic job named `name` that enqueues `job` (`my_task::call(args..)`, with options from
@@ -113,6 +115,7 @@ impl Periodic {
                 queue: info.queue.to_owned(),
                 retries: None,
                 args: RawValue::from_string("null".to_owned()).expect("valid JSON"),
+                headers: Vec::new(),
             }),
         }
     }

@@ -172,9 +172,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         )
     });
     metrics::started(queue, waited);
-    let timeout = entry.info.timeout;
-    // Built for every run: the handler reads it with `dtask::current()`.
-    let job = Arc::new(JobContext::of(&envelope, queue, attempt));
+    // The enqueuer's `.timeout(..)` for this job, else the task's.
+    let timeout = crate::enqueue::timeout_of(&envelope.headers).or(entry.info.timeout);
+    // Built for every run: the handler reads it with `dtask::current()`. Its token is
+    // cancelled when the run is given up: at its timeout, or at the end of a shutdown's grace.
+    let job =
+        Arc::new(JobContext::of(&envelope, queue, attempt).cancelled_by(abandon.child_token()));
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -208,10 +211,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             _ => handled.await,
         }
     });
+    let given_up = job.cancel.clone();
     let running = async move {
-        running
-            .await
-            .unwrap_or_else(|| Err(format!("timed out after {:?}", timeout.unwrap_or_default())))
+        running.await.unwrap_or_else(|| {
+            given_up.cancel();
+            Err(format!("timed out after {:?}", timeout.unwrap_or_default()))
+        })
     };
     let outcome = tokio::select! {
         outcome = running => outcome,
@@ -293,6 +298,9 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         Err(error) => readable(error),
     };
 
+    if let Some(delay) = job.requested_retry_after() {
+        return run.snooze(envelope, error, delay, &job).await;
+    }
     let retries = envelope.retries.unwrap_or(entry.info.retries);
     if attempt > retries {
         let envelope = Envelope {
@@ -350,6 +358,53 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
 }
 
 impl Run<'_> {
+    /// Runs the job again after `delay` without spending an attempt, as its handler asked with
+    /// `RetryAfter` (its `error`).
+    async fn snooze(
+        &self,
+        envelope: Envelope,
+        error: String,
+        delay: Duration,
+        job: &JobContext,
+    ) -> Settled {
+        let ctx = self.ctx;
+        let next = Envelope {
+            last_error: Some(error.clone()),
+            ..envelope
+        };
+        let due_ms = match self.retry(next.to_json().as_bytes(), delay, false).await {
+            Some(Fenced::Settled(due_ms)) => due_ms,
+            Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
+            Some(Fenced::NotHeld) => {
+                self.stale(&next, "asked to run later");
+                return Settled::Stale;
+            }
+            None => return Settled::Abandoned,
+        };
+        tracing::info!(job_id = %next.id, task = %next.task, retry_in_ms = delay.as_millis() as u64, "job asked to run again later; no attempt spent");
+        if !ctx.hooks.is_empty() {
+            ctx.fire(&JobEvent::Retrying {
+                job,
+                error: &error,
+                next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
+            });
+        }
+        let record = OutcomeRecord {
+            state: OutcomeState::Retrying,
+            attempts: next.attempt,
+            at_ms: due_ms,
+            value: None,
+            error: Some(error),
+        }
+        .to_json();
+        let ttl = ctx.settings.result_ttl;
+        retry_until(self.abandon, "recording a job put off", || {
+            ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
+        })
+        .await;
+        Settled::Retrying
+    }
+
     /// Logs that this run lost its lease before it settled: its job was recovered (this
     /// worker looked dead) and runs elsewhere, so this run's outcome is dropped.
     fn stale(&self, envelope: &Envelope, how: &str) {

@@ -282,10 +282,13 @@ fn payload(
         args: item.job.args.clone(),
         enqueued_at_ms: now,
         trace: &[],
-        headers: vec![
+        headers: [
             (PERIODIC_HEADER, item.name.clone()),
             (TICK_HEADER, tick.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(item.job.headers.iter().cloned())
+        .collect(),
         id: None,
     };
     let (id, payload) = job.encode(client)?;
