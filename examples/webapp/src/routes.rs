@@ -215,7 +215,10 @@ async fn thumbnail_job(Path(id): Path<String>) -> Result<Json<JobReport<Thumbnai
     report(make_thumbnail::job(id)).await
 }
 
-/// `POST /signups`: sends the welcome mail in the background.
+/// How long a signup's welcome mail is enqueued at most once.
+const SIGNUP_WINDOW: Duration = Duration::from_secs(600);
+
+/// `POST /signups`: sends the welcome mail in the background, once per signup.
 async fn create_signup(
     signup: Result<Json<Signup>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -230,9 +233,21 @@ async fn create_signup(
     if signup.name.trim().is_empty() {
         return Err(ApiError::invalid("name must not be empty"));
     }
-    let job = send_welcome::enqueue(signup).await?;
-    tracing::info!(job_id = %job.id(), "welcome mail enqueued");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": job.id() }))))
+    // A form submitted twice (a double click, a retried request) sends one mail: at most one
+    // job with the same signup in ten minutes; the second gets the first job's id.
+    let job = send_welcome::with()
+        .unique_for(SIGNUP_WINDOW)
+        .enqueue(signup)
+        .await?;
+    if job.is_duplicate() {
+        tracing::info!(job_id = %job.id(), "welcome mail already enqueued");
+    } else {
+        tracing::info!(job_id = %job.id(), "welcome mail enqueued");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job_id": job.id(), "duplicate": job.is_duplicate() })),
+    ))
 }
 
 /// `GET /signups/{id}`: where a welcome-mail job stands.

@@ -240,8 +240,9 @@ pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), 
 /// logs it: a periodic job. Every worker keeps the schedule and each minute's job is
 /// enqueued once, by whichever worker claims the tick first; a job missed while no worker ran
 /// is enqueued once when one is back. `dtask periodic` lists it with its last and next tick.
+/// It has a queue of its own, so that its jobs do not mix with the mails' in their figures.
 #[dtask::task(
-    queue = "emails",
+    queue = "digests",
     name = "mail.digest",
     cron = "0 * * * * *",
     retries = 1

@@ -62,6 +62,17 @@ fn the_metrics_count_jobs_by_queue_task_and_outcome() {
         post(r#"{"email":"bob@example.com","name":"bob"}"#).unwrap(),
         202
     );
+    // The same signup again (a double submit): the first job, not a second mail.
+    let again = request(
+        port,
+        "POST",
+        "/signups",
+        &[("Content-Type", "application/json")],
+        br#"{"email":"bob@example.com","name":"bob"}"#,
+    )
+    .unwrap();
+    assert_eq!(again.status, 202);
+    assert!(again.body.contains(r#""duplicate":true"#), "{}", again.body);
     // Refused by the (simulated) mail server every time: 3 attempts, then dead.
     assert_eq!(
         post(r#"{"email":"eve@nowhere.invalid","name":"eve"}"#).unwrap(),
