@@ -89,7 +89,20 @@ async fn every_repair_is_a_checked_post_and_the_pages_show_the_queues() {
     let (_redis, client, _raw, _prefix) = start_with_client("dashboard").await;
     let port = serve(&client).await;
     // A dead job (its error carries markup), a pending one, a delayed one.
-    let worker = Worker::new(&client).queues(["doomed"]).spawn();
+    // The worker also keeps a nightly schedule (its name carries markup too).
+    let nightly = tasks::add::with()
+        .queue("reports")
+        .call("nightly".into(), 1, 1);
+    let worker = Worker::new(&client)
+        .queues(["doomed"])
+        .periodic(
+            dtask::periodic("nightly <b>report</b>", "0 0 3 * * *", nightly).tz("Europe/Berlin"),
+        )
+        .spawn();
+    dtask_tests::harness::eventually(WAIT, "the schedule recorded", || async {
+        (!client.periodic_jobs().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
     let dead = tasks::doomed::with()
         .client(&client)
         .retries(0)
@@ -123,6 +136,12 @@ async fn every_repair_is_a_checked_post_and_the_pages_show_the_queues() {
         overview
             .body
             .contains("data-q=\"doomed\" data-k=\"dead\">1<"),
+        "{}",
+        overview.body
+    );
+    // The periodic schedules, escaped.
+    assert!(
+        overview.body.contains("<td>nightly &lt;b&gt;report&lt;/b&gt;</td><td>reports</td><td><code>0 0 3 * * *</code> <span class=\"muted\">Europe/Berlin</span>"),
         "{}",
         overview.body
     );

@@ -290,6 +290,31 @@ pub(super) async fn overview(
             "<tr><td colspan=\"5\" class=\"muted\">No worker is serving these queues.</td></tr>",
         );
     }
+    // Periodic schedules, when there are any (best effort: the rest of the page stands alone).
+    let mut periodic = String::new();
+    for schedule in client.periodic_jobs().await.unwrap_or_default() {
+        let zone = if schedule.tz == "UTC" {
+            String::new()
+        } else {
+            format!(" <span class=\"muted\">{}</span>", esc(&schedule.tz))
+        };
+        let _ = write!(
+            periodic,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code>{zone}</td><td class=\"hide-s\">{}</td><td>{}</td></tr>",
+            esc(&schedule.name),
+            esc(&schedule.queue),
+            esc(&schedule.cron),
+            schedule.last_tick.map(html::time).unwrap_or_default(),
+            schedule.next_tick.map(html::time).unwrap_or_default(),
+        );
+    }
+    let periodic = if periodic.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>Periodic jobs</h2><div class=\"card\"><table><thead><tr><th>Name</th><th>Queue</th><th>Schedule</th><th class=\"hide-s\">Last tick</th><th>Next tick</th></tr></thead><tbody>{periodic}</tbody></table></div>"
+        )
+    };
     let tile = |value: u64, label: &str| {
         format!("<div class=\"tile\"><b>{value}</b><span>{label}</span></div>")
     };
@@ -297,7 +322,7 @@ pub(super) async fn overview(
         "<h1>Queues</h1><div class=\"tiles\">{}{}{}{}{}{}</div>\
 <div class=\"card\"><table><thead><tr><th>Queue</th><th class=\"n\">Pending</th><th class=\"n hide-s\">Scheduled</th><th class=\"n\">Retry</th><th class=\"n\">Running</th><th class=\"n\">Dead</th><th class=\"n hide-s\">Done/min</th><th class=\"n hide-s\">Workers</th><th></th></tr></thead><tbody>{rows}</tbody></table></div>\
 <h2>Last hour <span class=\"muted\">(jobs per minute: succeeded, failed)</span></h2><div class=\"card\">{}</div>\
-<h2>Workers</h2><div class=\"card\"><table><thead><tr><th>Queue</th><th>Worker</th><th class=\"n hide-s\">PID</th><th class=\"n\">Busy</th><th class=\"hide-s\">Heartbeat</th></tr></thead><tbody>{workers}</tbody></table></div>",
+<h2>Workers</h2><div class=\"card\"><table><thead><tr><th>Queue</th><th>Worker</th><th class=\"n hide-s\">PID</th><th class=\"n\">Busy</th><th class=\"hide-s\">Heartbeat</th></tr></thead><tbody>{workers}</tbody></table></div>{periodic}",
         tile(total.pending, "pending"),
         tile(total.running, "running"),
         tile(total.retry, "retrying"),
