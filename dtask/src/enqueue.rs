@@ -68,7 +68,10 @@ impl<O> Enqueue<O> {
     /// The headers of these options that travel with the job (a timeout of its own).
     fn option_headers(&self) -> Vec<(&'static str, String)> {
         self.timeout
-            .map(|limit| (TIMEOUT_HEADER, limit.as_millis().max(1).to_string()))
+            .map(|limit| {
+                let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
+                (TIMEOUT_HEADER, ms.to_string())
+            })
             .into_iter()
             .collect()
     }

@@ -60,6 +60,7 @@ mod metrics;
 mod middleware;
 mod output;
 mod periodic;
+mod rate_limit;
 mod redact;
 mod registry;
 mod retry_after;
@@ -88,6 +89,7 @@ pub use middleware::{
 };
 pub use output::TaskOutput;
 pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
+pub use rate_limit::RateLimit;
 pub use registry::TaskInfo;
 pub use retry_after::RetryAfter;
 pub use state::State;

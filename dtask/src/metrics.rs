@@ -22,6 +22,8 @@ pub(crate) enum Outcome {
     Succeeded,
     Failed,
     Dead,
+    /// Put off by the handler (`RetryAfter`): not an attempt.
+    PutOff,
 }
 
 impl Outcome {
@@ -31,6 +33,7 @@ impl Outcome {
             Outcome::Succeeded => "succeeded",
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
+            Outcome::PutOff => "put_off",
         }
     }
 }

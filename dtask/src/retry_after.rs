@@ -5,9 +5,12 @@ use std::fmt;
 use std::time::Duration;
 
 /// Asks for the job to run again after a delay, without spending an attempt: return it (or
-/// any error made from it: `anyhow::Error`, `Box<dyn Error>`, an enum of yours) from a
-/// handler. Making one inside a running job is what asks; the job is then scheduled again
-/// with the same attempt number, and its status says retrying until then.
+/// any error made from it whose message includes its own: `anyhow::Error`, `Box<dyn Error>`,
+/// an enum of yours that displays it) from a handler. The job is then scheduled again with the
+/// same attempt number, and its status says retrying until then. The delay is at least
+/// [`RetryAfter::MIN_DELAY`] and at most [`RetryAfter::MAX_DELAY`]; a job put off
+/// [`RetryAfter::MAX_PUT_OFFS`] times fails its attempt instead (a job that always asks still
+/// ends, dead). Asked from a handler only: not from middleware, hooks or tasks it spawns.
 ///
 /// ```
 /// use std::time::Duration;
@@ -28,13 +31,27 @@ pub struct RetryAfter {
 }
 
 impl RetryAfter {
-    /// Asks the running job to be run again after `delay`, without spending an attempt.
-    /// Outside a job, it asks nothing.
+    /// The shortest delay: a shorter one is raised to it.
+    pub const MIN_DELAY: Duration = Duration::from_millis(100);
+    /// The longest delay: a longer one is cut to it.
+    pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// How many times one job may be put off; then the attempt fails.
+    pub const MAX_PUT_OFFS: u32 = 50;
+
+    /// Asks the running job to be run again after `delay`, without spending an attempt, if
+    /// the handler's error carries it. Outside a job, it asks nothing.
     pub fn new(delay: Duration) -> RetryAfter {
+        let delay = delay.clamp(Self::MIN_DELAY, Self::MAX_DELAY);
         if let Some(job) = crate::current() {
             *job.retry_after.lock().unwrap_or_else(|e| e.into_inner()) = Some(delay);
         }
         RetryAfter { delay }
+    }
+
+    /// Whether a handler's error `message` carries a `RetryAfter`'s (so that a request made in
+    /// passing, then replaced by another error, a panic or a timeout, is not honoured).
+    pub(crate) fn carried_by(message: &str) -> bool {
+        message.contains(MESSAGE)
     }
 
     /// The delay asked for.
@@ -43,9 +60,12 @@ impl RetryAfter {
     }
 }
 
+/// The start of a `RetryAfter`'s message, by which a handler's error is known to carry one.
+const MESSAGE: &str = "asked to run again after";
+
 impl fmt::Display for RetryAfter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "asked to run again after {:?}", self.delay)
+        write!(f, "{MESSAGE} {:?}", self.delay)
     }
 }
 

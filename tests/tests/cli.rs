@@ -192,6 +192,26 @@ async fn an_operator_repairs_a_bad_deploy_from_the_command_line() {
         "purged 1 job(s) from `naps`\n"
     );
 
+    // A rate limit: set, shown, removed.
+    assert_eq!(
+        run(&["rate", "naps", "600/m burst 20"]).await.unwrap(),
+        "`naps`: at most 600/60s burst 20\n"
+    );
+    assert_eq!(
+        run(&["rate", "naps"]).await.unwrap(),
+        "`naps`: at most 600/60s burst 20\n"
+    );
+    let refused = run(&["rate", "naps", "lots"]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("expected jobs per period"),
+        "{refused}"
+    );
+    run(&["rate", "naps", "off"]).await.unwrap();
+    assert_eq!(
+        run(&["rate", "naps"]).await.unwrap(),
+        "`naps` has no rate limit\n"
+    );
+
     // Workers, while one runs.
     let worker = Worker::new(&client).queues(["gated-answer"]).spawn();
     let held = tasks::gated_answer::with()

@@ -27,6 +27,19 @@ async fn call_busy_api() -> anyhow::Result<u32> {
     Ok(run)
 }
 
+/// Always asks to run later (a remote API that never recovers).
+#[dtask::task(queue = "control", retries = 0)]
+async fn always_busy() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Err(RetryAfter::new(Duration::from_millis(1)).into())
+}
+
+/// Makes a `RetryAfter` in passing, then fails with another error.
+#[dtask::task(queue = "control", retries = 0)]
+async fn asks_then_fails() -> Result<(), String> {
+    let _unused = RetryAfter::new(Duration::from_secs(5));
+    Err("the real error".to_owned())
+}
+
 /// Sleeps `millis` (the async way).
 #[dtask::task(queue = "control", retries = 0)]
 async fn slow(millis: u64) {
@@ -63,6 +76,34 @@ async fn retry_after_runs_the_job_again_later_without_spending_an_attempt() {
     // No retry allowed, yet it ran three times: the two put-offs spent no attempt.
     assert_eq!(job.wait(WAIT).await.unwrap(), 3);
     assert_eq!(*ATTEMPTS_SEEN.lock().unwrap(), [1, 1, 1]);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn put_offs_are_bounded_and_only_an_error_carrying_one_is_put_off() {
+    let (_redis, client, _raw, _prefix) = start_with_client("control-bounded").await;
+    let worker = Worker::new(&client).queues(["control"]).spawn();
+    // A request made in passing, then another error: an ordinary failed attempt.
+    let failed = asks_then_fails::with()
+        .client(&client)
+        .enqueue()
+        .await
+        .unwrap();
+    let (attempts, error) = wait_dead(&failed, WAIT).await;
+    assert_eq!((attempts, error.as_str()), (1, "the real error"));
+    // A job that always asks is put off at most MAX_PUT_OFFS times (each at least MIN_DELAY),
+    // then its attempt fails: with no retry left, it is dead.
+    let started = std::time::Instant::now();
+    let busy = always_busy::with().client(&client).enqueue().await.unwrap();
+    let (attempts, error) = wait_dead(&busy, Duration::from_secs(30)).await;
+    assert_eq!(attempts, 1);
+    assert_eq!(error, "asked to run again after 100ms");
+    let least = RetryAfter::MIN_DELAY * RetryAfter::MAX_PUT_OFFS;
+    assert!(
+        started.elapsed() >= least,
+        "{:?} < {least:?}",
+        started.elapsed()
+    );
     worker.shutdown().await.unwrap();
 }
 

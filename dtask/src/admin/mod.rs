@@ -14,6 +14,7 @@ use crate::client::Client;
 use crate::envelope::JobId;
 use crate::error::Error;
 use crate::periodic::PeriodicInfo;
+use crate::rate_limit::RateLimit;
 
 /// How many jobs a queue holds in each state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -236,6 +237,34 @@ impl Queue {
     /// keeps any more); whether it was there. A worker that still keeps it records it again.
     pub async fn forget_periodic(&self, name: &str) -> Result<bool, Error> {
         self.client.broker.forget_periodic(&self.name, name).await
+    }
+
+    /// Limits how many jobs of this queue start per period, across every worker (see
+    /// [`RateLimit`]); the jobs over the limit wait in the queue. Kept in Redis: it holds for
+    /// workers started later too, until [`Queue::clear_rate_limit`].
+    pub async fn set_rate_limit(&self, limit: RateLimit) -> Result<(), Error> {
+        self.check_queue()?;
+        let parts = (limit.jobs(), limit.per_ms(), limit.burst_size());
+        self.client
+            .broker
+            .set_rate_limit(&self.name, Some(parts))
+            .await
+    }
+
+    /// Removes this queue's rate limit.
+    pub async fn clear_rate_limit(&self) -> Result<(), Error> {
+        self.check_queue()?;
+        self.client.broker.set_rate_limit(&self.name, None).await
+    }
+
+    /// This queue's rate limit, if it has one.
+    pub async fn rate_limit(&self) -> Result<Option<RateLimit>, Error> {
+        let limit = self.client.broker.rate_limit(&self.name).await?;
+        Ok(limit.map(|(jobs, per_ms, burst)| RateLimit::from_parts(jobs, per_ms, burst)))
+    }
+
+    fn check_queue(&self) -> Result<(), Error> {
+        crate::enqueue::check_queue_name(&self.name)
     }
 
     /// Appends `payload` to the queue as it is, with no checks. For repair tools, and for tests

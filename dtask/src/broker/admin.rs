@@ -248,6 +248,50 @@ impl Broker {
         Ok((usize::try_from(next).ok(), found))
     }
 
+    /// Sets `queue`'s rate limit to `jobs` per `per_ms` ms, `burst` at once, with a full bucket;
+    /// None removes it.
+    pub(crate) async fn set_rate_limit(
+        &self,
+        queue: &str,
+        limit: Option<(u32, u64, u32)>,
+    ) -> Result<(), Error> {
+        let key = keys::rate(&self.prefix, queue);
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        if let Some((jobs, per_ms, burst)) = limit {
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg("n")
+                .arg(jobs)
+                .arg("per")
+                .arg(per_ms)
+                .arg("burst")
+                .arg(burst)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn)
+            .await
+            .map_err(redis_err("setting a rate limit"))
+    }
+
+    /// `queue`'s rate limit: jobs, period (ms), burst; None when it has none.
+    pub(crate) async fn rate_limit(&self, queue: &str) -> Result<Option<(u32, u64, u32)>, Error> {
+        let mut conn = self.conn.clone();
+        let (jobs, per, burst): (Option<u32>, Option<u64>, Option<u32>) = redis::cmd("HMGET")
+            .arg(keys::rate(&self.prefix, queue))
+            .arg("n")
+            .arg("per")
+            .arg("burst")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading a rate limit"))?;
+        Ok(match (jobs, per, burst) {
+            (Some(jobs), Some(per), Some(burst)) => Some((jobs, per, burst)),
+            _ => None,
+        })
+    }
+
     /// Every job in `queue`'s suspects list (a handful at most: jobs in flight on two workers
     /// that died), oldest first.
     pub(crate) async fn suspects(&self, queue: &str) -> Result<Vec<Vec<u8>>, Error> {

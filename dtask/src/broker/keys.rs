@@ -107,6 +107,12 @@ pub(crate) fn unique_lock(prefix: &str, queue: &str, lock: &str) -> String {
     format!("{prefix}:{{{queue}}}:unique:{lock}")
 }
 
+/// `prefix:{queue}:rate`: HASH of the queue's rate limit (`n` jobs per `per` ms, `burst`) and
+/// its token bucket (`tokens`, `at`); absent when the queue has no limit.
+pub(crate) fn rate(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:rate")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

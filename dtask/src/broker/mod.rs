@@ -49,12 +49,23 @@ pub(crate) struct Leased {
 }
 
 /// What one fetch or adoption took: jobs leased to the worker, whether the first is a suspect,
-/// and whether the queue is paused (then nothing is taken).
+/// whether the queue is paused (then nothing is taken), and how long until its rate limit lets
+/// a job start when the limit held jobs back.
 #[derive(Debug)]
 pub(crate) struct Taken {
     pub(crate) jobs: Vec<Leased>,
     pub(crate) suspect: bool,
     pub(crate) paused: bool,
+    pub(crate) rate_wait: Option<Duration>,
+}
+
+/// The longest a fetcher waits on a queue whose rate limit is spent before it looks again, so
+/// that a limit lifted or raised meanwhile takes effect within it.
+const RATE_RECHECK: Duration = Duration::from_secs(1);
+
+/// A rate limit's wait in ms as read from a script (none when 0), at most [`RATE_RECHECK`].
+fn rate_wait(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms).min(RATE_RECHECK))
 }
 
 /// A run that ended in success: which queue and lease, and the outcome record to keep for it
@@ -385,13 +396,15 @@ impl Broker {
         take_suspect: bool,
     ) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        let (jobs, suspect, paused): (Vec<(String, Vec<u8>)>, i64, i64) = scripts::FETCH
+        type Reply = (Vec<(String, Vec<u8>)>, i64, i64, u64);
+        let (jobs, suspect, paused, wait): Reply = scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::workers(&self.prefix, queue))
             .key(keys::suspects(&self.prefix, queue))
             .key(keys::leases(&self.prefix, queue))
             .key(keys::paused(&self.prefix, queue))
+            .key(keys::rate(&self.prefix, queue))
             .arg(max)
             .arg(worker)
             .arg(if take_suspect { "1" } else { "0" })
@@ -402,6 +415,7 @@ impl Broker {
             jobs: leased(jobs),
             suspect: suspect == 1,
             paused: paused == 1,
+            rate_wait: rate_wait(wait),
         })
     }
 
@@ -431,12 +445,13 @@ impl Broker {
     /// under a fresh lease; when the queue is paused, back to the head of the queue instead.
     pub(crate) async fn adopt_landed(&self, queue: &str, worker: &str) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        let (jobs, paused): (Vec<(String, Vec<u8>)>, i64) = scripts::ADOPT
+        let (jobs, paused, wait): (Vec<(String, Vec<u8>)>, i64, u64) = scripts::ADOPT
             .key(keys::landing(&self.prefix, queue, worker))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::leases(&self.prefix, queue))
             .key(keys::paused(&self.prefix, queue))
             .key(keys::pending(&self.prefix, queue))
+            .key(keys::rate(&self.prefix, queue))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("adopting landed jobs"))?;
@@ -444,6 +459,7 @@ impl Broker {
             jobs: leased(jobs),
             suspect: false,
             paused: paused == 1,
+            rate_wait: rate_wait(wait),
         })
     }
 

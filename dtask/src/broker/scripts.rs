@@ -13,8 +13,8 @@ macro_rules! script {
     };
 }
 
-script!(FETCH, "lease.lua", "fetch.lua");
-script!(ADOPT, "lease.lua", "adopt.lua");
+script!(FETCH, "lease.lua", "rate.lua", "fetch.lua");
+script!(ADOPT, "lease.lua", "rate.lua", "adopt.lua");
 script!(ACK, "settle.lua", "outcomes.lua", "counts.lua", "ack.lua");
 script!(RETRY, "settle.lua", "counts.lua", "retry.lua");
 script!(BURY, "settle.lua", "counts.lua", "bury.lua");

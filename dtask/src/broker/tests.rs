@@ -845,6 +845,7 @@ fn denied_to_readme_user(user: &str, scripts: &[&str]) -> Vec<String> {
 fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
     let scripts = [
         include_str!("lua/lease.lua"),
+        include_str!("lua/rate.lua"),
         include_str!("lua/settle.lua"),
         include_str!("lua/fetch.lua"),
         include_str!("lua/adopt.lua"),

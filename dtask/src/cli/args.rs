@@ -97,6 +97,13 @@ pub(super) enum Command {
     Workers(Output),
     /// The periodic schedules workers keep, with their last and next tick.
     Periodic(Output),
+    /// Show, set (`10/s`, `600/m burst 20`) or remove (`off`) a queue's rate limit.
+    Rate {
+        /// The queue.
+        queue: String,
+        /// The new limit, or `off`; without it, the current one is shown.
+        limit: Option<String>,
+    },
     /// Serve the web dashboard (no login of its own: keep it on a private address).
     Dashboard {
         /// Address to listen on.

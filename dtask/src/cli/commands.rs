@@ -73,6 +73,7 @@ pub(super) async fn run(
         Command::Cancel { id } => cancel(client, &id, out).await,
         Command::Workers(output) => workers(client, output, out).await,
         Command::Periodic(output) => periodic(client, output, out).await,
+        Command::Rate { queue, limit } => rate(client, &queue, limit.as_deref(), out).await,
         Command::Dashboard {
             listen,
             allowed_hosts,
@@ -388,6 +389,31 @@ async fn workers(client: &Client, output: Output, out: &mut dyn Write) -> Result
         ]);
     }
     write!(out, "{}", table.render())?;
+    Ok(())
+}
+
+async fn rate(
+    client: &Client,
+    queue: &str,
+    limit: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let view = client.queue(queue);
+    match limit {
+        None => match view.rate_limit().await? {
+            Some(limit) => writeln!(out, "`{queue}`: at most {limit}")?,
+            None => writeln!(out, "`{queue}` has no rate limit")?,
+        },
+        Some("off") => {
+            view.clear_rate_limit().await?;
+            writeln!(out, "removed the rate limit of `{queue}`")?;
+        }
+        Some(text) => {
+            let limit: crate::RateLimit = text.parse()?;
+            view.set_rate_limit(limit).await?;
+            writeln!(out, "`{queue}`: at most {limit}")?;
+        }
+    }
     Ok(())
 }
 

@@ -298,8 +298,14 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         Err(error) => readable(error),
     };
 
-    if let Some(delay) = job.requested_retry_after() {
-        return run.snooze(envelope, error, delay, &job).await;
+    // Put off only when the error is the handler's `RetryAfter` (not a panic, a timeout or
+    // another error after one was made), and not for ever.
+    if let Some(delay) = job.requested_retry_after()
+        && crate::RetryAfter::carried_by(&error)
+        && put_offs(&envelope) < crate::RetryAfter::MAX_PUT_OFFS
+    {
+        let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
+        return run.snooze(envelope, error, delay, &job, keep_outcome).await;
     }
     let retries = envelope.retries.unwrap_or(entry.info.retries);
     if attempt > retries {
@@ -359,35 +365,45 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
 
 impl Run<'_> {
     /// Runs the job again after `delay` without spending an attempt, as its handler asked with
-    /// `RetryAfter` (its `error`).
+    /// `RetryAfter` (its `error`); records a retrying outcome when `keep_outcome`.
     async fn snooze(
         &self,
         envelope: Envelope,
         error: String,
         delay: Duration,
         job: &JobContext,
+        keep_outcome: bool,
     ) -> Settled {
         let ctx = self.ctx;
-        let next = Envelope {
-            last_error: Some(error.clone()),
-            ..envelope
-        };
+        // The job keeps its last real error; it counts its put-offs.
+        let mut next = envelope;
+        let count = put_offs(&next) + 1;
+        next.headers
+            .insert(PUT_OFFS_HEADER.to_owned(), count.to_string());
         let due_ms = match self.retry(next.to_json().as_bytes(), delay, false).await {
             Some(Fenced::Settled(due_ms)) => due_ms,
-            Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
+            Some(Fenced::AlreadySettled) => ctx
+                .settings
+                .clock
+                .now_ms()
+                .saturating_add(delay.as_millis() as u64),
             Some(Fenced::NotHeld) => {
                 self.stale(&next, "asked to run later");
                 return Settled::Stale;
             }
             None => return Settled::Abandoned,
         };
-        tracing::info!(job_id = %next.id, task = %next.task, retry_in_ms = delay.as_millis() as u64, "job asked to run again later; no attempt spent");
+        metrics::finished(self.queue, &next.task, Outcome::PutOff);
+        tracing::info!(job_id = %next.id, task = %next.task, put_offs = count, retry_in_ms = delay.as_millis() as u64, "job asked to run again later; no attempt spent");
         if !ctx.hooks.is_empty() {
             ctx.fire(&JobEvent::Retrying {
                 job,
                 error: &error,
                 next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
             });
+        }
+        if !keep_outcome {
+            return Settled::Deferred;
         }
         let record = OutcomeRecord {
             state: OutcomeState::Retrying,
@@ -402,7 +418,7 @@ impl Run<'_> {
             ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
         })
         .await;
-        Settled::Retrying
+        Settled::Deferred
     }
 
     /// Logs that this run lost its lease before it settled: its job was recovered (this
@@ -595,6 +611,18 @@ impl Run<'_> {
             None => Settled::Abandoned,
         }
     }
+}
+
+/// The header counting how many times in a row a job was put off with `RetryAfter`.
+const PUT_OFFS_HEADER: &str = "dtask-put-offs";
+
+/// How many times `envelope`'s job was put off.
+fn put_offs(envelope: &Envelope) -> u32 {
+    envelope
+        .headers
+        .get(PUT_OFFS_HEADER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The longest error message kept with a job, in characters.

@@ -72,6 +72,8 @@ struct QueueHealth {
     retry_at: Option<Instant>,
     /// Set when a fetch failed: its reply may have been lost after Redis ran it.
     reclaim_needed: bool,
+    /// Not fetched from until then: its rate limit is spent (its jobs wait in the queue).
+    rate_until: Option<Instant>,
 }
 
 pub(crate) struct Fetcher {
@@ -180,7 +182,7 @@ impl Fetcher {
         let poll = Instant::now() + IDLE_POLL;
         self.health
             .iter()
-            .filter_map(|health| health.retry_at)
+            .filter_map(|health| health.retry_at.or(health.rate_until))
             .fold(poll, Instant::min)
     }
 
@@ -193,12 +195,17 @@ impl Fetcher {
         let mut jobs = Vec::new();
         for (index, queue) in ctx.settings.queues.iter().enumerate() {
             let health = &mut self.health[index];
-            if health.retry_at.is_some_and(|at| at > now) {
+            if health.retry_at.is_some_and(|at| at > now)
+                || health.rate_until.is_some_and(|at| at > now)
+            {
                 continue;
             }
             match fetch_queue(&ctx, queue, wanted - jobs.len(), health.reclaim_needed).await {
-                Ok(fetched) => {
-                    *health = QueueHealth::default();
+                Ok((fetched, rate_wait)) => {
+                    *health = QueueHealth {
+                        rate_until: rate_wait.map(|wait| Instant::now() + wait),
+                        ..QueueHealth::default()
+                    };
                     jobs.extend(fetched);
                 }
                 Err(error) => {
@@ -227,13 +234,14 @@ impl Fetcher {
 }
 
 /// Fetches up to `wanted` jobs of `queue` (reclaiming first what earlier fetches lost, when
-/// `reclaim`), and notes them as held, under the queue's fetch lock.
+/// `reclaim`), and notes them as held, under the queue's fetch lock; with them, how long until
+/// the queue's rate limit lets a job start, when it held jobs back.
 async fn fetch_queue(
     ctx: &Context,
     queue: &str,
     wanted: usize,
     reclaim: bool,
-) -> Result<Vec<Fetched>, crate::Error> {
+) -> Result<(Vec<Fetched>, Option<Duration>), crate::Error> {
     let _fetching = ctx.fetch_lock(queue).lock().await;
     if reclaim {
         ctx.reclaim_lost_locked(queue).await?;
@@ -243,18 +251,19 @@ async fn fetch_queue(
         .broker
         .fetch(queue, &ctx.worker_id, wanted, take_suspect)
         .await?;
-    let (fetched, suspect) = (taken.jobs, taken.suspect);
+    let (fetched, suspect, rate_wait) = (taken.jobs, taken.suspect, taken.rate_wait);
     if suspect {
         ctx.suspect_in_flight.store(true, Ordering::Release);
     }
     ctx.held
         .hold(queue, fetched.iter().map(|job| job.lease.as_str()));
     let queue: Arc<str> = Arc::from(queue);
-    Ok(fetched
+    let fetched = fetched
         .into_iter()
         .enumerate()
         .map(|(i, job)| Fetched::new(&queue, job, suspect && i == 0))
-        .collect())
+        .collect();
+    Ok((fetched, rate_wait))
 }
 
 /// Blocks on one queue while the fetcher is idle, and delivers what arrives.
@@ -273,6 +282,9 @@ async fn wait_for_jobs(
     let mut recover = false;
     // Set when an adoption found the queue paused (the landed job went back).
     let mut paused = false;
+    // Set when an adoption found the queue's rate limit spent (the landed job went back): the
+    // wait until a job may start.
+    let mut rate_wait: Option<Duration> = None;
     loop {
         // Blocking waits are for an idle worker; recovering what a failed wait may have landed
         // is not: a landed job must not wait in the landing list until the worker is idle.
@@ -281,6 +293,13 @@ async fn wait_for_jobs(
                 biased;
                 _ = stop.cancelled() => return,
                 changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
+            }
+        }
+        // A queue whose rate limit is spent is waited on again once a job may start.
+        if let Some(wait) = rate_wait.take().filter(|_| !recover) {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         // A paused queue is not waited on: it is looked at again every [`PAUSED_CHECK`].
@@ -345,6 +364,7 @@ async fn wait_for_jobs(
                 let jobs = match taken {
                     Some(taken) => {
                         paused = taken.paused;
+                        rate_wait = taken.rate_wait;
                         taken.jobs
                     }
                     None => Vec::new(),

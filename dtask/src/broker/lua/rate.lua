@@ -1,0 +1,38 @@
+--[[ rate (included in fetch and adopt): a queue's rate limit, a token bucket kept in the
+  queue's rate hash and refilled on the server's clock, so that every worker draws from the
+  same budget. Fields: `n` jobs per `per` ms, at most `burst` at once; `tokens` and `at` (ms)
+  are the bucket's state.
+
+  rate_allowance(key) returns how many jobs may start now (nil: the queue has no limit) and,
+  when none may, how many ms until one may; rate_spend(key, taken) takes `taken` tokens from
+  the bucket just read.
+]]
+local rate_state = nil
+local function rate_allowance(key)
+  local fields = redis.call('HMGET', key, 'n', 'per', 'burst', 'tokens', 'at')
+  local n, per, burst = tonumber(fields[1]), tonumber(fields[2]), tonumber(fields[3])
+  if not n or not per or not burst or n <= 0 or per <= 0 then
+    return nil, 0
+  end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local tokens = tonumber(fields[4]) or burst
+  local at = tonumber(fields[5]) or now
+  if now > at then
+    -- Capped just under burst + 1: at most `burst` start at once, and the fraction of a token
+    -- a late fetch would otherwise lose is kept (the rate holds however late workers come).
+    tokens = math.min(burst + 0.999, tokens + (now - at) * n / per)
+  end
+  rate_state = { tokens = tokens, now = now }
+  local allowed = math.floor(tokens)
+  if allowed >= 1 then
+    return allowed, 0
+  end
+  return 0, math.max(1, math.ceil((1 - tokens) * per / n))
+end
+
+local function rate_spend(key, taken)
+  if rate_state then
+    redis.call('HSET', key, 'tokens', tostring(rate_state.tokens - taken), 'at', rate_state.now)
+  end
+end
