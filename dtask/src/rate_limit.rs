@@ -11,7 +11,8 @@ use crate::error::Error;
 
 /// At most `jobs` job starts per `per` in one queue, whichever workers run them, with up to
 /// `burst` at once after a quiet spell (default 1: evenly spaced). Over any window of length
-/// `per`, at most `jobs + burst` start.
+/// `per`, at most `jobs + burst` start. Above a few hundred jobs per second, give a burst of a
+/// few (each fetch takes at most what the bucket holds).
 ///
 /// ```
 /// use std::time::Duration;
@@ -28,11 +29,15 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// At most `jobs` starts per `per` (at least 1 job per 1 ms), evenly spaced.
+    /// The longest period: about 35 years.
+    const MAX_PER: Duration = Duration::from_millis(1 << 40);
+
+    /// At most `jobs` starts per `per` (at least 1 job, and a period from 1 ms to about 35
+    /// years), evenly spaced.
     pub fn new(jobs: u32, per: Duration) -> RateLimit {
         RateLimit {
             jobs: jobs.max(1),
-            per: per.max(Duration::from_millis(1)),
+            per: per.clamp(Duration::from_millis(1), Self::MAX_PER),
             burst: 1,
         }
     }

@@ -91,19 +91,77 @@ async fn jobs_over_the_limit_wait_in_the_queue_until_it_is_lifted() {
         (starts("waiting").len() == 1).then_some(())
     })
     .await;
-    // The rest wait in the queue: none is held in flight by the idle worker.
-    let stats = eventually(WAIT, "the first job acknowledged", || async {
-        let stats = queue.stats().await.unwrap();
-        (stats.running == 0).then_some(stats)
-    })
+    // The rest wait in the queue: none is held in flight by the idle worker (a waiter's
+    // blocking move may hold one for a moment before it goes back).
+    eventually(
+        WAIT,
+        "four jobs waiting in the queue, none in flight",
+        || async {
+            let stats = queue.stats().await.unwrap();
+            (stats.running == 0 && stats.pending == 4).then_some(())
+        },
+    )
     .await;
-    assert_eq!(stats.pending, 4);
     assert_eq!(starts("waiting").len(), 1);
+    // Setting a limit again grants no fresh burst.
+    queue
+        .set_rate_limit(RateLimit::new(1, Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    // Workers look at a spent budget again within a second: 1.5 s covers one look.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        starts("waiting").len(),
+        1,
+        "no job started on a re-set limit"
+    );
     queue.clear_rate_limit().await.unwrap();
     assert_eq!(queue.rate_limit().await.unwrap(), None);
     eventually(WAIT, "the others once the limit is lifted", || async {
         (starts("waiting").len() == 5).then_some(())
     })
     .await;
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn after_a_quiet_spell_no_more_than_the_burst_start_at_once() {
+    let (_redis, client, _raw, _prefix) = start_with_client("rate-quiet").await;
+    let queue = client.queue("limited");
+    // 4 per second, one at a time: starts 250 ms apart, also after the bucket sat full.
+    queue
+        .set_rate_limit(RateLimit::new(4, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let worker = Worker::new(&client).queues(["limited"]).spawn();
+    call_api::with()
+        .client(&client)
+        .enqueue("quiet-first".to_owned(), 0)
+        .await
+        .unwrap();
+    eventually(WAIT, "the first job started", || async {
+        (starts("quiet-first").len() == 1).then_some(())
+    })
+    .await;
+    // A quiet second: the bucket refills, but holds no more than the burst.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    call_api::with()
+        .client(&client)
+        .enqueue_many((0..3).map(|n| ("quiet".to_owned(), n)))
+        .await
+        .unwrap();
+    eventually(WAIT, "the three jobs started", || async {
+        (starts("quiet").len() == 3).then_some(())
+    })
+    .await;
+    let mut times = starts("quiet");
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(200),
+            "two starts {gap:?} apart"
+        );
+    }
     worker.shutdown().await.unwrap();
 }

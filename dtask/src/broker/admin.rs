@@ -257,7 +257,12 @@ impl Broker {
     ) -> Result<(), Error> {
         let key = keys::rate(&self.prefix, queue);
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        pipe.atomic();
+        // A new limit keeps the bucket's state: setting the same limit again (every deploy,
+        // say) grants no fresh burst.
+        if limit.is_none() {
+            pipe.cmd("DEL").arg(&key).ignore();
+        }
         if let Some((jobs, per_ms, burst)) = limit {
             pipe.cmd("HSET")
                 .arg(&key)

@@ -295,12 +295,16 @@ async fn wait_for_jobs(
                 changed = idle.wait_for(|idle| *idle) => if changed.is_err() { return },
             }
         }
-        // A queue whose rate limit is spent is waited on again once a job may start.
+        // A queue whose rate limit is spent is waited on again once a job may start (a little
+        // later for some waiters than others, so that they do not all come at once), and only
+        // if the worker is still idle then.
         if let Some(wait) = rate_wait.take().filter(|_| !recover) {
+            let jitter = wait.mul_f64(rand::random::<f64>() * 0.2);
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait + jitter) => {}
             }
+            continue;
         }
         // A paused queue is not waited on: it is looked at again every [`PAUSED_CHECK`].
         while paused && !recover {

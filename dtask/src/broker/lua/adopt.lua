@@ -21,7 +21,8 @@ local paused = redis.call('EXISTS', KEYS[4])
 if #landed == 0 then
   return { {}, paused, 0 }
 end
-redis.call('DEL', KEYS[1])
+-- Everything that may fail (a rate hash of the wrong type) is read before the first write, so
+-- that a failing adoption leaves the landed jobs where they are, for the next one.
 local keep = #landed
 local wait = 0
 if paused == 1 then
@@ -33,6 +34,7 @@ elseif redis.call('EXISTS', KEYS[6]) == 1 then
     wait = rate_wait
   end
 end
+redis.call('DEL', KEYS[1])
 for i = #landed, keep + 1, -1 do
   redis.call('LPUSH', KEYS[5], landed[i])
 end

@@ -17,18 +17,24 @@ local function rate_allowance(key)
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local tokens = tonumber(fields[4]) or burst
-  local at = tonumber(fields[5]) or now
+  local at = math.min(tonumber(fields[5]) or now, now)
   if now > at then
-    -- Capped just under burst + 1: at most `burst` start at once, and the fraction of a token
-    -- a late fetch would otherwise lose is kept (the rate holds however late workers come).
-    tokens = math.min(burst + 0.999, tokens + (now - at) * n / per)
+    -- Right after a spend the bucket holds up to just under burst + 1, so that the fraction
+    -- of a token a fetch arriving a little late would lose is kept (the rate holds however
+    -- late workers come); after a quiet spell of two token intervals, at most `burst`: never
+    -- more than `burst` start at once.
+    local cap = burst
+    if (now - at) * n <= 2 * per then
+      cap = burst + 0.999
+    end
+    tokens = math.min(cap, tokens + (now - at) * n / per)
   end
   rate_state = { tokens = tokens, now = now }
   local allowed = math.floor(tokens)
   if allowed >= 1 then
     return allowed, 0
   end
-  return 0, math.max(1, math.ceil((1 - tokens) * per / n))
+  return 0, math.min(1000, math.max(1, math.ceil((1 - tokens) * per / n)))
 end
 
 local function rate_spend(key, taken)
