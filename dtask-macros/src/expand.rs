@@ -29,20 +29,7 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     match (args, task) {
         (Ok(args), Ok(task)) => match check_schedule(&args, &task) {
             Ok(()) => generate(&args, &task),
-            Err(error) => {
-                let error = error.to_compile_error();
-                let mut item = item;
-                item.attrs
-                    .retain(|attr| !crate::ast::is_task_attribute(attr));
-                let vis = &item.vis;
-                let ident = &item.sig.ident;
-                quote! {
-                    #item
-                    #[allow(dead_code)]
-                    #vis mod #ident {}
-                    #error
-                }
-            }
+            Err(error) => with_error(item, error),
         },
         (args, task) => {
             let mut errors = args.err().into_iter().chain(task.err());
@@ -52,24 +39,28 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
             for more in errors {
                 error.combine(more);
             }
-            let error = error.to_compile_error();
-            // Emitted without another `#[task]` on it, which would expand again.
-            let mut item = item;
-            item.attrs
-                .retain(|attr| !crate::ast::is_task_attribute(attr));
-            if item.sig.receiver().is_some() {
-                // A method: it sits in an `impl`, where a module is not allowed.
-                return quote! { #item #error };
-            }
-            let vis = &item.vis;
-            let ident = &item.sig.ident;
-            quote! {
-                #item
-                #[allow(dead_code)]
-                #vis mod #ident {}
-                #error
-            }
+            with_error(item, error)
         }
+    }
+}
+
+/// The fn as written (without another `#[task]` on it, which would expand again) beside an
+/// empty module of its name, and `error`: so that the only errors shown are the task's.
+fn with_error(mut item: ItemFn, error: syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
+    item.attrs
+        .retain(|attr| !crate::ast::is_task_attribute(attr));
+    if item.sig.receiver().is_some() {
+        // A method: it sits in an `impl`, where a module is not allowed.
+        return quote! { #item #error };
+    }
+    let vis = &item.vis;
+    let ident = &item.sig.ident;
+    quote! {
+        #item
+        #[allow(dead_code)]
+        #vis mod #ident {}
+        #error
     }
 }
 

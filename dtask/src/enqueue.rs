@@ -86,9 +86,10 @@ impl<O> Enqueue<O> {
     }
 
     /// At most one job of this task with these arguments (compared as their JSON text) in the
-    /// queue, running or waiting for a retry, for `window` from its enqueue: a duplicate
-    /// enqueued meanwhile queues nothing and returns the first job's handle. The lock goes
-    /// sooner when the job ends (or starts: [`Enqueue::unique_until`]).
+    /// queue, running or waiting for a retry, for `window` from when it is due (its enqueue,
+    /// or its delay's end): a duplicate enqueued meanwhile queues nothing and returns the first
+    /// job's handle. The lock goes sooner when the job ends (or starts:
+    /// [`Enqueue::unique_until`]).
     pub fn unique_for(mut self, window: Duration) -> Self {
         self.unique_for = Some(window);
         self
