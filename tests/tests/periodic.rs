@@ -251,6 +251,19 @@ async fn after_downtime_missed_ticks_fire_once_or_are_skipped_never_as_a_burst()
     assert!(!names.contains(&"skip".to_owned()), "{names:?}");
 }
 
+/// Why a worker keeping `schedules` refuses to start.
+async fn refusal(client: &dtask::Client, schedules: Vec<dtask::Periodic>) -> String {
+    let mut worker = Worker::new(client).queues(["marks"]);
+    for schedule in schedules {
+        worker = worker.periodic(schedule);
+    }
+    worker
+        .run_until(std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 #[tokio::test]
 async fn mistakes_in_a_schedule_stop_the_worker_with_a_clear_error() {
     let redis = start_redis();
@@ -281,21 +294,6 @@ async fn mistakes_in_a_schedule_stop_the_worker_with_a_clear_error() {
             dtask::periodic("nan", "0 0 7 * * *", tasks::ratio::call(f64::NAN, 1.0)),
             "periodic job `nan`",
         ),
-    ];
-    for (periodic, expected) in cases {
-        let error = Worker::new(&client)
-            .queues(["marks"])
-            .periodic(periodic)
-            .run_until(std::future::pending())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains(expected),
-            "{error:?} should say {expected:?}"
-        );
-    }
-    let more = [
         (
             dtask::periodic(
                 "client",
@@ -309,27 +307,21 @@ async fn mistakes_in_a_schedule_stop_the_worker_with_a_clear_error() {
             "has no tick in the future",
         ),
     ];
-    for (periodic, expected) in more {
-        let error = Worker::new(&client)
-            .queues(["marks"])
-            .periodic(periodic)
-            .run_until(std::future::pending())
-            .await
-            .unwrap_err()
-            .to_string();
+    for (periodic, expected) in cases {
+        let error = refusal(&client, vec![periodic]).await;
         assert!(
             error.contains(expected),
             "{error:?} should say {expected:?}"
         );
     }
-    let error = Worker::new(&client)
-        .queues(["marks"])
-        .periodic(dtask::periodic("twice", "* * * * * *", job()))
-        .periodic(dtask::periodic("twice", "0 * * * * *", job()))
-        .run_until(std::future::pending())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = refusal(
+        &client,
+        vec![
+            dtask::periodic("twice", "* * * * * *", job()),
+            dtask::periodic("twice", "0 * * * * *", job()),
+        ],
+    )
+    .await;
     assert!(
         error.contains("two periodic jobs are named `twice`"),
         "{error}"

@@ -321,44 +321,21 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         last_error: Some(error.clone()),
         ..envelope
     };
-    let due_ms = match run.retry(next.to_json().as_bytes(), delay, true).await {
-        Some(Fenced::Settled(due_ms)) => due_ms,
-        // Scheduled by an earlier call whose reply was lost: about then.
-        Some(Fenced::AlreadySettled) => ctx.settings.clock.now_ms() + delay.as_millis() as u64,
-        Some(Fenced::NotHeld) => {
-            run.stale(&next, "failed");
-            return Settled::Stale;
-        }
-        None => return Settled::Abandoned,
+    let due_ms = match run.run_later(&next, delay, true, "failed").await {
+        Ok(due_ms) => due_ms,
+        Err(settled) => return settled,
     };
     metrics::finished(queue, &next.task, Outcome::Failed);
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-    if !ctx.hooks.is_empty() {
-        ctx.fire(&JobEvent::Retrying {
-            job: &job,
-            error: &error,
-            next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
-        });
-    }
-    let record = OutcomeRecord {
-        state: OutcomeState::Retrying,
-        attempts: attempt,
-        at_ms: due_ms,
-        value: None,
-        error: Some(error),
-    }
-    .to_json();
-    // A task that keeps no result keeps no passing outcome either (it would read "retrying"
-    // long after the job succeeded).
-    if entry.info.result_ttl == Some(Duration::ZERO) {
-        return Settled::Retrying;
-    }
-    // Written after the retry is scheduled, so only by a run that held its lease; a final
-    // outcome written meanwhile by the next attempt is kept (see `set_retrying.lua`).
-    let ttl = ctx.settings.result_ttl;
-    retry_until(abandon, "recording a failed attempt", || {
-        ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
-    })
+    let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
+    run.note_retrying(
+        &next,
+        error,
+        due_ms,
+        &job,
+        keep_outcome,
+        "recording a failed attempt",
+    )
     .await;
     Settled::Retrying
 }
@@ -374,27 +351,74 @@ impl Run<'_> {
         job: &JobContext,
         keep_outcome: bool,
     ) -> Settled {
-        let ctx = self.ctx;
         // The job keeps its last real error; it counts its put-offs.
         let mut next = envelope;
         let count = put_offs(&next) + 1;
         next.headers
             .insert(PUT_OFFS_HEADER.to_owned(), count.to_string());
-        let due_ms = match self.retry(next.to_json().as_bytes(), delay, false).await {
-            Some(Fenced::Settled(due_ms)) => due_ms,
-            Some(Fenced::AlreadySettled) => ctx
-                .settings
-                .clock
-                .now_ms()
-                .saturating_add(delay.as_millis() as u64),
-            Some(Fenced::NotHeld) => {
-                self.stale(&next, "asked to run later");
-                return Settled::Stale;
-            }
-            None => return Settled::Abandoned,
+        let due_ms = match self
+            .run_later(&next, delay, false, "asked to run later")
+            .await
+        {
+            Ok(due_ms) => due_ms,
+            Err(settled) => return settled,
         };
         metrics::finished(self.queue, &next.task, Outcome::PutOff);
         tracing::info!(job_id = %next.id, task = %next.task, put_offs = count, retry_in_ms = delay.as_millis() as u64, "job asked to run again later; no attempt spent");
+        self.note_retrying(
+            &next,
+            error,
+            due_ms,
+            job,
+            keep_outcome,
+            "recording a job put off",
+        )
+        .await;
+        Settled::Deferred
+    }
+
+    /// Moves the run to the retry set as `next`, due `delay` from now (a failed attempt when
+    /// `failed`, not when it is put off): when it is due, or how the run ended instead, taken
+    /// back from this worker (logged as a run that `how`) or abandoned at shutdown.
+    async fn run_later(
+        &self,
+        next: &Envelope,
+        delay: Duration,
+        failed: bool,
+        how: &str,
+    ) -> Result<u64, Settled> {
+        match self.retry(next.to_json().as_bytes(), delay, failed).await {
+            Some(Fenced::Settled(due_ms)) => Ok(due_ms),
+            // Scheduled by an earlier call whose reply was lost: about then.
+            Some(Fenced::AlreadySettled) => Ok(self
+                .ctx
+                .settings
+                .clock
+                .now_ms()
+                .saturating_add(delay.as_millis() as u64)),
+            Some(Fenced::NotHeld) => {
+                self.stale(next, how);
+                Err(Settled::Stale)
+            }
+            None => Err(Settled::Abandoned),
+        }
+    }
+
+    /// Tells the hooks that `next` runs again at `due_ms` after `error`, and records its
+    /// retrying outcome when `keep_outcome` (a task that keeps no result keeps no passing
+    /// outcome either: it would read "retrying" long after the job succeeded). The record is
+    /// written after the job was rescheduled, so only by a run that held its lease; a final
+    /// outcome written meanwhile by the next attempt is kept (see `set_retrying.lua`).
+    async fn note_retrying(
+        &self,
+        next: &Envelope,
+        error: String,
+        due_ms: u64,
+        job: &JobContext,
+        keep_outcome: bool,
+        what: &'static str,
+    ) {
+        let ctx = self.ctx;
         if !ctx.hooks.is_empty() {
             ctx.fire(&JobEvent::Retrying {
                 job,
@@ -403,7 +427,7 @@ impl Run<'_> {
             });
         }
         if !keep_outcome {
-            return Settled::Deferred;
+            return;
         }
         let record = OutcomeRecord {
             state: OutcomeState::Retrying,
@@ -414,11 +438,10 @@ impl Run<'_> {
         }
         .to_json();
         let ttl = ctx.settings.result_ttl;
-        retry_until(self.abandon, "recording a job put off", || {
+        retry_until(self.abandon, what, || {
             ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
         })
         .await;
-        Settled::Deferred
     }
 
     /// Logs that this run lost its lease before it settled: its job was recovered (this

@@ -386,6 +386,25 @@ impl Rig {
         }
     }
 
+    /// SIGKILLs a random worker of `fleet` and restarts it: the jobs it had in flight on
+    /// `queue` (its in-flight list no longer changes until it is recovered), and a watch until
+    /// each has run again (for at most a minute).
+    pub async fn kill_random_worker(
+        &self,
+        fleet: &mut crate::workers::Fleet,
+        queue: &str,
+    ) -> Result<(Vec<u64>, JoinHandle<Rerun>), String> {
+        use rand::Rng;
+        let victim = rand::rng().random_range(0..fleet.workers.len());
+        let pid = fleet.workers[victim].pid();
+        fleet.workers[victim].kill();
+        let killed_ms = effects::now_ms();
+        let in_flight = self.in_flight(queue, pid).await?;
+        let watch = self.watch_rerun(in_flight.clone(), killed_ms, Duration::from_secs(60));
+        fleet.restart(victim)?;
+        Ok((in_flight, watch))
+    }
+
     /// Watches the jobs `ids` (in flight on a worker hit by a fault at `since_ms`) until each
     /// has run again, for at most `timeout`.
     pub fn watch_rerun(

@@ -16,7 +16,6 @@ use rand::Rng;
 use tokio::sync::Mutex;
 
 use super::Ctx;
-use crate::effects::now_ms;
 use crate::report::Figures;
 use crate::rig::{Rerun, Rig};
 use crate::tasks::{REPAIR_QUEUE, fickle};
@@ -151,14 +150,9 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         }
         let into_wave = Duration::from_millis(rand::rng().random_range(50..250));
         tokio::time::sleep(into_wave).await;
-        let victim = rand::rng().random_range(0..fleet.workers.len());
-        let pid = fleet.workers[victim].pid();
-        fleet.workers[victim].kill();
-        let killed_ms = now_ms();
-        let in_flight = rig.in_flight(REPAIR_QUEUE, pid).await?;
-        in_flight_at_kills.extend(in_flight.iter().copied());
-        watches.push(rig.watch_rerun(in_flight, killed_ms, Duration::from_secs(60)));
-        fleet.restart(victim)?;
+        let (in_flight, watch) = rig.kill_random_worker(&mut fleet, REPAIR_QUEUE).await?;
+        in_flight_at_kills.extend(in_flight);
+        watches.push(watch);
         figures.faults += 1;
         let pause = every.mul_f64(rand::rng().random_range(0.8..1.2));
         tokio::time::sleep(pause.saturating_sub(into_wave)).await;

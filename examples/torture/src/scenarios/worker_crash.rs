@@ -8,7 +8,6 @@ use std::time::Duration;
 use rand::Rng;
 
 use super::Ctx;
-use crate::effects::now_ms;
 use crate::producer::enqueue_now;
 use crate::report::Figures;
 use crate::rig::{Rig, gather_reruns, id_set};
@@ -52,15 +51,9 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         }
         let into_wave = Duration::from_millis(rand::rng().random_range(50..250));
         tokio::time::sleep(into_wave).await;
-        let victim = rand::rng().random_range(0..fleet.workers.len());
-        let pid = fleet.workers[victim].pid();
-        fleet.workers[victim].kill();
-        let killed_ms = now_ms();
-        // The killed worker's in-flight list no longer changes until it is recovered.
-        let in_flight = rig.in_flight(WORK_QUEUE, pid).await?;
+        let (in_flight, watch) = rig.kill_random_worker(&mut fleet, WORK_QUEUE).await?;
         in_flight_at_kills += in_flight.len() as u64;
-        watches.push(rig.watch_rerun(in_flight, killed_ms, Duration::from_secs(60)));
-        fleet.restart(victim)?;
+        watches.push(watch);
         figures.faults += 1;
         let pause = every.mul_f64(rand::rng().random_range(0.8..1.2));
         tokio::time::sleep(pause.saturating_sub(into_wave)).await;
