@@ -1,5 +1,5 @@
 //! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `result_ttl`, `cron`,
-//! `tz`, `unique_for`, `name`, `crate`.
+//! `tz`, `unique_for`, `rate`, `max_running`, `name`, `crate`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -21,10 +21,13 @@ pub(crate) struct TaskArgs {
     pub(crate) tz: Option<LitStr>,
     /// The default uniqueness window, in ms.
     pub(crate) unique_for_ms: Option<u64>,
+    /// The task's rate limit, as written (checked by a constant of the runtime's).
+    pub(crate) rate: Option<LitStr>,
+    /// The most runs of the task at once, across every worker.
+    pub(crate) max_running: Option<u32>,
 }
 
-const VALID_KEYS: &str =
-    "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `name`, `crate`";
+const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
@@ -53,7 +56,20 @@ impl TaskArgs {
                     args.name = Some(name);
                     Ok(())
                 }),
-                Some("retries") => integer(&pair.value).map(|n| args.retries = Some(n)),
+                Some("retries") => {
+                    integer(&pair.value, "retries", "5").map(|n| args.retries = Some(n))
+                }
+                Some("rate") => string(&pair.value, "rate").map(|rate| args.rate = Some(rate)),
+                Some("max_running") => integer(&pair.value, "max_running", "5").and_then(|n| {
+                    if n == 0 {
+                        return Err(syn::Error::new_spanned(
+                            &pair.value,
+                            "`max_running` must be at least 1",
+                        ));
+                    }
+                    args.max_running = Some(n);
+                    Ok(())
+                }),
                 Some("timeout") => string(&pair.value, "timeout").and_then(|text| {
                     args.timeout_ms = Some(parse_duration_ms(&text, "timeout", false)?);
                     Ok(())
@@ -120,14 +136,14 @@ fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
     }
 }
 
-fn integer(value: &Expr) -> syn::Result<u32> {
+fn integer(value: &Expr, key: &str, example: &str) -> syn::Result<u32> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(n), ..
         }) => n.base10_parse(),
         _ => Err(syn::Error::new_spanned(
             value,
-            "`retries` takes a whole number, such as `retries = 5`",
+            format!("`{key}` takes a whole number, such as `{key} = {example}`"),
         )),
     }
 }

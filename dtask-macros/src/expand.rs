@@ -108,6 +108,17 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let tz = some_str(&args.tz);
+    // A malformed rate fails the constant that reads it, at the user's literal.
+    let rate = match &args.rate {
+        Some(rate) => quote_spanned! {rate.span()=>
+            ::core::option::Option::Some(#krate::__private::task_rate(#rate))
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    let max_running = match args.max_running {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
     let timeout = match args.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
@@ -232,6 +243,8 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 cron: #cron,
                 tz: #tz,
                 unique_for: #unique_for,
+                rate: #rate,
+                max_running: #max_running,
             };
 
             /// What the task returns on success, and what waiting on a job yields.

@@ -24,6 +24,8 @@ pub(crate) enum Outcome {
     Dead,
     /// Put off by the handler (`RetryAfter`): not an attempt.
     PutOff,
+    /// Held back by its task's limits, to wait in Redis: not an attempt.
+    Waiting,
 }
 
 impl Outcome {
@@ -34,6 +36,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
             Outcome::PutOff => "put_off",
+            Outcome::Waiting => "waiting",
         }
     }
 }

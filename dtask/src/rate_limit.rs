@@ -87,42 +87,126 @@ impl FromStr for RateLimit {
 
     /// `10/s`, `600/m`, `5000/h`, `100/500ms`, optionally followed by ` burst 20`.
     fn from_str(text: &str) -> Result<RateLimit, Error> {
-        let bad = || {
-            Error::Config(format!(
-                "rate limit `{text}`: expected jobs per period, such as `10/s`, `600/m`, `5000/h` or `100/500ms`, optionally with ` burst 20`"
-            ))
-        };
-        let (rate, burst) = match text.split_once("burst") {
-            Some((rate, burst)) => (rate, Some(burst.trim().parse::<u32>().map_err(|_| bad())?)),
-            None => (text, None),
-        };
-        let (jobs, per) = rate.trim().split_once('/').ok_or_else(bad)?;
-        let jobs: u32 = jobs.trim().parse().map_err(|_| bad())?;
-        let per = per.trim();
-        let unit_at = per.find(|c: char| !c.is_ascii_digit()).unwrap_or(per.len());
-        let (count, unit) = per.split_at(unit_at);
-        let count: u64 = if count.is_empty() {
-            1
-        } else {
-            count.parse().map_err(|_| bad())?
-        };
-        let unit_ms = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return Err(bad()),
-        };
-        if jobs == 0 || count == 0 {
-            return Err(bad());
-        }
-        let limit = RateLimit::new(jobs, Duration::from_millis(count.saturating_mul(unit_ms)));
-        Ok(match burst {
-            Some(burst) if burst > 0 => limit.burst(burst),
-            Some(_) => return Err(bad()),
-            None => limit,
-        })
+        parse(text).ok_or_else(|| Error::Config(format!("rate limit `{text}`: {EXPECTED}")))
     }
+}
+
+/// What a rate limit looks like, for error messages.
+const EXPECTED: &str = "expected jobs per period, such as `10/s`, `600/m`, `5000/h` or `100/500ms`, optionally with ` burst 20`";
+
+/// Reads a rate limit written as `#[task(rate = "..")]` takes it, in a constant (the compiler
+/// refuses a malformed one with [`EXPECTED`]).
+#[doc(hidden)]
+pub const fn __task_rate(text: &str) -> RateLimit {
+    match parse(text) {
+        Some(limit) => limit,
+        None => panic!(
+            "#[task(rate = \"..\")]: expected jobs per period, such as `10/s`, `600/m`, `5000/h` or `100/500ms`, optionally with ` burst 20`"
+        ),
+    }
+}
+
+/// Parses `jobs/period[ burst n]`; None when `text` is not one. A `const fn`, so that a task's
+/// rate is checked when its binary compiles.
+const fn parse(text: &str) -> Option<RateLimit> {
+    let bytes = text.as_bytes();
+    let mut at = skip_spaces(bytes, 0);
+    let Some((jobs, next)) = number(bytes, at) else {
+        return None;
+    };
+    at = skip_spaces(bytes, next);
+    if at >= bytes.len() || bytes[at] != b'/' {
+        return None;
+    }
+    at = skip_spaces(bytes, at + 1);
+    let (count, next) = match number(bytes, at) {
+        Some(found) => found,
+        None => (1, at),
+    };
+    at = next;
+    let unit_ms: u64 = if starts_with(bytes, at, b"ms") {
+        at += 2;
+        1
+    } else if starts_with(bytes, at, b"s") {
+        at += 1;
+        1_000
+    } else if starts_with(bytes, at, b"m") {
+        at += 1;
+        60_000
+    } else if starts_with(bytes, at, b"h") {
+        at += 1;
+        3_600_000
+    } else {
+        return None;
+    };
+    at = skip_spaces(bytes, at);
+    let mut burst = 1;
+    if at < bytes.len() {
+        if !starts_with(bytes, at, b"burst") {
+            return None;
+        }
+        at = skip_spaces(bytes, at + 5);
+        let Some((n, next)) = number(bytes, at) else {
+            return None;
+        };
+        if n == 0 || n > u32::MAX as u64 {
+            return None;
+        }
+        burst = n as u32;
+        at = skip_spaces(bytes, next);
+        if at < bytes.len() {
+            return None;
+        }
+    }
+    if jobs == 0 || jobs > u32::MAX as u64 || count == 0 {
+        return None;
+    }
+    let per_ms = count.saturating_mul(unit_ms);
+    let per_ms = if per_ms > RateLimit::MAX_PER.as_millis() as u64 {
+        RateLimit::MAX_PER.as_millis() as u64
+    } else {
+        per_ms
+    };
+    Some(RateLimit {
+        jobs: jobs as u32,
+        per: Duration::from_millis(per_ms),
+        burst,
+    })
+}
+
+const fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
+    while at < bytes.len() && bytes[at] == b' ' {
+        at += 1;
+    }
+    at
+}
+
+const fn starts_with(bytes: &[u8], at: usize, word: &[u8]) -> bool {
+    if at + word.len() > bytes.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < word.len() {
+        if bytes[at + i] != word[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The decimal number at `at` (at most 18 digits) and where it ends.
+const fn number(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let start = at;
+    let mut value: u64 = 0;
+    while at < bytes.len() && bytes[at].is_ascii_digit() {
+        if at - start >= 18 {
+            return None;
+        }
+        value = value * 10 + (bytes[at] - b'0') as u64;
+        at += 1;
+    }
+    if at == start { None } else { Some((value, at)) }
 }
 
 #[cfg(test)]
@@ -144,6 +228,10 @@ mod tests {
             "100/500ms".parse::<RateLimit>().unwrap(),
             RateLimit::new(100, Duration::from_millis(500))
         );
+        assert_eq!(
+            __task_rate("5/2m burst 3"),
+            RateLimit::new(5, Duration::from_secs(120)).burst(3)
+        );
         for bad in [
             "",
             "10",
@@ -153,6 +241,9 @@ mod tests {
             "10/d",
             "10/s burst",
             "10/s burst 0",
+            "10/s burst 2 x",
+            "10/sx",
+            "10/s/s",
         ] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }

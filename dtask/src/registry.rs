@@ -46,6 +46,20 @@ pub struct TaskInfo {
     pub tz: Option<&'static str>,
     /// At most one job with the same arguments for this long (`#[task(unique_for = "..")]`).
     pub unique_for: Option<Duration>,
+    /// At most this many starts per period, across every worker (`#[task(rate = "..")]`).
+    pub rate: Option<crate::RateLimit>,
+    /// At most this many runs at once, across every worker (`#[task(max_running = ..)]`).
+    pub max_running: Option<u32>,
+}
+
+impl TaskInfo {
+    /// The task's own limits, when it has any.
+    pub(crate) fn limits(&self) -> Option<crate::broker::TaskLimits> {
+        (self.rate.is_some() || self.max_running.is_some()).then_some(crate::broker::TaskLimits {
+            max_running: self.max_running,
+            rate: self.rate,
+        })
+    }
 }
 
 /// One registered task: its settings and its handler. Built by `#[task]`; not meant to be

@@ -25,6 +25,8 @@ pub(crate) enum Settled {
     Dead,
     /// Put off: this worker cannot run it yet (a rolling deploy).
     Deferred,
+    /// Waits in Redis for its task's limits (`rate`, `max_running`) to let it start.
+    Waiting,
     /// Taken back from this worker before it settled; its outcome was dropped.
     Stale,
     /// Left in flight at shutdown, to be requeued.
@@ -38,6 +40,7 @@ impl Settled {
             Settled::Retrying => "retrying",
             Settled::Dead => "dead",
             Settled::Deferred => "deferred",
+            Settled::Waiting => "waiting",
             Settled::Stale => "stale",
             Settled::Abandoned => "abandoned",
         }

@@ -154,18 +154,53 @@ pub async fn note(key: String, label: String) {
 #[dtask::task(queue = "marks", retries = 5)]
 pub async fn mark(job: String, millis: u64) -> Result<(), String> {
     tokio::time::sleep(Duration::from_millis(millis)).await;
-    let url = std::env::var("DTASK_REDIS_URL").map_err(|e| e.to_string())?;
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = test_redis().await?;
     redis::cmd("INCR")
         .arg(&job)
         .query_async::<i64>(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// A connection to the Redis at `DTASK_REDIS_URL`, for tasks that leave their effects there.
+async fn test_redis() -> Result<redis::aio::MultiplexedConnection, String> {
+    let url = std::env::var("DTASK_REDIS_URL").map_err(|e| e.to_string())?;
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One run at a time across every worker (`max_running = 1`): counts itself running in Redis
+/// (`<group>:running`; a second run at once is noted in `<group>:overlaps`), sleeps `millis`,
+/// then counts itself out and `<group>:done:<n>` up.
+#[dtask::task(queue = "solo", max_running = 1)]
+pub async fn solo(group: String, n: u32, millis: u64) -> Result<(), String> {
+    let mut conn = test_redis().await?;
+    let running: i64 = redis::cmd("INCR")
+        .arg(format!("{group}:running"))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if running > 1 {
+        redis::cmd("RPUSH")
+            .arg(format!("{group}:overlaps"))
+            .arg(format!("{n} ran beside {} other(s)", running - 1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    redis::pipe()
+        .cmd("DECR")
+        .arg(format!("{group}:running"))
+        .cmd("INCR")
+        .arg(format!("{group}:done:{n}"))
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Arguments whose field names are those of dtask's own envelope (`n` attempts, `d` deaths):

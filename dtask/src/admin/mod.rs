@@ -25,6 +25,9 @@ pub struct QueueStats {
     /// Ready to run, but in flight on two workers that died: each runs with no other suspect
     /// beside it on its worker, until it succeeds or a third death buries it as poison.
     pub suspects: u64,
+    /// Ready to run, but held back by their task's own limits (`#[task(rate = "..")]`,
+    /// `max_running`): they start as soon as the limits allow.
+    pub waiting: u64,
     /// Waiting for their time (delayed with `.delay` or `.at`).
     pub scheduled: u64,
     /// Failed, waiting for their next attempt.
@@ -41,12 +44,14 @@ pub struct QueueStats {
 
 impl QueueStats {
     /// The counts of queue `name` as the CLI's `--json` and the dashboard's live refresh
-    /// print them (suspects counted as pending).
+    /// print them (suspects and jobs waiting for their task's limits counted as pending, the
+    /// latter also on their own).
     #[cfg(any(feature = "cli", feature = "dashboard"))]
     pub(crate) fn to_json(self, name: &str) -> serde_json::Value {
         serde_json::json!({
             "queue": name,
-            "pending": self.pending + self.suspects,
+            "pending": self.pending + self.suspects + self.waiting,
+            "waiting": self.waiting,
             "scheduled": self.scheduled,
             "retry": self.retry,
             "running": self.running,
@@ -158,6 +163,7 @@ impl Queue {
         Ok(QueueStats {
             pending: broker.pending_len(&self.name).await?,
             suspects: broker.suspects_len(&self.name).await?,
+            waiting: broker.waiting_len(&self.name).await?,
             scheduled: broker.scheduled_len(&self.name).await?,
             retry: broker.retry_len(&self.name).await?,
             dead: broker.dead_len(&self.name).await?,

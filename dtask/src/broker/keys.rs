@@ -113,6 +113,40 @@ pub(crate) fn rate(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:rate")
 }
 
+/// `prefix:{queue}:`: what every key of one queue starts with, for the scripts that name a
+/// task's or a worker's keys themselves (`lua/fetch.lua`, `lua/limits.lua`).
+pub(crate) fn of_queue(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:")
+}
+
+/// `prefix:{queue}:active:`: what every worker's in-flight hash of the queue starts with.
+pub(crate) fn active_of_queue(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:active:")
+}
+
+/// `prefix:{queue}:limit:<task>`: HASH of a task's own limits (`max` runs at once; a rate as in
+/// [`rate`]) and its token bucket; see `lua/limits.lua`.
+pub(crate) fn task_limit(prefix: &str, queue: &str, task: &str) -> String {
+    format!("{prefix}:{{{queue}}}:limit:{task}")
+}
+
+/// `prefix:{queue}:slots:<task>`: ZSET of the runs of a task holding one of its `max_running`
+/// slots (`<worker>|<lease>` -> ms taken), each free again once its run lost its lease.
+pub(crate) fn task_slots(prefix: &str, queue: &str, task: &str) -> String {
+    format!("{prefix}:{{{queue}}}:slots:{task}")
+}
+
+/// `prefix:{queue}:waiting:<task>`: LIST of a task's jobs waiting for room under its limits,
+/// oldest first: pending jobs still, served before the pending list (`lua/fetch.lua`).
+pub(crate) fn task_waiting(prefix: &str, queue: &str, task: &str) -> String {
+    format!("{prefix}:{{{queue}}}:waiting:{task}")
+}
+
+/// `prefix:{queue}:limited`: SET of the tasks of the queue that may have jobs in a waiting list.
+pub(crate) fn limited_tasks(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:limited")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

@@ -57,6 +57,30 @@ pub(crate) struct Taken {
     pub(crate) suspect: bool,
     pub(crate) paused: bool,
     pub(crate) rate_wait: Option<Duration>,
+    /// The leases of the runs admitted from their tasks' waiting lists (they may start at once).
+    pub(crate) admitted: Vec<String>,
+    /// Whether jobs still wait for their tasks' limits, and how long until the first may start
+    /// by its task's rate (`Some(None)`: when a run of its task ends).
+    pub(crate) limit_wait: Option<Option<Duration>>,
+}
+
+/// What admitting a run of a task with limits found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// The run may start: it holds a slot and spent a token.
+    Admitted,
+    /// The job went to its task's waiting list; a job may start in this long by the rate
+    /// (None: when a run of the task ends).
+    Parked(Option<Duration>),
+    /// The worker no longer holds the run's lease: nothing changed.
+    NotHeld,
+}
+
+/// A task's limits as a worker passes them to [`Broker::admit`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskLimits {
+    pub(crate) max_running: Option<u32>,
+    pub(crate) rate: Option<crate::RateLimit>,
 }
 
 /// The longest a fetcher waits on a queue whose rate limit is spent before it looks again, so
@@ -396,8 +420,8 @@ impl Broker {
         take_suspect: bool,
     ) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        type Reply = (Vec<(String, Vec<u8>)>, i64, i64, u64);
-        let (jobs, suspect, paused, wait): Reply = scripts::FETCH
+        type Reply = (Vec<(String, Vec<u8>)>, i64, i64, u64, Vec<String>, i64);
+        let (jobs, suspect, paused, wait, admitted, limit_wait): Reply = scripts::FETCH
             .key(keys::pending(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::workers(&self.prefix, queue))
@@ -405,9 +429,11 @@ impl Broker {
             .key(keys::leases(&self.prefix, queue))
             .key(keys::paused(&self.prefix, queue))
             .key(keys::rate(&self.prefix, queue))
+            .key(keys::limited_tasks(&self.prefix, queue))
             .arg(max)
             .arg(worker)
             .arg(if take_suspect { "1" } else { "0" })
+            .arg(keys::of_queue(&self.prefix, queue))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("fetching jobs"))?;
@@ -416,6 +442,8 @@ impl Broker {
             suspect: suspect == 1,
             paused: paused == 1,
             rate_wait: rate_wait(wait),
+            admitted,
+            limit_wait: (limit_wait >= 0).then(|| rate_wait(limit_wait as u64)),
         })
     }
 
@@ -460,6 +488,46 @@ impl Broker {
             suspect: false,
             paused: paused == 1,
             rate_wait: rate_wait(wait),
+            admitted: Vec::new(),
+            limit_wait: None,
+        })
+    }
+
+    /// Lets the run under `lease` of `task` (with `limits`) start, or parks its job in the
+    /// task's waiting list until its limits let it start.
+    pub(crate) async fn admit(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease: &str,
+        task: &str,
+        limits: TaskLimits,
+    ) -> Result<Admission, Error> {
+        let mut conn = self.conn.clone();
+        let rate = limits.rate.map_or((0, 0, 0), |rate| {
+            (u64::from(rate.jobs()), rate.per_ms(), rate.burst_size())
+        });
+        let (code, wait): (i64, u64) = scripts::ADMIT
+            .key(keys::active(&self.prefix, queue, worker))
+            .key(keys::task_limit(&self.prefix, queue, task))
+            .key(keys::task_slots(&self.prefix, queue, task))
+            .key(keys::task_waiting(&self.prefix, queue, task))
+            .key(keys::limited_tasks(&self.prefix, queue))
+            .arg(lease)
+            .arg(worker)
+            .arg(keys::active_of_queue(&self.prefix, queue))
+            .arg(task)
+            .arg(limits.max_running.unwrap_or(0))
+            .arg(rate.0)
+            .arg(rate.1)
+            .arg(rate.2)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("admitting a job of a task with limits"))?;
+        Ok(match code {
+            1 => Admission::Admitted,
+            0 => Admission::Parked(rate_wait(wait)),
+            _ => Admission::NotHeld,
         })
     }
 
@@ -942,6 +1010,29 @@ impl Broker {
     /// Number of jobs waiting in `queue`'s pending list.
     pub(crate) async fn pending_len(&self, queue: &str) -> Result<u64, Error> {
         self.card("LLEN", keys::pending(&self.prefix, queue)).await
+    }
+
+    /// Number of jobs of `queue` waiting in their tasks' waiting lists for their limits.
+    pub(crate) async fn waiting_len(&self, queue: &str) -> Result<u64, Error> {
+        let mut conn = self.conn.clone();
+        let tasks: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::limited_tasks(&self.prefix, queue))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("counting jobs"))?;
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for task in &tasks {
+            pipe.cmd("LLEN")
+                .arg(keys::task_waiting(&self.prefix, queue, task));
+        }
+        let lens: Vec<u64> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("counting jobs"))?;
+        Ok(lens.iter().sum())
     }
 
     /// Number of jobs in `queue`'s scheduled set.

@@ -13,7 +13,8 @@ macro_rules! script {
     };
 }
 
-script!(FETCH, "lease.lua", "rate.lua", "fetch.lua");
+script!(FETCH, "lease.lua", "rate.lua", "limits.lua", "fetch.lua");
+script!(ADMIT, "rate.lua", "limits.lua", "admit.lua");
 script!(ADOPT, "lease.lua", "rate.lua", "adopt.lua");
 script!(ACK, "settle.lua", "outcomes.lua", "counts.lua", "ack.lua");
 script!(RETRY, "settle.lua", "counts.lua", "retry.lua");

@@ -846,6 +846,8 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
     let scripts = [
         include_str!("lua/lease.lua"),
         include_str!("lua/rate.lua"),
+        include_str!("lua/limits.lua"),
+        include_str!("lua/admit.lua"),
         include_str!("lua/settle.lua"),
         include_str!("lua/fetch.lua"),
         include_str!("lua/adopt.lua"),

@@ -20,7 +20,7 @@ use super::acker::{Ack, Acked};
 use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::backoff::retry_until;
-use crate::broker::{Fenced, Finished};
+use crate::broker::{Admission, Fenced, Finished};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
@@ -53,6 +53,8 @@ struct Run<'a> {
     queue: &'a Arc<str>,
     lease: &'a str,
     abandon: &'a CancellationToken,
+    /// Whether the fetch admitted it under its task's limits already.
+    admitted: bool,
 }
 
 /// Runs a fetched job and settles it.
@@ -61,6 +63,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         queue,
         lease,
         payload,
+        admitted,
         ..
     } = job;
     let run = Run {
@@ -68,6 +71,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
         queue: &queue,
         lease: &lease,
         abandon,
+        admitted,
     };
     let envelope = match envelope::decode(&payload) {
         Ok(envelope) => envelope,
@@ -155,6 +159,14 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
 
+    // A task with limits starts only when they let it; else its job waits in Redis.
+    let _slot = match entry.info.limits() {
+        Some(limits) => match run.admit(&envelope, limits).await {
+            Ok(slot) => slot,
+            Err(settled) => return settled,
+        },
+        None => None,
+    };
     if let Some((key, true)) = unique::lock_of(&envelope) {
         // Unique until it starts: duplicates may queue from now on.
         run.release_lock(key, &envelope.id, Duration::ZERO).await;
@@ -340,7 +352,59 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     Settled::Retrying
 }
 
-impl Run<'_> {
+/// Held while a run of a task with `max_running` runs: when it ends, the slot it frees may
+/// let a waiting job start, so the fetcher looks at once.
+struct SlotHeld<'a>(&'a Context);
+
+impl Drop for SlotHeld<'_> {
+    fn drop(&mut self) {
+        self.0.wake_fetcher.notify_one();
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Asks Redis whether the task's `limits` let this run start: Ok (holding a slot when the
+    /// task has `max_running`) when they do, else how the run ended: its job parked in the
+    /// task's waiting list (no attempt spent), or taken back from this worker meanwhile.
+    async fn admit(
+        &self,
+        envelope: &Envelope,
+        limits: crate::broker::TaskLimits,
+    ) -> Result<Option<SlotHeld<'a>>, Settled> {
+        let ctx = self.ctx;
+        let slot = limits.max_running.map(|_| SlotHeld(ctx));
+        if self.admitted {
+            return Ok(slot);
+        }
+        let admitted = retry_until(
+            self.abandon,
+            "admitting a job of a task with limits",
+            || {
+                ctx.broker.admit(
+                    self.queue,
+                    &ctx.worker_id,
+                    self.lease,
+                    &envelope.task,
+                    limits,
+                )
+            },
+        )
+        .await;
+        match admitted {
+            Some(Admission::Admitted) => Ok(slot),
+            Some(Admission::Parked(wait)) => {
+                metrics::finished(self.queue, &envelope.task, Outcome::Waiting);
+                tracing::debug!(job_id = %envelope.id, task = %envelope.task, wait_ms = wait.map(|wait| wait.as_millis() as u64), "the task's limits hold the job back; it waits in Redis");
+                Err(Settled::Waiting)
+            }
+            Some(Admission::NotHeld) => {
+                self.stale(envelope, "was to start");
+                Err(Settled::Stale)
+            }
+            None => Err(Settled::Abandoned),
+        }
+    }
+
     /// Runs the job again after `delay` without spending an attempt, as its handler asked with
     /// `RetryAfter` (its `error`); records a retrying outcome when `keep_outcome`.
     async fn snooze(

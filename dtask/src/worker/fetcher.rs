@@ -51,18 +51,26 @@ pub(crate) struct Fetched {
     /// The lease of this run: every settle presents it.
     pub(crate) lease: String,
     pub(crate) payload: Vec<u8>,
+    /// Whether the fetch already admitted it under its task's limits (it came from the task's
+    /// waiting list): it starts without asking again.
+    pub(crate) admitted: bool,
 }
 
 impl Fetched {
-    fn new(queue: &Arc<str>, job: Leased, suspect: bool) -> Fetched {
+    fn new(queue: &Arc<str>, job: Leased, suspect: bool, admitted: bool) -> Fetched {
         Fetched {
             queue: queue.clone(),
             suspect,
             lease: job.lease,
             payload: job.payload,
+            admitted,
         }
     }
 }
+
+/// How often an idle worker looks again at jobs waiting for a run of their task to end
+/// (`max_running`) on another worker; a run ending on this worker wakes it at once.
+const SLOT_POLL: Duration = Duration::from_millis(50);
 
 /// How one queue has been answering the fetcher.
 #[derive(Default)]
@@ -74,6 +82,8 @@ struct QueueHealth {
     reclaim_needed: bool,
     /// Not fetched from until then: its rate limit is spent (its jobs wait in the queue).
     rate_until: Option<Instant>,
+    /// Fetched from again by then, if the worker is idle: jobs wait for their tasks' limits.
+    limits_at: Option<Instant>,
 }
 
 pub(crate) struct Fetcher {
@@ -182,7 +192,7 @@ impl Fetcher {
         let poll = Instant::now() + IDLE_POLL;
         self.health
             .iter()
-            .filter_map(|health| health.retry_at.or(health.rate_until))
+            .filter_map(|health| health.retry_at.or(health.rate_until).or(health.limits_at))
             .fold(poll, Instant::min)
     }
 
@@ -201,9 +211,11 @@ impl Fetcher {
                 continue;
             }
             match fetch_queue(&ctx, queue, wanted - jobs.len(), health.reclaim_needed).await {
-                Ok((fetched, rate_wait)) => {
+                Ok((fetched, rate_wait, limit_wait)) => {
+                    let now = Instant::now();
                     *health = QueueHealth {
-                        rate_until: rate_wait.map(|wait| Instant::now() + wait),
+                        rate_until: rate_wait.map(|wait| now + wait),
+                        limits_at: limit_wait.map(|wait| now + wait.unwrap_or(SLOT_POLL)),
                         ..QueueHealth::default()
                     };
                     jobs.extend(fetched);
@@ -233,15 +245,19 @@ impl Fetcher {
     }
 }
 
+/// What one fetch from a queue gave: the jobs; how long until the queue's rate limit lets a
+/// job start, when it held jobs back; whether jobs wait for their tasks' limits (and how long
+/// until one may start by its task's rate, None when a run has to end first).
+type QueueFetch = (Vec<Fetched>, Option<Duration>, Option<Option<Duration>>);
+
 /// Fetches up to `wanted` jobs of `queue` (reclaiming first what earlier fetches lost, when
-/// `reclaim`), and notes them as held, under the queue's fetch lock; with them, how long until
-/// the queue's rate limit lets a job start, when it held jobs back.
+/// `reclaim`), and notes them as held, under the queue's fetch lock.
 async fn fetch_queue(
     ctx: &Context,
     queue: &str,
     wanted: usize,
     reclaim: bool,
-) -> Result<(Vec<Fetched>, Option<Duration>), crate::Error> {
+) -> Result<QueueFetch, crate::Error> {
     let _fetching = ctx.fetch_lock(queue).lock().await;
     if reclaim {
         ctx.reclaim_lost_locked(queue).await?;
@@ -251,7 +267,7 @@ async fn fetch_queue(
         .broker
         .fetch(queue, &ctx.worker_id, wanted, take_suspect)
         .await?;
-    let (fetched, suspect, rate_wait) = (taken.jobs, taken.suspect, taken.rate_wait);
+    let (fetched, suspect, admitted) = (taken.jobs, taken.suspect, taken.admitted);
     if suspect {
         ctx.suspect_in_flight.store(true, Ordering::Release);
     }
@@ -261,9 +277,12 @@ async fn fetch_queue(
     let fetched = fetched
         .into_iter()
         .enumerate()
-        .map(|(i, job)| Fetched::new(&queue, job, suspect && i == 0))
+        .map(|(i, job)| {
+            let admitted = admitted.contains(&job.lease);
+            Fetched::new(&queue, job, suspect && i == 0, admitted)
+        })
         .collect();
-    Ok((fetched, rate_wait))
+    Ok((fetched, taken.rate_wait, taken.limit_wait))
 }
 
 /// Blocks on one queue while the fetcher is idle, and delivers what arrives.
@@ -375,7 +394,7 @@ async fn wait_for_jobs(
                 };
                 for job in jobs {
                     if deliver
-                        .send(Fetched::new(&queue, job, false))
+                        .send(Fetched::new(&queue, job, false, false))
                         .await
                         .is_err()
                     {

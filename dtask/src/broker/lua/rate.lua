@@ -3,11 +3,13 @@
   same budget. Fields: `n` jobs per `per` ms, at most `burst` at once; `tokens` and `at` (ms)
   are the bucket's state.
 
-  rate_allowance(key) returns how many jobs may start now (nil: the queue has no limit) and,
+  A task's limit (`limits.lua`) keeps the same fields in its own hash.
+
+  rate_allowance(key) returns how many jobs may start now (nil: the hash holds no limit) and,
   when none may, how many ms until one may; rate_spend(key, taken) takes `taken` tokens from
-  the bucket just read.
+  the bucket just read under `key`.
 ]]
-local rate_state = nil
+local rate_states = {}
 local function rate_allowance(key)
   local fields = redis.call('HMGET', key, 'n', 'per', 'burst', 'tokens', 'at')
   local n, per, burst = tonumber(fields[1]), tonumber(fields[2]), tonumber(fields[3])
@@ -29,7 +31,7 @@ local function rate_allowance(key)
     end
     tokens = math.min(cap, tokens + (now - at) * n / per)
   end
-  rate_state = { tokens = tokens, now = now }
+  rate_states[key] = { tokens = tokens, now = now }
   local allowed = math.floor(tokens)
   if allowed >= 1 then
     return allowed, 0
@@ -38,7 +40,8 @@ local function rate_allowance(key)
 end
 
 local function rate_spend(key, taken)
-  if rate_state then
-    redis.call('HSET', key, 'tokens', tostring(rate_state.tokens - taken), 'at', rate_state.now)
+  local state = rate_states[key]
+  if state then
+    redis.call('HSET', key, 'tokens', tostring(state.tokens - taken), 'at', state.now)
   end
 end

@@ -1,0 +1,10 @@
+#[dtask::task(rate = "10 per second")]
+async fn call_partner() {}
+
+#[dtask::task(max_running = 0)]
+async fn export() {}
+
+#[dtask::task(max_running = "5")]
+async fn report() {}
+
+fn main() {}
