@@ -234,3 +234,72 @@ async fn a_slot_held_by_a_killed_worker_comes_back_when_its_lease_lapses() {
         (0, 0, 0, 0)
     );
 }
+
+static HOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static REPORTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn reports() -> Vec<u32> {
+    REPORTS.lock().unwrap().clone()
+}
+
+/// One at a time; the first run waits until the test lets it go.
+#[dtask::task(queue = "reports", max_running = 1)]
+async fn monthly_report(n: u32) {
+    REPORTS.lock().unwrap().push(n);
+    while HOLD.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_held_back_by_its_task_limits_can_be_found_cancelled_and_purged() {
+    let (_redis, client, _raw, _prefix) = start_with_client("limits-admin").await;
+    let queue = client.queue("reports");
+    let worker = Worker::new(&client).queues(["reports"]).spawn();
+    monthly_report::with()
+        .client(&client)
+        .enqueue(0)
+        .await
+        .unwrap();
+    eventually(WAIT, "the first report runs", || async {
+        (reports() == [0]).then_some(())
+    })
+    .await;
+    let handles = monthly_report::with()
+        .client(&client)
+        .enqueue_many(1..4)
+        .await
+        .unwrap();
+    eventually(WAIT, "three reports wait for the slot", || async {
+        (queue.stats().await.unwrap().waiting == 3).then_some(())
+    })
+    .await;
+    let second = handles[0].id();
+    let found = queue
+        .job(second)
+        .await
+        .unwrap()
+        .expect("found while waiting");
+    assert_eq!(found.state, dtask::JobState::Pending);
+    assert_eq!(
+        queue.cancel(second).await.unwrap(),
+        dtask::Cancelled::Cancelled(dtask::JobState::Pending)
+    );
+    assert!(queue.job(second).await.unwrap().is_none());
+    assert_eq!(queue.stats().await.unwrap().waiting, 2);
+    assert_eq!(queue.purge(dtask::PurgeState::Pending).await.unwrap(), 2);
+    assert_eq!(queue.stats().await.unwrap().waiting, 0);
+    // One more, queued behind whatever still waits: it runs after them.
+    monthly_report::with()
+        .client(&client)
+        .enqueue(9)
+        .await
+        .unwrap();
+    HOLD.store(false, Ordering::SeqCst);
+    eventually(WAIT, "the last report ran", || async {
+        reports().contains(&9).then_some(())
+    })
+    .await;
+    assert_eq!(reports(), [0, 9], "no cancelled or purged report ran");
+    worker.shutdown().await.unwrap();
+}

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Queue;
-use crate::broker::TimedState;
+use crate::broker::{Purgeable, TimedState};
 use crate::envelope::{self, DeadRecord, JobId};
 use crate::error::Error;
 
@@ -110,6 +110,8 @@ pub struct JobInfo {
     pub(crate) raw: Vec<u8>,
     /// Whether it waits in the suspects list rather than the pending list.
     pub(crate) suspect: bool,
+    /// The task whose waiting list holds it (held back by that task's limits), if one does.
+    pub(crate) waiting_for: Option<String>,
 }
 
 fn at_ms(ms: u64) -> SystemTime {
@@ -136,6 +138,7 @@ impl JobInfo {
                 payload: text,
                 raw: payload.to_vec(),
                 suspect: false,
+                waiting_for: None,
             },
             Err(_) => {
                 let peek = envelope::peek(payload);
@@ -160,6 +163,7 @@ impl JobInfo {
                     payload: text,
                     raw: payload.to_vec(),
                     suspect: false,
+                    waiting_for: None,
                 }
             }
         }
@@ -303,11 +307,29 @@ impl Queue {
                             return Ok(Some(info));
                         }
                     }
-                    None
+                    // Jobs held back by their task's limits, then the pending list.
+                    for task in broker.limited_tasks(&self.name).await? {
+                        let mut skip = Some(0);
+                        while let Some(from) = skip {
+                            let list = Err(Purgeable::Waiting(&task));
+                            let (next, found) = broker
+                                .find_entries(&self.name, list, &needle, from, CHUNK)
+                                .await?;
+                            for (entry, _) in found {
+                                let mut info = JobInfo::of_payload(&self.name, state, &entry);
+                                if &info.id == id {
+                                    info.waiting_for = Some(task);
+                                    return Ok(Some(info));
+                                }
+                            }
+                            skip = next;
+                        }
+                    }
+                    Err(Purgeable::Pending)
                 }
-                JobState::Scheduled => Some(TimedState::Scheduled),
-                JobState::Retry => Some(TimedState::Retry),
-                JobState::Dead => Some(TimedState::Dead),
+                JobState::Scheduled => Ok(TimedState::Scheduled),
+                JobState::Retry => Ok(TimedState::Retry),
+                JobState::Dead => Ok(TimedState::Dead),
             };
             let mut skip = Some(0);
             while let Some(from) = skip {

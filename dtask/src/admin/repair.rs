@@ -226,8 +226,14 @@ impl Queue {
         let broker = &self.client.broker;
         Ok(match state {
             PurgeState::Pending => {
-                broker.purge(&self.name, Some(Purgeable::Pending)).await?
-                    + broker.purge(&self.name, Some(Purgeable::Suspects)).await?
+                let mut purged = broker.purge(&self.name, Some(Purgeable::Pending)).await?
+                    + broker.purge(&self.name, Some(Purgeable::Suspects)).await?;
+                for task in broker.limited_tasks(&self.name).await? {
+                    purged += broker
+                        .purge(&self.name, Some(Purgeable::Waiting(&task)))
+                        .await?;
+                }
+                purged
             }
             PurgeState::Scheduled => broker.purge(&self.name, Some(Purgeable::Scheduled)).await?,
             PurgeState::Retry => broker.purge(&self.name, Some(Purgeable::Retry)).await?,
@@ -246,6 +252,9 @@ impl Queue {
             };
             let state = match job.state {
                 JobState::Pending if job.suspect => Purgeable::Suspects,
+                JobState::Pending if job.waiting_for.is_some() => {
+                    Purgeable::Waiting(job.waiting_for.as_deref().unwrap_or_default())
+                }
                 JobState::Pending => Purgeable::Pending,
                 JobState::Scheduled => Purgeable::Scheduled,
                 JobState::Retry => Purgeable::Retry,

@@ -19,9 +19,11 @@ pub(crate) enum TimedState {
 
 /// A state that [`Broker::purge`] can empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purgeable {
+pub(crate) enum Purgeable<'a> {
     /// The pending list.
     Pending,
+    /// The waiting list of one task with limits (pending jobs its limits hold back).
+    Waiting(&'a str),
     /// The suspects list (pending jobs that were in flight on two dead workers).
     Suspects,
     /// The scheduled set.
@@ -227,14 +229,14 @@ impl Broker {
     pub(crate) async fn find_entries(
         &self,
         queue: &str,
-        state: Option<TimedState>,
+        state: Result<TimedState, Purgeable<'_>>,
         needle: &str,
         skip: usize,
         count: usize,
     ) -> Result<(Option<usize>, Vec<(Vec<u8>, f64)>), Error> {
         let key = match state {
-            None => keys::pending(&self.prefix, queue),
-            Some(state) => self.timed_key(queue, state),
+            Err(list) => self.list_key(queue, list),
+            Ok(state) => self.timed_key(queue, state),
         };
         let mut conn = self.conn.clone();
         let (next, found): (i64, Vec<(Vec<u8>, f64)>) = scripts::FIND
@@ -461,15 +463,10 @@ impl Broker {
     pub(crate) async fn cancel(
         &self,
         queue: &str,
-        state: Purgeable,
+        state: Purgeable<'_>,
         payload: &[u8],
     ) -> Result<bool, Error> {
-        let key = match state {
-            Purgeable::Pending => keys::pending(&self.prefix, queue),
-            Purgeable::Suspects => keys::suspects(&self.prefix, queue),
-            Purgeable::Scheduled => keys::scheduled(&self.prefix, queue),
-            Purgeable::Retry => keys::retry(&self.prefix, queue),
-        };
+        let key = self.list_key(queue, state);
         let mut conn = self.conn.clone();
         let removed: i64 = scripts::CANCEL
             .key(key)
@@ -496,12 +493,13 @@ impl Broker {
 
     /// Empties one state of `queue` (the dead set included, when `dead`); returns how many
     /// jobs it held.
-    pub(crate) async fn purge(&self, queue: &str, state: Option<Purgeable>) -> Result<u64, Error> {
+    pub(crate) async fn purge(
+        &self,
+        queue: &str,
+        state: Option<Purgeable<'_>>,
+    ) -> Result<u64, Error> {
         let key = match state {
-            Some(Purgeable::Pending) => keys::pending(&self.prefix, queue),
-            Some(Purgeable::Suspects) => keys::suspects(&self.prefix, queue),
-            Some(Purgeable::Scheduled) => keys::scheduled(&self.prefix, queue),
-            Some(Purgeable::Retry) => keys::retry(&self.prefix, queue),
+            Some(state) => self.list_key(queue, state),
             None => keys::dead(&self.prefix, queue),
         };
         let mut conn = self.conn.clone();
@@ -510,5 +508,26 @@ impl Broker {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("purging a queue"))
+    }
+
+    /// The key of one waiting state of `queue`.
+    fn list_key(&self, queue: &str, state: Purgeable<'_>) -> String {
+        match state {
+            Purgeable::Pending => keys::pending(&self.prefix, queue),
+            Purgeable::Waiting(task) => keys::task_waiting(&self.prefix, queue, task),
+            Purgeable::Suspects => keys::suspects(&self.prefix, queue),
+            Purgeable::Scheduled => keys::scheduled(&self.prefix, queue),
+            Purgeable::Retry => keys::retry(&self.prefix, queue),
+        }
+    }
+
+    /// The tasks of `queue` that may have jobs in a waiting list.
+    pub(crate) async fn limited_tasks(&self, queue: &str) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SMEMBERS")
+            .arg(keys::limited_tasks(&self.prefix, queue))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading a queue's tasks with limits"))
     }
 }

@@ -1014,12 +1014,8 @@ impl Broker {
 
     /// Number of jobs of `queue` waiting in their tasks' waiting lists for their limits.
     pub(crate) async fn waiting_len(&self, queue: &str) -> Result<u64, Error> {
+        let tasks = self.limited_tasks(queue).await?;
         let mut conn = self.conn.clone();
-        let tasks: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(keys::limited_tasks(&self.prefix, queue))
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err("counting jobs"))?;
         if tasks.is_empty() {
             return Ok(0);
         }
