@@ -108,6 +108,14 @@ impl<T> JobHandle<T> {
         &self.id
     }
 
+    /// Cancels the job: a waiting one will not run, a running one is stopped at its next
+    /// `.await` (see [`Queue::cancel`](crate::Queue::cancel)); then `wait()` returns
+    /// [`Error::JobDead`] with [`CANCELLED_ERROR`](crate::CANCELLED_ERROR). Cancelling a job
+    /// that finished changes nothing ([`Cancelled::NotFound`](crate::Cancelled::NotFound)).
+    pub async fn cancel(&self) -> Result<crate::Cancelled, Error> {
+        self.client().await?.cancel(&self.id).await
+    }
+
     /// The same handle, reading through `client` instead of the default client.
     pub fn with_client(mut self, client: &Client) -> Self {
         self.client = Some(client.clone());

@@ -26,6 +26,8 @@ pub(crate) enum Outcome {
     PutOff,
     /// Held back by its task's limits, to wait in Redis: not an attempt.
     Waiting,
+    /// Cancelled while it ran, or before it started again.
+    Cancelled,
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             Outcome::Dead => "dead",
             Outcome::PutOff => "put_off",
             Outcome::Waiting => "waiting",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) enum Settled {
     Dead,
     /// Put off: this worker cannot run it yet (a rolling deploy).
     Deferred,
+    /// Cancelled: stopped, or never started, because someone cancelled the job.
+    Cancelled,
     /// Waits in Redis for its task's limits (`rate`, `max_running`) to let it start.
     Waiting,
     /// Taken back from this worker before it settled; its outcome was dropped.
@@ -41,6 +43,7 @@ impl Settled {
             Settled::Dead => "dead",
             Settled::Deferred => "deferred",
             Settled::Waiting => "waiting",
+            Settled::Cancelled => "cancelled",
             Settled::Stale => "stale",
             Settled::Abandoned => "abandoned",
         }

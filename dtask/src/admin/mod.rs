@@ -8,6 +8,7 @@ mod repair;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use jobs::{JobInfo, JobState, Order};
+pub(crate) use repair::CANCELLED_KEPT;
 pub use repair::{CANCELLED_ERROR, Cancelled, PurgeState};
 
 use crate::client::Client;
@@ -134,6 +135,17 @@ impl Client {
             all.extend(self.queue(&queue).periodic_jobs().await?);
         }
         Ok(all)
+    }
+
+    /// Cancels the job `id`, wherever it is queued or runs (see [`Queue::cancel`]).
+    pub async fn cancel(&self, id: &JobId) -> Result<Cancelled, Error> {
+        for queue in self.queues().await? {
+            match self.queue(&queue).cancel(id).await? {
+                Cancelled::NotFound => {}
+                done => return Ok(done),
+            }
+        }
+        Ok(Cancelled::NotFound)
     }
 
     /// The job `id`, looked for in every queue (see [`Queue::job`]).

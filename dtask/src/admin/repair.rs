@@ -50,10 +50,13 @@ impl std::str::FromStr for PurgeState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
     /// The job was waiting in this state, and will not run: its handle's `wait()` returns
-    /// [`Error::JobDead`] with the error "cancelled by an operator".
+    /// [`Error::JobDead`] with the error [`CANCELLED_ERROR`].
     Cancelled(JobState),
-    /// The job is running on a worker: it is not stopped (cancelling a running job is not
-    /// supported yet).
+    /// The job is running on a worker, which was told to stop it (over Redis pub/sub, within
+    /// milliseconds): its handler's future is dropped at its next `.await` (code that does not
+    /// await sees [`JobContext::is_cancelled`](crate::JobContext::is_cancelled)), and the job
+    /// is settled like a cancelled waiting one. A run that finishes first keeps its outcome;
+    /// should the job go back to its queue instead (its worker died), it does not start again.
     Running,
     /// The queue holds no such job (it finished, was never there, or is dead: delete it with
     /// [`Queue::delete_dead`]).
@@ -61,10 +64,10 @@ pub enum Cancelled {
 }
 
 /// How long a cancelled job's outcome is kept.
-const CANCELLED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(crate) const CANCELLED_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The error a cancelled job's outcome carries.
-pub const CANCELLED_ERROR: &str = "cancelled by an operator";
+pub const CANCELLED_ERROR: &str = "cancelled";
 
 /// Which dead jobs a repair takes.
 enum Which<'a> {
@@ -240,10 +243,11 @@ impl Queue {
         })
     }
 
-    /// Cancels the job `id` if it is still waiting (pending, scheduled or retrying): it leaves
-    /// the queue in one step, racing no worker (a job a worker took first is `Running`), and
-    /// its outcome becomes dead with [`CANCELLED_ERROR`], so that a caller waiting on it stops
-    /// waiting.
+    /// Cancels the job `id`. A waiting job (pending, scheduled or retrying) leaves the queue in
+    /// one step, racing no worker; a running one is stopped by its worker (see
+    /// [`Cancelled::Running`]). Either way its outcome becomes dead with [`CANCELLED_ERROR`],
+    /// so that a caller waiting on it stops waiting; it is not put in the dead set. Cancelling
+    /// again, or cancelling a job that finished, changes nothing.
     pub async fn cancel(&self, id: &JobId) -> Result<Cancelled, Error> {
         // A job that moved between states while it was looked for is looked for once more.
         for _ in 0..3 {
@@ -258,7 +262,7 @@ impl Queue {
                 JobState::Pending => Purgeable::Pending,
                 JobState::Scheduled => Purgeable::Scheduled,
                 JobState::Retry => Purgeable::Retry,
-                JobState::Running => return Ok(Cancelled::Running),
+                JobState::Running => return self.stop_running(id).await,
                 JobState::Dead => return Ok(Cancelled::NotFound),
             };
             let broker = &self.client.broker;
@@ -288,6 +292,17 @@ impl Queue {
                 return Ok(Cancelled::Cancelled(job.state));
             }
         }
+        // It kept moving (workers take it as fast as it is looked for): it runs somewhere.
+        self.stop_running(id).await
+    }
+
+    /// Asks the workers of the queue to stop job `id`, which runs on one of them (or starts
+    /// again later).
+    async fn stop_running(&self, id: &JobId) -> Result<Cancelled, Error> {
+        self.client
+            .broker
+            .request_cancel(&self.name, id.as_str())
+            .await?;
         Ok(Cancelled::Running)
     }
 

@@ -153,6 +153,37 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A pub/sub connection: to the server, or to one of the cluster's nodes (the
+    /// `attempt`-th, round robin, so that a node that is down is passed over on the next
+    /// attempt). A message published on any node of a cluster reaches every node.
+    pub(crate) async fn subscriber(&self, attempt: usize) -> RedisResult<redis::aio::PubSub> {
+        let client = match self {
+            Target::Server(ServerClient { client, .. }) => client.clone(),
+            Target::Cluster(clients) => {
+                let node = &clients.nodes[attempt % clients.nodes.len().max(1)];
+                match &clients.tls_ca {
+                    Some(root_cert) => redis::Client::build_with_tls(
+                        node.as_str(),
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root_cert.clone()),
+                        },
+                    )?,
+                    None => redis::Client::open(node.as_str())?,
+                }
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting a subscriber timed out",
+            ))),
+        }
+    }
+}
+
 /// A shared connection to one server that replaces itself when it goes silent: after
 /// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row, the next command finds a new connection.
 #[derive(Clone)]

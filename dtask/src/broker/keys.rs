@@ -147,6 +147,19 @@ pub(crate) fn limited_tasks(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:limited")
 }
 
+/// `prefix:{queue}:cancelled`: ZSET of the jobs someone asked to stop while they ran (job id
+/// -> ms asked, server clock), for the workers that missed the message on
+/// [`cancel_channel`]; entries older than the recent window are trimmed.
+pub(crate) fn cancelled(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:cancelled")
+}
+
+/// `prefix:{queue}:cancel`: the pub/sub channel that tells every worker of the queue to stop a
+/// running job (message: `<ms asked> <job id>`).
+pub(crate) fn cancel_channel(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:cancel")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

@@ -5,6 +5,7 @@
 //! Commands that need no atomicity across keys are single commands.
 
 mod admin;
+mod cancels;
 mod connection;
 mod keys;
 mod periodic;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use redis::RedisError;
 
 pub(crate) use admin::{Purgeable, Revival, TimedState};
+pub(crate) use cancels::{CANCEL_KEPT, CancelRequest};
 use connection::Target;
 pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 pub(crate) use periodic::Claim;

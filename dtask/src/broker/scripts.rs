@@ -29,6 +29,7 @@ script!(RECLAIM, "reclaim.lua");
 script!(REVIVE, "revive.lua");
 script!(PURGE, "purge.lua");
 script!(CANCEL, "cancel.lua");
+script!(CANCEL_RUNNING, "cancel_running.lua");
 script!(FIND, "find.lua");
 script!(TICK, "tick.lua");
 script!(PERIODIC_STATE, "periodic_state.lua");

@@ -889,6 +889,7 @@ fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
         include_str!("lua/revive.lua"),
         include_str!("lua/purge.lua"),
         include_str!("lua/cancel.lua"),
+        include_str!("lua/cancel_running.lua"),
         include_str!("lua/find.lua"),
         include_str!("lua/release_unique.lua"),
         include_str!("lua/outcomes.lua"),

@@ -336,15 +336,17 @@ async fn cancel(client: &Client, id: &str, out: &mut dyn Write) -> Result<(), Cl
                 return Ok(());
             }
             Cancelled::Running => {
-                return Err(CliError::Refused(format!(
-                    "job `{id}` is running in `{queue}`: a running job cannot be cancelled"
-                )));
+                writeln!(
+                    out,
+                    "job `{id}` is running in `{queue}`: its worker was told to stop it"
+                )?;
+                return Ok(());
             }
             Cancelled::NotFound => {}
         }
     }
     Err(CliError::Refused(format!(
-        "no queue holds job `{id}` waiting to run (finished, dead or unknown)"
+        "no queue holds job `{id}` waiting or running (finished, dead or unknown)"
     )))
 }
 

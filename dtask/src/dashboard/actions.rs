@@ -189,6 +189,7 @@ pub(super) async fn cancel(
     let page = format!("{}/jobs/{}", queue_page(&name), seg(&id));
     match client.queue(&name).cancel(&JobId::from(id.as_str())).await {
         Ok(Cancelled::Cancelled(_)) => repair.done(&page, "cancelled", 1),
+        Ok(Cancelled::Running) => repair.done(&page, "stopping", 1),
         Ok(_) => repair.done(&page, "not-cancelled", 0),
         Err(error) => failed(error),
     }

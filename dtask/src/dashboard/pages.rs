@@ -137,7 +137,8 @@ fn notice(query: &HashMap<String, String>) -> Option<String> {
         "retried" => format!("Queued {n} dead job(s) again."),
         "deleted" => format!("Deleted {n} dead job(s)."),
         "cancelled" => "Cancelled: the job will not run.".to_owned(),
-        "not-cancelled" => "Not cancelled: the job is running or no longer waiting.".to_owned(),
+        "stopping" => "Cancelled: its worker was told to stop the running job.".to_owned(),
+        "not-cancelled" => "Not cancelled: the job is no longer queued or running.".to_owned(),
         _ => return None,
     })
 }

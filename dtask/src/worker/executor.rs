@@ -19,6 +19,7 @@ use super::Context;
 use super::acker::{Ack, Acked};
 use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
+use crate::admin::{CANCELLED_ERROR, CANCELLED_KEPT};
 use crate::backoff::retry_until;
 use crate::broker::{Admission, Fenced, Finished};
 use crate::envelope::{
@@ -167,6 +168,18 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         },
         None => None,
     };
+    // Stopped from outside (someone cancelled the job, see `cancels.rs`) or at the end of a
+    // shutdown's grace period; a job cancelled since it was enqueued does not start.
+    let stop = abandon.child_token();
+    let Some(_entered) = ctx.cancels.enter(
+        queue,
+        envelope.id.as_str(),
+        envelope.enqueued_at_ms,
+        stop.clone(),
+    ) else {
+        let attempts = envelope.attempt;
+        return run.settle_cancelled(&envelope, attempts).await;
+    };
     if let Some((key, true)) = unique::lock_of(&envelope) {
         // Unique until it starts: duplicates may queue from now on.
         run.release_lock(key, &envelope.id, Duration::ZERO).await;
@@ -187,9 +200,9 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     // The enqueuer's `.timeout(..)` for this job, else the task's.
     let timeout = crate::enqueue::timeout_of(&envelope.headers).or(entry.info.timeout);
     // Built for every run: the handler reads it with `dtask::current()`. Its token is
-    // cancelled when the run is given up: at its timeout, or at the end of a shutdown's grace.
-    let job =
-        Arc::new(JobContext::of(&envelope, queue, attempt).cancelled_by(abandon.child_token()));
+    // cancelled when the run is given up: at its timeout, when the job is cancelled, or at the
+    // end of a shutdown's grace.
+    let job = Arc::new(JobContext::of(&envelope, queue, attempt).cancelled_by(stop.child_token()));
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -232,10 +245,13 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     };
     let outcome = tokio::select! {
         outcome = running => outcome,
-        _ = abandon.cancelled() => {
+        _ = stop.cancelled() => {
             metrics::stopped(queue, &envelope.task, started.elapsed());
-            tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
-            return Settled::Abandoned;
+            if abandon.is_cancelled() {
+                tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
+                return Settled::Abandoned;
+            }
+            return run.settle_cancelled(&envelope, attempt).await;
         }
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
@@ -402,6 +418,56 @@ impl<'a> Run<'a> {
                 Err(Settled::Stale)
             }
             None => Err(Settled::Abandoned),
+        }
+    }
+
+    /// Settles a run of a job someone cancelled, after `attempts`: it leaves the in-flight
+    /// hash, its outcome reads dead with [`CANCELLED_ERROR`] (so a caller waiting on it stops
+    /// waiting), and its unique lock goes; it is not put in the dead set.
+    async fn settle_cancelled(&self, envelope: &Envelope, attempts: u32) -> Settled {
+        let ctx = self.ctx;
+        let record = OutcomeRecord {
+            state: OutcomeState::Dead,
+            attempts,
+            at_ms: ctx.settings.clock.now_ms(),
+            value: None,
+            error: Some(CANCELLED_ERROR.to_owned()),
+        };
+        let (done, acked) = oneshot::channel();
+        let finished = Finished {
+            queue: self.queue.clone(),
+            lease: self.lease.to_owned(),
+            outcome: Some((
+                envelope.id.to_string(),
+                record.to_json(),
+                Some(CANCELLED_KEPT),
+            )),
+        };
+        if ctx
+            .acks
+            .send(Ack {
+                job: finished,
+                done,
+            })
+            .is_err()
+        {
+            return Settled::Abandoned;
+        }
+        match acked.await {
+            Ok(Acked::Held) => {
+                metrics::finished(self.queue, &envelope.task, Outcome::Cancelled);
+                if let Some((key, _)) = unique::lock_of(envelope) {
+                    let keep = unique::kept_after_end(key, CANCELLED_KEPT);
+                    self.release_lock(key, &envelope.id, keep).await;
+                }
+                tracing::info!(job_id = %envelope.id, task = %envelope.task, attempts, "job cancelled; it will not run again");
+                Settled::Cancelled
+            }
+            Ok(Acked::Stale) => {
+                self.stale(envelope, "was cancelled");
+                Settled::Stale
+            }
+            Err(_) => Settled::Abandoned,
         }
     }
 

@@ -9,6 +9,7 @@
 //! return whatever is still in flight to the front of its queue.
 
 mod acker;
+mod cancels;
 mod catch_panic;
 mod executor;
 mod fetcher;
@@ -74,6 +75,8 @@ pub(crate) struct Context {
     pub(crate) wake_fetcher: Notify,
     /// The task names (or kinds of envelope) this worker has put off jobs of, each logged once.
     deferred: std::sync::Mutex<HashSet<String>>,
+    /// The jobs running here by id, and the recent requests to stop jobs.
+    pub(crate) cancels: cancels::CancelBook,
 }
 
 impl Context {
@@ -490,6 +493,7 @@ impl Worker {
             suspect_in_flight: AtomicBool::new(false),
             wake_fetcher: Notify::new(),
             deferred: std::sync::Mutex::new(HashSet::new()),
+            cancels: cancels::CancelBook::default(),
         };
         Ok((ctx, acker, scheduler))
     }
@@ -576,6 +580,9 @@ async fn run_started(
         tokio::spawn(scheduler.run(stop_helpers.clone())),
     ];
 
+    // Listens for requests to stop running jobs until the last job ended.
+    let stop_listening = CancellationToken::new();
+    let listener = tokio::spawn(cancels::listen(ctx.clone(), stop_listening.clone()));
     let jobs = TaskTracker::new();
     let abandon = CancellationToken::new();
     let stop_acker = CancellationToken::new();
@@ -625,6 +632,8 @@ async fn run_started(
         abandon.cancel();
         jobs.wait().await;
     }
+    stop_listening.cancel();
+    stop_within(listener, SHUTDOWN_STEP).await;
     // 3. Flush the last acknowledgements (given up on when the jobs were abandoned).
     stop_acker.cancel();
     if tokio::time::timeout(

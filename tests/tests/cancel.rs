@@ -1,0 +1,210 @@
+//! Cancelling jobs that run, against a real Redis: the worker running it drops the handler's
+//! future within 100 ms (told over Redis pub/sub), code that does not await sees it through
+//! `dtask::current()`, and the job is settled as cancelled (its waiter stops waiting, nothing in
+//! the dead set). A request its worker missed (the subscription was cut) still stops it; a job
+//! cancelled while its worker was dead does not run again where it is recovered.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dtask::{CANCELLED_ERROR, Cancelled, Error, JobStatus, Worker};
+use dtask_tests::harness::{
+    WorkerProcess, eventually, start_redis, start_with_client, unique_prefix,
+};
+use dtask_tests::tasks;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// When the running `forever` jobs' futures were dropped, by key.
+static DROPPED: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+static STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct NoteDrop(String);
+
+impl Drop for NoteDrop {
+    fn drop(&mut self) {
+        DROPPED
+            .lock()
+            .unwrap()
+            .push((self.0.clone(), Instant::now()));
+    }
+}
+
+fn started(key: &str) -> bool {
+    STARTED.lock().unwrap().iter().any(|k| k == key)
+}
+
+fn dropped_at(key: &str) -> Option<Instant> {
+    DROPPED
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, at)| *at)
+}
+
+/// Awaits for ever, in small steps.
+#[dtask::task(queue = "cancel", retries = 3)]
+async fn forever(key: String) {
+    let _note = NoteDrop(key.clone());
+    STARTED.lock().unwrap().push(key);
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+static SAW_CANCEL: AtomicBool = AtomicBool::new(false);
+static BLOCKING_STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// Blocking code that polls its job's cancellation.
+#[dtask::task(queue = "cancel")]
+async fn crunch() {
+    let job = dtask::current().expect("inside a job");
+    BLOCKING_STARTED.fetch_add(1, Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || {
+        while !job.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        SAW_CANCEL.store(true, Ordering::SeqCst);
+    })
+    .await;
+}
+
+fn assert_cancelled<T: std::fmt::Debug>(waited: Result<T, Error>) {
+    match waited {
+        Err(Error::JobDead { error, .. }) => assert_eq!(error, CANCELLED_ERROR),
+        other => panic!("expected the job dead as cancelled, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_running_job_stops_within_100_ms_and_is_settled_as_cancelled() {
+    let (_redis, client, _raw, _prefix) = start_with_client("cancel-running").await;
+    let worker = Worker::new(&client).queues(["cancel"]).spawn();
+    let key = unique_prefix("forever");
+    let job = forever::with()
+        .client(&client)
+        .enqueue(key.clone())
+        .await
+        .unwrap();
+    eventually(WAIT, "the job runs", || async {
+        started(&key).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    assert_eq!(job.cancel().await.unwrap(), Cancelled::Running);
+    let dropped = eventually(WAIT, "the handler's future is dropped", || async {
+        dropped_at(&key)
+    })
+    .await;
+    let took = dropped - asked;
+    println!("stopped {took:?} after the request");
+    assert!(took < Duration::from_millis(100), "{took:?}");
+    assert_cancelled(job.wait(WAIT).await);
+    match job.status().await.unwrap() {
+        JobStatus::Dead { error, attempts } => {
+            assert_eq!((error.as_str(), attempts), (CANCELLED_ERROR, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    let queue = client.queue("cancel");
+    eventually(WAIT, "nothing left in flight", || async {
+        (queue.stats().await.unwrap().running == 0).then_some(())
+    })
+    .await;
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
+    // Again, or once it is over: nothing to cancel.
+    assert_eq!(job.cancel().await.unwrap(), Cancelled::NotFound);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocking_code_sees_the_cancellation() {
+    let (_redis, client, _raw, _prefix) = start_with_client("cancel-blocking").await;
+    let worker = Worker::new(&client).queues(["cancel"]).spawn();
+    let job = crunch::with().client(&client).enqueue().await.unwrap();
+    eventually(WAIT, "the job runs", || async {
+        (BLOCKING_STARTED.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(client.cancel(job.id()).await.unwrap(), Cancelled::Running);
+    assert_cancelled(job.wait(WAIT).await);
+    eventually(WAIT, "the blocking loop saw it", || async {
+        SAW_CANCEL.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_sent_while_the_subscription_was_cut_still_stops_the_job() {
+    let (_redis, client, mut raw, _prefix) = start_with_client("cancel-cut").await;
+    let worker = Worker::new(&client).queues(["cancel"]).spawn();
+    let key = unique_prefix("forever");
+    let job = forever::with()
+        .client(&client)
+        .enqueue(key.clone())
+        .await
+        .unwrap();
+    eventually(WAIT, "the job runs", || async {
+        started(&key).then_some(())
+    })
+    .await;
+    // Cut every subscriber's connection, then ask at once: the message reaches nobody.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the worker's subscription");
+    assert_eq!(job.cancel().await.unwrap(), Cancelled::Running);
+    assert_cancelled(job.wait(WAIT).await);
+    assert!(dropped_at(&key).is_some());
+    worker.shutdown().await.unwrap();
+}
+
+const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
+
+#[tokio::test]
+async fn a_job_cancelled_while_its_worker_was_dead_does_not_run_again() {
+    let redis = start_redis();
+    let prefix = unique_prefix("cancel-dead");
+    let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
+        .await
+        .unwrap();
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let lease = [("TEST_RECOVERY_MS", "2000")];
+    let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &lease);
+    let mark = unique_prefix("mark");
+    let job = tasks::mark::with()
+        .client(&client)
+        .enqueue(mark.clone(), 2_000)
+        .await
+        .unwrap();
+    let queue = client.queue("marks");
+    eventually(WAIT, "the first worker took the job", || async {
+        (queue.stats().await.unwrap().running == 1).then_some(())
+    })
+    .await;
+    first.kill();
+    // Its worker is dead but not yet taken for dead: the job still reads as running.
+    assert_eq!(job.cancel().await.unwrap(), Cancelled::Running);
+    let _second = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &lease);
+    assert_cancelled(job.wait(WAIT).await);
+    let ran: Option<i64> = redis::cmd("GET")
+        .arg(&mark)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(ran, None, "the cancelled job never ran to its end");
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
+}
