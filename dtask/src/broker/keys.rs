@@ -131,7 +131,7 @@ pub(crate) fn task_limit(prefix: &str, queue: &str, task: &str) -> String {
 }
 
 /// `prefix:{queue}:slots:<task>`: ZSET of the runs of a task holding one of its `max_running`
-/// slots (`<worker>|<lease>` -> ms taken), each free again once its run lost its lease.
+/// slots (`<worker>|<lease>`, scored by lease), each free again once its run lost its lease.
 pub(crate) fn task_slots(prefix: &str, queue: &str, task: &str) -> String {
     format!("{prefix}:{{{queue}}}:slots:{task}")
 }

@@ -547,6 +547,7 @@ fn results_kept(outcome: &Outcome) -> &'static str {
     match outcome.name {
         crate::scenarios::drain::DRAIN_WITHOUT_RESULTS => "none",
         crate::scenarios::drain::DRAIN_THROUGH_MIDDLEWARE => "kept, 1 middleware",
+        crate::scenarios::drain::DRAIN_LIMITED => "kept, max_running",
         _ => "kept",
     }
 }

@@ -50,6 +50,24 @@ pub async fn noop_forget(a: u64, b: u32) {
     count_noop(a, b);
 }
 
+/// [`noop`] for a task with a concurrency limit it never reaches (`max_running = 10000`, above
+/// every concurrency the benchmark runs): what admitting each run costs.
+#[dtask::task(queue = "bench", name = "b.lim", max_running = 10000)]
+pub async fn noop_limited(a: u64, b: u32) {
+    count_noop(a, b);
+}
+
+/// Which no-op task a queue is filled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoopKind {
+    /// [`noop`]: keeps its result.
+    Kept,
+    /// [`noop_forget`]: keeps none.
+    Forget,
+    /// [`noop_limited`]: keeps its result, and each run is admitted under its limit.
+    Limited,
+}
+
 fn count_noop(a: u64, b: u32) {
     std::hint::black_box((a, b));
     let done = NOOP_DONE.fetch_add(1, Ordering::AcqRel) + 1;

@@ -40,12 +40,14 @@ if (known[2] or '0') ~= ARGV[6] or (known[3] or '0') ~= ARGV[7] or (known[4] or 
     rcall('HSET', KEYS[2], 'n', ARGV[6], 'per', ARGV[7], 'burst', ARGV[8])
   end
 end
+local max = tonumber(ARGV[5])
+local has_rate = ARGV[6] ~= '0'
 local room, wait = 0, 0
 if rcall('LLEN', KEYS[4]) == 0 then
-  room, wait = limit_room(KEYS[2], KEYS[3], ARGV[3])
+  room, wait = limit_room(KEYS[2], KEYS[3], ARGV[3], max, has_rate)
 end
 if room >= 1 then
-  limit_take(KEYS[2], KEYS[3], { ARGV[2] .. '|' .. ARGV[1] })
+  limit_take(KEYS[2], KEYS[3], { ARGV[2] .. '|' .. ARGV[1] }, max, has_rate)
   return { 1, 0 }
 end
 rcall('HDEL', KEYS[1], ARGV[1])

@@ -68,15 +68,18 @@ if rcall('EXISTS', KEYS[8]) == 1 then
     if left == 0 then
       rcall('SREM', KEYS[8], task)
     elseif #jobs < max then
-      local room, wait = limit_room(keys_of_queue .. 'limit:' .. task,
-        keys_of_queue .. 'slots:' .. task, keys_of_queue .. 'active:')
+      local limit_key = keys_of_queue .. 'limit:' .. task
+      local limits = rcall('HMGET', limit_key, 'max', 'n')
+      local task_max, has_rate = tonumber(limits[1]), limits[2] ~= false
+      local room, wait = limit_room(limit_key, keys_of_queue .. 'slots:' .. task,
+        keys_of_queue .. 'active:', task_max, has_rate)
       local take = math.min(room, max - #jobs, left)
       if take > 0 then
         local first = #jobs + 1
         for _, payload in ipairs(rcall('LPOP', waiting, take)) do
           jobs[#jobs + 1] = payload
         end
-        admitted[#admitted + 1] = { task, first, #jobs }
+        admitted[#admitted + 1] = { task, first, #jobs, task_max, has_rate }
       end
       if left > take then
         if limit_wait < 0 or wait < limit_wait then
@@ -103,14 +106,15 @@ end
 local reply = lease_all(KEYS[2], KEYS[5], jobs)
 local admitted_leases = {}
 for _, range in ipairs(admitted) do
-  local task, first, last = range[1], range[2], range[3]
+  local task, first, last, task_max, has_rate = range[1], range[2], range[3], range[4], range[5]
   local members = {}
   for i = first, last do
     local lease = reply[2 * i - 1]
     admitted_leases[#admitted_leases + 1] = lease
     members[#members + 1] = ARGV[2] .. '|' .. lease
   end
-  limit_take(keys_of_queue .. 'limit:' .. task, keys_of_queue .. 'slots:' .. task, members)
+  limit_take(keys_of_queue .. 'limit:' .. task, keys_of_queue .. 'slots:' .. task, members,
+    task_max, has_rate)
 end
 local time = rcall('TIME')
 rcall('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])

@@ -16,6 +16,41 @@ pub const DRAIN_WITHOUT_RESULTS: &str = "drain-no-results";
 /// The name of a default drain whose runs go through one middleware that only calls the next:
 /// the cost of the middleware chain, next to [`DRAIN`].
 pub const DRAIN_THROUGH_MIDDLEWARE: &str = "drain-middleware";
+/// The name of a default drain of a task with `max_running` (never reached): the cost of
+/// admitting each run under a task's limits, next to [`DRAIN`].
+pub const DRAIN_LIMITED: &str = "drain-max-running";
+
+/// What a drain's jobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// No-op jobs that keep their results (the default).
+    Default,
+    /// Fire-and-forget no-op jobs: no result records.
+    NoResults,
+    /// Default jobs, each run through a pass-through middleware.
+    Middleware,
+    /// Default jobs of a task with `max_running`, each run admitted under it.
+    Limited,
+}
+
+impl Variant {
+    /// Every variant, in the order the report lists them.
+    pub const ALL: [Variant; 4] = [
+        Variant::Default,
+        Variant::NoResults,
+        Variant::Middleware,
+        Variant::Limited,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Default => DRAIN,
+            Variant::NoResults => DRAIN_WITHOUT_RESULTS,
+            Variant::Middleware => DRAIN_THROUGH_MIDDLEWARE,
+            Variant::Limited => DRAIN_LIMITED,
+        }
+    }
+}
 
 /// A middleware that does nothing but run the job.
 struct PassThrough;
@@ -27,29 +62,29 @@ impl dtask::Middleware for PassThrough {
     }
 }
 
-/// Drains `jobs` no-op jobs with one worker of `concurrency`; the jobs keep a result record
-/// (the default) when `keep_results`, none otherwise (`result_ttl = "0s"`); every run goes
-/// through a pass-through middleware when `through_middleware`.
+/// Drains `jobs` no-op jobs of `variant` with one worker of `concurrency`.
 pub async fn drain(
     bench: &mut Bench,
     jobs: u64,
     concurrency: usize,
-    keep_results: bool,
-    through_middleware: bool,
+    variant: Variant,
 ) -> Result<Outcome> {
-    eprintln!(
-        "3. drain: {jobs} jobs, concurrency {concurrency}, results kept: {keep_results}, through a middleware: {through_middleware} ..."
-    );
+    eprintln!("3. drain: {jobs} jobs, concurrency {concurrency}, {variant:?} ...");
     let (client, prefix) = bench.fresh_client().await?;
     let empty = bench.snapshot().await?;
-    fill_noop(&client, jobs, keep_results).await?;
+    let kind = match variant {
+        Variant::NoResults => tasks::NoopKind::Forget,
+        Variant::Limited => tasks::NoopKind::Limited,
+        Variant::Default | Variant::Middleware => tasks::NoopKind::Kept,
+    };
+    fill_noop(&client, jobs, kind).await?;
     NoopWatch::reset(jobs);
     let before = bench.snapshot().await?;
     let started_ns = tasks::now_ns();
     let mut worker = dtask::Worker::new(&client)
         .queues([tasks::NOOP_QUEUE])
         .concurrency(concurrency);
-    if through_middleware {
+    if variant == Variant::Middleware {
         worker = worker.middleware(PassThrough);
     }
     let worker = worker.spawn();
@@ -70,12 +105,7 @@ pub async fn drain(
 
     let seconds = finished_ns.saturating_sub(started_ns) as f64 / 1e9;
     let delta = after.since(&before);
-    let name = match (keep_results, through_middleware) {
-        (_, true) => DRAIN_THROUGH_MIDDLEWARE,
-        (true, false) => DRAIN,
-        (false, false) => DRAIN_WITHOUT_RESULTS,
-    };
-    let mut outcome = Outcome::new(3, name, jobs, seconds, &delta).with_rate();
+    let mut outcome = Outcome::new(3, variant.name(), jobs, seconds, &delta).with_rate();
     outcome.concurrency = Some(concurrency);
     outcome.retained_bytes_per_job =
         Some(after.since(&empty).memory_bytes as f64 / jobs.max(1) as f64);

@@ -17,7 +17,7 @@ pub async fn batched(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
     let (client, prefix) = bench.fresh_client().await?;
     let before = bench.snapshot().await?;
     let started = Instant::now();
-    fill_noop(&client, jobs, true).await?;
+    fill_noop(&client, jobs, crate::tasks::NoopKind::Kept).await?;
     let seconds = started.elapsed().as_secs_f64();
     let after = bench.snapshot().await?;
     bench.clean_up(&prefix).await?;

@@ -54,13 +54,8 @@ impl Bench {
             _ => {
                 let mut outcomes = Vec::new();
                 for concurrency in self.concurrencies.clone() {
-                    for (keep_results, through_middleware) in
-                        [(true, false), (false, false), (true, true)]
-                    {
-                        outcomes.push(
-                            drain::drain(self, size, concurrency, keep_results, through_middleware)
-                                .await?,
-                        );
+                    for variant in drain::Variant::ALL {
+                        outcomes.push(drain::drain(self, size, concurrency, variant).await?);
                     }
                 }
                 Ok(outcomes)
@@ -148,21 +143,30 @@ impl Bench {
 
 /// Enqueues `jobs` no-op jobs with `enqueue_many`, [`BATCH`] at a time: of [`tasks::noop`],
 /// or of its fire-and-forget twin when not `keep_results`.
-pub async fn fill_noop(client: &dtask::Client, jobs: u64, keep_results: bool) -> Result<()> {
+pub async fn fill_noop(client: &dtask::Client, jobs: u64, kind: tasks::NoopKind) -> Result<()> {
     let mut next = 0;
     while next < jobs {
         let end = (next + BATCH as u64).min(jobs);
         let items = (next..end).map(|i| (i, 7));
-        if keep_results {
-            tasks::noop::with()
-                .client(client)
-                .enqueue_many(items)
-                .await?;
-        } else {
-            tasks::noop_forget::with()
-                .client(client)
-                .enqueue_many(items)
-                .await?;
+        match kind {
+            tasks::NoopKind::Kept => {
+                tasks::noop::with()
+                    .client(client)
+                    .enqueue_many(items)
+                    .await?;
+            }
+            tasks::NoopKind::Forget => {
+                tasks::noop_forget::with()
+                    .client(client)
+                    .enqueue_many(items)
+                    .await?;
+            }
+            tasks::NoopKind::Limited => {
+                tasks::noop_limited::with()
+                    .client(client)
+                    .enqueue_many(items)
+                    .await?;
+            }
         }
         next = end;
     }
