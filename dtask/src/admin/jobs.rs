@@ -110,7 +110,7 @@ pub struct JobInfo {
     pub(crate) raw: Vec<u8>,
     /// Whether it waits in the suspects list rather than the pending list.
     pub(crate) suspect: bool,
-    /// The task whose waiting list holds it (held back by that task's limits), if one does.
+    /// The task whose waiting set holds it (held back by that task's limits), if one does.
     pub(crate) waiting_for: Option<String>,
 }
 

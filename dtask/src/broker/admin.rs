@@ -22,7 +22,7 @@ pub(crate) enum TimedState {
 pub(crate) enum Purgeable<'a> {
     /// The pending list.
     Pending,
-    /// The waiting list of one task with limits (pending jobs its limits hold back).
+    /// The waiting set of one task with limits (pending jobs its limits hold back).
     Waiting(&'a str),
     /// The suspects list (pending jobs that were in flight on two dead workers).
     Suspects,
@@ -521,7 +521,7 @@ impl Broker {
         }
     }
 
-    /// The tasks of `queue` that may have jobs in a waiting list.
+    /// The tasks of `queue` that may have jobs in a waiting set.
     pub(crate) async fn limited_tasks(&self, queue: &str) -> Result<Vec<String>, Error> {
         let mut conn = self.conn.clone();
         redis::cmd("SMEMBERS")

@@ -136,13 +136,14 @@ pub(crate) fn task_slots(prefix: &str, queue: &str, task: &str) -> String {
     format!("{prefix}:{{{queue}}}:slots:{task}")
 }
 
-/// `prefix:{queue}:waiting:<task>`: LIST of a task's jobs waiting for room under its limits,
-/// oldest first: pending jobs still, served before the pending list (`lua/fetch.lua`).
+/// `prefix:{queue}:waiting:<task>`: ZSET of a task's jobs waiting for room under its limits
+/// (payload -> enqueue time, ms): pending jobs still, served oldest first before the pending
+/// list (`lua/fetch.lua`).
 pub(crate) fn task_waiting(prefix: &str, queue: &str, task: &str) -> String {
     format!("{prefix}:{{{queue}}}:waiting:{task}")
 }
 
-/// `prefix:{queue}:limited`: SET of the tasks of the queue that may have jobs in a waiting list.
+/// `prefix:{queue}:limited`: SET of the tasks of the queue that may have jobs in a waiting set.
 pub(crate) fn limited_tasks(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:limited")
 }

@@ -59,7 +59,7 @@ pub(crate) struct Taken {
     pub(crate) suspect: bool,
     pub(crate) paused: bool,
     pub(crate) rate_wait: Option<Duration>,
-    /// The leases of the runs admitted from their tasks' waiting lists (they may start at once).
+    /// The leases of the runs admitted from their tasks' waiting sets (they may start at once).
     pub(crate) admitted: Vec<String>,
     /// Whether jobs still wait for their tasks' limits, and how long until the first may start
     /// by its task's rate (`Some(None)`: when a run of its task ends).
@@ -71,7 +71,7 @@ pub(crate) struct Taken {
 pub(crate) enum Admission {
     /// The run may start: it holds a slot and spent a token.
     Admitted,
-    /// The job went to its task's waiting list; a job may start in this long by the rate
+    /// The job went to its task's waiting set; a job may start in this long by the rate
     /// (None: when a run of the task ends).
     Parked(Option<Duration>),
     /// The worker no longer holds the run's lease: nothing changed.
@@ -496,13 +496,14 @@ impl Broker {
     }
 
     /// Lets the run under `lease` of `task` (with `limits`) start, or parks its job in the
-    /// task's waiting list until its limits let it start.
+    /// task's waiting set, in the order of its enqueue time, until its limits let it start.
     pub(crate) async fn admit(
         &self,
         queue: &str,
         worker: &str,
         lease: &str,
         task: &str,
+        enqueued_at_ms: u64,
         limits: TaskLimits,
     ) -> Result<Admission, Error> {
         let mut conn = self.conn.clone();
@@ -523,6 +524,7 @@ impl Broker {
             .arg(rate.0)
             .arg(rate.1)
             .arg(rate.2)
+            .arg(enqueued_at_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("admitting a job of a task with limits"))?;
@@ -1014,7 +1016,7 @@ impl Broker {
         self.card("LLEN", keys::pending(&self.prefix, queue)).await
     }
 
-    /// Number of jobs of `queue` waiting in their tasks' waiting lists for their limits.
+    /// Number of jobs of `queue` waiting in their tasks' waiting sets for their limits.
     pub(crate) async fn waiting_len(&self, queue: &str) -> Result<u64, Error> {
         let tasks = self.limited_tasks(queue).await?;
         let mut conn = self.conn.clone();
@@ -1023,7 +1025,7 @@ impl Broker {
         }
         let mut pipe = redis::pipe();
         for task in &tasks {
-            pipe.cmd("LLEN")
+            pipe.cmd("ZCARD")
                 .arg(keys::task_waiting(&self.prefix, queue, task));
         }
         let lens: Vec<u64> = pipe

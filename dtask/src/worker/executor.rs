@@ -381,7 +381,7 @@ impl Drop for SlotHeld<'_> {
 impl<'a> Run<'a> {
     /// Asks Redis whether the task's `limits` let this run start: Ok (holding a slot when the
     /// task has `max_running`) when they do, else how the run ended: its job parked in the
-    /// task's waiting list (no attempt spent), or taken back from this worker meanwhile.
+    /// task's waiting set (no attempt spent), or taken back from this worker meanwhile.
     async fn admit(
         &self,
         envelope: &Envelope,
@@ -401,6 +401,7 @@ impl<'a> Run<'a> {
                     &ctx.worker_id,
                     self.lease,
                     &envelope.task,
+                    envelope.enqueued_at_ms,
                     limits,
                 )
             },

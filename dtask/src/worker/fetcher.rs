@@ -52,7 +52,7 @@ pub(crate) struct Fetched {
     pub(crate) lease: String,
     pub(crate) payload: Vec<u8>,
     /// Whether the fetch already admitted it under its task's limits (it came from the task's
-    /// waiting list): it starts without asking again.
+    /// waiting set): it starts without asking again.
     pub(crate) admitted: bool,
 }
 

@@ -160,6 +160,26 @@ impl Effects {
         Ok(ticks)
     }
 
+    /// Every run that noted its span (see [`record_span`]): (job id, start ms, end ms).
+    pub async fn spans(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<Vec<(u64, u64, u64)>> {
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.key("spans"))
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| {
+                let mut parts = entry.split(' ').map(|n| n.parse::<u64>().ok());
+                Some((parts.next()??, parts.next()??, parts.next()??))
+            })
+            .collect())
+    }
+
     /// When each of `ids` last ran (ms since the epoch, worker clock), if it ran.
     pub async fn last_runs(
         &self,
@@ -377,6 +397,33 @@ pub async fn record_tick(tick: u64, job_id: &str) -> Result<(), String> {
         };
         if Instant::now() >= deadline {
             return Err(format!("could not record tick {tick}: {error}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Notes, from inside a job, that a run of job `id` went from `start_ms` to now (a run noted
+/// twice, after a lost reply, shows as two equal spans), with the same patience as [`record`].
+pub async fn record_span(id: u64, start_ms: u64) -> Result<(), String> {
+    let entry = format!("{id} {start_ms} {}", now_ms());
+    let deadline = Instant::now() + RECORD_PATIENCE;
+    loop {
+        let error = match worker_conn().await {
+            Ok((fx, conn)) => {
+                let done: redis::RedisResult<()> = redis::cmd("RPUSH")
+                    .arg(fx.key("spans"))
+                    .arg(&entry)
+                    .query_async(&mut conn.clone())
+                    .await;
+                match done {
+                    Ok(()) => return Ok(()),
+                    Err(error) => error.to_string(),
+                }
+            }
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!("could not record the span of job {id}: {error}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -337,7 +337,7 @@ impl Rig {
                 .stats()
                 .await
                 .map_err(|e| e.to_string())?;
-            total.pending += stats.pending;
+            total.pending += stats.pending + stats.waiting;
             total.scheduled += stats.scheduled;
             total.retry += stats.retry;
             total.dead += stats.dead;

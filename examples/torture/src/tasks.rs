@@ -24,9 +24,22 @@ pub const REPAIR_QUEUE: &str = "repairs";
 /// The queue of [`tick`] jobs (and the workers that keep its schedule).
 pub const PERIODIC_QUEUE: &str = "periodic";
 
+/// The queue of [`limited`] jobs.
+pub const LIMITED_QUEUE: &str = "limited";
+/// The most [`limited`] jobs that run at once.
+pub const LIMITED_MAX_RUNNING: usize = 3;
+/// The most [`limited`] jobs that start per second (burst 1).
+pub const LIMITED_PER_SECOND: usize = 40;
+
 /// The tasks whose jobs record their runs (see [`effects`]), and whose first argument is the
 /// job's id.
-pub const COUNTED: [&str; 4] = [work::NAME, stall::NAME, first_slow::NAME, fickle::NAME];
+pub const COUNTED: [&str; 5] = [
+    work::NAME,
+    stall::NAME,
+    first_slow::NAME,
+    fickle::NAME,
+    limited::NAME,
+];
 
 /// The effect [`first_slow`] notes when its first run ends (see [`effects::note_time`]).
 pub const FIRST_END: &str = "first-end";
@@ -96,6 +109,23 @@ pub async fn tick() -> Result<(), String> {
         .and_then(|tick| tick.parse().ok())
         .ok_or("a periodic job names its tick")?;
     effects::record_tick(tick, job.id().as_str()).await
+}
+
+/// Sleeps `millis`, then notes the span of its run and records that job `id` ran. At most
+/// [`LIMITED_MAX_RUNNING`] run at once and [`LIMITED_PER_SECOND`] start per second, across
+/// every worker.
+#[dtask::task(
+    queue = "limited",
+    retries = 25,
+    name = "torture.limited",
+    max_running = 3,
+    rate = "40/s"
+)]
+pub async fn limited(id: u64, millis: u64) -> Result<(), String> {
+    let start_ms = effects::now_ms();
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    effects::record_span(id, start_ms).await?;
+    effects::record(id).await
 }
 
 /// Aborts the worker process running it: a poison job. `id` tells poison jobs apart.

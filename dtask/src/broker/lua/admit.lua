@@ -1,19 +1,22 @@
 --[[ admit: lets one run of a task with limits (`#[task(rate = .., max_running = ..)]`) start,
-  or parks its job in the task's waiting list, where it waits in Redis (not an attempt, not in
+  or parks its job in the task's waiting set, where it waits in Redis (not an attempt, not in
   any worker's memory) until a fetch finds room for it (see fetch.lua). Jobs already waiting
-  go first: a run that arrives while others wait is parked behind them. Payloads are not read.
+  go first: a run that arrives while others wait is parked among them, in the order of its
+  enqueue time (a job recovered from a dead worker, or retried, keeps its place). Payloads are
+  not read.
 
   KEYS[1] in-flight hash of the worker for this queue (lease id -> payload)
   KEYS[2] limit hash of the task (see limits.lua)
   KEYS[3] slots set of the task
-  KEYS[4] waiting list of the task
-  KEYS[5] set of the queue's tasks with waiting lists
+  KEYS[4] waiting set of the task (ZSET payload -> enqueue time, ms)
+  KEYS[5] set of the queue's tasks with waiting sets
   ARGV[1] the run's lease
   ARGV[2] the worker id
   ARGV[3] what every in-flight hash's key of the queue starts with (the worker id follows)
   ARGV[4] the task's name
   ARGV[5] most runs at once ("0": no such limit)
   ARGV[6], ARGV[7], ARGV[8] its rate: `n` jobs per `per` ms, `burst` ("0": no rate)
+  ARGV[9] the job's enqueue time (ms), its place among the waiting jobs
 
   The limits are this worker's, written to the limit hash when they differ (the last deploy
   wins). Returns { 1, 0 } when the run may start, { 0, ms until the rate lets one start, 0
@@ -43,7 +46,7 @@ end
 local max = tonumber(ARGV[5])
 local has_rate = ARGV[6] ~= '0'
 local room, wait = 0, 0
-if rcall('LLEN', KEYS[4]) == 0 then
+if rcall('ZCARD', KEYS[4]) == 0 then
   room, wait = limit_room(KEYS[2], KEYS[3], ARGV[3], max, has_rate)
 end
 if room >= 1 then
@@ -51,6 +54,6 @@ if room >= 1 then
   return { 1, 0 }
 end
 rcall('HDEL', KEYS[1], ARGV[1])
-rcall('RPUSH', KEYS[4], payload)
+rcall('ZADD', KEYS[4], ARGV[9], payload)
 rcall('SADD', KEYS[5], ARGV[4])
 return { 0, wait }

@@ -5,8 +5,8 @@
   a job that returns to the queue and is fetched again (even by the same worker) gets a new
   one, and a stale run holding the old one can change nothing. Payloads are not read.
 
-  Jobs of tasks with limits that wait in their tasks' waiting lists (see admit.lua) come before
-  the pending list, as many as their limits let start now: they are admitted here (each takes
+  Jobs of tasks with limits that wait in their tasks' waiting sets (see admit.lua) come before
+  the pending list, oldest enqueue first, as many as their limits let start now: they are admitted here (each takes
   its slot and token), so the worker runs them without asking again.
 
   When the worker has no suspect in flight, the first job may be a suspect (a job that was in
@@ -19,7 +19,7 @@
   KEYS[5] lease counter of the queue
   KEYS[6] pause flag of the queue (exists while an operator has paused it)
   KEYS[7] rate hash of the queue (exists while the queue has a rate limit, see rate.lua)
-  KEYS[8] set of the queue's tasks with waiting lists (see admit.lua)
+  KEYS[8] set of the queue's tasks with waiting sets (see admit.lua)
   ARGV[1] maximum number of jobs to move
   ARGV[2] worker id (its heartbeat is refreshed: a fetching worker is alive)
   ARGV[3] "1" when the worker may take a suspect
@@ -28,7 +28,7 @@
 
   Returns { { lease1, payload1, lease2, payload2, ... }, 1 when the first job is a suspect else
   0, 1 when the queue is paused else 0, ms until the rate limit lets a job start (0 when it
-  does not hold any back), { leases of the runs admitted from waiting lists }, ms until a
+  does not hold any back), { leases of the runs admitted from waiting sets }, ms until a
   waiting job may start by its task's rate (0: when one of its runs ends; -1: no job waits for
   its task's limits) }, oldest first; the first array is empty when there is nothing to run (or
   the queue is paused, or its rate limit is spent: the jobs wait in the queue).
@@ -57,14 +57,14 @@ if ARGV[3] == '1' then
     suspect = 1
   end
 end
--- Waiting jobs of limited tasks, as their limits allow: { task, first index, last index }.
+-- Waiting jobs of limited tasks, as their limits allow: { task, first index, last index, .. }.
 local admitted = {}
 local limit_wait = -1
 local keys_of_queue = ARGV[4]
 if rcall('EXISTS', KEYS[8]) == 1 then
   for _, task in ipairs(rcall('SMEMBERS', KEYS[8])) do
     local waiting = keys_of_queue .. 'waiting:' .. task
-    local left = rcall('LLEN', waiting)
+    local left = rcall('ZCARD', waiting)
     if left == 0 then
       rcall('SREM', KEYS[8], task)
     elseif #jobs < max then
@@ -76,8 +76,9 @@ if rcall('EXISTS', KEYS[8]) == 1 then
       local take = math.min(room, max - #jobs, left)
       if take > 0 then
         local first = #jobs + 1
-        for _, payload in ipairs(rcall('LPOP', waiting, take)) do
-          jobs[#jobs + 1] = payload
+        local popped = rcall('ZPOPMIN', waiting, take)
+        for i = 1, #popped, 2 do
+          jobs[#jobs + 1] = popped[i]
         end
         admitted[#admitted + 1] = { task, first, #jobs, task_max, has_rate }
       end

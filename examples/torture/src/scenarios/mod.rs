@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod frozen_worker;
+mod limits;
 mod partial_faults;
 mod periodic_ticks;
 mod poison;
@@ -58,7 +59,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 13] = [
+pub const ALL: [(u8, &str); 14] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -72,6 +73,7 @@ pub const ALL: [(u8, &str); 13] = [
     (11, "partial-faults"),
     (12, "repairs-race"),
     (13, "periodic-ticks"),
+    (14, "limits"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -97,6 +99,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         11 => partial_faults::run(ctx, &mut figures).await,
         12 => repairs_race::run(ctx, &mut figures).await,
         13 => periodic_ticks::run(ctx, &mut figures).await,
+        14 => limits::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
