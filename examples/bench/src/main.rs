@@ -18,7 +18,9 @@
 //! 4. enqueue-to-start latency on an idle worker, one job at a time;
 //! 5. enqueue-to-start latency at a steady 10,000 jobs/s for 5 s;
 //! 6. the worker's resident memory with 10,000 jobs in flight (in a fresh child process), with
-//!    jobs finishing in order, then out of order.
+//!    jobs finishing in order, then out of order;
+//! 7. a task's rate limit (`rate = "100/s"`) shared by four in-process workers for 30 s: the
+//!    rate achieved next to the limit, the busiest second, and the cost per job.
 //!
 //! Every scenario also reports what Redis itself saw: commands per job (from
 //! `INFO commandstats`, which counts the commands inside Lua scripts too), Redis CPU time per
@@ -78,12 +80,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024])]
     pub concurrency: Vec<usize>,
 
-    /// Which scenarios to run, by number (1–6).
+    /// Which scenarios to run, by number (1–7).
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = [1u8, 2, 3, 4, 5, 6],
-        value_parser = clap::value_parser!(u8).range(1..=6)
+        default_values_t = [1u8, 2, 3, 4, 5, 6, 7],
+        value_parser = clap::value_parser!(u8).range(1..=7)
     )]
     pub scenarios: Vec<u8>,
 
@@ -181,7 +183,8 @@ async fn bench(args: &Args, url: &str) -> Result<()> {
             4 => vec![bench.idle_latency().await?],
             5 => vec![bench.paced_latency().await?],
             6 => bench.worker_memory().await?,
-            other => unreachable!("clap accepts scenarios 1 to 6, not {other}"),
+            7 => vec![bench.task_rate().await?],
+            other => unreachable!("clap accepts scenarios 1 to 7, not {other}"),
         };
         report.scenario(&results);
     }

@@ -102,9 +102,25 @@ pub struct Outcome {
     pub redis_calls_per_job: BTreeMap<String, f64>,
     /// Average Redis time per call of each command, in microseconds (`INFO commandstats`).
     pub redis_usec_per_call: BTreeMap<String, f64>,
+    /// A rate limit's run: the limit, and the most jobs that started within one second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateRun>,
     /// Anything a reader should know about this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// What a run under a rate limit achieved, next to the limit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RateRun {
+    /// Workers sharing the limit.
+    pub workers: usize,
+    /// The limit, in jobs per second.
+    pub limit_per_s: f64,
+    /// Its burst.
+    pub burst: u32,
+    /// The most jobs that started within any one second.
+    pub busiest_second: usize,
 }
 
 impl Outcome {
@@ -127,6 +143,7 @@ impl Outcome {
             rss: None,
             redis_calls_per_job: delta.calls_per_job(jobs).into_iter().collect(),
             redis_usec_per_call: delta.usec_per_call(),
+            rate_limit: None,
             note: None,
         }
     }
@@ -237,6 +254,7 @@ impl Report {
             1 | 2 => self.enqueue_table(outcomes),
             3 => self.drain_table(outcomes),
             4 | 5 => latency_table(outcomes),
+            7 => rate_table(outcomes),
             _ => memory_table(outcomes),
         };
         self.table(&text);
@@ -430,6 +448,47 @@ fn latency_table(outcomes: &[Outcome]) -> String {
         ]);
     }
     titled(title, &rows, outcomes)
+}
+
+fn rate_table(outcomes: &[Outcome]) -> String {
+    let mut rows = vec![row([
+        "workers",
+        "limit/s",
+        "burst",
+        "seconds",
+        "started",
+        "jobs/s",
+        "off by",
+        "busiest second",
+        "cmds/job",
+        "Redis µs/job",
+        "dtask µs/job",
+    ])];
+    for o in outcomes {
+        let Some(rate) = &o.rate_limit else { continue };
+        let achieved = o.jobs_per_s.unwrap_or(0.0);
+        rows.push(vec![
+            rate.workers.to_string(),
+            format!("{:.0}", rate.limit_per_s),
+            rate.burst.to_string(),
+            format!("{:.1}", o.seconds),
+            thousands(o.jobs as f64),
+            format!("{achieved:.2}"),
+            format!(
+                "{:+.2} %",
+                (achieved - rate.limit_per_s) * 100.0 / rate.limit_per_s
+            ),
+            rate.busiest_second.to_string(),
+            format!("{:.3}", o.redis_cmds_per_job),
+            format!("{:.2}", o.redis_cpu_us_per_job),
+            format!("{:.2}", o.dtask_cpu_us_per_job),
+        ]);
+    }
+    titled(
+        "7. a task's rate limit (`#[task(rate = \"100/s\")]`) shared by four workers, 30 s",
+        &rows,
+        outcomes,
+    )
 }
 
 fn memory_table(outcomes: &[Outcome]) -> String {

@@ -57,6 +57,36 @@ pub async fn noop_limited(a: u64, b: u32) {
     count_noop(a, b);
 }
 
+/// When each [`rated`] job started ([`now_ns`]).
+static RATED_STARTS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// A job of a task with a rate limit: notes when it starts.
+#[dtask::task(queue = "rate", name = "b.rate", rate = "100/s")]
+pub async fn rated(a: u64, b: u32) {
+    std::hint::black_box((a, b));
+    RATED_STARTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(now_ns());
+}
+
+/// The earliest start of a [`rated`] job noted so far.
+pub fn first_rated_start() -> Option<u64> {
+    RATED_STARTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .min()
+        .copied()
+}
+
+/// The starts of [`rated`] jobs noted so far, taken (sorted).
+pub fn take_rated_starts() -> Vec<u64> {
+    let mut starts = std::mem::take(&mut *RATED_STARTS.lock().unwrap_or_else(|e| e.into_inner()));
+    starts.sort_unstable();
+    starts
+}
+
 /// Which no-op task a queue is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoopKind {

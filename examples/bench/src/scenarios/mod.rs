@@ -9,6 +9,7 @@ pub mod drain;
 pub mod enqueue;
 pub mod latency;
 pub mod memory;
+pub mod rate;
 
 use redis::aio::MultiplexedConnection;
 
@@ -61,6 +62,11 @@ impl Bench {
                 Ok(outcomes)
             }
         }
+    }
+
+    /// Scenario 7: a task's rate limit shared by four workers.
+    pub async fn task_rate(&mut self) -> Result<Outcome> {
+        rate::shared_by_four(self).await
     }
 
     /// Scenario 4: latency on an idle worker.
