@@ -126,12 +126,15 @@ pub const MAX_WIDTH: u32 = 4096;
 /// Downloads `image_url` and stores a `width` pixels wide thumbnail of it.
 ///
 /// Runs on the `thumbnails` queue; a failed attempt is retried up to 3 times (with growing
-/// delays: about 1 s, 2 s, 4 s) and each attempt may take at most 30 s.
+/// delays: about 1 s, 2 s, 4 s) and each attempt may take at most 30 s. At most 4 run at once
+/// across every worker (`max_running`), so that a burst of uploads does not take the image
+/// origin down: the others wait in Redis for a slot.
 #[dtask::task(
     queue = "thumbnails",
     name = "thumbnails.make",
     retries = 3,
-    timeout = "30s"
+    timeout = "30s",
+    max_running = 4
 )]
 pub async fn make_thumbnail(image_url: String, width: u32) -> Result<Thumbnail, ThumbError> {
     if !(MIN_WIDTH..=MAX_WIDTH).contains(&width) {
@@ -207,8 +210,16 @@ impl std::error::Error for MailError {}
 /// fn does not strand jobs already queued. Addresses under the reserved `.invalid` domain fail,
 /// to show a task with a unit result that can still fail. The database comes from the worker
 /// (`Worker::state(app)`), not from the job: `send_welcome::enqueue(signup)` takes the signup
-/// only. The record is an upsert, so a run repeated after a crash counts, not duplicates.
-#[dtask::task(queue = "emails", name = "mail.welcome", retries = 2, timeout = "10s")]
+/// only. The record is an upsert, so a run repeated after a crash counts, not duplicates. The
+/// mail provider takes at most 20 mails a second from the whole fleet (`rate`); mails over it
+/// wait in Redis and go out as the budget allows.
+#[dtask::task(
+    queue = "emails",
+    name = "mail.welcome",
+    retries = 2,
+    timeout = "10s",
+    rate = "20/s"
+)]
 pub async fn send_welcome(app: dtask::State<App>, signup: Signup) -> Result<(), MailError> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     if std::env::var_os("SMTP_DOWN").is_some_and(|down| down == "1") {
