@@ -303,3 +303,40 @@ async fn a_job_held_back_by_its_task_limits_can_be_found_cancelled_and_purged() 
     assert_eq!(reports(), [0, 9], "no cancelled or purged report ran");
     worker.shutdown().await.unwrap();
 }
+
+static NUDGES: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+
+/// Two a second.
+#[dtask::task(queue = "nudges", rate = "2/s")]
+async fn nudge(_n: u32) {
+    NUDGES.lock().unwrap().push(Instant::now());
+}
+
+#[tokio::test]
+async fn a_job_held_back_by_a_rate_starts_when_the_next_token_is_due_on_a_quiet_worker() {
+    let (_redis, client, _raw, _prefix) = start_with_client("rate-quiet").await;
+    let worker = Worker::new(&client).queues(["nudges"]).spawn();
+    nudge::with().client(&client).enqueue(1).await.unwrap();
+    eventually(WAIT, "the first job started", || async {
+        (NUDGES.lock().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // The next token is due 500 ms after the first start; nothing else wakes the worker.
+    nudge::with().client(&client).enqueue(2).await.unwrap();
+    eventually(WAIT, "the second job started", || async {
+        (NUDGES.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let starts = NUDGES.lock().unwrap().clone();
+    let gap = starts[1] - starts[0];
+    println!("second start {gap:?} after the first (limit 2/s)");
+    assert!(
+        gap >= Duration::from_millis(450),
+        "{gap:?}: faster than the limit"
+    );
+    assert!(
+        gap < Duration::from_millis(1_500),
+        "{gap:?}: the job waited for an idle poll, not for its token"
+    );
+    worker.shutdown().await.unwrap();
+}

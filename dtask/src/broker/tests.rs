@@ -228,6 +228,46 @@ async fn fetch_takes_one_suspect_first_and_only_when_allowed() {
 }
 
 #[tokio::test]
+async fn a_fetch_that_fails_midway_loses_no_suspect_and_admits_waiting_jobs_after_it() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:suspects", &["S1"]).await;
+    // A task's waiting set that is not a sorted set: the fetch fails when it reaches it.
+    redis::pipe()
+        .cmd("SADD")
+        .arg("t:{q}:limited")
+        .arg("broken")
+        .cmd("RPUSH")
+        .arg("t:{q}:waiting:broken")
+        .arg("W0")
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    assert!(broker.fetch("q", "w1", 10, true).await.is_err());
+    assert_eq!(
+        list(&mut raw, "t:{q}:suspects").await,
+        ["S1"],
+        "the suspect is still queued"
+    );
+    // Repaired: a waiting job is admitted after the suspect, which stays first.
+    redis::pipe()
+        .cmd("DEL")
+        .arg("t:{q}:waiting:broken")
+        .cmd("ZADD")
+        .arg("t:{q}:waiting:broken")
+        .arg(5)
+        .arg("W1")
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    push(&mut raw, "t:{q}:pending", &["P1"]).await;
+    let taken = broker.fetch("q", "w1", 10, true).await.unwrap();
+    assert!(taken.suspect);
+    assert_eq!(payloads(&taken.jobs), ["S1", "W1", "P1"]);
+    assert_eq!(taken.admitted, [taken.jobs[1].lease.clone()]);
+}
+
+#[tokio::test]
 async fn a_blocking_fetch_lands_a_job_that_is_then_adopted_under_a_lease() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;

@@ -104,8 +104,13 @@ impl CancelBook {
 }
 
 /// Listens for requests to stop jobs of the worker's queues until `stop`, reconnecting with
-/// backoff; each (re)subscription first reads the requests it may have missed.
-pub(crate) async fn listen(ctx: Arc<Context>, stop: CancellationToken) {
+/// backoff; each (re)subscription first reads the requests it may have missed (again at every
+/// ping while that read fails). `caught_up` is cancelled once the first read succeeded.
+pub(crate) async fn listen(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+    caught_up: CancellationToken,
+) {
     let queues = ctx.settings.queues.clone();
     let mut failures: u32 = 0;
     let mut attempt = 0;
@@ -118,24 +123,10 @@ pub(crate) async fn listen(ctx: Arc<Context>, stop: CancellationToken) {
         match subscribed {
             Ok(mut feed) => {
                 // Subscribed first, then read: a request is in one or the other (or both).
-                let mut caught_up = true;
-                for queue in &queues {
-                    let missed = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        missed = ctx.broker.recent_cancels(queue) => missed,
-                    };
-                    match missed {
-                        Ok(requests) => requests.into_iter().for_each(|request| {
-                            apply(&ctx, request);
-                        }),
-                        Err(error) => {
-                            tracing::warn!(%error, queue, "reading requests to stop jobs failed");
-                            caught_up = false;
-                        }
-                    }
-                }
-                if caught_up {
+                let mut read = catch_up(&ctx, &queues, &stop).await;
+                if read {
                     failures = 0;
+                    caught_up.cancel();
                 }
                 let mut ping = tokio::time::interval(PING_EVERY);
                 ping.tick().await;
@@ -155,10 +146,16 @@ pub(crate) async fn listen(ctx: Arc<Context>, stop: CancellationToken) {
                                 tracing::warn!("the subscription to requests to stop jobs does not answer; reconnecting");
                                 break;
                             }
+                            if !read {
+                                read = catch_up(&ctx, &queues, &stop).await;
+                                if read {
+                                    caught_up.cancel();
+                                }
+                            }
                         }
                     }
                 }
-                if !caught_up {
+                if !read {
                     failures += 1;
                 }
             }
@@ -172,6 +169,25 @@ pub(crate) async fn listen(ctx: Arc<Context>, stop: CancellationToken) {
             _ = tokio::time::sleep(RECONNECT.delay(failures.max(1))) => {}
         }
     }
+}
+
+/// Reads the requests of the last ten minutes for every queue; true when every read succeeded.
+async fn catch_up(ctx: &Context, queues: &[String], stop: &CancellationToken) -> bool {
+    let mut read = true;
+    for queue in queues {
+        let missed = tokio::select! {
+            _ = stop.cancelled() => return false,
+            missed = ctx.broker.recent_cancels(queue) => missed,
+        };
+        match missed {
+            Ok(requests) => requests.into_iter().for_each(|request| apply(ctx, request)),
+            Err(error) => {
+                tracing::warn!(%error, queue, "reading requests to stop jobs failed");
+                read = false;
+            }
+        }
+    }
+    read
 }
 
 fn apply(ctx: &Context, request: CancelRequest) {

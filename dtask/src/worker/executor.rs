@@ -410,6 +410,8 @@ impl<'a> Run<'a> {
         match admitted {
             Some(Admission::Admitted) => Ok(slot),
             Some(Admission::Parked(wait)) => {
+                // The fetcher learns from its next fetch when the waiting job may start.
+                ctx.wake_fetcher.notify_one();
                 metrics::finished(self.queue, &envelope.task, Outcome::Waiting);
                 tracing::debug!(job_id = %envelope.id, task = %envelope.task, wait_ms = wait.map(|wait| wait.as_millis() as u64), "the task's limits hold the job back; it waits in Redis");
                 Err(Settled::Waiting)

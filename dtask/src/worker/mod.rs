@@ -499,6 +499,10 @@ impl Worker {
     }
 }
 
+/// How long a starting worker waits for the requests to stop jobs made while it was not
+/// listening, before it takes its first job anyway.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
 /// How long each shutdown step that talks to Redis may take beyond the grace period (stopping
 /// the parts, the last acknowledgements, handing unfinished jobs back): when Redis does not
 /// answer, the worker exits anyway (within the grace period plus about five seconds) and its
@@ -580,9 +584,17 @@ async fn run_started(
         tokio::spawn(scheduler.run(stop_helpers.clone())),
     ];
 
-    // Listens for requests to stop running jobs until the last job ended.
+    // Listens for requests to stop running jobs until the last job ended. The first jobs wait
+    // (a little) for the requests made while no worker listened: a job cancelled while its
+    // worker was dead must not start here first.
     let stop_listening = CancellationToken::new();
-    let listener = tokio::spawn(cancels::listen(ctx.clone(), stop_listening.clone()));
+    let caught_up = CancellationToken::new();
+    let listener = tokio::spawn(cancels::listen(
+        ctx.clone(),
+        stop_listening.clone(),
+        caught_up.clone(),
+    ));
+    let _ = tokio::time::timeout(CATCH_UP_WAIT, caught_up.cancelled()).await;
     let jobs = TaskTracker::new();
     let abandon = CancellationToken::new();
     let stop_acker = CancellationToken::new();

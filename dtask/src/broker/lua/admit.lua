@@ -37,8 +37,9 @@ if (known[1] or '0') ~= ARGV[5] then
   end
 end
 if (known[2] or '0') ~= ARGV[6] or (known[3] or '0') ~= ARGV[7] or (known[4] or '0') ~= ARGV[8] then
+  -- The bucket's state stays: workers of two deploys admitting in turn grant no fresh burst.
   if ARGV[6] == '0' then
-    rcall('HDEL', KEYS[2], 'n', 'per', 'burst', 'tokens', 'at')
+    rcall('HDEL', KEYS[2], 'n', 'per', 'burst')
   else
     rcall('HSET', KEYS[2], 'n', ARGV[6], 'per', ARGV[7], 'burst', ARGV[8])
   end

@@ -35,7 +35,8 @@
 ]]
 local rcall = redis.call
 if rcall('EXISTS', KEYS[6]) == 1 then
-  return { {}, 0, 1, 0, {}, -1 }
+  -- Jobs waiting for their tasks' limits are looked at again soon: the pause may end.
+  return { {}, 0, 1, 0, {}, rcall('EXISTS', KEYS[8]) == 1 and 500 or -1 }
 end
 local max = tonumber(ARGV[1])
 local limited = rcall('EXISTS', KEYS[7]) == 1
@@ -49,13 +50,13 @@ if limited then
   end
 end
 local jobs = {}
+-- A suspect is taken last, after every step that could fail (a key of the wrong type, a
+-- command the ACL denies): a script that fails keeps what it wrote, and a suspect popped then
+-- would be in no list and no hash. Its place is kept meanwhile.
 local suspect = 0
-if ARGV[3] == '1' then
-  local taken = rcall('LPOP', KEYS[4])
-  if taken then
-    jobs[1] = taken
-    suspect = 1
-  end
+if ARGV[3] == '1' and rcall('LLEN', KEYS[4]) > 0 then
+  suspect = 1
+  max = max - 1
 end
 -- Waiting jobs of limited tasks, as their limits allow: { task, first index, last index, .. }.
 local admitted = {}
@@ -96,6 +97,17 @@ if #jobs < max then
     for _, payload in ipairs(popped) do
       jobs[#jobs + 1] = payload
     end
+  end
+end
+if suspect == 1 then
+  local taken = rcall('LPOP', KEYS[4])
+  if taken then
+    table.insert(jobs, 1, taken)
+    for _, range in ipairs(admitted) do
+      range[2], range[3] = range[2] + 1, range[3] + 1
+    end
+  else
+    suspect = 0
   end
 end
 if #jobs == 0 then
