@@ -12,8 +12,8 @@ use crate::error::Error;
 
 /// How long a request to stop a job is kept for workers that missed its message: one that
 /// reconnects within it, or a run of the job that starts within it (the job went back to its
-/// queue meanwhile), still stops it.
-pub(crate) const CANCEL_KEPT: Duration = Duration::from_secs(600);
+/// queue meanwhile, or failed into a retry just as it was asked to stop), still stops it.
+pub(crate) const CANCEL_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// A request to stop a running job.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,7 +171,7 @@ pub(crate) async fn listen(
     }
 }
 
-/// Reads the requests of the last ten minutes for every queue; true when every read succeeded.
+/// Reads the requests kept (the last day) for every queue; true when every read succeeded.
 async fn catch_up(ctx: &Context, queues: &[String], stop: &CancellationToken) -> bool {
     let mut read = true;
     for queue in queues {

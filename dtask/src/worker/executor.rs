@@ -160,16 +160,9 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
 
-    // A task with limits starts only when they let it; else its job waits in Redis.
-    let _slot = match entry.info.limits() {
-        Some(limits) => match run.admit(&envelope, limits).await {
-            Ok(slot) => slot,
-            Err(settled) => return settled,
-        },
-        None => None,
-    };
     // Stopped from outside (someone cancelled the job, see `cancels.rs`) or at the end of a
-    // shutdown's grace period; a job cancelled since it was enqueued does not start.
+    // shutdown's grace period; a job cancelled since it was enqueued does not start (nor takes
+    // a slot or a token of its task's limits).
     let stop = abandon.child_token();
     let Some(_entered) = ctx.cancels.enter(
         queue,
@@ -179,6 +172,14 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     ) else {
         let attempts = envelope.attempt;
         return run.settle_cancelled(&envelope, attempts).await;
+    };
+    // A task with limits starts only when they let it; else its job waits in Redis.
+    let _slot = match entry.info.limits() {
+        Some(limits) => match run.admit(&envelope, limits).await {
+            Ok(slot) => slot,
+            Err(settled) => return settled,
+        },
+        None => None,
     };
     if let Some((key, true)) = unique::lock_of(&envelope) {
         // Unique until it starts: duplicates may queue from now on.
@@ -708,14 +709,20 @@ impl<'a> Run<'a> {
     ) -> Settled {
         let ctx = self.ctx;
         let grace = ctx.settings.unknown_job_grace;
-        let waited = peek.as_ref().map_or(Duration::MAX, |peek| {
-            Duration::from_millis(
-                ctx.settings
-                    .clock
-                    .now_ms()
-                    .saturating_sub(peek.enqueued_at_ms),
-            )
-        });
+        // A job served from its task's waiting set was parked by a worker that knows the task
+        // (a newer deploy), and may have waited there for long: it is put off, never buried.
+        let waited = if self.admitted {
+            Duration::ZERO
+        } else {
+            peek.as_ref().map_or(Duration::MAX, |peek| {
+                Duration::from_millis(
+                    ctx.settings
+                        .clock
+                        .now_ms()
+                        .saturating_sub(peek.enqueued_at_ms),
+                )
+            })
+        };
         if waited >= grace {
             let reason = readable(format!(
                 "{reason}; no worker ran it within {grace:?} of its enqueueing"
