@@ -30,6 +30,8 @@ pub struct Client {
     pub(crate) broker: Broker,
     pub(crate) max_payload_bytes: usize,
     pub(crate) enqueue_middleware: EnqueueChain,
+    /// Its handles' waits, woken over one shared subscription.
+    pub(crate) waiters: std::sync::Arc<crate::wait::Waiters>,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -188,8 +190,10 @@ impl ClientBuilder {
                 ))
             })?),
         };
+        let broker = Broker::connect(&self.url, prefix, ca, self.response_timeout).await?;
         Ok(Client {
-            broker: Broker::connect(&self.url, prefix, ca, self.response_timeout).await?,
+            waiters: std::sync::Arc::new(crate::wait::Waiters::new(broker.clone())),
+            broker,
             max_payload_bytes: self.max_payload_bytes,
             enqueue_middleware: self.enqueue_middleware,
         })

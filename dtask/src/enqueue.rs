@@ -281,7 +281,7 @@ impl<O> Enqueue<O> {
                         JobHandle::new(JobId::from(holder), Some(client.clone())).found_duplicate()
                     }
                 };
-                handles.push(handle.of_task(self.info));
+                handles.push(handle.of_task(self.info).in_queue(queue));
             }
             return Ok(handles);
         }
@@ -318,7 +318,11 @@ impl<O> Enqueue<O> {
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids
             .into_iter()
-            .map(|id| JobHandle::new(id, Some(client.clone())).of_task(self.info))
+            .map(|id| {
+                JobHandle::new(id, Some(client.clone()))
+                    .of_task(self.info)
+                    .in_queue(queue)
+            })
             .collect())
     }
 }

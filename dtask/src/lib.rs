@@ -67,6 +67,7 @@ mod retry_after;
 mod state;
 mod trace;
 mod unique;
+mod wait;
 mod worker;
 
 pub use admin::{

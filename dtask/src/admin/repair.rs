@@ -278,7 +278,7 @@ impl Queue {
                     error: Some(CANCELLED_ERROR.to_owned()),
                 };
                 broker
-                    .set_result(id.as_str(), &outcome.to_json(), CANCELLED_KEPT)
+                    .set_final(&self.name, id.as_str(), &outcome.to_json(), CANCELLED_KEPT)
                     .await?;
                 // A unique job's lock goes with it.
                 if let Ok(envelope) = crate::envelope::decode(job.payload.as_bytes())

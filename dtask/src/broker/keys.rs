@@ -161,6 +161,26 @@ pub(crate) fn cancel_channel(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:cancel")
 }
 
+/// `prefix:{queue}:watched`: ZSET of the jobs someone waits on (job id -> until when, ms):
+/// their final outcomes are published on [`finished_channel`] (see `lua/notify.lua`).
+pub(crate) fn watched(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:watched")
+}
+
+/// `prefix:{queue}:finished`: the pub/sub channel where the final outcomes of watched jobs are
+/// published (`<id>\t<record>` lines).
+pub(crate) fn finished_channel(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:finished")
+}
+
+/// The queue whose finished channel is `channel`, if it is one.
+pub(crate) fn queue_of_finished_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+    channel
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:finished")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

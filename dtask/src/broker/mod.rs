@@ -7,6 +7,7 @@
 mod admin;
 mod cancels;
 mod connection;
+mod finished;
 mod keys;
 mod periodic;
 mod scripts;
@@ -23,6 +24,7 @@ pub(crate) use admin::{Purgeable, Revival, TimedState};
 pub(crate) use cancels::{CANCEL_KEPT, CancelRequest};
 use connection::Target;
 pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
+pub(crate) use finished::{FEED_PING, FinishedFeed, JobOutcome};
 pub(crate) use periodic::Claim;
 
 use crate::error::Error;
@@ -591,6 +593,7 @@ impl Broker {
                 .key(keys::deaths(&self.prefix, queue))
                 .key(keys::ack_answer(&self.prefix, queue, worker))
                 .key(keys::counts(&self.prefix, queue, minute))
+                .key(keys::watched(&self.prefix, queue))
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })
                 .arg(members);
@@ -605,14 +608,16 @@ impl Broker {
                     for outcome in &span.records {
                         invocation
                             .arg(positions[outcome.run])
-                            .arg(hash + 5)
+                            .arg(hash + 6)
                             .arg(outcome.job_id)
                             .arg(outcome.record)
                             .arg(outcome.ttl_ms);
                     }
                 }
             }
-            invocation.arg(second);
+            invocation
+                .arg(keys::finished_channel(&self.prefix, queue))
+                .arg(second);
             let answer: Vec<i64> = match invocation.invoke_async(&mut conn).await {
                 Err(error)
                     if inline
@@ -638,11 +643,21 @@ impl Broker {
             }
         }
         if !inline {
-            let outcomes = outcomes().filter(|outcome| held[outcome.run]);
+            let kept = outcomes().filter(|outcome| held[outcome.run]);
             // Best effort: the jobs are settled; an outcome whose node is down is lost (and
             // logged), and must not hold back the acknowledgement of the others.
-            if let Err((lost, error)) = self.store_outcomes_apart(outcomes).await {
+            if let Err((lost, error)) = self.store_outcomes_apart(kept).await {
                 tracing::error!(lost, %error, "could not store the results of jobs that succeeded (their cluster node did not answer); those results are lost");
+            }
+            for queue in &queues {
+                let finished: Vec<(&str, &str)> = outcomes()
+                    .filter(|outcome| held[outcome.run] && &*jobs[outcome.run].queue == *queue)
+                    .map(|outcome| (outcome.job_id, outcome.record))
+                    .collect();
+                // Best effort too: a waiter not told reads the outcome when it next looks.
+                if let Err(error) = self.notify_finished(queue, &finished).await {
+                    tracing::warn!(%error, queue, "could not tell waiters that their jobs finished");
+                }
             }
         }
         Ok(held)
@@ -688,6 +703,19 @@ impl Broker {
             Some(error) => Err((lost, error)),
             None => Ok(()),
         }
+    }
+
+    /// Stores the final outcome (succeeded or dead) of a job of `queue` in its results hash for
+    /// `ttl`, then tells whoever waits on it.
+    pub(crate) async fn set_final(
+        &self,
+        queue: &str,
+        job_id: &str,
+        record: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.set_result(job_id, record, ttl).await?;
+        self.notify_finished(queue, &[(job_id, record)]).await
     }
 
     /// Stores a job's final outcome (succeeded or dead) in its results hash for `ttl`.

@@ -16,7 +16,15 @@ macro_rules! script {
 script!(FETCH, "lease.lua", "rate.lua", "limits.lua", "fetch.lua");
 script!(ADMIT, "rate.lua", "limits.lua", "admit.lua");
 script!(ADOPT, "lease.lua", "rate.lua", "adopt.lua");
-script!(ACK, "settle.lua", "outcomes.lua", "counts.lua", "ack.lua");
+script!(
+    ACK,
+    "settle.lua",
+    "outcomes.lua",
+    "counts.lua",
+    "notify.lua",
+    "ack.lua"
+);
+script!(NOTIFY_FINISHED, "notify.lua", "notify_finished.lua");
 script!(RETRY, "settle.lua", "counts.lua", "retry.lua");
 script!(BURY, "settle.lua", "counts.lua", "bury.lua");
 script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");

@@ -898,6 +898,8 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/set_retrying.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
+        include_str!("lua/notify.lua"),
+        include_str!("lua/notify_finished.lua"),
         include_str!("lua/counts.lua"),
         include_str!("lua/forward_due.lua"),
         include_str!("lua/requeue_inflight.lua"),
@@ -934,6 +936,8 @@ fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
         include_str!("lua/release_unique.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
+        include_str!("lua/notify.lua"),
+        include_str!("lua/notify_finished.lua"),
     ];
     let missing = denied_to_readme_user("operator", &scripts);
     assert!(

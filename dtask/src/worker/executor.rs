@@ -691,7 +691,7 @@ impl<'a> Run<'a> {
         let ctx = self.ctx;
         let ttl = ctx.settings.result_ttl;
         retry_until(self.abandon, "recording a dead job", || {
-            ctx.broker.set_result(id.as_str(), &outcome, ttl)
+            ctx.broker.set_final(self.queue, id.as_str(), &outcome, ttl)
         })
         .await;
     }

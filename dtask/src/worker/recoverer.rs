@@ -127,7 +127,7 @@ impl Recoverer {
                 }
                 .to_json();
                 ctx.broker
-                    .set_result(record.id.as_str(), &outcome, ctx.settings.result_ttl)
+                    .set_final(queue, record.id.as_str(), &outcome, ctx.settings.result_ttl)
                     .await?;
             }
         }

@@ -20,7 +20,10 @@
 //! 6. the worker's resident memory with 10,000 jobs in flight (in a fresh child process), with
 //!    jobs finishing in order, then out of order;
 //! 7. a task's rate limit (`rate = "100/s"`) shared by four in-process workers for 30 s: the
-//!    rate achieved next to the limit, the busiest second, and the cost per job.
+//!    rate achieved next to the limit, the busiest second, and the cost per job;
+//! 8. 10,000 handles waiting at once on 10,000 jobs that one worker then runs: Redis commands
+//!    per finished job and wake-up latency (job end to waiter woken), woken by notification,
+//!    then by polling (handles made from ids).
 //!
 //! Every scenario also reports what Redis itself saw: commands per job (from
 //! `INFO commandstats`, which counts the commands inside Lua scripts too), Redis CPU time per
@@ -80,12 +83,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024])]
     pub concurrency: Vec<usize>,
 
-    /// Which scenarios to run, by number (1–7).
+    /// Which scenarios to run, by number (1–8).
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = [1u8, 2, 3, 4, 5, 6, 7],
-        value_parser = clap::value_parser!(u8).range(1..=7)
+        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8],
+        value_parser = clap::value_parser!(u8).range(1..=8)
     )]
     pub scenarios: Vec<u8>,
 
@@ -184,7 +187,8 @@ async fn bench(args: &Args, url: &str) -> Result<()> {
             5 => vec![bench.paced_latency().await?],
             6 => bench.worker_memory().await?,
             7 => vec![bench.task_rate().await?],
-            other => unreachable!("clap accepts scenarios 1 to 7, not {other}"),
+            8 => bench.waiters().await?,
+            other => unreachable!("clap accepts scenarios 1 to 8, not {other}"),
         };
         report.scenario(&results);
     }

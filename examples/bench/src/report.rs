@@ -253,7 +253,7 @@ impl Report {
         let text = match first.scenario {
             1 | 2 => self.enqueue_table(outcomes),
             3 => self.drain_table(outcomes),
-            4 | 5 => latency_table(outcomes),
+            4 | 5 | 8 => latency_table(outcomes),
             7 => rate_table(outcomes),
             _ => memory_table(outcomes),
         };
@@ -415,6 +415,9 @@ struct BaselineLine<'a> {
 fn latency_table(outcomes: &[Outcome]) -> String {
     let title = match outcomes[0].scenario {
         4 => "4. enqueue → start latency, idle worker, one job at a time (µs)",
+        8 => {
+            "8. 10,000 waiters at once: job end → waiter woken (µs); first row notified, second polling"
+        }
         _ => "5. enqueue → start latency at a steady 10,000 jobs/s (µs)",
     };
     let mut rows = vec![row([

@@ -87,6 +87,17 @@ pub fn take_rated_starts() -> Vec<u64> {
     starts
 }
 
+/// The queue of [`finish_time`].
+pub const WAIT_QUEUE: &str = "wait";
+
+/// Returns when it finished ([`now_ns`]): a waiter that gets the value knows how long after
+/// the job's end it was woken.
+#[dtask::task(queue = "wait", name = "b.wait")]
+pub async fn finish_time(a: u64) -> u64 {
+    std::hint::black_box(a);
+    now_ns()
+}
+
 /// Which no-op task a queue is filled with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoopKind {

@@ -14,7 +14,8 @@
   KEYS[2]   deaths hash of the queue
   KEYS[3]   answer key of the worker for this queue
   KEYS[4]   counts hash of the queue for this minute (see `counts.lua`)
-  KEYS[5..] "inline": the results hashes the outcomes go to, each once
+  KEYS[5]   watched set of the queue (see `notify.lua`)
+  KEYS[6..] "inline": the results hashes the outcomes go to, each once
   ARGV[1]   batch id, unique per batch of this worker
   ARGV[2]   "inline" or "apart"
   ARGV[3]   n, the number of runs
@@ -22,6 +23,7 @@
   then, "inline": for each run with an outcome to store, five: its position among the runs
                   (1-based), the position of its results hash among KEYS, its job id, its
                   record, how long the record is kept (ms)
+  last but one  the finished channel of the queue, where waiters of these jobs are told
   last      the second of the minute, for the counts
 
   Returns one 1 or 0 per run, in order: 1 when the lease is held by this run (acknowledged, by
@@ -57,8 +59,11 @@ if ARGV[2] == 'inline' then
   -- that held their lease only (a stale run neither writes nor keeps a hash longer).
   local fields = {}
   local ttls = {}
-  for j = n + 4, #ARGV - 1, 5 do
+  local ids, records = {}, {}
+  for j = n + 4, #ARGV - 2, 5 do
     if held[tonumber(ARGV[j])] == 1 then
+      ids[#ids + 1] = ARGV[j + 2]
+      records[#records + 1] = ARGV[j + 3]
       local key = tonumber(ARGV[j + 1])
       local list = fields[key]
       if not list then
@@ -71,11 +76,12 @@ if ARGV[2] == 'inline' then
       ttls[key] = math.max(ttls[key], tonumber(ARGV[j + 4]))
     end
   end
-  for key = 5, #KEYS do
+  for key = 6, #KEYS do
     if fields[key] then
       keep_outcomes(KEYS[key], fields[key], ttls[key])
     end
   end
+  notify_waiters(KEYS[5], ARGV[#ARGV - 1], ids, records)
 end
 add_count(KEYS[4], 'done', ARGV[#ARGV], #taken)
 rcall('SET', KEYS[3], batch .. ':' .. table.concat(held), 'PX', 86400000)

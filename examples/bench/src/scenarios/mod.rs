@@ -10,6 +10,7 @@ pub mod enqueue;
 pub mod latency;
 pub mod memory;
 pub mod rate;
+pub mod waiters;
 
 use redis::aio::MultiplexedConnection;
 
@@ -62,6 +63,14 @@ impl Bench {
                 Ok(outcomes)
             }
         }
+    }
+
+    /// Scenario 8: 10,000 concurrent waiters, woken by notification and by polling.
+    pub async fn waiters(&mut self) -> Result<Vec<Outcome>> {
+        Ok(vec![
+            waiters::wait_for_all(self, true).await?,
+            waiters::wait_for_all(self, false).await?,
+        ])
     }
 
     /// Scenario 7: a task's rate limit shared by four workers.
