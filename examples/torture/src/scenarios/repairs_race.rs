@@ -3,7 +3,8 @@
 //! job again (`retry_all_dead`), pauses and resumes the queue, and cancels delayed jobs at
 //! random moments, and a random worker is SIGKILLed and restarted every few seconds. Every
 //! repair is one script racing the workers' burials, fetches and recoveries: no job may be
-//! lost (each one not cancelled must end succeeded), a cancelled job must never succeed, the
+//! lost (each one not cancelled must end succeeded; one cancelled while it ran ends succeeded,
+//! if it finished first, or cancelled, never neither), a cancelled job must never succeed, the
 //! dead set must end empty, and a job may succeed twice only if it was in flight on a killed
 //! worker (checked job by job). Recovery time: from a kill until every job in flight on the killed worker ran again.
 
@@ -83,7 +84,8 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     };
 
     // Delayed jobs, each cancelled at a random moment around its due time: some while
-    // scheduled, some while pending, some after they started (not cancelled then).
+    // scheduled, some while pending, some while they run (stopped then, unless they finish
+    // first), some after they ended (nothing to cancel).
     let mut to_cancel = Vec::new();
     for id in 1..=delayed {
         let delay = Duration::from_millis(rand::rng().random_range(300..3_000));
@@ -97,8 +99,10 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         to_cancel.push((id, handle.id().clone(), cancel_after));
     }
     let cancelled: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let stopping: Arc<Mutex<Vec<(u64, dtask::JobId)>>> = Arc::default();
     let canceller = {
         let (queue, cancelled, repairs) = (queue.clone(), cancelled.clone(), repairs.clone());
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             to_cancel.sort_by_key(|(_, _, after)| *after);
             let start = tokio::time::Instant::now();
@@ -108,6 +112,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
                     Ok(Cancelled::Cancelled(_)) => {
                         cancelled.lock().await.insert(id);
                     }
+                    Ok(Cancelled::Running) => stopping.lock().await.push((id, job_id)),
                     Ok(_) => {}
                     Err(e) => repairs.errors.lock().await.push(format!("cancel: {e}")),
                 }
@@ -179,7 +184,20 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     operator
         .await
         .map_err(|e| format!("the operator failed: {e}"))?;
-    let cancelled = cancelled.lock().await.clone();
+    let mut cancelled = cancelled.lock().await.clone();
+    // A job cancelled while it ran ends cancelled (its worker stopped it) or succeeded (it
+    // finished first); one that did neither stays expected, and counts as lost.
+    let stopping = stopping.lock().await.clone();
+    let mut stopped = 0;
+    for (id, job_id) in &stopping {
+        let status = rig.client.job(job_id.clone()).status().await;
+        if let Ok(dtask::JobStatus::Dead { error, .. }) = status
+            && error == dtask::CANCELLED_ERROR
+        {
+            cancelled.insert(*id);
+            stopped += 1;
+        }
+    }
     // A job in flight on a killed worker may be cancelled once it is back in the queue: it
     // rightly never runs again.
     let mut recovery: Option<Duration> = None;
@@ -260,9 +278,10 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         "the queue was left paused".to_owned()
     });
     figures.note(format!(
-        "{revived} dead job(s) revived, {} pause(s), {} of {delayed} delayed job(s) cancelled; {} job(s) in flight on killed workers, {} ran twice",
+        "{revived} dead job(s) revived, {} pause(s), {} of {delayed} delayed job(s) cancelled ({stopped} of them stopped while running, {} finished first); {} job(s) in flight on killed workers, {} ran twice",
         repairs.pauses.load(Ordering::Relaxed),
         cancelled.len(),
+        stopping.len() - stopped,
         in_flight_at_kills.len(),
         tally.ran_twice.len(),
     ));
