@@ -150,6 +150,9 @@ impl Client {
     }
 }
 
+/// How often a notified wait reads its job's outcome anyway.
+const SAFETY_READ: Duration = Duration::from_secs(60);
+
 impl<T: DeserializeOwned> JobHandle<T> {
     /// Reads where the job stands now. A job of a task that keeps no result (`result_ttl =
     /// "0s"`) stays [`JobStatus::Pending`] after it succeeded; its death is still recorded.
@@ -212,8 +215,9 @@ impl<T: DeserializeOwned> JobHandle<T> {
     ///
     /// A handle from an enqueue knows its job's queue: the wait notes the job as watched in
     /// Redis, reads its outcome once, and then sleeps until the worker that settles the job
-    /// publishes the outcome (on one pub/sub connection the client's waits share): three Redis
-    /// commands per job waited on, none while waiting. A handle made from an id alone
+    /// publishes the outcome (on one pub/sub connection the client's waits share): two or
+    /// three Redis commands per job waited on, and a read a minute while waiting (should a
+    /// notification have been lost on the way). A handle made from an id alone
     /// (`client.job(id)`), or a client that cannot subscribe (an ACL without `+subscribe`),
     /// polls the job's outcome instead, every millisecond at first and then every 50 ms.
     pub async fn wait(&self, timeout: Duration) -> Result<T, Error> {
@@ -246,12 +250,18 @@ impl<T: DeserializeOwned> JobHandle<T> {
         timeout: Duration,
     ) -> Option<Result<T, Error>> {
         loop {
-            let woken = match client.waiters.watch(queue, self.id.as_str()).await {
-                Ok(woken) => woken,
-                Err(error) => {
+            let subscribed = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + crate::wait::SUBSCRIBE_TIMEOUT),
+                client.waiters.watch(queue, self.id.as_str()),
+            )
+            .await;
+            let woken = match subscribed {
+                Ok(Ok(woken)) => woken,
+                Ok(Err(error)) => {
                     tracing::debug!(%error, "cannot subscribe to finished jobs; polling instead");
                     return None;
                 }
+                Err(_) => return None,
             };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let until_ms = crate::clock::now_ms().saturating_add(left.as_millis() as u64);
@@ -267,11 +277,18 @@ impl<T: DeserializeOwned> JobHandle<T> {
                 .status_of(record.as_deref())
                 .map(|status| self.ended(status))
             {
-                Ok(Some(ended)) => return Some(ended),
+                Ok(Some(ended)) => {
+                    // Ended before the wait: no one need be told (best effort).
+                    let _ = client.broker.unwatch(queue, self.id.as_str()).await;
+                    return Some(ended);
+                }
                 Ok(None) => {}
                 Err(error) => return Some(Err(error)),
             }
-            match tokio::time::timeout_at(deadline, woken).await {
+            // A read a minute, should a notification have been lost on the way.
+            let look_again = tokio::time::Instant::now() + SAFETY_READ;
+            match tokio::time::timeout_at(deadline.min(look_again), woken).await {
+                Err(_) if tokio::time::Instant::now() < deadline => {}
                 Err(_) => {
                     return Some(Err(Error::WaitTimeout {
                         id: self.id.clone(),

@@ -3,7 +3,9 @@
 //! `broker/finished.rs`). A waiter notes its job as watched in Redis, reads the job's outcome
 //! once, then sleeps until the outcome is published (it comes with the message: nothing more
 //! to read) or its time is up. When the subscription breaks, every waiter reads its job's
-//! outcome once more, so that a message missed meanwhile loses nothing.
+//! outcome once more, so that a message missed meanwhile loses nothing; and every waiter reads
+//! it once a minute anyway, should a notification have been lost on the way (a failed write).
+//! When no subscription can be made (an ACL without `+subscribe`, Redis away), waits poll.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -107,37 +109,43 @@ async fn listen(
     let mut subscribed: HashSet<String> = HashSet::new();
     let mut attempt = 0;
     let mut failures = 0;
+    // After a failure, no new subscription is tried until then: waits poll meanwhile.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let mut ping = tokio::time::interval(crate::broker::FEED_PING);
     loop {
         tokio::select! {
             request = requests.recv() => {
                 let Some(request) = request else { return };
-                if feed.is_none() {
-                    match connect(&broker, &subscribed, &mut attempt).await {
-                        // Waiters woken when the last subscription broke read their jobs
-                        // again once subscribed: nothing published meanwhile is missed.
-                        Ok(connected) => {
-                            feed = Some(connected);
+                let answer = if feed.is_none()
+                    && retry_at.is_some_and(|at| at > tokio::time::Instant::now())
+                {
+                    Err(Error::Worker("the subscription to finished jobs is down".into()))
+                } else {
+                    // Bounded: a silent connection must not hold up every wait.
+                    let subscribed_now = tokio::time::timeout(
+                        SUBSCRIBE_TIMEOUT,
+                        ensure_subscribed(&broker, &mut feed, &mut subscribed, &request.queue, &mut attempt),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Worker("subscribing to finished jobs timed out".into()))
+                    });
+                    match subscribed_now {
+                        Ok(()) => {
                             failures = 0;
+                            retry_at = None;
+                            Ok(())
                         }
                         Err(error) => {
+                            feed = None;
                             failures += 1;
-                            let _ = request.done.send(Err(error));
-                            tokio::time::sleep(RECONNECT.delay(failures)).await;
-                            continue;
+                            retry_at = Some(tokio::time::Instant::now() + RECONNECT.delay(failures));
+                            tracing::debug!(%error, "subscribing to finished jobs failed; waits poll meanwhile");
+                            Err(error)
                         }
                     }
-                }
-                let Some(connected) = feed.as_mut() else { continue };
-                if !subscribed.contains(&request.queue) {
-                    if let Err(error) = connected.subscribe(&request.queue).await {
-                        feed = None;
-                        let _ = request.done.send(Err(error));
-                        continue;
-                    }
-                    subscribed.insert(request.queue.clone());
-                }
-                let _ = request.done.send(Ok(()));
+                };
+                let _ = request.done.send(answer);
             }
             outcomes = next(&mut feed), if feed.is_some() => match outcomes {
                 Some(outcomes) => deliver(&waiting, outcomes),
@@ -167,6 +175,32 @@ async fn listen(
 
 async fn next(feed: &mut Option<FinishedFeed>) -> Option<Vec<JobOutcome>> {
     feed.as_mut()?.next().await
+}
+
+/// How long a subscription may take before the wait that asked for it polls instead.
+pub(crate) const SUBSCRIBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Makes sure `feed` is connected and subscribed to `queue`'s channel. Waiters woken when the
+/// last subscription broke read their jobs again once subscribed: nothing published meanwhile
+/// is missed.
+async fn ensure_subscribed(
+    broker: &Broker,
+    feed: &mut Option<FinishedFeed>,
+    subscribed: &mut HashSet<String>,
+    queue: &str,
+    attempt: &mut usize,
+) -> Result<(), Error> {
+    if feed.is_none() {
+        *feed = Some(connect(broker, subscribed, attempt).await?);
+    }
+    let Some(connected) = feed.as_mut() else {
+        return Err(Error::Worker("no subscription".into()));
+    };
+    if !subscribed.contains(queue) {
+        connected.subscribe(queue).await?;
+        subscribed.insert(queue.to_owned());
+    }
+    Ok(())
 }
 
 /// A subscription to the finished channels of `queues`.

@@ -153,3 +153,29 @@ async fn a_handle_made_from_an_id_waits_by_polling() {
     assert_eq!(by_id.wait(WAIT).await.unwrap(), serde_json::json!(8));
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn waiters_of_jobs_whose_ids_hold_newlines_and_tabs_get_their_own_results() {
+    let (_redis, client, _raw, _prefix) = start_with_client("wait-odd-ids").await;
+    let ids = ["x\ny", "y", "a\tb", "a"];
+    let mut waits = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let job = slow_double::with()
+            .client(&client)
+            .id(*id)
+            .enqueue(n as u32, 50)
+            .await
+            .unwrap();
+        waits.push(tokio::spawn(async move { job.wait(WAIT).await }));
+    }
+    let worker = Worker::new(&client).queues(["waits"]).spawn();
+    for (n, wait) in waits.into_iter().enumerate() {
+        assert_eq!(
+            wait.await.unwrap().unwrap(),
+            n as u32 * 2,
+            "job {:?}",
+            ids[n]
+        );
+    }
+    worker.shutdown().await.unwrap();
+}

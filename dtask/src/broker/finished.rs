@@ -61,18 +61,33 @@ impl FinishedFeed {
     }
 }
 
-/// Reads a message of `queue`'s finished channel: `<id>\t<record>` lines.
+/// Reads a message of `queue`'s finished channel: for each job, `<bytes>:<id><bytes>:<record>`
+/// (lengths in bytes, so that an id or a record may hold any character).
 fn parse(queue: &str, text: &str) -> Vec<JobOutcome> {
-    text.lines()
-        .filter_map(|line| {
-            let (job_id, record) = line.split_once('\t')?;
-            Some(JobOutcome {
-                queue: queue.to_owned(),
-                job_id: job_id.to_owned(),
-                record: record.to_owned(),
-            })
-        })
-        .collect()
+    let mut outcomes = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some((job_id, after)) = field(rest) else {
+            break;
+        };
+        let Some((record, after)) = field(after) else {
+            break;
+        };
+        outcomes.push(JobOutcome {
+            queue: queue.to_owned(),
+            job_id: job_id.to_owned(),
+            record: record.to_owned(),
+        });
+        rest = after;
+    }
+    outcomes
+}
+
+/// The field `<bytes>:<text>` at the start of `text`, and what follows it.
+fn field(text: &str) -> Option<(&str, &str)> {
+    let (len, rest) = text.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    Some((rest.get(..len)?, rest.get(len..)?))
 }
 
 impl Broker {
@@ -92,7 +107,8 @@ impl Broker {
     }
 
     /// Notes that job `id` of `queue` is waited on until `until_ms` (so that its final outcome
-    /// is published), then reads its outcome record as it stands.
+    /// is published; a later deadline of another waiter of the job is kept), then reads its
+    /// outcome record as it stands.
     pub(crate) async fn watch_and_read(
         &self,
         queue: &str,
@@ -101,49 +117,48 @@ impl Broker {
     ) -> Result<Option<String>, Error> {
         let mut conn = self.conn.clone();
         let watched = keys::watched(&self.prefix, queue);
-        // Now and then, the notes of waiters that gave up go (their jobs never finished).
-        let trim = rand::random::<u8>() < 16;
-        if self.target.is_cluster() {
-            // The note and the record live in different slots: two requests, in this order.
+        let mut note = redis::cmd("ZADD");
+        note.arg(&watched).arg("GT").arg(until_ms).arg(id);
+        let record = if self.inline_outcomes() {
             let mut pipe = redis::pipe();
-            pipe.cmd("ZADD")
-                .arg(&watched)
-                .arg(until_ms)
-                .arg(id)
-                .ignore();
-            if trim {
-                pipe.cmd("ZREMRANGEBYSCORE")
-                    .arg(&watched)
-                    .arg("-inf")
-                    .arg(crate::clock::now_ms().saturating_sub(WATCH_SLACK_MS))
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn)
+            pipe.add_command(note).ignore();
+            pipe.cmd("HGET")
+                .arg(keys::results(&self.prefix, id))
+                .arg(id);
+            let (record,): (Option<String>,) = pipe
+                .query_async(&mut conn)
                 .await
                 .map_err(redis_err("noting a job as waited on"))?;
-            return self.result(id).await;
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(&watched)
-            .arg(until_ms)
-            .arg(id)
-            .ignore();
-        if trim {
-            pipe.cmd("ZREMRANGEBYSCORE")
+            record
+        } else {
+            // The note and the record may live on different nodes: two requests, in order.
+            note.query_async::<()>(&mut conn)
+                .await
+                .map_err(redis_err("noting a job as waited on"))?;
+            self.result(id).await?
+        };
+        // Now and then, the notes of waiters that gave up go (their jobs never finished);
+        // best effort.
+        if rand::random::<u8>() < 16 {
+            let _ = redis::cmd("ZREMRANGEBYSCORE")
                 .arg(&watched)
                 .arg("-inf")
                 .arg(crate::clock::now_ms().saturating_sub(WATCH_SLACK_MS))
-                .ignore();
+                .query_async::<()>(&mut conn)
+                .await;
         }
-        pipe.cmd("HGET")
-            .arg(keys::results(&self.prefix, id))
-            .arg(id);
-        let (record,): (Option<String>,) = pipe
+        Ok(record)
+    }
+
+    /// Takes back the note that job `id` of `queue` is waited on (its outcome was read).
+    pub(crate) async fn unwatch(&self, queue: &str, id: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(keys::watched(&self.prefix, queue))
+            .arg(id)
             .query_async(&mut conn)
             .await
-            .map_err(redis_err("noting a job as waited on"))?;
-        Ok(record)
+            .map_err(redis_err("forgetting a job as waited on"))
     }
 
     /// Tells the waiters of the jobs of `queue` in `finished` (id, final outcome record).
@@ -183,11 +198,14 @@ mod tests {
 
     #[test]
     fn messages_read_as_published() {
-        let outcomes = parse("q", "a\t{\"s\":1}\nb c\t{}\nnonsense");
+        let outcomes = parse("q", "3:x\ny7:{\"s\":1}3:a\tb2:{}");
         assert_eq!(outcomes.len(), 2);
-        assert_eq!(outcomes[0].job_id, "a");
+        assert_eq!(outcomes[0].job_id, "x\ny");
         assert_eq!(outcomes[0].record, "{\"s\":1}");
-        assert_eq!(outcomes[1].job_id, "b c");
+        assert_eq!(outcomes[1].job_id, "a\tb");
+        assert_eq!(outcomes[1].record, "{}");
+        assert_eq!(parse("q", "9:short"), []);
+        assert_eq!(parse("q", "nonsense"), []);
         assert_eq!(
             keys::queue_of_finished_channel("p", "p:{q}:finished"),
             Some("q")

@@ -168,7 +168,7 @@ pub(crate) fn watched(prefix: &str, queue: &str) -> String {
 }
 
 /// `prefix:{queue}:finished`: the pub/sub channel where the final outcomes of watched jobs are
-/// published (`<id>\t<record>` lines).
+/// published (`<bytes>:<id><bytes>:<record>` for each job).
 pub(crate) fn finished_channel(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:finished")
 }

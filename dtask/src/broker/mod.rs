@@ -654,7 +654,7 @@ impl Broker {
                     .filter(|outcome| held[outcome.run] && &*jobs[outcome.run].queue == *queue)
                     .map(|outcome| (outcome.job_id, outcome.record))
                     .collect();
-                // Best effort too: a waiter not told reads the outcome when it next looks.
+                // Best effort too: a waiter not told reads the outcome within a minute.
                 if let Err(error) = self.notify_finished(queue, &finished).await {
                     tracing::warn!(%error, queue, "could not tell waiters that their jobs finished");
                 }
@@ -665,7 +665,7 @@ impl Broker {
 
     /// Whether acknowledgements store outcomes in the same script (one server, not a cluster
     /// node).
-    fn inline_outcomes(&self) -> bool {
+    pub(crate) fn inline_outcomes(&self) -> bool {
         !self.target.is_cluster()
             && !self
                 .outcomes_apart
@@ -715,7 +715,11 @@ impl Broker {
         ttl: Duration,
     ) -> Result<(), Error> {
         self.set_result(job_id, record, ttl).await?;
-        self.notify_finished(queue, &[(job_id, record)]).await
+        // Best effort: a waiter not told reads the outcome within a minute.
+        if let Err(error) = self.notify_finished(queue, &[(job_id, record)]).await {
+            tracing::warn!(%error, queue, "could not tell waiters that a job finished");
+        }
+        Ok(())
     }
 
     /// Stores a job's final outcome (succeeded or dead) in its results hash for `ttl`.

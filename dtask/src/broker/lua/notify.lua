@@ -2,8 +2,9 @@
   their final outcome (succeeded, dead, cancelled). A waiter notes its job in the queue's
   watched set (ZSET job id -> until when it waits, ms) before it reads the job's outcome; jobs
   found there are removed from it and published, with their records, on the queue's finished
-  channel, one message for all of them: `<id>\t<record>` lines (a record is compact JSON, with
-  no tab or newline). A queue nobody waits on pays one EXISTS per call.
+  channel, one message for all of them: `<bytes>:<id><bytes>:<record>` for each (lengths in
+  bytes, so an id or a record may hold any character). A queue nobody waits on pays one EXISTS
+  per call.
 
   notify_waiters(watched_key, channel, ids, records)
 ]]
@@ -20,7 +21,7 @@ local function notify_waiters(watched, channel, ids, records)
     local scores = redis.call('ZMSCORE', watched, unpack(ids, from, to))
     for i = from, to do
       if scores[i - from + 1] then
-        lines[#lines + 1] = ids[i] .. '\t' .. records[i]
+        lines[#lines + 1] = #ids[i] .. ':' .. ids[i] .. #records[i] .. ':' .. records[i]
         gone[#gone + 1] = ids[i]
       end
     end
@@ -28,6 +29,6 @@ local function notify_waiters(watched, channel, ids, records)
   end
   if #gone > 0 then
     redis.call('ZREM', watched, unpack(gone))
-    redis.call('PUBLISH', channel, table.concat(lines, '\n'))
+    redis.call('PUBLISH', channel, table.concat(lines))
   end
 end
