@@ -312,3 +312,15 @@ pub fn readme_acl(user: &str) -> String {
         .unwrap_or_else(|| panic!("README.md has no ACL line for `{user}`"))
         .to_owned()
 }
+
+/// Cuts every pub/sub connection of the Redis behind `raw` (`CLIENT KILL TYPE pubsub`), as a
+/// dropped route would; returns how many there were.
+pub async fn kill_subscribers(raw: &mut redis::aio::MultiplexedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(raw)
+        .await
+        .expect("CLIENT KILL TYPE pubsub")
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dtask::{CANCELLED_ERROR, Cancelled, Error, JobStatus, Worker};
 use dtask_tests::harness::{
-    WorkerProcess, eventually, start_redis, start_with_client, unique_prefix,
+    WorkerProcess, eventually, kill_subscribers, start_with_client, unique_prefix,
 };
 use dtask_tests::tasks;
 
@@ -153,13 +153,7 @@ async fn a_request_sent_while_the_subscription_was_cut_still_stops_the_job() {
     })
     .await;
     // Cut every subscriber's connection, then ask at once: the message reaches nobody.
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let killed = kill_subscribers(&mut raw).await;
     assert_eq!(killed, 1, "the worker's subscription");
     assert_eq!(job.cancel().await.unwrap(), Cancelled::Running);
     assert_cancelled(job.wait(WAIT).await);
@@ -171,16 +165,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
 
 #[tokio::test]
 async fn a_job_cancelled_while_its_worker_was_dead_does_not_run_again() {
-    let redis = start_redis();
-    let prefix = unique_prefix("cancel-dead");
-    let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (redis, client, mut raw, prefix) = start_with_client("cancel-dead").await;
     let lease = [("TEST_RECOVERY_MS", "2000")];
     let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &lease);
     let mark = unique_prefix("mark");

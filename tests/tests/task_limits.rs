@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dtask::Worker;
-use dtask_tests::harness::{
-    WorkerProcess, eventually, start_redis, start_with_client, unique_prefix,
-};
+use dtask_tests::harness::{WorkerProcess, eventually, start_with_client, unique_prefix};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -155,16 +153,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
 
 #[tokio::test]
 async fn a_slot_held_by_a_killed_worker_comes_back_when_its_lease_lapses() {
-    let redis = start_redis();
-    let prefix = unique_prefix("slot-kill");
-    let client = dtask::Client::connect_with_prefix(&redis.url(), &prefix)
-        .await
-        .unwrap();
-    let mut raw = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (redis, client, mut raw, prefix) = start_with_client("slot-kill").await;
     let group = unique_prefix("solo");
     let lease = [("TEST_RECOVERY_MS", "2000")];
     let mut first = WorkerProcess::start(WORKER, &redis.url(), &prefix, "solo", &lease);

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use dtask::{Error, Worker};
-use dtask_tests::harness::{eventually, start_with_client};
+use dtask_tests::harness::{eventually, kill_subscribers, start_with_client};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -127,13 +127,7 @@ async fn a_wait_whose_subscription_is_cut_still_gets_its_result() {
         (!clients.trim().is_empty()).then_some(())
     })
     .await;
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let killed = kill_subscribers(&mut raw).await;
     assert_eq!(killed, 1);
     let worker = Worker::new(&client).queues(["waits"]).spawn();
     assert_eq!(waiting.await.unwrap().unwrap(), 10);

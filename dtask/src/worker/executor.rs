@@ -122,7 +122,6 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
 async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     let ctx = run.ctx;
     let queue = run.queue;
-    let lease = run.lease;
     let abandon = run.abandon;
     let Some(entry) = ctx.registry.get(&envelope.task) else {
         let reason = format!(
@@ -275,26 +274,10 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                     entry.info.result_ttl,
                 )
             });
-            let (done, acked) = oneshot::channel();
-            let finished = Finished {
-                queue: queue.clone(),
-                lease: lease.to_owned(),
-                outcome,
-            };
-            if ctx
-                .acks
-                .send(Ack {
-                    job: finished,
-                    done,
-                })
-                .is_err()
-            {
-                return Settled::Abandoned;
-            }
             // Holding the slot until Redis has the acknowledgement keeps the in-flight hash no
             // larger than the concurrency.
-            return match acked.await {
-                Ok(Acked::Held) => {
+            return match run.acknowledge(outcome).await {
+                Some(Acked::Held) => {
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);
                     if let Some((key, false)) = unique::lock_of(&envelope) {
                         // Its outcomes (a retrying one too) are kept up to the longer of the
@@ -316,12 +299,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                     }
                     Settled::Succeeded
                 }
-                Ok(Acked::Stale) => {
+                Some(Acked::Stale) => {
                     run.stale(&envelope, "succeeded");
                     Settled::Stale
                 }
                 // The acker stopped: the worker is going away, the job stays in flight.
-                Err(_) => Settled::Abandoned,
+                None => Settled::Abandoned,
             };
         }
         Err(error) => readable(error),
@@ -425,6 +408,23 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Acknowledges the run, storing `outcome` (job id, record, how long it is kept), and
+    /// waits until Redis has it: whether the run held its lease; None when the acker stopped
+    /// (the worker is going away: the job stays in flight).
+    async fn acknowledge(
+        &self,
+        outcome: Option<(String, String, Option<Duration>)>,
+    ) -> Option<Acked> {
+        let (done, acked) = oneshot::channel();
+        let job = Finished {
+            queue: self.queue.clone(),
+            lease: self.lease.to_owned(),
+            outcome,
+        };
+        self.ctx.acks.send(Ack { job, done }).ok()?;
+        acked.await.ok()
+    }
+
     /// Settles a run of a job someone cancelled, after `attempts`: it leaves the in-flight
     /// hash, its outcome reads dead with [`CANCELLED_ERROR`] (so a caller waiting on it stops
     /// waiting), and its unique lock goes; it is not put in the dead set.
@@ -437,28 +437,13 @@ impl<'a> Run<'a> {
             value: None,
             error: Some(CANCELLED_ERROR.to_owned()),
         };
-        let (done, acked) = oneshot::channel();
-        let finished = Finished {
-            queue: self.queue.clone(),
-            lease: self.lease.to_owned(),
-            outcome: Some((
-                envelope.id.to_string(),
-                record.to_json(),
-                Some(CANCELLED_KEPT),
-            )),
-        };
-        if ctx
-            .acks
-            .send(Ack {
-                job: finished,
-                done,
-            })
-            .is_err()
-        {
-            return Settled::Abandoned;
-        }
-        match acked.await {
-            Ok(Acked::Held) => {
+        let outcome = (
+            envelope.id.to_string(),
+            record.to_json(),
+            Some(CANCELLED_KEPT),
+        );
+        match self.acknowledge(Some(outcome)).await {
+            Some(Acked::Held) => {
                 metrics::finished(self.queue, &envelope.task, Outcome::Cancelled);
                 if let Some((key, _)) = unique::lock_of(envelope) {
                     let keep = unique::kept_after_end(key, CANCELLED_KEPT);
@@ -467,11 +452,11 @@ impl<'a> Run<'a> {
                 tracing::info!(job_id = %envelope.id, task = %envelope.task, attempts, "job cancelled; it will not run again");
                 Settled::Cancelled
             }
-            Ok(Acked::Stale) => {
+            Some(Acked::Stale) => {
                 self.stale(envelope, "was cancelled");
                 Settled::Stale
             }
-            Err(_) => Settled::Abandoned,
+            None => Settled::Abandoned,
         }
     }
 

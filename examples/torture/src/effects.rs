@@ -378,52 +378,40 @@ pub async fn note_time(id: u64, what: &'static str) -> Result<(), String> {
 /// with the same patience as [`record`]: a tick with two job ids fired twice.
 pub async fn record_tick(tick: u64, job_id: &str) -> Result<(), String> {
     let field = format!("{tick}/{job_id}");
-    let deadline = Instant::now() + RECORD_PATIENCE;
-    loop {
-        let error = match worker_conn().await {
-            Ok((fx, conn)) => {
-                let done: redis::RedisResult<()> = redis::cmd("HSET")
-                    .arg(fx.key("ticks"))
-                    .arg(&field)
-                    .arg(now_ms())
-                    .query_async(&mut conn.clone())
-                    .await;
-                match done {
-                    Ok(()) => return Ok(()),
-                    Err(error) => error.to_string(),
-                }
-            }
-            Err(error) => error,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!("could not record tick {tick}: {error}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    with_patience(&format!("tick {tick}"), |fx| {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(fx.key("ticks")).arg(&field).arg(now_ms());
+        cmd
+    })
+    .await
 }
 
 /// Notes, from inside a job, that a run of job `id` went from `start_ms` to now (a run noted
 /// twice, after a lost reply, shows as two equal spans), with the same patience as [`record`].
 pub async fn record_span(id: u64, start_ms: u64) -> Result<(), String> {
     let entry = format!("{id} {start_ms} {}", now_ms());
+    with_patience(&format!("the span of job {id}"), |fx| {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(fx.key("spans")).arg(&entry);
+        cmd
+    })
+    .await
+}
+
+/// Runs the command `command` makes for the worker's effects, trying again every 100 ms for
+/// as long as [`record`] does; the error names `what` could not be recorded.
+async fn with_patience(what: &str, command: impl Fn(&Effects) -> redis::Cmd) -> Result<(), String> {
     let deadline = Instant::now() + RECORD_PATIENCE;
     loop {
         let error = match worker_conn().await {
-            Ok((fx, conn)) => {
-                let done: redis::RedisResult<()> = redis::cmd("RPUSH")
-                    .arg(fx.key("spans"))
-                    .arg(&entry)
-                    .query_async(&mut conn.clone())
-                    .await;
-                match done {
-                    Ok(()) => return Ok(()),
-                    Err(error) => error.to_string(),
-                }
-            }
+            Ok((fx, conn)) => match command(fx).query_async::<()>(&mut conn.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error.to_string(),
+            },
             Err(error) => error,
         };
         if Instant::now() >= deadline {
-            return Err(format!("could not record the span of job {id}: {error}"));
+            return Err(format!("could not record {what}: {error}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
