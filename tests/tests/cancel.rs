@@ -71,6 +71,24 @@ async fn crunch() {
     .await;
 }
 
+/// A worker of the `cancel` queue, running a `forever` job: its key and its handle.
+async fn running_forever(
+    client: &dtask::Client,
+) -> (dtask::WorkerHandle, String, dtask::JobHandle<()>) {
+    let worker = Worker::new(client).queues(["cancel"]).spawn();
+    let key = unique_prefix("forever");
+    let job = forever::with()
+        .client(client)
+        .enqueue(key.clone())
+        .await
+        .unwrap();
+    eventually(WAIT, "the job runs", || async {
+        started(&key).then_some(())
+    })
+    .await;
+    (worker, key, job)
+}
+
 fn assert_cancelled<T: std::fmt::Debug>(waited: Result<T, Error>) {
     match waited {
         Err(Error::JobDead { error, .. }) => assert_eq!(error, CANCELLED_ERROR),
@@ -81,17 +99,7 @@ fn assert_cancelled<T: std::fmt::Debug>(waited: Result<T, Error>) {
 #[tokio::test]
 async fn a_running_job_stops_within_100_ms_and_is_settled_as_cancelled() {
     let (_redis, client, _raw, _prefix) = start_with_client("cancel-running").await;
-    let worker = Worker::new(&client).queues(["cancel"]).spawn();
-    let key = unique_prefix("forever");
-    let job = forever::with()
-        .client(&client)
-        .enqueue(key.clone())
-        .await
-        .unwrap();
-    eventually(WAIT, "the job runs", || async {
-        started(&key).then_some(())
-    })
-    .await;
+    let (worker, key, job) = running_forever(&client).await;
     let asked = Instant::now();
     assert_eq!(job.cancel().await.unwrap(), Cancelled::Running);
     let dropped = eventually(WAIT, "the handler's future is dropped", || async {
@@ -141,17 +149,7 @@ async fn blocking_code_sees_the_cancellation() {
 #[tokio::test]
 async fn a_request_sent_while_the_subscription_was_cut_still_stops_the_job() {
     let (_redis, client, mut raw, _prefix) = start_with_client("cancel-cut").await;
-    let worker = Worker::new(&client).queues(["cancel"]).spawn();
-    let key = unique_prefix("forever");
-    let job = forever::with()
-        .client(&client)
-        .enqueue(key.clone())
-        .await
-        .unwrap();
-    eventually(WAIT, "the job runs", || async {
-        started(&key).then_some(())
-    })
-    .await;
+    let (worker, key, job) = running_forever(&client).await;
     // Cut every subscriber's connection, then ask at once: the message reaches nobody.
     let killed = kill_subscribers(&mut raw).await;
     assert_eq!(killed, 1, "the worker's subscription");

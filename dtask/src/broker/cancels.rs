@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
-
+use super::subscription::Subscription;
 use super::{Broker, keys, redis_err, scripts};
 use crate::error::Error;
 
@@ -26,8 +24,7 @@ pub(crate) struct CancelRequest {
 
 /// A subscription to the cancel channels of some queues.
 pub(crate) struct CancelFeed {
-    sink: PubSubSink,
-    stream: PubSubStream,
+    subscription: Subscription,
     /// Channel -> queue.
     queues: HashMap<String, String>,
 }
@@ -36,15 +33,12 @@ impl CancelFeed {
     /// The next request, or None once the connection is gone.
     pub(crate) async fn next(&mut self) -> Option<CancelRequest> {
         loop {
-            let message = self.stream.next().await?;
-            let channel = message.get_channel_name();
-            let Some(queue) = self.queues.get(channel) else {
-                continue;
-            };
-            let Ok(text) = message.get_payload::<String>() else {
-                continue;
-            };
-            if let Some(request) = parse(queue, &text) {
+            let (channel, text) = self.subscription.next().await?;
+            if let Some(request) = self
+                .queues
+                .get(&channel)
+                .and_then(|queue| parse(queue, &text))
+            {
                 return Some(request);
             }
         }
@@ -52,11 +46,7 @@ impl CancelFeed {
 
     /// Checks that the connection still answers.
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
-        self.sink
-            .ping::<redis::Value>()
-            .await
-            .map(|_| ())
-            .map_err(redis_err("pinging the cancel feed"))
+        self.subscription.ping().await
     }
 }
 
@@ -113,23 +103,18 @@ impl Broker {
         queues: &[String],
         attempt: usize,
     ) -> Result<CancelFeed, Error> {
-        let pubsub = self
-            .target
-            .subscriber(attempt)
-            .await
-            .map_err(redis_err("subscribing to requests to stop jobs"))?;
-        let (mut sink, stream) = pubsub.split();
+        let mut subscription = self
+            .subscription(attempt, "subscribing to requests to stop jobs")
+            .await?;
         let queues: HashMap<String, String> = queues
             .iter()
             .map(|queue| (keys::cancel_channel(&self.prefix, queue), queue.clone()))
             .collect();
-        let channels: Vec<&String> = queues.keys().collect();
-        sink.subscribe(channels)
-            .await
-            .map_err(redis_err("subscribing to requests to stop jobs"))?;
+        subscription
+            .subscribe(queues.keys().collect::<Vec<_>>())
+            .await?;
         Ok(CancelFeed {
-            sink,
-            stream,
+            subscription,
             queues,
         })
     }

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
-
+use super::subscription::Subscription;
 use super::{Broker, keys, redis_err, scripts};
 use crate::error::Error;
 
@@ -21,43 +19,31 @@ pub(crate) struct JobOutcome {
 
 /// A subscription to the finished channels of queues, added one by one.
 pub(crate) struct FinishedFeed {
-    sink: PubSubSink,
-    stream: PubSubStream,
+    subscription: Subscription,
     prefix: String,
 }
 
 impl FinishedFeed {
     /// Subscribes to the finished channel of `queue` as well.
     pub(crate) async fn subscribe(&mut self, queue: &str) -> Result<(), Error> {
-        self.sink
+        self.subscription
             .subscribe(keys::finished_channel(&self.prefix, queue))
             .await
-            .map_err(redis_err("subscribing to finished jobs"))
     }
 
     /// The outcomes of the next message, or None once the connection is gone.
     pub(crate) async fn next(&mut self) -> Option<Vec<JobOutcome>> {
         loop {
-            let message = self.stream.next().await?;
-            let Some(queue) =
-                keys::queue_of_finished_channel(&self.prefix, message.get_channel_name())
-            else {
-                continue;
-            };
-            let Ok(text) = message.get_payload::<String>() else {
-                continue;
-            };
-            return Some(parse(queue, &text));
+            let (channel, text) = self.subscription.next().await?;
+            if let Some(queue) = keys::queue_of_finished_channel(&self.prefix, &channel) {
+                return Some(parse(queue, &text));
+            }
         }
     }
 
     /// Checks that the connection still answers.
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
-        self.sink
-            .ping::<redis::Value>()
-            .await
-            .map(|_| ())
-            .map_err(redis_err("pinging the finished-jobs subscription"))
+        self.subscription.ping().await
     }
 }
 
@@ -93,15 +79,10 @@ fn field(text: &str) -> Option<(&str, &str)> {
 impl Broker {
     /// A subscription for waiters (to the `attempt`-th node of a cluster), to no channel yet.
     pub(crate) async fn finished_feed(&self, attempt: usize) -> Result<FinishedFeed, Error> {
-        let pubsub = self
-            .target
-            .subscriber(attempt)
-            .await
-            .map_err(redis_err("subscribing to finished jobs"))?;
-        let (sink, stream) = pubsub.split();
         Ok(FinishedFeed {
-            sink,
-            stream,
+            subscription: self
+                .subscription(attempt, "subscribing to finished jobs")
+                .await?,
             prefix: self.prefix.to_string(),
         })
     }

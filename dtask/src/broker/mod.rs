@@ -11,6 +11,7 @@ mod finished;
 mod keys;
 mod periodic;
 mod scripts;
+mod subscription;
 #[cfg(test)]
 mod tests;
 mod unique;
