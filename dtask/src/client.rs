@@ -32,6 +32,8 @@ pub struct Client {
     pub(crate) enqueue_middleware: EnqueueChain,
     /// Its handles' waits, woken over one shared subscription.
     pub(crate) waiters: std::sync::Arc<crate::wait::Waiters>,
+    /// The queues whose enqueued events this client does not publish.
+    pub(crate) quiet_queues: Arc<std::collections::HashSet<String>>,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -84,6 +86,7 @@ impl Client {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             response_timeout: crate::broker::DEFAULT_RESPONSE_TIMEOUT,
             enqueue_middleware: EnqueueChain::default(),
+            quiet_queues: std::collections::HashSet::new(),
         }
     }
 
@@ -117,6 +120,7 @@ pub struct ClientBuilder {
     max_payload_bytes: usize,
     response_timeout: std::time::Duration,
     enqueue_middleware: EnqueueChain,
+    quiet_queues: std::collections::HashSet<String>,
 }
 
 impl ClientBuilder {
@@ -172,6 +176,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Publishes no `enqueued` events for `queue`'s jobs (see [`Client::events`]; a worker
+    /// has [`Worker::without_events`](crate::Worker::without_events) for the others).
+    pub fn without_events(mut self, queue: impl Into<String>) -> ClientBuilder {
+        self.quiet_queues.insert(queue.into());
+        self
+    }
+
     /// Connects.
     pub async fn connect(self) -> Result<Client, Error> {
         let prefix = &self.prefix;
@@ -196,6 +207,7 @@ impl ClientBuilder {
             broker,
             max_payload_bytes: self.max_payload_bytes,
             enqueue_middleware: self.enqueue_middleware,
+            quiet_queues: Arc::new(self.quiet_queues),
         })
     }
 }

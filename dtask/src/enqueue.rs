@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::broker::{self, NewJob};
 use crate::client::{Client, default_client};
 use crate::clock;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 use crate::job::JobHandle;
 use crate::registry::TaskInfo;
@@ -274,6 +274,11 @@ impl<O> Enqueue<O> {
                     .await?;
                 let handle = match found {
                     None => {
+                        let told = Told::new(&client, self.info, queue, due, now_ms);
+                        client
+                            .broker
+                            .announce(&told.news(std::slice::from_ref(&id)))
+                            .await;
                         crate::metrics::enqueued(queue, self.info.name, 1);
                         JobHandle::new(id, Some(client.clone()))
                     }
@@ -313,7 +318,8 @@ impl<O> Enqueue<O> {
                 due,
             })
             .collect();
-        client.broker.enqueue(&jobs).await?;
+        let told = Told::new(&client, self.info, queue, due, now_ms);
+        client.broker.enqueue(&jobs, &told.news(&ids)).await?;
         crate::metrics::enqueued(queue, self.info.name, ids.len() as u64);
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids
@@ -324,6 +330,77 @@ impl<O> Enqueue<O> {
                     .in_queue(queue)
             })
             .collect())
+    }
+}
+
+/// What an enqueue tells of its jobs: the record each starts with (queued, or scheduled when
+/// delayed) unless its task keeps none, and its `enqueued` event unless the client keeps its
+/// queue quiet.
+struct Told<'a> {
+    queue: &'a str,
+    task: &'static str,
+    record: Option<(String, Duration)>,
+    event: Option<crate::events::EventKind>,
+    now_ms: u64,
+}
+
+impl<'a> Told<'a> {
+    fn new(
+        client: &Client,
+        info: &'static TaskInfo,
+        queue: &'a str,
+        due: Option<broker::Due>,
+        now_ms: u64,
+    ) -> Told<'a> {
+        let due_ms = due.map(|due| match due {
+            broker::Due::AtMs(at) => at,
+            broker::Due::After(delay) => now_ms.saturating_add(delay.as_millis() as u64),
+        });
+        let ttl = info.result_ttl.unwrap_or(crate::worker::DEFAULT_RESULT_TTL);
+        let record = (!ttl.is_zero()).then(|| {
+            let (state, at_ms) = match due_ms {
+                None => (OutcomeState::Queued, now_ms),
+                Some(due_ms) => (OutcomeState::Scheduled, due_ms),
+            };
+            // A delayed job's record lasts through its delay.
+            let ttl = ttl + Duration::from_millis(due_ms.map_or(0, |due| due - now_ms.min(due)));
+            (OutcomeRecord::bare(state, 0, at_ms).to_json(), ttl)
+        });
+        let event =
+            (!client.quiet_queues.contains(queue)).then(|| crate::events::EventKind::Enqueued {
+                due_at: due_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+            });
+        Told {
+            queue,
+            task: info.name,
+            record,
+            event,
+            now_ms,
+        }
+    }
+
+    /// The news of the jobs `ids`.
+    fn news<'b>(&'b self, ids: &'b [JobId]) -> broker::News<'b> {
+        let mut news = broker::News::default();
+        if let Some((record, ttl)) = &self.record {
+            news.ttl = *ttl;
+            news.records = ids
+                .iter()
+                .map(|id| broker::PassingNote {
+                    job_id: id.as_str(),
+                    record,
+                    attempts: 0,
+                })
+                .collect();
+        }
+        if let Some(event) = &self.event {
+            let lines: Vec<String> = ids
+                .iter()
+                .map(|id| event.line(id, self.task, self.now_ms))
+                .collect();
+            news.events.push((self.queue, lines.join("\n")));
+        }
+        news
     }
 }
 

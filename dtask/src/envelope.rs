@@ -200,9 +200,19 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
 }
 
 /// Where a job stands, as its result record says.
+///
+/// The first four are passing states, written best effort as the job moves (see
+/// `lua/set_passing.lua`): a final outcome (succeeded, dead) is never replaced by one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum OutcomeState {
+    /// Enqueued, waiting in its queue since `at_ms`.
+    Queued,
+    /// Enqueued with a delay: due at `at_ms`.
+    Scheduled,
+    /// An attempt (`attempts`, counting it) started at `at_ms`; `progress` is its latest
+    /// progress, if it told any.
+    Running,
     /// The job succeeded; the record holds its value.
     Succeeded,
     /// An attempt failed; another is scheduled for `at_ms`.
@@ -226,9 +236,24 @@ pub(crate) struct OutcomeRecord {
     /// The last error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
+    /// The latest progress a running attempt told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) progress: Option<crate::events::Progress>,
 }
 
 impl OutcomeRecord {
+    /// A record with no value, error nor progress.
+    pub(crate) fn bare(state: OutcomeState, attempts: u32, at_ms: u64) -> OutcomeRecord {
+        OutcomeRecord {
+            state,
+            attempts,
+            at_ms,
+            value: None,
+            error: None,
+            progress: None,
+        }
+    }
+
     pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

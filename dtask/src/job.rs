@@ -10,16 +10,37 @@ use serde::de::DeserializeOwned;
 use crate::client::{Client, default_client};
 use serde_json::value::RawValue;
 
+use crate::admin::CANCELLED_ERROR;
 use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 use crate::registry::TaskInfo;
 
-/// Where a job stands, as far as its result record tells.
+/// Where a job stands, as its record in Redis tells.
+///
+/// Every state but `Unknown` is kept as long as the job's result (its task's `result_ttl`,
+/// default the worker's, 1 h): a job that waits longer than that in its queue reads
+/// `Unknown` until it runs. The passing states (queued to retrying) are written as the job
+/// moves, in the same round trips as the moves where possible and never over a final one.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum JobStatus<T> {
-    /// Queued, scheduled, or running; or unknown: never enqueued, or its record has expired.
-    Pending,
+    /// Waiting in its queue to be taken: enqueued, due after a delay, or back in its queue
+    /// after its worker died.
+    Queued,
+    /// Enqueued with a delay, due at `due_at`.
+    Scheduled {
+        /// When it is due.
+        due_at: SystemTime,
+    },
+    /// An attempt is running.
+    Running {
+        /// Which attempt, from 1.
+        attempt: u32,
+        /// When it started.
+        started_at: SystemTime,
+        /// The latest progress it told ([`progress`](crate::progress)), if any.
+        progress: Option<crate::Progress>,
+    },
     /// An attempt failed; another one is scheduled.
     Retrying {
         /// Attempts made so far.
@@ -38,6 +59,14 @@ pub enum JobStatus<T> {
         /// The last error.
         error: String,
     },
+    /// The job was cancelled ([`JobHandle::cancel`]): it will not run (again).
+    Cancelled {
+        /// Attempts made before.
+        attempts: u32,
+    },
+    /// Nothing is known of the job: no job of this id was enqueued, its record expired, or
+    /// its task keeps none (`result_ttl = "0s"`: only its death is recorded).
+    Unknown,
 }
 
 /// A handle on one enqueued job whose task returns `T`.
@@ -154,8 +183,9 @@ impl Client {
 const SAFETY_READ: Duration = Duration::from_secs(60);
 
 impl<T: DeserializeOwned> JobHandle<T> {
-    /// Reads where the job stands now. A job of a task that keeps no result (`result_ttl =
-    /// "0s"`) stays [`JobStatus::Pending`] after it succeeded; its death is still recorded.
+    /// Reads where the job stands now: one read of its record. A job of a task that keeps no
+    /// result (`result_ttl = "0s"`) reads [`JobStatus::Unknown`] until it dies (its death is
+    /// recorded).
     pub async fn status(&self) -> Result<JobStatus<T>, Error> {
         let client = self.client().await?;
         let record = client.broker.result(self.id.as_str()).await?;
@@ -165,15 +195,25 @@ impl<T: DeserializeOwned> JobHandle<T> {
     /// The status an outcome record (or none) tells.
     fn status_of(&self, record: Option<&str>) -> Result<JobStatus<T>, Error> {
         let Some(record) = record else {
-            return Ok(JobStatus::Pending);
+            return Ok(JobStatus::Unknown);
         };
         let record: OutcomeRecord =
             serde_json::from_str(record).map_err(|source| Error::DecodeResult {
                 id: self.id.clone(),
                 source,
             })?;
+        let at = UNIX_EPOCH + Duration::from_millis(record.at_ms);
         let error = record.error.unwrap_or_default();
         Ok(match record.state {
+            OutcomeState::Queued => JobStatus::Queued,
+            // Due already: waiting to be taken.
+            OutcomeState::Scheduled if at <= SystemTime::now() => JobStatus::Queued,
+            OutcomeState::Scheduled => JobStatus::Scheduled { due_at: at },
+            OutcomeState::Running => JobStatus::Running {
+                attempt: record.attempts,
+                started_at: at,
+                progress: record.progress,
+            },
             OutcomeState::Succeeded => {
                 let value = record.value.as_deref().map_or("null", RawValue::get);
                 let value = serde_json::from_str(value).map_err(|source| Error::DecodeResult {
@@ -185,7 +225,10 @@ impl<T: DeserializeOwned> JobHandle<T> {
             OutcomeState::Retrying => JobStatus::Retrying {
                 attempts: record.attempts,
                 error,
-                next_attempt_at: UNIX_EPOCH + Duration::from_millis(record.at_ms),
+                next_attempt_at: at,
+            },
+            OutcomeState::Dead if error == CANCELLED_ERROR => JobStatus::Cancelled {
+                attempts: record.attempts,
             },
             OutcomeState::Dead => JobStatus::Dead {
                 attempts: record.attempts,
@@ -194,7 +237,8 @@ impl<T: DeserializeOwned> JobHandle<T> {
         })
     }
 
-    /// What waiting ends with, once `status` is final: its value, or the job's death.
+    /// What waiting ends with, once `status` is final: its value, or the job's death (a
+    /// cancelled job's too, with [`CANCELLED_ERROR`]).
     fn ended(&self, status: JobStatus<T>) -> Option<Result<T, Error>> {
         match status {
             JobStatus::Succeeded(value) => Some(Ok(value)),
@@ -203,7 +247,16 @@ impl<T: DeserializeOwned> JobHandle<T> {
                 attempts,
                 error,
             })),
-            JobStatus::Pending | JobStatus::Retrying { .. } => None,
+            JobStatus::Cancelled { attempts } => Some(Err(Error::JobDead {
+                id: self.id.clone(),
+                attempts,
+                error: CANCELLED_ERROR.to_owned(),
+            })),
+            JobStatus::Queued
+            | JobStatus::Scheduled { .. }
+            | JobStatus::Running { .. }
+            | JobStatus::Retrying { .. }
+            | JobStatus::Unknown => None,
         }
     }
 

@@ -54,6 +54,7 @@ pub mod dashboard;
 mod enqueue;
 mod envelope;
 mod error;
+mod events;
 mod finite;
 mod job;
 mod metrics;
@@ -83,6 +84,7 @@ pub use clock::{Clock, SystemClock};
 pub use enqueue::{Call, Enqueue};
 pub use envelope::JobId;
 pub use error::Error;
+pub use events::{EventKind, Events, MissedEvents, Progress, QueueEvent, progress};
 pub use job::{JobHandle, JobStatus};
 pub use middleware::{
     EnqueueMiddleware, JobContext, JobEvent, Middleware, Next, OutgoingJob, RunOutcome,

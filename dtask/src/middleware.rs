@@ -33,6 +33,10 @@ pub struct JobContext {
     pub(crate) cancel: CancellationToken,
     /// A later attempt the handler asked for with [`RetryAfter`](crate::RetryAfter).
     pub(crate) retry_after: Arc<Mutex<Option<Duration>>>,
+    /// When this run started (ms since the epoch).
+    pub(crate) started_ms: u64,
+    /// Where the run's progress goes; None outside a worker's run.
+    pub(crate) progress_to: Option<crate::worker::ProgressTo>,
 }
 
 impl JobContext {
@@ -52,6 +56,26 @@ impl JobContext {
             enqueued_at_ms: envelope.enqueued_at_ms,
             cancel: CancellationToken::new(),
             retry_after: Arc::default(),
+            started_ms: crate::clock::now_ms(),
+            progress_to: None,
+        }
+    }
+
+    /// The same context, telling its progress to `to`.
+    pub(crate) fn progress_to(mut self, to: crate::worker::ProgressTo) -> JobContext {
+        self.progress_to = Some(to);
+        self
+    }
+
+    /// Tells how far the run has come: `percent` (0 to 100) and a word about it. `status()`
+    /// shows the latest, and followers of the queue's [`events`](crate::Client::events) see
+    /// it; writes are coalesced (at most one per job every 100 ms), so calling this in a tight
+    /// loop costs little. Does nothing outside a worker's run. [`crate::progress`] calls it on
+    /// the current job; this is for code that got the context passed along (a spawned task, a
+    /// blocking thread).
+    pub fn progress(&self, percent: u32, message: impl Into<String>) {
+        if let Some(to) = &self.progress_to {
+            to.tell(self, percent.min(100), message.into());
         }
     }
 

@@ -276,10 +276,19 @@ impl Queue {
                     at_ms: crate::clock::now_ms(),
                     value: None,
                     error: Some(CANCELLED_ERROR.to_owned()),
+                    progress: None,
                 };
                 broker
                     .set_final(&self.name, id.as_str(), &outcome.to_json(), CANCELLED_KEPT)
                     .await?;
+                let event = crate::events::EventKind::Cancelled {
+                    attempts: job.attempts,
+                };
+                let line = event.line(id, job.task.as_deref().unwrap_or_default(), outcome.at_ms);
+                // Best effort, as every event.
+                if let Err(error) = broker.publish_events(&self.name, &line).await {
+                    tracing::debug!(%error, "could not publish a cancelled job's event");
+                }
                 // A unique job's lock goes with it.
                 if let Ok(envelope) = crate::envelope::decode(job.payload.as_bytes())
                     && let Some((key, _)) = crate::unique::lock_of(&envelope)

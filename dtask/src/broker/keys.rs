@@ -181,6 +181,12 @@ pub(crate) fn queue_of_finished_channel<'a>(prefix: &str, channel: &'a str) -> O
         .strip_suffix("}:finished")
 }
 
+/// `prefix:{queue}:events`: the pub/sub channel where the queue's lifecycle events are
+/// published (one JSON object per line, one or more lines per message; see `events.rs`).
+pub(crate) fn events_channel(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:events")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

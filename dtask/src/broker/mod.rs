@@ -7,6 +7,7 @@
 mod admin;
 mod cancels;
 mod connection;
+mod events;
 mod finished;
 mod keys;
 mod periodic;
@@ -25,6 +26,8 @@ pub(crate) use admin::{Purgeable, Revival, TimedState};
 pub(crate) use cancels::{CANCEL_KEPT, CancelRequest};
 use connection::Target;
 pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
+pub(crate) use events::{EventFeed, Passing, PassingNote};
+
 pub(crate) use finished::{FEED_PING, FinishedFeed, JobOutcome};
 pub(crate) use periodic::Claim;
 
@@ -35,6 +38,16 @@ pub(crate) struct NewJob<'a> {
     pub(crate) queue: &'a str,
     pub(crate) payload: &'a str,
     pub(crate) due: Option<Due>,
+}
+
+/// What an enqueue tells of its new jobs, beside enqueueing them.
+#[derive(Debug, Default)]
+pub(crate) struct News<'a> {
+    /// Their passing records (queued, scheduled), kept for `ttl`.
+    pub(crate) records: Vec<PassingNote<'a>>,
+    pub(crate) ttl: Duration,
+    /// Their events, as lines of one message per queue.
+    pub(crate) events: Vec<(&'a str, String)>,
 }
 
 /// When a delayed job is due.
@@ -138,6 +151,8 @@ pub(crate) struct Requeued {
     pub(crate) requeued: u64,
     /// Jobs set aside as poison (too many workers died running them), to be buried.
     pub(crate) poisoned: u64,
+    /// The payloads of the jobs returned.
+    pub(crate) payloads: Vec<Vec<u8>>,
 }
 
 /// Limits applied when a job is buried in the dead set.
@@ -351,7 +366,11 @@ impl Broker {
     /// scheduled set (a delay counts from the Redis server's clock, read first when a job has
     /// one). One round trip on a server, whatever the number of jobs (two with a delay); on a
     /// cluster, one per queue (a pipeline must stay within one hash slot).
-    pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>]) -> Result<(), Error> {
+    ///
+    /// `news` tells of the new jobs: their passing records are written beside (best effort:
+    /// a failure is logged, the jobs are enqueued all the same) and their events published in
+    /// the same pipeline.
+    pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>], news: &News<'_>) -> Result<(), Error> {
         self.register_new_queues(jobs.iter().map(|job| job.queue))
             .await;
         let server_now_ms = if jobs
@@ -405,13 +424,43 @@ impl Broker {
             }
             i = run_end;
         }
-        let mut conn = self.conn.clone();
-        for (_, pipe) in pipes {
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(redis_err("enqueueing"))?;
+        for (queue, lines) in &news.events {
+            let pipe = match pipes
+                .iter_mut()
+                .find(|(q, _)| !self.target.is_cluster() || q == queue)
+            {
+                Some((_, pipe)) => pipe,
+                None => {
+                    pipes.push((queue, redis::pipe()));
+                    &mut pipes.last_mut().expect("just pushed").1
+                }
+            };
+            pipe.cmd("PUBLISH")
+                .arg(keys::events_channel(&self.prefix, queue))
+                .arg(lines)
+                .ignore();
         }
-        Ok(())
+        let enqueued = async {
+            let mut conn = self.conn.clone();
+            for (_, pipe) in pipes {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err("enqueueing"))?;
+            }
+            Ok::<(), Error>(())
+        };
+        let recorded = async {
+            if news.records.is_empty() {
+                return;
+            }
+            if let Err(error) = self
+                .set_passing(Passing::New, &news.records, news.ttl)
+                .await
+            {
+                tracing::debug!(%error, "could not record that jobs are queued");
+            }
+        };
+        tokio::join!(enqueued, recorded).0
     }
 
     /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, each under a fresh
@@ -747,24 +796,21 @@ impl Broker {
             .map_err(redis_err("storing a job's outcome"))
     }
 
-    /// Stores that a job is to be retried, unless it already has a final outcome; true when
-    /// written.
+    /// Stores that a job is to be retried after `attempts`, unless it already has a final
+    /// outcome (or a later attempt started); true when written.
     pub(crate) async fn set_retrying(
         &self,
         job_id: &str,
+        attempts: u32,
         record: &str,
         ttl: Duration,
     ) -> Result<bool, Error> {
-        let mut conn = self.conn.clone();
-        let written: i64 = scripts::SET_RETRYING
-            .key(keys::results(&self.prefix, job_id))
-            .arg(job_id)
-            .arg(record)
-            .arg(outcome_ttl_ms(ttl))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err("storing a job's outcome"))?;
-        Ok(written == 1)
+        let note = PassingNote {
+            job_id,
+            record,
+            attempts,
+        };
+        Ok(self.set_passing(Passing::Retrying, &[note], ttl).await? == 1)
     }
 
     /// Reads a job's latest outcome record, if one is kept.
@@ -981,12 +1027,17 @@ impl Broker {
     }
 
     /// Returns all of `worker`'s in-flight jobs of `queue` to the front of the queue and removes
-    /// the worker from the queue's registry (used by the worker itself at shutdown).
-    pub(crate) async fn requeue_own(&self, queue: &str, worker: &str) -> Result<u64, Error> {
+    /// the worker from the queue's registry (used by the worker itself at shutdown); their
+    /// payloads.
+    pub(crate) async fn requeue_own(
+        &self,
+        queue: &str,
+        worker: &str,
+    ) -> Result<Vec<Vec<u8>>, Error> {
         Ok(self
             .requeue_inflight(queue, worker, "always", 0, u32::MAX)
             .await?
-            .map_or(0, |requeued| requeued.requeued))
+            .map_or_else(Vec::new, |requeued| requeued.payloads))
     }
 
     async fn requeue_inflight(
@@ -998,7 +1049,7 @@ impl Broker {
         max_deaths: u32,
     ) -> Result<Option<Requeued>, Error> {
         let mut conn = self.conn.clone();
-        let (requeued, poisoned): (i64, u64) = scripts::REQUEUE_INFLIGHT
+        let answer: Vec<redis::Value> = scripts::REQUEUE_INFLIGHT
             .key(keys::workers(&self.prefix, queue))
             .key(keys::active(&self.prefix, queue, worker))
             .key(keys::landing(&self.prefix, queue, worker))
@@ -1015,12 +1066,23 @@ impl Broker {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("requeueing in-flight jobs"))?;
+        let mut answer = answer.into_iter();
+        let mut number = || -> Result<i64, Error> {
+            redis::from_redis_value(answer.next().unwrap_or(redis::Value::Nil))
+                .map_err(|error| redis_err("requeueing in-flight jobs")(error.into()))
+        };
+        let (requeued, poisoned) = (number()?, number()?);
         if requeued < 0 {
             return Ok(None);
         }
+        let payloads = answer
+            .map(redis::from_redis_value::<Vec<u8>>)
+            .collect::<Result<_, _>>()
+            .map_err(|error| redis_err("requeueing in-flight jobs")(error.into()))?;
         Ok(Some(Requeued {
             requeued: requeued as u64,
-            poisoned,
+            poisoned: poisoned as u64,
+            payloads,
         }))
     }
 

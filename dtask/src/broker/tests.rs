@@ -131,14 +131,17 @@ async fn enqueue_puts_ready_jobs_in_order_and_delayed_jobs_in_the_scheduled_set(
     };
     let before = server_ms(&mut raw).await;
     broker
-        .enqueue(&[
-            job("a", "a1", None),
-            job("a", "a2", None),
-            job("b", "b1", None),
-            job("a", "a3", Some(Due::AtMs(5_000))),
-            job("a", "a4", None),
-            job("a", "a5", Some(Due::After(Duration::from_secs(60)))),
-        ])
+        .enqueue(
+            &[
+                job("a", "a1", None),
+                job("a", "a2", None),
+                job("b", "b1", None),
+                job("a", "a3", Some(Due::AtMs(5_000))),
+                job("a", "a4", None),
+                job("a", "a5", Some(Due::After(Duration::from_secs(60)))),
+            ],
+            &super::News::default(),
+        )
         .await
         .unwrap();
     let after = server_ms(&mut raw).await;
@@ -461,7 +464,7 @@ async fn a_results_hash_lives_as_long_as_its_longest_kept_record() {
     let long = Duration::from_secs(900);
     assert!(
         broker
-            .set_retrying(third.as_str(), retrying, long)
+            .set_retrying(third.as_str(), 1, retrying, long)
             .await
             .unwrap()
     );
@@ -614,27 +617,76 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
 }
 
 #[tokio::test]
-async fn a_retrying_outcome_never_replaces_a_final_one() {
+async fn a_passing_record_never_replaces_a_final_one_nor_a_later_attempts() {
+    use super::{Passing, PassingNote};
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
     let ttl = Duration::from_secs(60);
-    let retrying = |n: u32| format!(r#"{{"state":"retrying","attempts":{n}}}"#);
-    assert!(broker.set_retrying("j", &retrying(1), ttl).await.unwrap());
-    assert!(broker.set_retrying("j", &retrying(2), ttl).await.unwrap());
-    broker
-        .set_result("j", r#"{"state":"succeeded","attempts":3}"#, ttl)
-        .await
-        .unwrap();
-    assert!(!broker.set_retrying("j", &retrying(2), ttl).await.unwrap());
-    assert_eq!(
-        outcome(&mut raw, "j").await.0.as_deref(),
-        Some(r#"{"state":"succeeded","attempts":3}"#)
+    let record = |state: &str, n: u32| format!(r#"{{"state":"{state}","attempts":{n}}}"#);
+    let set = |passing: Passing, id: &'static str, state: &'static str, n: u32| {
+        let broker = broker.clone();
+        let text = record(state, n);
+        async move {
+            let note = PassingNote {
+                job_id: id,
+                record: &text,
+                attempts: n,
+            };
+            broker.set_passing(passing, &[note], ttl).await.unwrap() == 1
+        }
+    };
+    let current = |raw: &mut redis::aio::MultiplexedConnection, id: &'static str| {
+        let mut raw = raw.clone();
+        async move { outcome(&mut raw, id).await.0.unwrap_or_default() }
+    };
+    // Enqueued: written where nothing is, never over anything.
+    assert!(set(Passing::New, "j", "queued", 0).await);
+    assert!(!set(Passing::New, "j", "queued", 0).await);
+    // A run over queued; its failure; a late write of that run is refused; the next run.
+    assert!(set(Passing::Running, "j", "running", 1).await);
+    assert!(
+        broker
+            .set_retrying("j", 1, &record("retrying", 1), ttl)
+            .await
+            .unwrap()
     );
+    assert!(!set(Passing::Running, "j", "running", 1).await);
+    assert_eq!(current(&mut raw, "j").await, record("retrying", 1));
+    assert!(set(Passing::Running, "j", "running", 2).await);
+    // A late retrying record of an earlier attempt does not hide the running one.
+    assert!(
+        !broker
+            .set_retrying("j", 1, &record("retrying", 1), ttl)
+            .await
+            .unwrap()
+    );
+    // Its worker died: back to queued, only over a running record.
+    assert!(set(Passing::Back, "j", "queued", 2).await);
+    assert!(!set(Passing::Back, "j", "queued", 2).await);
+    assert!(!set(Passing::Back, "none", "queued", 2).await);
     broker
-        .set_result("k", r#"{"state":"dead","attempts":1}"#, ttl)
+        .set_result("j", &record("succeeded", 3), ttl)
         .await
         .unwrap();
-    assert!(!broker.set_retrying("k", &retrying(1), ttl).await.unwrap());
+    for passing in [
+        Passing::New,
+        Passing::Running,
+        Passing::Retrying,
+        Passing::Back,
+    ] {
+        assert!(!set(passing, "j", "running", 9).await, "{passing:?}");
+    }
+    assert_eq!(current(&mut raw, "j").await, record("succeeded", 3));
+    broker
+        .set_result("k", &record("dead", 1), ttl)
+        .await
+        .unwrap();
+    assert!(
+        !broker
+            .set_retrying("k", 1, &record("retrying", 1), ttl)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -714,6 +766,11 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
         .unwrap()
         .unwrap();
     assert_eq!((requeued.requeued, requeued.poisoned), (4, 0));
+    assert_eq!(
+        requeued.payloads.len(),
+        4,
+        "the requeued payloads come back"
+    );
     let mut pending = list(&mut raw, "t:{q}:pending").await;
     pending.sort();
     assert_eq!(pending, ["", "landed", "not json", tricky]);
@@ -816,7 +873,9 @@ async fn requeue_own_returns_everything_without_counting_deaths() {
     let (broker, mut raw) = server.broker().await;
     hset(&mut raw, "t:{q}:active:w1", &[("1", "a")]).await;
     push(&mut raw, "t:{q}:landing:w1", &["b"]).await;
-    assert_eq!(broker.requeue_own("q", "w1").await.unwrap(), 2);
+    let mut returned = broker.requeue_own("q", "w1").await.unwrap();
+    returned.sort();
+    assert_eq!(returned, [b"a".to_vec(), b"b".to_vec()]);
     let mut pending = list(&mut raw, "t:{q}:pending").await;
     pending.sort();
     assert_eq!(pending, ["a", "b"]);
@@ -895,7 +954,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/retry.lua"),
         include_str!("lua/bury.lua"),
         include_str!("lua/bury_poisoned.lua"),
-        include_str!("lua/set_retrying.lua"),
+        include_str!("lua/set_passing.lua"),
         include_str!("lua/outcomes.lua"),
         include_str!("lua/set_outcomes.lua"),
         include_str!("lua/notify.lua"),

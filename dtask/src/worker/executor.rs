@@ -21,10 +21,11 @@ use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::admin::{CANCELLED_ERROR, CANCELLED_KEPT};
 use crate::backoff::retry_until;
-use crate::broker::{Admission, Fenced, Finished};
+use crate::broker::{Admission, Fenced, Finished, Passing};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
+use crate::events::EventKind;
 use crate::metrics::{self, Outcome};
 use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 use crate::registry::HandlerError;
@@ -202,7 +203,13 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     // Built for every run: the handler reads it with `dtask::current()`. Its token is
     // cancelled when the run is given up: at its timeout, when the job is cancelled, or at the
     // end of a shutdown's grace.
-    let job = Arc::new(JobContext::of(&envelope, queue, attempt).cancelled_by(stop.child_token()));
+    let record_ttl = ctx.record_ttl(&envelope.task);
+    let job = Arc::new(
+        JobContext::of(&envelope, queue, attempt)
+            .cancelled_by(stop.child_token())
+            .progress_to(ctx.progress_to(queue, record_ttl)),
+    );
+    run.started(&job, record_ttl);
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -267,6 +274,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                     at_ms: ctx.settings.clock.now_ms(),
                     value: RawValue::from_string(value).ok(),
                     error: None,
+                    progress: None,
                 };
                 (
                     envelope.id.to_string(),
@@ -291,6 +299,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                         run.release_lock(key, &envelope.id, keep).await;
                     }
                     tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
+                    ctx.report_event(
+                        queue,
+                        &envelope.id,
+                        &envelope.task,
+                        EventKind::Succeeded { attempts: attempt },
+                    );
                     if let Some(value) = &hooked_value {
                         ctx.fire(&JobEvent::Succeeded {
                             job: &job,
@@ -408,6 +422,25 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Tells that the run of `job` started: its running record (kept `record_ttl`, when its
+    /// task keeps records) and its event.
+    fn started(&self, job: &JobContext, record_ttl: Option<Duration>) {
+        let ctx = self.ctx;
+        if let Some(ttl) = record_ttl {
+            let record = OutcomeRecord::bare(OutcomeState::Running, job.attempt, job.started_ms);
+            ctx.report_record(Passing::Running, &job.id, &record, ttl);
+        }
+        ctx.report_event(
+            self.queue,
+            &job.id,
+            &job.task,
+            EventKind::Started {
+                attempt: job.attempt,
+                worker: ctx.worker_id.clone(),
+            },
+        );
+    }
+
     /// Acknowledges the run, storing `outcome` (job id, record, how long it is kept), and
     /// waits until Redis has it: whether the run held its lease; None when the acker stopped
     /// (the worker is going away: the job stays in flight).
@@ -436,6 +469,7 @@ impl<'a> Run<'a> {
             at_ms: ctx.settings.clock.now_ms(),
             value: None,
             error: Some(CANCELLED_ERROR.to_owned()),
+            progress: None,
         };
         let outcome = (
             envelope.id.to_string(),
@@ -450,6 +484,12 @@ impl<'a> Run<'a> {
                     self.release_lock(key, &envelope.id, keep).await;
                 }
                 tracing::info!(job_id = %envelope.id, task = %envelope.task, attempts, "job cancelled; it will not run again");
+                ctx.report_event(
+                    self.queue,
+                    &envelope.id,
+                    &envelope.task,
+                    EventKind::Cancelled { attempts },
+                );
                 Settled::Cancelled
             }
             Some(Acked::Stale) => {
@@ -538,11 +578,22 @@ impl<'a> Run<'a> {
         what: &'static str,
     ) {
         let ctx = self.ctx;
+        let next_attempt_at = std::time::UNIX_EPOCH + Duration::from_millis(due_ms);
+        ctx.report_event(
+            self.queue,
+            &next.id,
+            &next.task,
+            EventKind::Retrying {
+                attempts: next.attempt,
+                error: error.clone(),
+                next_attempt_at,
+            },
+        );
         if !ctx.hooks.is_empty() {
             ctx.fire(&JobEvent::Retrying {
                 job,
                 error: &error,
-                next_attempt_at: std::time::UNIX_EPOCH + Duration::from_millis(due_ms),
+                next_attempt_at,
             });
         }
         if !keep_outcome {
@@ -554,11 +605,13 @@ impl<'a> Run<'a> {
             at_ms: due_ms,
             value: None,
             error: Some(error),
+            progress: None,
         }
         .to_json();
         let ttl = ctx.settings.result_ttl;
         retry_until(self.abandon, what, || {
-            ctx.broker.set_retrying(next.id.as_str(), &record, ttl)
+            ctx.broker
+                .set_retrying(next.id.as_str(), next.attempt, &record, ttl)
         })
         .await;
     }
@@ -643,6 +696,15 @@ impl<'a> Run<'a> {
         }
         self.record_death(&envelope.id, envelope.attempt, &outcome_error)
             .await;
+        self.ctx.report_event(
+            self.queue,
+            &envelope.id,
+            &envelope.task,
+            EventKind::Dead {
+                attempts: envelope.attempt,
+                error: outcome_error.clone(),
+            },
+        );
         if !self.ctx.hooks.is_empty() {
             self.ctx.fire(&JobEvent::Dead {
                 job: Some(&JobContext::of(&envelope, self.queue, envelope.attempt)),
@@ -671,6 +733,7 @@ impl<'a> Run<'a> {
             at_ms: self.ctx.settings.clock.now_ms(),
             value: None,
             error: Some(error.to_owned()),
+            progress: None,
         }
         .to_json();
         let ctx = self.ctx;
@@ -732,6 +795,15 @@ impl<'a> Run<'a> {
                         metrics::finished(self.queue, task, Outcome::Dead);
                         if let Some(id) = id {
                             self.record_death(&id, 0, &record.error).await;
+                            ctx.report_event(
+                                self.queue,
+                                &id,
+                                task,
+                                EventKind::Dead {
+                                    attempts: 0,
+                                    error: record.error.clone(),
+                                },
+                            );
                         }
                         ctx.fire(&JobEvent::Dead {
                             job: None,

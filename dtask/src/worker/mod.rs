@@ -17,6 +17,7 @@ mod forwarder;
 mod heartbeat;
 mod held;
 mod recoverer;
+mod reporter;
 mod scheduler;
 
 use std::collections::HashSet;
@@ -31,10 +32,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
-use crate::broker::{Broker, DeadLimits, Taken};
+use crate::broker::{Broker, DeadLimits, Passing, Taken};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
+use crate::envelope::{JobId, OutcomeRecord};
 use crate::error::Error;
+use crate::events::EventKind;
 use crate::middleware::{ForTasks, Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
 use crate::periodic::Periodic;
 use crate::registry::Registry;
@@ -45,6 +48,8 @@ use forwarder::Forwarder;
 use heartbeat::Heartbeat;
 use held::HeldJobs;
 use recoverer::Recoverer;
+pub(crate) use reporter::ProgressTo;
+use reporter::{Report, ReportSender, Reporter};
 use scheduler::Scheduler;
 
 /// What every part of a running worker shares.
@@ -52,6 +57,8 @@ pub(crate) struct Context {
     pub(crate) broker: Broker,
     /// Where executors send acknowledgements, to be batched by the [`Acker`].
     pub(crate) acks: AckSender,
+    /// Where events and passing records go, to be batched by the [`Reporter`].
+    pub(crate) reports: ReportSender,
     pub(crate) registry: Registry,
     /// The application's values, for tasks that take `State<T>`.
     pub(crate) states: States,
@@ -91,6 +98,85 @@ impl Context {
     fn fire_worker(&self, event: &WorkerEvent<'_>) {
         for hook in &self.worker_hooks {
             call_hook(|| hook(event), event);
+        }
+    }
+
+    /// Publishes `kind` of job `id` of `task` on `queue`'s events channel (in the reporter's
+    /// next batch), unless events of the queue are off.
+    pub(crate) fn report_event(&self, queue: &str, id: &JobId, task: &str, kind: EventKind) {
+        if self.settings.quiet_queues.contains(queue) {
+            return;
+        }
+        let line = kind.line(id, task, self.settings.clock.now_ms());
+        let _ = self.reports.send(Report::Event {
+            queue: Arc::from(queue),
+            line,
+        });
+    }
+
+    /// Writes a passing `record` of job `id` (counting `attempts`), kept for `ttl`, in the
+    /// reporter's next batch.
+    pub(crate) fn report_record(
+        &self,
+        passing: Passing,
+        id: &JobId,
+        record: &OutcomeRecord,
+        ttl: Duration,
+    ) {
+        let _ = self.reports.send(Report::Record {
+            passing,
+            job_id: id.to_string(),
+            record: record.to_json(),
+            attempts: record.attempts,
+            ttl,
+        });
+    }
+
+    /// Tells that the jobs `payloads` of `queue`, running on `worker`, went back to the queue:
+    /// their records say queued again (over a running record only), their events recovered.
+    pub(crate) fn report_back(&self, queue: &str, worker: &str, payloads: &[Vec<u8>]) {
+        for payload in payloads {
+            let Ok(envelope) = crate::envelope::decode(payload) else {
+                continue;
+            };
+            if let Some(ttl) = self.record_ttl(&envelope.task) {
+                let record = OutcomeRecord::bare(
+                    crate::envelope::OutcomeState::Queued,
+                    envelope.attempt,
+                    self.settings.clock.now_ms(),
+                );
+                self.report_record(Passing::Back, &envelope.id, &record, ttl);
+            }
+            self.report_event(
+                queue,
+                &envelope.id,
+                &envelope.task,
+                EventKind::Recovered {
+                    worker: worker.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// How long the passing records of a job of `task` are kept: as its results; None for a
+    /// task that keeps none (`result_ttl = "0s"`).
+    pub(crate) fn record_ttl(&self, task: &str) -> Option<Duration> {
+        let ttl = self
+            .registry
+            .get(task)
+            .and_then(|entry| entry.info.result_ttl)
+            .unwrap_or(self.settings.result_ttl);
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// Where the progress of a run of a job of `queue` goes, its records kept for
+    /// `record_ttl` (None: none kept).
+    pub(crate) fn progress_to(&self, queue: &Arc<str>, record_ttl: Option<Duration>) -> ProgressTo {
+        ProgressTo {
+            sender: self.reports.clone(),
+            queue: queue.clone(),
+            record_ttl,
+            publish: !self.settings.quiet_queues.contains(&**queue),
         }
     }
 
@@ -149,6 +235,10 @@ fn call_hook(call: impl FnOnce(), event: &dyn std::fmt::Debug) {
 /// Why a worker with no task refuses to start.
 const NO_TASKS: &str = "this binary has no `#[dtask::task]`, so a worker would run nothing: tasks defined in a library crate are registered only when the binary links that crate; name something from it or add `use that_crate as _;`";
 
+/// How long a worker keeps results unless told otherwise (and a client keeps the records of
+/// the jobs it enqueues, unless their task says).
+pub(crate) const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(3600);
+
 /// A worker's settings, fixed once it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -162,6 +252,8 @@ pub(crate) struct Settings {
     pub(crate) result_ttl: Duration,
     pub(crate) dead_limits: DeadLimits,
     pub(crate) unknown_job_grace: Duration,
+    /// The queues whose lifecycle events this worker does not publish.
+    pub(crate) quiet_queues: HashSet<String>,
     /// Where the worker reads the time of day (see [`Clock`]).
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -254,12 +346,13 @@ impl Worker {
                     base: Duration::from_secs(1),
                     max: Duration::from_secs(3600),
                 },
-                result_ttl: Duration::from_secs(3600),
+                result_ttl: DEFAULT_RESULT_TTL,
                 dead_limits: DeadLimits {
                     max_len: 10_000,
                     max_age: Duration::from_secs(30 * 24 * 3600),
                 },
                 unknown_job_grace: Duration::from_secs(15 * 60),
+                quiet_queues: HashSet::new(),
                 clock: Arc::new(SystemClock),
             },
             states: States::default(),
@@ -323,6 +416,14 @@ impl Worker {
     /// jitter (default 1 s up to 1 h).
     pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Worker {
         self.settings.retry_backoff = Backoff { base, max };
+        self
+    }
+
+    /// Publishes no lifecycle events of `queue`'s jobs (see [`Client::events`]): for a queue
+    /// of many tiny jobs no one watches, it saves one small write per batch of jobs. Passing
+    /// records (`status()` telling a running job from a queued one) are kept all the same.
+    pub fn without_events(mut self, queue: impl Into<String>) -> Worker {
+        self.settings.quiet_queues.insert(queue.into());
         self
     }
 
@@ -412,8 +513,8 @@ impl Worker {
 
     /// Runs until `stop` completes, then shuts down gracefully and returns.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<(), Error> {
-        let (ctx, acker, scheduler) = self.start().await?;
-        run_started(Arc::new(ctx), acker, scheduler, stop).await
+        let (ctx, acker, reporter, scheduler) = self.start().await?;
+        run_started(Arc::new(ctx), acker, reporter, scheduler, stop).await
     }
 
     /// Starts the worker in a task of its own, for an application that also does other work.
@@ -426,7 +527,7 @@ impl Worker {
     }
 
     /// Connects, collects the registry and settles the settings.
-    async fn start(self) -> Result<(Context, Acker, Scheduler), Error> {
+    async fn start(self) -> Result<(Context, Acker, Reporter, Scheduler), Error> {
         let registry = Registry::collect()?;
         if registry.names().is_empty() {
             return Err(Error::Config(NO_TASKS.to_owned()));
@@ -473,6 +574,7 @@ impl Worker {
         let scheduler = Scheduler::new(client, self.periodic, &registry, &settings.queues)?;
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new();
+        let (reports, reporter) = Reporter::new();
         let fetch_locks = settings
             .queues
             .iter()
@@ -481,6 +583,7 @@ impl Worker {
         let ctx = Context {
             broker,
             acks,
+            reports,
             registry,
             states: self.states,
             middleware: self.middleware,
@@ -495,7 +598,7 @@ impl Worker {
             deferred: std::sync::Mutex::new(HashSet::new()),
             cancels: cancels::CancelBook::default(),
         };
-        Ok((ctx, acker, scheduler))
+        Ok((ctx, acker, reporter, scheduler))
     }
 }
 
@@ -525,6 +628,7 @@ async fn stop_within(mut task: JoinHandle<()>, limit: Duration) {
 async fn run_started(
     ctx: Arc<Context>,
     acker: Acker,
+    reporter: Reporter,
     scheduler: Scheduler,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error> {
@@ -577,6 +681,9 @@ async fn run_started(
         settings.heartbeat_interval(),
     )
     .spawn(stop_heartbeat.clone())?;
+    // Publishes events and passing records until the worker's last word (its hand-back).
+    let stop_reporting = CancellationToken::new();
+    let reporting = tokio::spawn(reporter.run(ctx.broker.clone(), stop_reporting.clone()));
     let stop_helpers = CancellationToken::new();
     let helpers = [
         tokio::spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone())),
@@ -676,9 +783,11 @@ async fn run_started(
     let hand_back = async {
         for queue in &settings.queues {
             match ctx.broker.requeue_own(queue, &ctx.worker_id).await {
-                Ok(0) => {}
-                Ok(requeued) => {
-                    tracing::info!(queue, requeued, "returned unfinished jobs to the queue")
+                Ok(payloads) if payloads.is_empty() => {}
+                Ok(payloads) => {
+                    let requeued = payloads.len();
+                    tracing::info!(queue, requeued, "returned unfinished jobs to the queue");
+                    ctx.report_back(queue, &ctx.worker_id, &payloads);
                 }
                 Err(error) => {
                     tracing::error!(%error, queue, "could not hand back unfinished jobs; others will recover them once this worker's heartbeat lapses");
@@ -694,6 +803,9 @@ async fn run_started(
             "Redis did not answer while handing back unfinished jobs; others will recover them once this worker's heartbeat lapses"
         );
     }
+    // 6. The last events (bounded, as the other steps).
+    stop_reporting.cancel();
+    stop_within(reporting, SHUTDOWN_STEP).await;
     tracing::info!(worker = %ctx.worker_id, "worker stopped");
     ctx.fire_worker(&WorkerEvent::Stopped {
         worker_id: &ctx.worker_id,

@@ -63,6 +63,7 @@ impl Recoverer {
             };
             crate::metrics::recovered(queue, outcome.requeued);
             tracing::warn!(queue, lapsed_worker = %worker, requeued = outcome.requeued, poisoned = outcome.poisoned, "recovered the in-flight jobs of a worker whose heartbeat lapsed");
+            ctx.report_back(queue, &worker, &outcome.payloads);
             ctx.wake_fetcher.notify_one();
         }
         Ok(())
@@ -108,6 +109,17 @@ impl Recoverer {
                     .release_unique(queue, key, record.id.as_str(), keep)
                     .await?;
             }
+            if let Some(envelope) = &envelope {
+                ctx.report_event(
+                    queue,
+                    &envelope.id,
+                    &envelope.task,
+                    crate::events::EventKind::Dead {
+                        attempts,
+                        error: error.clone(),
+                    },
+                );
+            }
             if !ctx.hooks.is_empty() {
                 let job = envelope
                     .as_ref()
@@ -124,6 +136,7 @@ impl Recoverer {
                     at_ms: died_at_ms,
                     value: None,
                     error: Some(error),
+                    progress: None,
                 }
                 .to_json();
                 ctx.broker

@@ -352,12 +352,20 @@ struct JobReport<T> {
     state: JobState<T>,
 }
 
-/// `{"state": "pending" | "retrying" | "succeeded" | "dead", ...}`.
+/// `{"state": "queued" | "scheduled" | "running" | "retrying" | "succeeded" | "dead" |
+/// "cancelled" | "unknown", ...}`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum JobState<T> {
-    /// Queued, scheduled or running; also what an unknown or expired id reports.
-    Pending,
+    Queued,
+    Scheduled {
+        due_in_ms: u64,
+    },
+    Running {
+        attempt: u32,
+        percent: Option<u32>,
+        message: Option<String>,
+    },
     Retrying {
         attempts: u32,
         error: String,
@@ -370,6 +378,18 @@ enum JobState<T> {
         attempts: u32,
         error: String,
     },
+    Cancelled,
+    /// Never enqueued, or its record expired.
+    Unknown,
+}
+
+/// Milliseconds from now until `at` (0 when it passed).
+fn ms_until(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
 }
 
 /// Reads where the job behind `handle` stands.
@@ -377,7 +397,17 @@ async fn report<T: DeserializeOwned>(
     handle: dtask::JobHandle<T>,
 ) -> Result<Json<JobReport<T>>, ApiError> {
     let state = match handle.status().await? {
-        dtask::JobStatus::Pending => JobState::Pending,
+        dtask::JobStatus::Queued => JobState::Queued,
+        dtask::JobStatus::Scheduled { due_at } => JobState::Scheduled {
+            due_in_ms: ms_until(due_at),
+        },
+        dtask::JobStatus::Running {
+            attempt, progress, ..
+        } => JobState::Running {
+            attempt,
+            percent: progress.as_ref().map(|p| p.percent),
+            message: progress.map(|p| p.message),
+        },
         dtask::JobStatus::Retrying {
             attempts,
             error,
@@ -385,13 +415,10 @@ async fn report<T: DeserializeOwned>(
         } => JobState::Retrying {
             attempts,
             error,
-            next_attempt_in_ms: next_attempt_at
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
-                .as_millis()
-                .try_into()
-                .unwrap_or(u64::MAX),
+            next_attempt_in_ms: ms_until(next_attempt_at),
         },
+        dtask::JobStatus::Cancelled { .. } => JobState::Cancelled,
+        dtask::JobStatus::Unknown => JobState::Unknown,
         dtask::JobStatus::Succeeded(result) => JobState::Succeeded { result },
         dtask::JobStatus::Dead { attempts, error } => JobState::Dead { attempts, error },
         // `JobStatus` is non-exhaustive: a newer dtask may know more states.

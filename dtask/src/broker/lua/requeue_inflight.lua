@@ -24,8 +24,9 @@
   ARGV[5] worker deaths from which a job is a suspect
   ARGV[6] how long the deaths hash is kept after its last change, ms
 
-  Returns { jobs requeued, jobs set aside as poison }, or { -1, 0 } when the worker turned out
-  to be alive.
+  Returns { jobs requeued, jobs set aside as poison, the payloads requeued... } (the worker
+  tells their events and records where they stand), or { -1, 0 } when the worker turned out to
+  be alive.
 ]]
 local rcall = redis.call
 local lapsed = ARGV[2] == 'lapsed'
@@ -38,6 +39,8 @@ end
 local max_deaths = tonumber(ARGV[4])
 local suspect_from = tonumber(ARGV[5])
 local requeued, poisoned = 0, 0
+-- The answer, the payloads requeued from its third entry on (no unpack: it is bounded).
+local answer = { 0, 0 }
 -- Settled markers (`s:<lease>`) are runs that finished (see `settle.lua`): nothing to requeue.
 local held = {}
 local entries = rcall('HGETALL', KEYS[2])
@@ -66,13 +69,16 @@ for i = #held, 1, -1 do
   elseif deaths >= suspect_from then
     rcall('RPUSH', KEYS[5], payload)
     requeued = requeued + 1
+    answer[#answer + 1] = payload
   else
     rcall('LPUSH', KEYS[4], payload)
     requeued = requeued + 1
+    answer[#answer + 1] = payload
   end
 end
 if lapsed and #held > 0 and rcall('EXISTS', KEYS[6]) == 1 then
   rcall('PEXPIRE', KEYS[6], ARGV[6])
 end
 rcall('ZREM', KEYS[1], ARGV[1])
-return { requeued, poisoned }
+answer[1], answer[2] = requeued, poisoned
+return answer

@@ -1,0 +1,138 @@
+//! Where jobs stand while they move, on the broker's side: the passing records (queued,
+//! scheduled, running, retrying) written beside final outcomes in the results hashes (see
+//! `lua/set_passing.lua`), and each queue's events channel, published to and subscribed.
+
+use std::time::Duration;
+
+use super::subscription::Subscription;
+use super::{Broker, keys, outcome_ttl_ms, redis_err, scripts};
+use crate::error::Error;
+
+/// What a batch of passing records says, and so which records it may replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passing {
+    /// Jobs just enqueued: written only where a job has no record yet.
+    New,
+    /// Attempts that started or told their progress.
+    Running,
+    /// Attempts that failed; the jobs wait for their next.
+    Retrying,
+    /// Running jobs that went back to their queue (their worker died).
+    Back,
+}
+
+impl Passing {
+    fn mode(self) -> &'static str {
+        match self {
+            Passing::New => "new",
+            Passing::Running => "run",
+            Passing::Retrying => "retry",
+            Passing::Back => "back",
+        }
+    }
+}
+
+/// One passing record: the job, the record, and the attempts it counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PassingNote<'a> {
+    pub(crate) job_id: &'a str,
+    pub(crate) record: &'a str,
+    pub(crate) attempts: u32,
+}
+
+/// A subscription to one queue's events channel.
+pub(crate) struct EventFeed {
+    subscription: Subscription,
+}
+
+impl EventFeed {
+    /// The text of the next message (one event per line), or None once the connection is
+    /// gone.
+    pub(crate) async fn next(&mut self) -> Option<String> {
+        self.subscription.next().await.map(|(_, text)| text)
+    }
+
+    /// Checks that the connection still answers.
+    pub(crate) async fn ping(&mut self) -> Result<(), Error> {
+        self.subscription.ping().await
+    }
+}
+
+impl Broker {
+    /// Writes passing records, kept for `ttl`, as `lua/set_passing.lua` allows: one script per
+    /// results hash, all sent at once. Returns how many were written.
+    pub(crate) async fn set_passing(
+        &self,
+        passing: Passing,
+        notes: &[PassingNote<'_>],
+        ttl: Duration,
+    ) -> Result<usize, Error> {
+        let mut by_hash: Vec<(String, Vec<&PassingNote<'_>>)> = Vec::new();
+        for note in notes {
+            let key = keys::results(&self.prefix, note.job_id);
+            match by_hash.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, notes)) => notes.push(note),
+                None => by_hash.push((key, vec![note])),
+            }
+        }
+        let ttl_ms = outcome_ttl_ms(ttl);
+        let writes = by_hash.into_iter().map(|(key, notes)| {
+            let mut invocation = scripts::SET_PASSING.prepare_invoke();
+            invocation.key(key).arg(ttl_ms).arg(passing.mode());
+            for note in notes {
+                invocation
+                    .arg(note.job_id)
+                    .arg(note.record)
+                    .arg(note.attempts);
+            }
+            let mut conn = self.conn.clone();
+            async move { invocation.invoke_async::<usize>(&mut conn).await }
+        });
+        let written = futures_util::future::try_join_all(writes)
+            .await
+            .map_err(redis_err("recording where jobs stand"))?;
+        Ok(written.into_iter().sum())
+    }
+
+    /// Publishes `lines` (events, one per line) on `queue`'s events channel.
+    pub(crate) async fn publish_events(&self, queue: &str, lines: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(keys::events_channel(&self.prefix, queue))
+            .arg(lines)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("publishing job events"))
+    }
+
+    /// A subscription to `queue`'s events channel (through the `attempt`-th node of a
+    /// cluster).
+    pub(crate) async fn event_feed(&self, queue: &str, attempt: usize) -> Result<EventFeed, Error> {
+        let mut subscription = self
+            .subscription(attempt, "subscribing to job events")
+            .await?;
+        subscription
+            .subscribe(keys::events_channel(&self.prefix, queue))
+            .await?;
+        Ok(EventFeed { subscription })
+    }
+}
+
+impl Broker {
+    /// Writes the passing records of `news` and publishes its events, best effort (for jobs
+    /// enqueued by a script of their own, such as unique jobs).
+    pub(crate) async fn announce(&self, news: &super::News<'_>) {
+        if !news.records.is_empty()
+            && let Err(error) = self
+                .set_passing(Passing::New, &news.records, news.ttl)
+                .await
+        {
+            tracing::debug!(%error, "could not record that jobs are queued");
+        }
+        for (queue, lines) in &news.events {
+            if let Err(error) = self.publish_events(queue, lines).await {
+                tracing::debug!(%error, queue, "could not publish job events");
+            }
+        }
+    }
+}

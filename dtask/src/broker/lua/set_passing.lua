@@ -1,0 +1,51 @@
+--[[ set_passing: records where jobs stand while they move (queued, scheduled, running, retrying),
+  best effort and in any order the writes arrive: a final outcome (succeeded, dead) is never
+  replaced by a passing one, and a later attempt's record is never replaced by an earlier one's.
+
+  An outcome record is dtask's own JSON and always begins with its state (`{"state":"..."`),
+  then the attempts it counts (`"attempts":N`); these are the two things read of it.
+
+  KEYS[1] the results hash of the jobs' span
+  ARGV[1] how long the records are kept, ms
+  ARGV[2] what the records say:
+          "new"   a job was just enqueued: written only where the job has no record yet
+          "run"   an attempt started or told its progress: not over a retrying record of this
+                  attempt or a later one
+          "retry" an attempt failed and the job waits for the next: not over a running record
+                  of a later attempt
+          "back"  a running job went back to its queue (its worker died): only over a running
+                  record
+  ARGV[3..] job id, record, attempts (of the record), ...
+
+  Returns how many records were written.
+]]
+local mode = ARGV[2]
+local fields = {}
+for i = 3, #ARGV, 3 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  local write = true
+  if current then
+    local state = string.match(current, '^{"state":"(%a+)"')
+    local attempts = tonumber(string.match(current, '"attempts":(%d+)') or '0')
+    local mine = tonumber(ARGV[i + 2])
+    if state == 'succeeded' or state == 'dead' or mode == 'new' then
+      write = false
+    elseif mode == 'run' then
+      write = not (state == 'retrying' and attempts >= mine)
+    elseif mode == 'retry' then
+      write = not (state == 'running' and attempts > mine)
+    elseif mode == 'back' then
+      write = state == 'running'
+    end
+  elseif mode == 'back' then
+    write = false
+  end
+  if write then
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+  end
+end
+if #fields > 0 then
+  keep_outcomes(KEYS[1], fields, tonumber(ARGV[1]))
+end
+return #fields / 2
