@@ -9,9 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dtask::{EventKind, Events, JobId, JobStatus, Progress, Worker};
-use dtask_tests::harness::{
-    WorkerProcess, kill_subscribers, start_with_client, unique_prefix,
-};
+use dtask_tests::harness::{WorkerProcess, kill_subscribers, start_with_client, unique_prefix};
 use dtask_tests::tasks;
 use tokio::sync::Notify;
 

@@ -58,12 +58,31 @@ async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_throug
         .enqueue(key.clone(), 2, 40)
         .await
         .expect("the producer may enqueue");
+    assert_eq!(
+        job.status().await.unwrap(),
+        dtask::JobStatus::Queued,
+        "the producer may record its jobs as queued"
+    );
+    let mut events = producer
+        .events("math")
+        .await
+        .expect("the producer may follow events");
     let delayed = tasks::add::with()
         .client(&producer)
         .delay(Duration::from_millis(10))
         .enqueue(key.clone(), 1, 1)
         .await
         .expect("the producer may schedule");
+    let told = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("an event")
+        .expect("the stream goes on")
+        .expect("no missed window");
+    assert_eq!(
+        &told.job_id,
+        delayed.id(),
+        "the producer may publish events"
+    );
     let doomed = tasks::doomed::with()
         .client(&producer)
         .retries(1)
@@ -124,10 +143,15 @@ async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_throug
         .unwrap();
     for command in [
         redis::cmd("LPOP").arg("dtask:{math}:pending").clone(),
-        redis::cmd("HSET")
+        redis::cmd("LMOVE")
+            .arg("dtask:{math}:pending")
+            .arg("dtask:{math}:landing:w")
+            .arg("LEFT")
+            .arg("RIGHT")
+            .clone(),
+        redis::cmd("HDEL")
             .arg("dtask:{math}:active:w")
             .arg("lease")
-            .arg("job")
             .clone(),
         redis::cmd("EVAL")
             .arg("return redis.call('LPOP', KEYS[1])")

@@ -976,11 +976,16 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
 }
 
 #[test]
-fn every_command_the_unique_enqueue_calls_is_in_the_readme_producer_acl() {
-    let missing = denied_to_readme_user("producer", &[include_str!("lua/enqueue_unique.lua")]);
+fn every_command_the_enqueue_scripts_call_is_in_the_readme_producer_acl() {
+    let scripts = [
+        include_str!("lua/enqueue_unique.lua"),
+        include_str!("lua/outcomes.lua"),
+        include_str!("lua/set_passing.lua"),
+    ];
+    let missing = denied_to_readme_user("producer", &scripts);
     assert!(
         missing.is_empty(),
-        "enqueue_unique.lua calls commands the README's producer ACL denies: {missing:?}"
+        "the enqueue scripts call commands the README's producer ACL denies: {missing:?}"
     );
 }
 
