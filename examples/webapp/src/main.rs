@@ -34,6 +34,7 @@
 //! finish in time to their queue).
 
 mod middleware;
+mod progress;
 mod routes;
 mod tasks;
 

@@ -47,6 +47,11 @@ pub fn router(state: AppState) -> Router {
         .route("/thumbnails/sync", post(create_thumbnail_sync))
         .route("/thumbnails/batch", post(create_thumbnails))
         .route("/jobs/{id}", get(thumbnail_job))
+        .route(
+            "/jobs/{id}/progress",
+            get(crate::progress::thumbnail_progress),
+        )
+        .route("/jobs/{id}/watch", get(crate::progress::watch_page))
         .route("/signups", post(create_signup))
         .route("/signups/{id}", get(signup_job))
         .route("/welcomes", get(welcomes))
@@ -66,7 +71,10 @@ Routes:
   POST /thumbnails        {{"image_url", "width", "delay_secs"?, "retries"?}} -> 202 {{"job_id"}}
   POST /thumbnails/batch  {{"image_url", "widths": [..]}}                      -> 202 {{"job_ids"}}
   POST /thumbnails/sync   {{"image_url", "width"}}: enqueues, waits up to 10 s -> 200 {{"job_id", "result"}}
-  GET  /jobs/{{id}}         a thumbnail job: pending | retrying | succeeded | dead
+  GET  /jobs/{{id}}         a thumbnail job: queued | scheduled | running (percent) | retrying |
+                          succeeded | dead | cancelled | unknown
+  GET  /jobs/{{id}}/watch   a page that follows the job live (its progress, streamed)
+  GET  /jobs/{{id}}/progress  the job's states as server-sent events, until it ends
   POST /signups           {{"email", "name"}}: sends a welcome mail            -> 202 {{"job_id"}}
   GET  /signups/{{id}}      a welcome-mail job
   GET  /welcomes          the welcome mails sent, from the app's database
@@ -346,10 +354,20 @@ struct DeadReport {
 
 /// A job's state, as the status routes report it.
 #[derive(Debug, Serialize)]
-struct JobReport<T> {
+pub(crate) struct JobReport<T> {
     job_id: String,
     #[serde(flatten)]
     state: JobState<T>,
+}
+
+impl<T> JobReport<T> {
+    /// Whether the job is over: it will not change again.
+    pub(crate) fn is_over(&self) -> bool {
+        matches!(
+            self.state,
+            JobState::Succeeded { .. } | JobState::Dead { .. } | JobState::Cancelled
+        )
+    }
 }
 
 /// `{"state": "queued" | "scheduled" | "running" | "retrying" | "succeeded" | "dead" |
@@ -396,6 +414,13 @@ fn ms_until(at: SystemTime) -> u64 {
 async fn report<T: DeserializeOwned>(
     handle: dtask::JobHandle<T>,
 ) -> Result<Json<JobReport<T>>, ApiError> {
+    job_report(&handle).await.map(Json)
+}
+
+/// Reads where the job behind `handle` stands, as the status routes report it.
+pub(crate) async fn job_report<T: DeserializeOwned>(
+    handle: &dtask::JobHandle<T>,
+) -> Result<JobReport<T>, ApiError> {
     let state = match handle.status().await? {
         dtask::JobStatus::Queued => JobState::Queued,
         dtask::JobStatus::Scheduled { due_at } => JobState::Scheduled {
@@ -429,10 +454,10 @@ async fn report<T: DeserializeOwned>(
             ));
         }
     };
-    Ok(Json(JobReport {
+    Ok(JobReport {
         job_id: handle.id().to_string(),
         state,
-    }))
+    })
 }
 
 /// An error answer: a status and a JSON body with at least `error`.

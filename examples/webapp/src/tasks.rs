@@ -140,8 +140,13 @@ pub async fn make_thumbnail(image_url: String, width: u32) -> Result<Thumbnail, 
     if !(MIN_WIDTH..=MAX_WIDTH).contains(&width) {
         return Err(ThumbError::BadWidth(width));
     }
-    // "Download and resize": takes a little longer for larger thumbnails.
-    tokio::time::sleep(Duration::from_millis(200 + u64::from(width) / 8)).await;
+    // "Download and resize": takes a little longer for larger thumbnails, telling its
+    // progress as it goes (`GET /jobs/{id}/watch` shows it live).
+    let step = Duration::from_millis(200 + u64::from(width) / 8) / 4;
+    for done in 1..=4 {
+        tokio::time::sleep(step).await;
+        dtask::progress(done * 25, format!("resizing: step {done} of 4"));
+    }
     if image_url.contains("broken") {
         return Err(ThumbError::Fetch {
             url: image_url,

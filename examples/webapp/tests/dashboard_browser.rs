@@ -333,3 +333,61 @@ fn an_operator_retries_a_bad_deploys_dead_jobs_from_the_dashboard() {
     browser.screenshot("5-overview-after");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_user_watches_a_thumbnail_being_made_live() {
+    if std::env::var_os("DTASK_NO_BROWSER").is_some_and(|skip| skip == "1") {
+        eprintln!("DTASK_NO_BROWSER=1: the browser test is skipped");
+        return;
+    }
+    let redis = RedisServer::start().expect("a redis-server");
+    let prefix = format!("watch-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("dtask-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}/app.db", dir.display());
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let _web = example("web", &redis, &prefix, port, &db, false);
+    eventually(Duration::from_secs(30), "the app answers", || {
+        http(port, "GET", "/", None).ok().filter(|(s, _)| *s == 200)
+    });
+    let _worker = example("worker", &redis, &prefix, free_port().unwrap(), &db, false);
+    // Due in 2 s, so that the page is open before it starts; the widest thumbnail takes the
+    // longest (about 0.7 s, in four steps).
+    let request =
+        json!({"image_url": "https://img.example/cat.png", "width": 4096, "delay_secs": 2});
+    let (status, body) = http(port, "POST", "/thumbnails", Some(&request)).unwrap();
+    assert_eq!(status, 202, "{body}");
+    let job_id = serde_json::from_str::<Value>(&body).unwrap()["job_id"]
+        .as_str()
+        .expect("a job id")
+        .to_owned();
+
+    let browser = Browser::start();
+    browser.open(&format!("{base}/jobs/{job_id}/watch"));
+    eventually(
+        Duration::from_secs(30),
+        "the page shows the job done",
+        || {
+            browser
+                .text("#state")
+                .filter(|state| state == "succeeded 100%")
+        },
+    );
+    browser.screenshot("6-job-watched");
+    let log = browser.text("#log").expect("the states seen");
+    let seen: Vec<&str> = log.lines().collect();
+    assert!(
+        seen.first().is_some_and(|s| s.starts_with("scheduled")),
+        "{log}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with("running 50%") && s.contains("resizing: step 2 of 4")),
+        "the progress was streamed as it happened: {log}"
+    );
+    assert_eq!(seen.last(), Some(&"succeeded 100%"), "{log}");
+    let result = browser.text("#result").expect("the result");
+    assert!(result.contains("\"width\": 4096"), "{result}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
