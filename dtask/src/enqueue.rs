@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::broker::{self, NewJob};
 use crate::client::{Client, default_client};
 use crate::clock;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId, OutcomeRecord, OutcomeState};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
 use crate::error::Error;
 use crate::job::JobHandle;
 use crate::registry::TaskInfo;
@@ -357,14 +357,13 @@ impl<'a> Told<'a> {
             broker::Due::After(delay) => now_ms.saturating_add(delay.as_millis() as u64),
         });
         let ttl = info.result_ttl.unwrap_or(crate::worker::DEFAULT_RESULT_TTL);
-        let record = (!ttl.is_zero()).then(|| {
-            let (state, at_ms) = match due_ms {
-                None => (OutcomeState::Queued, now_ms),
-                Some(due_ms) => (OutcomeState::Scheduled, due_ms),
-            };
+        let record = (!ttl.is_zero()).then(|| match due_ms {
+            None => (crate::envelope::QUEUED_MARKER.to_owned(), ttl),
             // A delayed job's record lasts through its delay.
-            let ttl = ttl + Duration::from_millis(due_ms.map_or(0, |due| due - now_ms.min(due)));
-            (OutcomeRecord::bare(state, 0, at_ms).to_json(), ttl)
+            Some(due_ms) => (
+                crate::envelope::scheduled_marker(due_ms),
+                ttl + Duration::from_millis(due_ms.saturating_sub(now_ms)),
+            ),
         });
         let event =
             (!client.quiet_queues.contains(queue)).then(|| crate::events::EventKind::Enqueued {
@@ -386,11 +385,7 @@ impl<'a> Told<'a> {
             news.ttl = *ttl;
             news.records = ids
                 .iter()
-                .map(|id| broker::PassingNote {
-                    job_id: id.as_str(),
-                    record,
-                    attempts: 0,
-                })
+                .map(|id| (id.as_str(), record.as_str()))
                 .collect();
         }
         if let Some(event) = &self.event {

@@ -201,15 +201,12 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
 
 /// Where a job stands, as its result record says.
 ///
-/// The first four are passing states, written best effort as the job moves (see
+/// Running and retrying are passing states, written best effort as the job moves (see
 /// `lua/set_passing.lua`): a final outcome (succeeded, dead) is never replaced by one of them.
+/// Before it runs, a job has a short record instead ([`QUEUED_MARKER`], [`scheduled_marker`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum OutcomeState {
-    /// Enqueued, waiting in its queue since `at_ms`.
-    Queued,
-    /// Enqueued with a delay: due at `at_ms`.
-    Scheduled,
     /// An attempt (`attempts`, counting it) started at `at_ms`; `progress` is its latest
     /// progress, if it told any.
     Running,
@@ -239,6 +236,24 @@ pub(crate) struct OutcomeRecord {
     /// The latest progress a running attempt told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) progress: Option<crate::events::Progress>,
+}
+
+/// The short record of a job waiting in its queue (enqueued, or back after its worker died):
+/// a queue may hold millions, so it is one byte rather than a JSON record.
+pub(crate) const QUEUED_MARKER: &str = "q";
+
+/// The short record of a delayed job, due at `due_ms`: `s<due_ms>`.
+pub(crate) fn scheduled_marker(due_ms: u64) -> String {
+    format!("s{due_ms}")
+}
+
+/// What a short record says: queued (None) or scheduled for a time (Some); None when `record`
+/// is not a short record (a JSON one).
+pub(crate) fn read_marker(record: &str) -> Option<Option<u64>> {
+    if record == QUEUED_MARKER {
+        return Some(None);
+    }
+    record.strip_prefix('s')?.parse().ok().map(Some)
 }
 
 impl OutcomeRecord {

@@ -135,7 +135,7 @@ pub enum EventKind {
 }
 
 /// An event as it travels: one line of a message.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct Wire {
     e: String,
     id: String,
@@ -143,15 +143,34 @@ struct Wire {
     t: String,
     #[serde(default)]
     at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     n: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     w: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     p: Option<Progress>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     err: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    due: Option<u64>,
+}
+
+/// [`Wire`] as it is written, borrowing what it says (an event is written per job and state).
+#[derive(Serialize)]
+struct WireOut<'a> {
+    e: &'static str,
+    id: &'a str,
+    t: &'a str,
+    at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p: Option<&'a Progress>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    err: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     due: Option<u64>,
 }
 
@@ -167,11 +186,16 @@ impl EventKind {
     /// This kind of event of job `id` of `task`, at `at_ms`, as a line of a message (JSON
     /// holds no raw newline).
     pub(crate) fn line(&self, id: &JobId, task: &str, at_ms: u64) -> String {
-        let mut wire = Wire {
-            id: id.to_string(),
-            t: task.to_owned(),
+        let mut wire = WireOut {
+            e: "",
+            id: id.as_str(),
+            t: task,
             at: at_ms,
-            ..Wire::default()
+            n: None,
+            w: None,
+            p: None,
+            err: None,
+            due: None,
         };
         wire.e = match self {
             EventKind::Enqueued { due_at } => {
@@ -180,12 +204,12 @@ impl EventKind {
             }
             EventKind::Started { attempt, worker } => {
                 wire.n = Some(*attempt);
-                wire.w = Some(worker.clone());
+                wire.w = Some(worker);
                 "started"
             }
             EventKind::Progress { attempt, progress } => {
                 wire.n = Some(*attempt);
-                wire.p = Some(progress.clone());
+                wire.p = Some(progress);
                 "progress"
             }
             EventKind::Retrying {
@@ -194,7 +218,7 @@ impl EventKind {
                 next_attempt_at,
             } => {
                 wire.n = Some(*attempts);
-                wire.err = Some(error.clone());
+                wire.err = Some(error);
                 wire.due = Some(to_ms(*next_attempt_at));
                 "retrying"
             }
@@ -204,7 +228,7 @@ impl EventKind {
             }
             EventKind::Dead { attempts, error } => {
                 wire.n = Some(*attempts);
-                wire.err = Some(error.clone());
+                wire.err = Some(error);
                 "dead"
             }
             EventKind::Cancelled { attempts } => {
@@ -212,11 +236,10 @@ impl EventKind {
                 "cancelled"
             }
             EventKind::Recovered { worker } => {
-                wire.w = Some(worker.clone());
+                wire.w = Some(worker);
                 "recovered"
             }
-        }
-        .to_owned();
+        };
         serde_json::to_string(&wire).unwrap_or_default()
     }
 }

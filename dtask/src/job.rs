@@ -197,6 +197,19 @@ impl<T: DeserializeOwned> JobHandle<T> {
         let Some(record) = record else {
             return Ok(JobStatus::Unknown);
         };
+        match crate::envelope::read_marker(record) {
+            Some(None) => return Ok(JobStatus::Queued),
+            // Due already: waiting to be taken.
+            Some(Some(due_ms)) => {
+                let due_at = UNIX_EPOCH + Duration::from_millis(due_ms);
+                return Ok(if due_at <= SystemTime::now() {
+                    JobStatus::Queued
+                } else {
+                    JobStatus::Scheduled { due_at }
+                });
+            }
+            None => {}
+        }
         let record: OutcomeRecord =
             serde_json::from_str(record).map_err(|source| Error::DecodeResult {
                 id: self.id.clone(),
@@ -205,10 +218,6 @@ impl<T: DeserializeOwned> JobHandle<T> {
         let at = UNIX_EPOCH + Duration::from_millis(record.at_ms);
         let error = record.error.unwrap_or_default();
         Ok(match record.state {
-            OutcomeState::Queued => JobStatus::Queued,
-            // Due already: waiting to be taken.
-            OutcomeState::Scheduled if at <= SystemTime::now() => JobStatus::Queued,
-            OutcomeState::Scheduled => JobStatus::Scheduled { due_at: at },
             OutcomeState::Running => JobStatus::Running {
                 attempt: record.attempts,
                 started_at: at,

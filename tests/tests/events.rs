@@ -9,7 +9,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dtask::{EventKind, Events, JobId, JobStatus, Progress, Worker};
-use dtask_tests::harness::{WorkerProcess, kill_subscribers, start_with_client, unique_prefix};
+use dtask_tests::harness::{
+    WorkerProcess, eventually, kill_subscribers, start_with_client, unique_prefix,
+};
 use dtask_tests::tasks;
 use tokio::sync::Notify;
 
@@ -255,10 +257,15 @@ async fn a_job_whose_worker_died_is_told_recovered_and_runs_again() {
         EventKind::Started { attempt: 1, worker } => worker,
         other => panic!("expected started, got {other:?}"),
     };
-    assert!(matches!(
-        job.status().await.unwrap(),
-        JobStatus::Running { attempt: 1, .. }
-    ));
+    // Recorded as running once it has run a little (quick jobs never are).
+    eventually(WAIT, "the job reads running", || async {
+        matches!(
+            job.status().await.unwrap(),
+            JobStatus::Running { attempt: 1, .. }
+        )
+        .then_some(())
+    })
+    .await;
     first.kill();
     let _second = WorkerProcess::start(WORKER, &redis.url(), &prefix, "marks", &lease);
     assert_eq!(

@@ -8,11 +8,10 @@ use super::subscription::Subscription;
 use super::{Broker, keys, outcome_ttl_ms, redis_err, scripts};
 use crate::error::Error;
 
-/// What a batch of passing records says, and so which records it may replace.
+/// What a batch of passing records says, and so which records it may replace (a job's first
+/// record, queued or scheduled, is written by its enqueue: see [`Broker::enqueue`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Passing {
-    /// Jobs just enqueued: written only where a job has no record yet.
-    New,
     /// Attempts that started or told their progress.
     Running,
     /// Attempts that failed; the jobs wait for their next.
@@ -24,7 +23,6 @@ pub(crate) enum Passing {
 impl Passing {
     fn mode(self) -> &'static str {
         match self {
-            Passing::New => "new",
             Passing::Running => "run",
             Passing::Retrying => "retry",
             Passing::Back => "back",
@@ -119,20 +117,19 @@ impl Broker {
 }
 
 impl Broker {
-    /// Writes the passing records of `news` and publishes its events, best effort (for jobs
-    /// enqueued by a script of their own, such as unique jobs).
+    /// Writes the short records of `news` and publishes its events, best effort (for jobs
+    /// enqueued by a script of their own, such as unique jobs): one round trip.
     pub(crate) async fn announce(&self, news: &super::News<'_>) {
-        if !news.records.is_empty()
-            && let Err(error) = self
-                .set_passing(Passing::New, &news.records, news.ttl)
-                .await
-        {
-            tracing::debug!(%error, "could not record that jobs are queued");
-        }
+        let mut pipe = super::Pipe::new("");
+        self.add_records(&mut pipe, news);
         for (queue, lines) in &news.events {
-            if let Err(error) = self.publish_events(queue, lines).await {
-                tracing::debug!(%error, queue, "could not publish job events");
-            }
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(keys::events_channel(&self.prefix, queue))
+                .arg(lines);
+            pipe.add(cmd, false);
+        }
+        if let Err(error) = pipe.send(&self.conn, "announcing enqueued jobs").await {
+            tracing::debug!(%error, "could not record or announce enqueued jobs");
         }
     }
 }

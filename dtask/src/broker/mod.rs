@@ -43,11 +43,61 @@ pub(crate) struct NewJob<'a> {
 /// What an enqueue tells of its new jobs, beside enqueueing them.
 #[derive(Debug, Default)]
 pub(crate) struct News<'a> {
-    /// Their passing records (queued, scheduled), kept for `ttl`.
-    pub(crate) records: Vec<PassingNote<'a>>,
+    /// Their short records (queued, scheduled) by job id, kept for `ttl`.
+    pub(crate) records: Vec<(&'a str, &'a str)>,
     pub(crate) ttl: Duration,
     /// Their events, as lines of one message per queue.
     pub(crate) events: Vec<(&'a str, String)>,
+}
+
+/// A pipeline of commands some of which must succeed (the enqueue itself) and others may fail
+/// (records, events: logged), for one queue on a cluster (any on a server).
+struct Pipe<'a> {
+    queue: &'a str,
+    pipe: redis::Pipeline,
+    /// Per command, whether its failure fails the call.
+    essential: Vec<bool>,
+}
+
+impl<'a> Pipe<'a> {
+    fn new(queue: &'a str) -> Pipe<'a> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        Pipe {
+            queue,
+            pipe,
+            essential: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, cmd: redis::Cmd, essential: bool) {
+        self.pipe.add_command(cmd);
+        self.essential.push(essential);
+    }
+
+    /// Sends the commands; the first failure of an essential one is the error (`action`
+    /// failed), the others are logged.
+    async fn send(self, conn: &Conn, action: &'static str) -> Result<(), Error> {
+        if self.essential.is_empty() {
+            return Ok(());
+        }
+        let mut conn = conn.clone();
+        let replies: Vec<redis::RedisResult<redis::Value>> = self
+            .pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err(action))?;
+        for (reply, essential) in replies.into_iter().zip(self.essential) {
+            match reply {
+                Err(error) if essential => return Err(redis_err(action)(error)),
+                Err(error) => {
+                    tracing::debug!(%error, "could not record or announce enqueued jobs")
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// When a delayed job is due.
@@ -367,9 +417,10 @@ impl Broker {
     /// one). One round trip on a server, whatever the number of jobs (two with a delay); on a
     /// cluster, one per queue (a pipeline must stay within one hash slot).
     ///
-    /// `news` tells of the new jobs: their passing records are written beside (best effort:
-    /// a failure is logged, the jobs are enqueued all the same) and their events published in
-    /// the same pipeline.
+    /// `news` tells of the new jobs: their short records are written first, in the same
+    /// pipeline (so that no worker can take a job before its record exists, and a record never
+    /// lands over a later one), and their events are published after them. Both are best
+    /// effort: a failure is logged, the jobs are enqueued all the same.
     pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>], news: &News<'_>) -> Result<(), Error> {
         self.register_new_queues(jobs.iter().map(|job| job.queue))
             .await;
@@ -388,15 +439,27 @@ impl Broker {
                 Some(server_now_ms.unwrap_or_default() + delay.as_millis() as u64)
             }
         };
-        let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
+        let mut pipes: Vec<Pipe<'_>> = Vec::new();
+        let cluster = self.target.is_cluster();
+        // On a cluster the records live on other nodes: they go first, in a round trip of
+        // their own, for the same reason.
+        let mut records = Pipe::new("");
+        self.add_records(&mut records, news);
+        if cluster {
+            records
+                .send(&self.conn, "recording that jobs are queued")
+                .await?;
+        } else {
+            pipes.push(records);
+        }
         let mut i = 0;
         while i < jobs.len() {
             let job = &jobs[i];
             let pipe = match pipes.last_mut() {
-                Some((queue, pipe)) if !self.target.is_cluster() || *queue == job.queue => pipe,
+                Some(pipe) if !cluster || pipe.queue == job.queue => pipe,
                 _ => {
-                    pipes.push((job.queue, redis::pipe()));
-                    &mut pipes.last_mut().expect("just pushed").1
+                    pipes.push(Pipe::new(job.queue));
+                    pipes.last_mut().expect("just pushed")
                 }
             };
             // Consecutive jobs of one queue due alike go into one command.
@@ -407,19 +470,18 @@ impl Broker {
             let payloads = jobs[i..run_end].iter().map(|job| job.payload);
             match due_ms(job) {
                 None => {
-                    pipe.cmd("RPUSH")
-                        .arg(keys::pending(&self.prefix, job.queue))
-                        .arg(payloads.collect::<Vec<_>>())
-                        .ignore();
+                    let mut cmd = redis::cmd("RPUSH");
+                    cmd.arg(keys::pending(&self.prefix, job.queue))
+                        .arg(payloads.collect::<Vec<_>>());
+                    pipe.add(cmd, true);
                 }
                 Some(due_ms) => {
-                    let cmd = pipe
-                        .cmd("ZADD")
-                        .arg(keys::scheduled(&self.prefix, job.queue));
+                    let mut cmd = redis::cmd("ZADD");
+                    cmd.arg(keys::scheduled(&self.prefix, job.queue));
                     for payload in payloads {
                         cmd.arg(due_ms).arg(payload);
                     }
-                    cmd.ignore();
+                    pipe.add(cmd, true);
                 }
             }
             i = run_end;
@@ -427,40 +489,50 @@ impl Broker {
         for (queue, lines) in &news.events {
             let pipe = match pipes
                 .iter_mut()
-                .find(|(q, _)| !self.target.is_cluster() || q == queue)
+                .find(|pipe| !cluster || pipe.queue == *queue)
             {
-                Some((_, pipe)) => pipe,
+                Some(pipe) => pipe,
                 None => {
-                    pipes.push((queue, redis::pipe()));
-                    &mut pipes.last_mut().expect("just pushed").1
+                    pipes.push(Pipe::new(queue));
+                    pipes.last_mut().expect("just pushed")
                 }
             };
-            pipe.cmd("PUBLISH")
-                .arg(keys::events_channel(&self.prefix, queue))
-                .arg(lines)
-                .ignore();
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(keys::events_channel(&self.prefix, queue))
+                .arg(lines);
+            pipe.add(cmd, false);
         }
-        let enqueued = async {
-            let mut conn = self.conn.clone();
-            for (_, pipe) in pipes {
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(redis_err("enqueueing"))?;
+        for pipe in pipes {
+            pipe.send(&self.conn, "enqueueing").await?;
+        }
+        Ok(())
+    }
+
+    /// Adds to `pipe` the writes of the short records of `news`: one `HSET` per results hash,
+    /// and its expiry (set if it has none, pushed later if it has a sooner one).
+    fn add_records(&self, pipe: &mut Pipe<'_>, news: &News<'_>) {
+        let mut by_hash: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
+        for &(id, record) in &news.records {
+            let key = keys::results(&self.prefix, id);
+            match by_hash.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, fields)) => fields.push((id, record)),
+                None => by_hash.push((key, vec![(id, record)])),
             }
-            Ok::<(), Error>(())
-        };
-        let recorded = async {
-            if news.records.is_empty() {
-                return;
+        }
+        let ttl_ms = outcome_ttl_ms(news.ttl);
+        for (key, fields) in by_hash {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&key);
+            for (id, record) in fields {
+                hset.arg(id).arg(record);
             }
-            if let Err(error) = self
-                .set_passing(Passing::New, &news.records, news.ttl)
-                .await
-            {
-                tracing::debug!(%error, "could not record that jobs are queued");
+            pipe.add(hset, false);
+            for condition in ["NX", "GT"] {
+                let mut expire = redis::cmd("PEXPIRE");
+                expire.arg(&key).arg(ttl_ms).arg(condition);
+                pipe.add(expire, false);
             }
-        };
-        tokio::join!(enqueued, recorded).0
+        }
     }
 
     /// Moves up to `max` jobs from `queue` to `worker`'s in-flight hash, each under a fresh

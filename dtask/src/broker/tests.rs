@@ -639,9 +639,14 @@ async fn a_passing_record_never_replaces_a_final_one_nor_a_later_attempts() {
         let mut raw = raw.clone();
         async move { outcome(&mut raw, id).await.0.unwrap_or_default() }
     };
-    // Enqueued: written where nothing is, never over anything.
-    assert!(set(Passing::New, "j", "queued", 0).await);
-    assert!(!set(Passing::New, "j", "queued", 0).await);
+    // Enqueued: a short record, as an enqueue writes it.
+    let news = super::News {
+        records: vec![("j", crate::envelope::QUEUED_MARKER)],
+        ttl,
+        events: Vec::new(),
+    };
+    broker.announce(&news).await;
+    assert_eq!(current(&mut raw, "j").await, "q");
     // A run over queued; its failure; a late write of that run is refused; the next run.
     assert!(set(Passing::Running, "j", "running", 1).await);
     assert!(
@@ -668,12 +673,7 @@ async fn a_passing_record_never_replaces_a_final_one_nor_a_later_attempts() {
         .set_result("j", &record("succeeded", 3), ttl)
         .await
         .unwrap();
-    for passing in [
-        Passing::New,
-        Passing::Running,
-        Passing::Retrying,
-        Passing::Back,
-    ] {
+    for passing in [Passing::Running, Passing::Retrying, Passing::Back] {
         assert!(!set(passing, "j", "running", 9).await, "{passing:?}");
     }
     assert_eq!(current(&mut raw, "j").await, record("succeeded", 3));

@@ -209,7 +209,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             .cancelled_by(stop.child_token())
             .progress_to(ctx.progress_to(queue, record_ttl)),
     );
-    run.started(&job, record_ttl);
+    run.started(&job);
     let current = job.clone();
     let handled = async move {
         match in_job(current, CatchPanic::new(handler)).await {
@@ -249,6 +249,19 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             given_up.cancel();
             Err(format!("timed out after {:?}", timeout.unwrap_or_default()))
         })
+    };
+    // A run that lasts is recorded as running (a quick one never is: it reads queued, then
+    // its outcome); its progress, if it tells any, records it at once.
+    let running = async {
+        let mut running = std::pin::pin!(running);
+        if let Some(ttl) = record_ttl {
+            tokio::select! {
+                biased;
+                outcome = &mut running => return outcome,
+                _ = tokio::time::sleep(RUNNING_RECORD_AFTER) => run.still_running(&job, ttl),
+            }
+        }
+        running.await
     };
     let outcome = tokio::select! {
         outcome = running => outcome,
@@ -422,14 +435,22 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Tells that the run of `job` started: its running record (kept `record_ttl`, when its
-    /// task keeps records) and its event.
-    fn started(&self, job: &JobContext, record_ttl: Option<Duration>) {
+    /// Writes `job`'s running record (kept `ttl`), for a run that outlasted
+    /// [`RUNNING_RECORD_AFTER`].
+    fn still_running(&self, job: &JobContext, ttl: Duration) {
+        let record = OutcomeRecord::bare(OutcomeState::Running, job.attempt, job.started_ms);
+        self.ctx.report_record(
+            Passing::Running,
+            &job.id,
+            record.to_json(),
+            job.attempt,
+            ttl,
+        );
+    }
+
+    /// Tells that the run of `job` started: its event.
+    fn started(&self, job: &JobContext) {
         let ctx = self.ctx;
-        if let Some(ttl) = record_ttl {
-            let record = OutcomeRecord::bare(OutcomeState::Running, job.attempt, job.started_ms);
-            ctx.report_record(Passing::Running, &job.id, &record, ttl);
-        }
         ctx.report_event(
             self.queue,
             &job.id,
@@ -832,6 +853,10 @@ impl<'a> Run<'a> {
         }
     }
 }
+
+/// How long a run goes before its record says running: quick jobs (most) are never recorded
+/// so, which spares a write per job.
+const RUNNING_RECORD_AFTER: Duration = Duration::from_millis(100);
 
 /// The header counting how many times in a row a job was put off with `RetryAfter`.
 const PUT_OFFS_HEADER: &str = "dtask-put-offs";

@@ -35,7 +35,7 @@ use crate::backoff::Backoff;
 use crate::broker::{Broker, DeadLimits, Passing, Taken};
 use crate::client::{Client, ClientBuilder};
 use crate::clock::{Clock, SystemClock};
-use crate::envelope::{JobId, OutcomeRecord};
+use crate::envelope::JobId;
 use crate::error::Error;
 use crate::events::EventKind;
 use crate::middleware::{ForTasks, Hook, JobEvent, Middleware, WorkerEvent, WorkerHook};
@@ -103,13 +103,13 @@ impl Context {
 
     /// Publishes `kind` of job `id` of `task` on `queue`'s events channel (in the reporter's
     /// next batch), unless events of the queue are off.
-    pub(crate) fn report_event(&self, queue: &str, id: &JobId, task: &str, kind: EventKind) {
-        if self.settings.quiet_queues.contains(queue) {
+    pub(crate) fn report_event(&self, queue: &Arc<str>, id: &JobId, task: &str, kind: EventKind) {
+        if self.settings.quiet_queues.contains(&**queue) {
             return;
         }
         let line = kind.line(id, task, self.settings.clock.now_ms());
         let _ = self.reports.send(Report::Event {
-            queue: Arc::from(queue),
+            queue: queue.clone(),
             line,
         });
     }
@@ -120,14 +120,15 @@ impl Context {
         &self,
         passing: Passing,
         id: &JobId,
-        record: &OutcomeRecord,
+        record: String,
+        attempts: u32,
         ttl: Duration,
     ) {
         let _ = self.reports.send(Report::Record {
             passing,
             job_id: id.to_string(),
-            record: record.to_json(),
-            attempts: record.attempts,
+            record,
+            attempts,
             ttl,
         });
     }
@@ -135,20 +136,17 @@ impl Context {
     /// Tells that the jobs `payloads` of `queue`, running on `worker`, went back to the queue:
     /// their records say queued again (over a running record only), their events recovered.
     pub(crate) fn report_back(&self, queue: &str, worker: &str, payloads: &[Vec<u8>]) {
+        let queue: Arc<str> = Arc::from(queue);
         for payload in payloads {
             let Ok(envelope) = crate::envelope::decode(payload) else {
                 continue;
             };
             if let Some(ttl) = self.record_ttl(&envelope.task) {
-                let record = OutcomeRecord::bare(
-                    crate::envelope::OutcomeState::Queued,
-                    envelope.attempt,
-                    self.settings.clock.now_ms(),
-                );
-                self.report_record(Passing::Back, &envelope.id, &record, ttl);
+                let record = crate::envelope::QUEUED_MARKER.to_owned();
+                self.report_record(Passing::Back, &envelope.id, record, envelope.attempt, ttl);
             }
             self.report_event(
-                queue,
+                &queue,
                 &envelope.id,
                 &envelope.task,
                 EventKind::Recovered {

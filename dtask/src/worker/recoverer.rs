@@ -111,7 +111,7 @@ impl Recoverer {
             }
             if let Some(envelope) = &envelope {
                 ctx.report_event(
-                    queue,
+                    &Arc::from(queue),
                     &envelope.id,
                     &envelope.task,
                     crate::events::EventKind::Dead {

@@ -610,6 +610,7 @@ fn results_kept(outcome: &Outcome) -> &'static str {
         crate::scenarios::drain::DRAIN_WITHOUT_RESULTS => "none",
         crate::scenarios::drain::DRAIN_THROUGH_MIDDLEWARE => "kept, 1 middleware",
         crate::scenarios::drain::DRAIN_LIMITED => "kept, max_running",
+        crate::scenarios::drain::DRAIN_WITHOUT_EVENTS => "kept, no events",
         _ => "kept",
     }
 }

@@ -1,20 +1,21 @@
---[[ set_passing: records where jobs stand while they move (queued, scheduled, running, retrying),
-  best effort and in any order the writes arrive: a final outcome (succeeded, dead) is never
-  replaced by a passing one, and a later attempt's record is never replaced by an earlier one's.
+--[[ set_passing: records where jobs stand while they run or wait for a retry, best effort and
+  in any order the writes arrive: a final outcome (succeeded, dead) is never replaced by a
+  passing one, and a later attempt's record is never replaced by an earlier one's. (A job's
+  first record, queued or scheduled, is written by its enqueue.)
 
   An outcome record is dtask's own JSON and always begins with its state (`{"state":"..."`),
-  then the attempts it counts (`"attempts":N`); these are the two things read of it.
+  then the attempts it counts (`"attempts":N`); these are the two things read of it. A short
+  record (`q`: queued, `s<ms>`: scheduled) is none of those states.
 
   KEYS[1] the results hash of the jobs' span
   ARGV[1] how long the records are kept, ms
   ARGV[2] what the records say:
-          "new"   a job was just enqueued: written only where the job has no record yet
           "run"   an attempt started or told its progress: not over a retrying record of this
                   attempt or a later one
           "retry" an attempt failed and the job waits for the next: not over a running record
                   of a later attempt
-          "back"  a running job went back to its queue (its worker died): only over a running
-                  record
+          "back"  a running job went back to its queue (its worker died; the record is a
+                  short one): only over a running record
   ARGV[3..] job id, record, attempts (of the record), ...
 
   Returns how many records were written.
@@ -28,7 +29,7 @@ for i = 3, #ARGV, 3 do
     local state = string.match(current, '^{"state":"(%a+)"')
     local attempts = tonumber(string.match(current, '"attempts":(%d+)') or '0')
     local mine = tonumber(ARGV[i + 2])
-    if state == 'succeeded' or state == 'dead' or mode == 'new' then
+    if state == 'succeeded' or state == 'dead' then
       write = false
     elseif mode == 'run' then
       write = not (state == 'retrying' and attempts >= mine)

@@ -19,6 +19,9 @@ pub const DRAIN_THROUGH_MIDDLEWARE: &str = "drain-middleware";
 /// The name of a default drain of a task with `max_running` (never reached): the cost of
 /// admitting each run under a task's limits, next to [`DRAIN`].
 pub const DRAIN_LIMITED: &str = "drain-max-running";
+/// The name of a default drain whose worker publishes no lifecycle events for the queue
+/// (`Worker::without_events`): the cost of events, next to [`DRAIN`].
+pub const DRAIN_WITHOUT_EVENTS: &str = "drain-no-events";
 
 /// What a drain's jobs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +34,15 @@ pub enum Variant {
     Middleware,
     /// Default jobs of a task with `max_running`, each run admitted under it.
     Limited,
+    /// Default jobs, their worker publishing no events.
+    Quiet,
 }
 
 impl Variant {
     /// Every variant, in the order the report lists them.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Default,
+        Variant::Quiet,
         Variant::NoResults,
         Variant::Middleware,
         Variant::Limited,
@@ -48,6 +54,7 @@ impl Variant {
             Variant::NoResults => DRAIN_WITHOUT_RESULTS,
             Variant::Middleware => DRAIN_THROUGH_MIDDLEWARE,
             Variant::Limited => DRAIN_LIMITED,
+            Variant::Quiet => DRAIN_WITHOUT_EVENTS,
         }
     }
 }
@@ -75,7 +82,7 @@ pub async fn drain(
     let kind = match variant {
         Variant::NoResults => tasks::NoopKind::Forget,
         Variant::Limited => tasks::NoopKind::Limited,
-        Variant::Default | Variant::Middleware => tasks::NoopKind::Kept,
+        Variant::Default | Variant::Middleware | Variant::Quiet => tasks::NoopKind::Kept,
     };
     fill_noop(&client, jobs, kind).await?;
     NoopWatch::reset(jobs);
@@ -86,6 +93,9 @@ pub async fn drain(
         .concurrency(concurrency);
     if variant == Variant::Middleware {
         worker = worker.middleware(PassThrough);
+    }
+    if variant == Variant::Quiet {
+        worker = worker.without_events(tasks::NOOP_QUEUE);
     }
     let worker = worker.spawn();
     // Generous: a drain slower than 1,000 jobs/s is a failure worth seeing.
