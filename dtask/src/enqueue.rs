@@ -268,17 +268,22 @@ impl<O> Enqueue<O> {
                     Some(broker::Due::After(delay)) => delay,
                     Some(broker::Due::AtMs(at)) => Duration::from_millis(at.saturating_sub(now_ms)),
                 };
+                let told = Told::new(&client, self.info, queue, due, now_ms);
+                if let Some((record, ttl)) = &told.record {
+                    client.broker.record_if_new(id.as_str(), record, *ttl).await;
+                }
                 let found = client
                     .broker
                     .enqueue_unique(queue, &key, id.as_str(), unique.ttl + waits, &payload, due)
                     .await?;
                 let handle = match found {
                     None => {
-                        let told = Told::new(&client, self.info, queue, due, now_ms);
-                        client
-                            .broker
-                            .announce(&told.news(std::slice::from_ref(&id)))
-                            .await;
+                        if let Some((_, lines)) =
+                            told.news(std::slice::from_ref(&id)).events.first()
+                            && let Err(error) = client.broker.publish_events(queue, lines).await
+                        {
+                            tracing::debug!(%error, queue, "could not publish job events");
+                        }
                         crate::metrics::enqueued(queue, self.info.name, 1);
                         JobHandle::new(id, Some(client.clone()))
                     }

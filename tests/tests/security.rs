@@ -63,6 +63,17 @@ async fn a_producer_and_a_worker_with_the_readme_acl_users_run_every_path_throug
         dtask::JobStatus::Queued,
         "the producer may record its jobs as queued"
     );
+    let unique = tasks::add::with()
+        .client(&producer)
+        .unique_for(Duration::from_secs(600))
+        .enqueue(key.clone(), 3, 4)
+        .await
+        .expect("the producer may enqueue unique jobs");
+    assert_eq!(
+        unique.status().await.unwrap(),
+        dtask::JobStatus::Queued,
+        "the producer may record its unique jobs as queued"
+    );
     let mut events = producer
         .events("math")
         .await

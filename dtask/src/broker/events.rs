@@ -117,19 +117,27 @@ impl Broker {
 }
 
 impl Broker {
-    /// Writes the short records of `news` and publishes its events, best effort (for jobs
-    /// enqueued by a script of their own, such as unique jobs): one round trip.
-    pub(crate) async fn announce(&self, news: &super::News<'_>) {
+    /// Writes the short record of job `id` (kept `ttl`) unless it has a record already: for a
+    /// job enqueued by a script of its own (a unique job), written before that script runs, so
+    /// that it never lands over a later record of the job, nor over the record of the job
+    /// that holds the name.
+    pub(crate) async fn record_if_new(&self, id: &str, record: &str, ttl: Duration) {
+        let key = keys::results(&self.prefix, id);
         let mut pipe = super::Pipe::new("");
-        self.add_records(&mut pipe, news);
-        for (queue, lines) in &news.events {
-            let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(keys::events_channel(&self.prefix, queue))
-                .arg(lines);
-            pipe.add(cmd, false);
+        let mut set = redis::cmd("HSETNX");
+        set.arg(&key).arg(id).arg(record);
+        pipe.add(set, false);
+        let ttl_ms = outcome_ttl_ms(ttl);
+        for condition in ["NX", "GT"] {
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(ttl_ms).arg(condition);
+            pipe.add(expire, false);
         }
-        if let Err(error) = pipe.send(&self.conn, "announcing enqueued jobs").await {
-            tracing::debug!(%error, "could not record or announce enqueued jobs");
+        if let Err(error) = pipe
+            .send(&self.conn, "recording that a job is queued")
+            .await
+        {
+            tracing::debug!(%error, "could not record that a job is queued");
         }
     }
 }

@@ -640,12 +640,9 @@ async fn a_passing_record_never_replaces_a_final_one_nor_a_later_attempts() {
         async move { outcome(&mut raw, id).await.0.unwrap_or_default() }
     };
     // Enqueued: a short record, as an enqueue writes it.
-    let news = super::News {
-        records: vec![("j", crate::envelope::QUEUED_MARKER)],
-        ttl,
-        events: Vec::new(),
-    };
-    broker.announce(&news).await;
+    broker
+        .record_if_new("j", crate::envelope::QUEUED_MARKER, ttl)
+        .await;
     assert_eq!(current(&mut raw, "j").await, "q");
     // A run over queued; its failure; a late write of that run is refused; the next run.
     assert!(set(Passing::Running, "j", "running", 1).await);
@@ -977,12 +974,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
 
 #[test]
 fn every_command_the_enqueue_scripts_call_is_in_the_readme_producer_acl() {
-    let scripts = [
-        include_str!("lua/enqueue_unique.lua"),
-        include_str!("lua/outcomes.lua"),
-        include_str!("lua/set_passing.lua"),
-    ];
-    let missing = denied_to_readme_user("producer", &scripts);
+    let missing = denied_to_readme_user("producer", &[include_str!("lua/enqueue_unique.lua")]);
     assert!(
         missing.is_empty(),
         "the enqueue scripts call commands the README's producer ACL denies: {missing:?}"
