@@ -175,6 +175,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
     // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
     // argument and `(A, B)` for several.
+    let wrap_input = job_alias.len() == 1;
     let (item_type, item_to_args) = if job_alias.len() == 1 {
         let alias = job_alias[0];
         (quote!(super::#alias), quote!(|item| (item,)))
@@ -272,6 +273,12 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 #krate::Enqueue::new(&INFO).call_args((#(#arg_names,)*))
             }
 
+            /// This task as a step of a workflow, taking its input from the step before (its
+            /// argument, or the tuple of its arguments): `dtask::chain(..).then(with_input())`.
+            pub fn with_input() -> #krate::Then<#item_type, Output> {
+                self::with().with_input()
+            }
+
             /// Options for the next enqueue: `.delay(..)`, `.at(..)`, `.queue(..)`,
             /// `.retries(..)`, `.client(..)`, then `.enqueue(..)` (or `.call(..)`).
             pub fn with() -> Builder {
@@ -341,6 +348,12 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
                 {
                     self.0.call_args((#(#arg_names,)*)).enqueue().await
+                }
+
+                /// This task with these options as a step of a workflow, taking its input
+                /// from the step before.
+                pub fn with_input(self) -> #krate::Then<#item_type, Output> {
+                    #krate::Then::new(self.0, #wrap_input)
                 }
 
                 /// The job with these arguments and options, not enqueued yet.

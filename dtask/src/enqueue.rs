@@ -42,6 +42,72 @@ enum Due {
 }
 
 impl<O> Enqueue<O> {
+    /// These options for a job of another output type (the workflows keep steps of any
+    /// task side by side).
+    pub(crate) fn cast<P>(self) -> Enqueue<P> {
+        Enqueue {
+            info: self.info,
+            client: self.client,
+            queue: self.queue,
+            due: self.due,
+            retries: self.retries,
+            id: self.id,
+            unique_for: self.unique_for,
+            unique_until: self.unique_until,
+            timeout: self.timeout,
+            output: PhantomData,
+        }
+    }
+
+    /// The task of these options.
+    pub(crate) fn info(&self) -> &'static TaskInfo {
+        self.info
+    }
+
+    /// The queue jobs with these options go to.
+    pub(crate) fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or(self.info.queue)
+    }
+
+    /// The retries these options set, if any.
+    pub(crate) fn retries_set(&self) -> Option<u32> {
+        self.retries
+    }
+
+    /// The client these options name, if any.
+    pub(crate) fn client_set(&self) -> Option<&Client> {
+        self.client.as_ref()
+    }
+
+    /// The headers these options give a job (a timeout of its own), as owned pairs.
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
+        self.option_headers()
+    }
+
+    /// Refuses the options a step of a workflow cannot have (`what` names the step): a delay,
+    /// a time, an id or uniqueness.
+    pub(crate) fn check_in_workflow(&self, what: &str) -> Result<(), Error> {
+        let refused = if self.due.is_some() {
+            Some("a delay or a time")
+        } else if self.id.is_some() {
+            Some("an id")
+        } else if self.unique_for.is_some()
+            || self.unique_until.is_some()
+            || self.info.unique_for.is_some()
+        {
+            Some("uniqueness")
+        } else {
+            None
+        };
+        match refused {
+            Some(option) => Err(Error::Config(format!(
+                "{what} (`{}`) cannot have {option} in a workflow",
+                self.info.name
+            ))),
+            None => check_queue_name(self.queue_name()),
+        }
+    }
+
     /// Options for a job of the task described by `info`, with the task's defaults.
     #[doc(hidden)]
     pub fn new(info: &'static TaskInfo) -> Self {
@@ -414,6 +480,25 @@ pub struct Call<O> {
 }
 
 impl<O> Call<O> {
+    /// The same job, typed as returning `P` (the workflows keep jobs of any task side by
+    /// side).
+    pub(crate) fn cast<P>(self) -> Call<P> {
+        Call {
+            options: self.options.cast(),
+            args: self.args,
+        }
+    }
+
+    /// The client its options name, if any.
+    pub(crate) fn options_client(&self) -> Option<&Client> {
+        self.options.client_set()
+    }
+
+    /// Its options and its arguments (or why they could not be encoded).
+    pub(crate) fn into_parts(self) -> (Enqueue<O>, Result<Box<RawValue>, Error>) {
+        (self.options, self.args)
+    }
+
     /// Enqueues the job and returns its handle.
     pub async fn enqueue(self) -> Result<JobHandle<O>, Error> {
         let mut handles = self.options.enqueue_encoded(vec![self.args?]).await?;

@@ -247,13 +247,28 @@ pub(crate) fn scheduled_marker(due_ms: u64) -> String {
     format!("s{due_ms}")
 }
 
-/// What a short record says: queued (None) or scheduled for a time (Some); None when `record`
-/// is not a short record (a JSON one).
-pub(crate) fn read_marker(record: &str) -> Option<Option<u64>> {
-    if record == QUEUED_MARKER {
-        return Some(None);
+/// What a short record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// Waiting in its queue.
+    Queued,
+    /// Delayed, due at this time (ms since the epoch).
+    Scheduled(u64),
+    /// A workflow step waiting for the steps before it (`w`).
+    Waiting,
+}
+
+/// What a short record says; None when `record` is not a short record (a JSON one).
+pub(crate) fn read_marker(record: &str) -> Option<Marker> {
+    match record {
+        QUEUED_MARKER => Some(Marker::Queued),
+        crate::workflow::WAITING_MARKER => Some(Marker::Waiting),
+        _ => record
+            .strip_prefix('s')?
+            .parse()
+            .ok()
+            .map(Marker::Scheduled),
     }
-    record.strip_prefix('s')?.parse().ok().map(Some)
 }
 
 impl OutcomeRecord {

@@ -11,7 +11,7 @@ use crate::client::{Client, default_client};
 use serde_json::value::RawValue;
 
 use crate::admin::CANCELLED_ERROR;
-use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
+use crate::envelope::{JobId, Marker, OutcomeRecord, OutcomeState};
 use crate::error::Error;
 use crate::registry::TaskInfo;
 
@@ -24,6 +24,9 @@ use crate::registry::TaskInfo;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum JobStatus<T> {
+    /// A step of a workflow (a chain's later step, a group's callback) waiting for the steps
+    /// before it: not enqueued yet.
+    Waiting,
     /// Waiting in its queue to be taken: enqueued, due after a delay, or back in its queue
     /// after its worker died.
     Queued,
@@ -198,9 +201,10 @@ impl<T: DeserializeOwned> JobHandle<T> {
             return Ok(JobStatus::Unknown);
         };
         match crate::envelope::read_marker(record) {
-            Some(None) => return Ok(JobStatus::Queued),
+            Some(Marker::Queued) => return Ok(JobStatus::Queued),
+            Some(Marker::Waiting) => return Ok(JobStatus::Waiting),
             // Due already: waiting to be taken.
-            Some(Some(due_ms)) => {
+            Some(Marker::Scheduled(due_ms)) => {
                 let due_at = UNIX_EPOCH + Duration::from_millis(due_ms);
                 return Ok(if due_at <= SystemTime::now() {
                     JobStatus::Queued
@@ -261,7 +265,8 @@ impl<T: DeserializeOwned> JobHandle<T> {
                 attempts,
                 error: CANCELLED_ERROR.to_owned(),
             })),
-            JobStatus::Queued
+            JobStatus::Waiting
+            | JobStatus::Queued
             | JobStatus::Scheduled { .. }
             | JobStatus::Running { .. }
             | JobStatus::Retrying { .. }

@@ -70,6 +70,7 @@ mod trace;
 mod unique;
 mod wait;
 mod worker;
+mod workflow;
 
 pub use admin::{
     CANCELLED_ERROR, Cancelled, Counts, DeadJob, JobInfo, JobState, Order, PurgeState, Queue,
@@ -98,6 +99,7 @@ pub use retry_after::RetryAfter;
 pub use state::State;
 pub use unique::UniqueUntil;
 pub use worker::{Worker, WorkerHandle, shutdown_signal};
+pub use workflow::{Chain, Group, GroupHandle, Then, chain, group};
 
 /// Marks an async fn as a task that can be enqueued and run by workers.
 ///

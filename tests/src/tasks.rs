@@ -286,3 +286,43 @@ pub async fn nap(key: String, millis: u64) {
     tokio::time::sleep(Duration::from_millis(millis)).await;
     record(&key, "ran");
 }
+
+/// A member of a workflow run by worker processes: counts its run in Redis (`<key>:runs`),
+/// sleeps `millis`, returns its number.
+#[dtask::task(queue = "marks", retries = 5)]
+pub async fn mark_part(key: String, n: u32, millis: u64) -> Result<MarkedPart, String> {
+    let mut conn = test_redis().await?;
+    redis::cmd("INCR")
+        .arg(format!("{key}:runs"))
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    Ok(MarkedPart { key, n })
+}
+
+/// What [`mark_part`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, dtask::TaskOutput)]
+pub struct MarkedPart {
+    /// The workflow's key.
+    pub key: String,
+    /// The member's number.
+    pub n: u32,
+}
+
+/// A chord's callback run by worker processes: counts its run in Redis (`<key>:callbacks`)
+/// and checks that it got every member once, in order; returns how many.
+#[dtask::task(queue = "marks", retries = 5)]
+pub async fn count_parts(parts: Vec<MarkedPart>) -> Result<u32, String> {
+    let key = parts.first().map(|p| p.key.clone()).unwrap_or_default();
+    let mut conn = test_redis().await?;
+    redis::cmd("INCR")
+        .arg(format!("{key}:callbacks"))
+        .query_async::<i64>(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if parts.iter().enumerate().any(|(i, p)| p.n != i as u32) {
+        return Err("the parts are not every member once, in order".into());
+    }
+    Ok(parts.len() as u32)
+}

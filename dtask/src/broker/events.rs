@@ -18,6 +18,8 @@ pub(crate) enum Passing {
     Retrying,
     /// Running jobs that went back to their queue (their worker died).
     Back,
+    /// Workflow steps just enqueued, over their waiting records.
+    Ready,
 }
 
 impl Passing {
@@ -26,6 +28,7 @@ impl Passing {
             Passing::Running => "run",
             Passing::Retrying => "retry",
             Passing::Back => "back",
+            Passing::Ready => "ready",
         }
     }
 }

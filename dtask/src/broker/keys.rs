@@ -187,6 +187,25 @@ pub(crate) fn events_channel(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:events")
 }
 
+/// `prefix:{queue}:outbox`: LIST of errands, what the workflows of jobs that ended in the queue
+/// do next (enqueue a chain's next step, record a group member's end, mark the steps of a
+/// failed workflow dead), written by the settling scripts and run by the workers' couriers.
+pub(crate) fn outbox(prefix: &str, queue: &str) -> String {
+    format!("{prefix}:{{{queue}}}:outbox")
+}
+
+/// `prefix:{queue}:spawned:<id>`: STRING that marks a workflow step as enqueued (see
+/// `lua/spawn.lua`), kept a day.
+pub(crate) fn spawned(prefix: &str, queue: &str, id: &str) -> String {
+    format!("{prefix}:{{{queue}}}:spawned:{id}")
+}
+
+/// `prefix:{queue}:group:<group>`: HASH of a group's state, in its callback's queue (see
+/// `lua/group_member.lua`).
+pub(crate) fn group(prefix: &str, queue: &str, group: &str) -> String {
+    format!("{prefix}:{{{queue}}}:group:{group}")
+}
+
 /// `prefix:{queue}:paused`: STRING that exists while an operator has paused the queue: workers
 /// take nothing from it; enqueues go on.
 pub(crate) fn paused(prefix: &str, queue: &str) -> String {

@@ -10,6 +10,7 @@ mod connection;
 mod events;
 mod finished;
 mod keys;
+mod outbox;
 mod periodic;
 mod scripts;
 mod subscription;
@@ -29,6 +30,7 @@ pub(crate) use connection::{Conn, DEFAULT_RESPONSE_TIMEOUT};
 pub(crate) use events::{EventFeed, Passing, PassingNote};
 
 pub(crate) use finished::{FEED_PING, FinishedFeed, JobOutcome};
+pub(crate) use outbox::{MemberEnded, NewGroup};
 pub(crate) use periodic::Claim;
 
 use crate::error::Error;
@@ -166,6 +168,8 @@ pub(crate) struct Finished {
     pub(crate) queue: Arc<str>,
     pub(crate) lease: String,
     pub(crate) outcome: Option<(String, String, Option<Duration>)>,
+    /// What the job's workflow does next, for the queue's outbox (see `workflow.rs`).
+    pub(crate) errand: Option<String>,
 }
 
 /// What a fenced settle (retry, bury) found.
@@ -716,11 +720,22 @@ impl Broker {
                 .key(keys::ack_answer(&self.prefix, queue, worker))
                 .key(keys::counts(&self.prefix, queue, minute))
                 .key(keys::watched(&self.prefix, queue))
+                .key(keys::outbox(&self.prefix, queue))
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })
                 .arg(members);
             for job in jobs.iter().filter(|job| &*job.queue == *queue) {
                 invocation.arg(job.lease.as_str());
+            }
+            let errands: Vec<(usize, &str)> = jobs
+                .iter()
+                .enumerate()
+                .filter_map(|(run, job)| Some((positions[run], job.errand.as_deref()?)))
+                .filter(|(position, _)| *position > 0)
+                .collect();
+            invocation.arg(errands.len());
+            for (position, errand) in errands {
+                invocation.arg(position).arg(errand);
             }
             if inline {
                 let of_queue = outcomes().filter(|outcome| positions[outcome.run] > 0);
@@ -730,7 +745,7 @@ impl Broker {
                     for outcome in &span.records {
                         invocation
                             .arg(positions[outcome.run])
-                            .arg(hash + 6)
+                            .arg(hash + 7)
                             .arg(outcome.job_id)
                             .arg(outcome.record)
                             .arg(outcome.ttl_ms);
@@ -954,6 +969,7 @@ impl Broker {
         lease: &str,
         record: &str,
         limits: DeadLimits,
+        errand: Option<&str>,
     ) -> Result<Fenced, Error> {
         let (minute, second) = minute_and_second();
         let mut invocation = scripts::BURY.prepare_invoke();
@@ -962,9 +978,16 @@ impl Broker {
             .key(keys::dead(&self.prefix, queue))
             .key(keys::deaths(&self.prefix, queue))
             .key(keys::counts(&self.prefix, queue, minute))
+            .key(keys::outbox(&self.prefix, queue))
             .arg(lease);
         let died = self
-            .bury_with(invocation, record, limits, Some(second), "burying a job")
+            .bury_with(
+                invocation,
+                record,
+                limits,
+                &[second.to_string().as_str(), errand.unwrap_or_default()],
+                "burying a job",
+            )
             .await?;
         self.forget_settled(queue, worker, &[lease]).await;
         Ok(Fenced::from_reply(died))
@@ -990,14 +1013,22 @@ impl Broker {
         payload: &[u8],
         record: &str,
         limits: DeadLimits,
+        errand: Option<&str>,
     ) -> Result<Option<u64>, Error> {
         let mut invocation = scripts::BURY_POISONED.prepare_invoke();
         invocation
             .key(keys::poisoned(&self.prefix, queue))
             .key(keys::dead(&self.prefix, queue))
+            .key(keys::outbox(&self.prefix, queue))
             .arg(payload);
         let died = self
-            .bury_with(invocation, record, limits, None, "burying a poison job")
+            .bury_with(
+                invocation,
+                record,
+                limits,
+                &[errand.unwrap_or_default()],
+                "burying a poison job",
+            )
             .await?;
         Ok(u64::try_from(died).ok())
     }
@@ -1009,15 +1040,15 @@ impl Broker {
         mut invocation: redis::ScriptInvocation<'_>,
         record: &str,
         limits: DeadLimits,
-        second: Option<u64>,
+        more: &[&str],
         action: &'static str,
     ) -> Result<i64, Error> {
         invocation
             .arg(record)
             .arg(limits.max_len)
             .arg(limits.max_age.as_millis() as u64);
-        if let Some(second) = second {
-            invocation.arg(second);
+        for arg in more {
+            invocation.arg(*arg);
         }
         let mut conn = self.conn.clone();
         invocation

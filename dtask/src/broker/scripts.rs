@@ -43,3 +43,5 @@ script!(TICK, "tick.lua");
 script!(PERIODIC_STATE, "periodic_state.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");
+script!(SPAWN, "spawn.lua");
+script!(GROUP_MEMBER, "group_member.lua");

@@ -350,6 +350,7 @@ fn finished(lease: &str, outcome: Option<(&str, &str)>) -> Finished {
         queue: "q".into(),
         lease: lease.to_owned(),
         outcome: outcome.map(|(id, record)| (id.to_owned(), record.to_owned(), None)),
+        errand: None,
     }
 }
 
@@ -591,7 +592,7 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
         max_age: Duration::from_secs(60),
     };
     let Fenced::Settled(died) = broker
-        .bury("q", "w1", "1", "record1", limits)
+        .bury("q", "w1", "1", "record1", limits, None)
         .await
         .unwrap()
     else {
@@ -610,7 +611,10 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
     );
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
     assert_eq!(
-        broker.bury("q", "w1", "1", "again", limits).await.unwrap(),
+        broker
+            .bury("q", "w1", "1", "again", limits, None)
+            .await
+            .unwrap(),
         Fenced::NotHeld
     );
     assert_eq!(zset(&mut raw, "t:{q}:dead").await.len(), 2);
@@ -844,14 +848,14 @@ async fn requeue_lapsed_leaves_a_live_worker_alone_and_counts_deaths_beside_the_
     assert!(broker.poisoned("q", 10).await.unwrap() == [tricky.as_bytes().to_vec()]);
     assert!(
         broker
-            .bury_poisoned("q", tricky.as_bytes(), "rec", limits)
+            .bury_poisoned("q", tricky.as_bytes(), "rec", limits, None)
             .await
             .unwrap()
             .is_some()
     );
     assert!(
         broker
-            .bury_poisoned("q", tricky.as_bytes(), "rec2", limits)
+            .bury_poisoned("q", tricky.as_bytes(), "rec2", limits, None)
             .await
             .unwrap()
             .is_none()
@@ -964,6 +968,8 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/tick.lua"),
         include_str!("lua/periodic_state.lua"),
         include_str!("lua/release_unique.lua"),
+        include_str!("lua/spawn.lua"),
+        include_str!("lua/group_member.lua"),
     ];
     let missing = denied_to_readme_user("worker", &scripts);
     assert!(

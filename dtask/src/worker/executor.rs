@@ -31,6 +31,7 @@ use crate::middleware::{JobContext, JobEvent, in_job, run_chain};
 use crate::registry::HandlerError;
 use crate::trace::{self, Settled};
 use crate::unique;
+use crate::workflow::Follow;
 use tracing::Instrument;
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
@@ -99,7 +100,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             };
             tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
             if run
-                .bury_record(&record.to_json())
+                .bury_record(&record.to_json(), None)
                 .await
                 .is_some_and(Fenced::held)
             {
@@ -279,6 +280,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     let error = match outcome {
         Ok(value) => {
             let hooked_value = (!ctx.hooks.is_empty()).then(|| value.clone());
+            // What the job's workflow does next, written with the acknowledgement.
+            let errand = Follow::of(&envelope).map(|follow| {
+                follow
+                    .succeeded(&value, ctx.settings.clock.now_ms())
+                    .to_json()
+            });
             let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
             let outcome = keep_result.then(|| {
                 let record = OutcomeRecord {
@@ -297,8 +304,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             });
             // Holding the slot until Redis has the acknowledgement keeps the in-flight hash no
             // larger than the concurrency.
-            return match run.acknowledge(outcome).await {
+            let told_workflow = errand.is_some();
+            return match run.acknowledge(outcome, errand).await {
                 Some(Acked::Held) => {
+                    if told_workflow {
+                        ctx.wake_courier.notify_one();
+                    }
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);
                     if let Some((key, false)) = unique::lock_of(&envelope) {
                         // Its outcomes (a retrying one too) are kept up to the longer of the
@@ -468,12 +479,14 @@ impl<'a> Run<'a> {
     async fn acknowledge(
         &self,
         outcome: Option<(String, String, Option<Duration>)>,
+        errand: Option<String>,
     ) -> Option<Acked> {
         let (done, acked) = oneshot::channel();
         let job = Finished {
             queue: self.queue.clone(),
             lease: self.lease.to_owned(),
             outcome,
+            errand,
         };
         self.ctx.acks.send(Ack { job, done }).ok()?;
         acked.await.ok()
@@ -497,8 +510,17 @@ impl<'a> Run<'a> {
             record.to_json(),
             Some(CANCELLED_KEPT),
         );
-        match self.acknowledge(Some(outcome)).await {
+        let errand = Follow::of(envelope).map(|follow| {
+            follow
+                .died(&envelope.id, &envelope.task, CANCELLED_ERROR)
+                .to_json()
+        });
+        let told_workflow = errand.is_some();
+        match self.acknowledge(Some(outcome), errand).await {
             Some(Acked::Held) => {
+                if told_workflow {
+                    ctx.wake_courier.notify_one();
+                }
                 metrics::finished(self.queue, &envelope.task, Outcome::Cancelled);
                 if let Some((key, _)) = unique::lock_of(envelope) {
                     let keep = unique::kept_after_end(key, CANCELLED_KEPT);
@@ -663,18 +685,23 @@ impl<'a> Run<'a> {
 
     /// Moves the run to the dead set as `record`: what the fenced burial found, or None when
     /// the worker abandons it at shutdown.
-    async fn bury_record(&self, record: &str) -> Option<Fenced> {
+    async fn bury_record(&self, record: &str, errand: Option<&str>) -> Option<Fenced> {
         let ctx = self.ctx;
-        retry_until(self.abandon, "burying a job", || {
+        let fenced = retry_until(self.abandon, "burying a job", || {
             ctx.broker.bury(
                 self.queue,
                 &ctx.worker_id,
                 self.lease,
                 record,
                 ctx.settings.dead_limits,
+                errand,
             )
         })
-        .await
+        .await;
+        if errand.is_some() && fenced.is_some_and(Fenced::held) {
+            ctx.wake_courier.notify_one();
+        }
+        fenced
     }
 
     /// Buries a job that will not run again, then records its death under its result key.
@@ -697,7 +724,12 @@ impl<'a> Run<'a> {
         .to_json();
         // Only a job this run buried is dead: one recovered meanwhile runs elsewhere. The record
         // comes second, so that whoever sees the job dead also finds it in the dead set.
-        match self.bury_record(&record).await {
+        let errand = Follow::of(&envelope).map(|follow| {
+            follow
+                .died(&envelope.id, &envelope.task, &outcome_error)
+                .to_json()
+        });
+        match self.bury_record(&record, errand.as_deref()).await {
             Some(fenced) if fenced.held() => {}
             Some(_) => {
                 self.stale(&envelope, "was buried");
@@ -810,7 +842,7 @@ impl<'a> Run<'a> {
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
                     tracing::error!(queue = &**self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
-                    let fenced = self.bury_record(&record.to_json()).await;
+                    let fenced = self.bury_record(&record.to_json(), None).await;
                     if fenced.is_some_and(Fenced::held) {
                         let task = record.task.as_deref().unwrap_or_default();
                         metrics::finished(self.queue, task, Outcome::Dead);

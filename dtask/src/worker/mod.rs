@@ -11,6 +11,7 @@
 mod acker;
 mod cancels;
 mod catch_panic;
+mod courier;
 mod executor;
 mod fetcher;
 mod forwarder;
@@ -80,6 +81,8 @@ pub(crate) struct Context {
     /// Wakes an idle fetcher when there may be work its blocking waits cannot see: a suspect
     /// ended (the next may run), or the recoverer returned jobs.
     pub(crate) wake_fetcher: Notify,
+    /// Wakes the courier when a job this worker settled left an errand for it.
+    pub(crate) wake_courier: Notify,
     /// The task names (or kinds of envelope) this worker has put off jobs of, each logged once.
     deferred: std::sync::Mutex<HashSet<String>>,
     /// The jobs running here by id, and the recent requests to stop jobs.
@@ -593,6 +596,7 @@ impl Worker {
             fetch_locks,
             suspect_in_flight: AtomicBool::new(false),
             wake_fetcher: Notify::new(),
+            wake_courier: Notify::new(),
             deferred: std::sync::Mutex::new(HashSet::new()),
             cancels: cancels::CancelBook::default(),
         };
@@ -687,6 +691,7 @@ async fn run_started(
         tokio::spawn(Recoverer::new(ctx.clone()).run(stop_helpers.clone())),
         tokio::spawn(Forwarder::new(ctx.clone()).run(stop_helpers.clone())),
         tokio::spawn(scheduler.run(stop_helpers.clone())),
+        tokio::spawn(courier::Courier::new(ctx.clone()).run(stop_helpers.clone())),
     ];
 
     // Listens for requests to stop running jobs until the last job ended. The first jobs wait
@@ -727,12 +732,13 @@ async fn run_started(
     stop_fetching.cancel();
     stop_helpers.cancel();
     // Each returns at once, but a Redis call it is in may wait for its response timeout.
-    let [recoverer, forwarder, scheduler] = helpers;
+    let [recoverer, forwarder, scheduler, courier] = helpers;
     tokio::join!(
         stop_within(fetcher, SHUTDOWN_STEP),
         stop_within(recoverer, SHUTDOWN_STEP),
         stop_within(forwarder, SHUTDOWN_STEP),
         stop_within(scheduler, SHUTDOWN_STEP),
+        stop_within(courier, SHUTDOWN_STEP),
     );
     // 2. Let running jobs finish (and be acknowledged) within the grace period; then abandon
     //    the rest: they stop at once, and their settles give up.

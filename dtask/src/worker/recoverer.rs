@@ -94,10 +94,23 @@ impl Recoverer {
                     .is_none()
                     .then(|| String::from_utf8_lossy(&payload).into_owned()),
             };
+            let errand = envelope.as_ref().and_then(|envelope| {
+                let follow = crate::workflow::Follow::of(envelope)?;
+                Some(follow.died(&envelope.id, &envelope.task, &error).to_json())
+            });
             let buried = ctx
                 .broker
-                .bury_poisoned(queue, &payload, &record.to_json(), ctx.settings.dead_limits)
+                .bury_poisoned(
+                    queue,
+                    &payload,
+                    &record.to_json(),
+                    ctx.settings.dead_limits,
+                    errand.as_deref(),
+                )
                 .await?;
+            if errand.is_some() && buried.is_some() {
+                ctx.wake_courier.notify_one();
+            }
             if buried.is_none() {
                 continue; // another recoverer buried it
             }

@@ -15,11 +15,15 @@
   KEYS[3]   answer key of the worker for this queue
   KEYS[4]   counts hash of the queue for this minute (see `counts.lua`)
   KEYS[5]   watched set of the queue (see `notify.lua`)
-  KEYS[6..] "inline": the results hashes the outcomes go to, each once
+  KEYS[6]   outbox of the queue: what the workflows of jobs that ended here do next
+  KEYS[7..] "inline": the results hashes the outcomes go to, each once
   ARGV[1]   batch id, unique per batch of this worker
   ARGV[2]   "inline" or "apart"
   ARGV[3]   n, the number of runs
   ARGV[4 .. n+3]  their lease ids
+  ARGV[n+4] m, the number of errands (what a workflow does next: see `workflow.rs`)
+  then, m pairs: the position of the run the errand is of (1-based), the errand; each goes to
+        the outbox when its run held its lease
   then, "inline": for each run with an outcome to store, five: its position among the runs
                   (1-based), the position of its results hash among KEYS, its job id, its
                   record, how long the record is kept (ms)
@@ -54,13 +58,20 @@ end
 if #taken > 0 then
   rcall('HDEL', KEYS[1], unpack(taken))
 end
+local m = tonumber(ARGV[n + 4])
+local outcomes_from = n + 5 + 2 * m
+for j = n + 5, outcomes_from - 1, 2 do
+  if held[tonumber(ARGV[j])] == 1 then
+    rcall('RPUSH', KEYS[6], ARGV[j + 1])
+  end
+end
 if ARGV[2] == 'inline' then
   -- Per results hash: the fields to write and the longest time a record is kept, of the runs
   -- that held their lease only (a stale run neither writes nor keeps a hash longer).
   local fields = {}
   local ttls = {}
   local ids, records = {}, {}
-  for j = n + 4, #ARGV - 2, 5 do
+  for j = outcomes_from, #ARGV - 2, 5 do
     if held[tonumber(ARGV[j])] == 1 then
       ids[#ids + 1] = ARGV[j + 2]
       records[#records + 1] = ARGV[j + 3]
@@ -76,7 +87,7 @@ if ARGV[2] == 'inline' then
       ttls[key] = math.max(ttls[key], tonumber(ARGV[j + 4]))
     end
   end
-  for key = 6, #KEYS do
+  for key = 7, #KEYS do
     if fields[key] then
       keep_outcomes(KEYS[key], fields[key], ttls[key])
     end

@@ -5,11 +5,13 @@
   KEYS[2] dead ZSET of the queue (record -> time of death, ms)
   KEYS[3] deaths hash of the queue
   KEYS[4] counts hash of the queue for this minute (see `counts.lua`)
+  KEYS[5] outbox of the queue (see `ack.lua`)
   ARGV[1] lease id of the run
   ARGV[2] dead record (the job and why it died)
   ARGV[3] maximum number of records the dead set keeps
   ARGV[4] maximum age of a record, ms
   ARGV[5] the second of the minute, for the counts
+  ARGV[6] what the job's workflow does now that it died (an errand for the outbox), or ""
 
   Returns the time of death (server clock, ms), or -1 when the lease was not held (the job was
   recovered meanwhile: nothing is changed), or -2 when this lease was settled already (a repeated
@@ -20,6 +22,9 @@ if refused then
   return refused
 end
 add_count(KEYS[4], 'failed', ARGV[5], 1)
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[5], ARGV[6])
+end
 local now = now_ms()
 add_dead(KEYS[2], ARGV[2], now, ARGV[3], ARGV[4])
 return now

@@ -14,6 +14,8 @@
                   attempt or a later one
           "retry" an attempt failed and the job waits for the next: not over a running record
                   of a later attempt
+          "ready" a workflow step was enqueued (the record is a short one): only over the
+                  step's waiting record (`w`)
           "back"  a running job went back to its queue (its worker died; the record is a
                   short one): only over a running record
   ARGV[3..] job id, record, attempts (of the record), ...
@@ -37,8 +39,10 @@ for i = 3, #ARGV, 3 do
       write = not (state == 'running' and attempts > mine)
     elseif mode == 'back' then
       write = state == 'running'
+    elseif mode == 'ready' then
+      write = current == 'w'
     end
-  elseif mode == 'back' then
+  elseif mode == 'back' or mode == 'ready' then
     write = false
   end
   if write then

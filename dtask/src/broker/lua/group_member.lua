@@ -1,0 +1,90 @@
+--[[ group_member: records that a member of a group ended, once, and enqueues the group's
+  callback when the last one did: exactly once, whichever members end together on whichever
+  workers, and however many times an errand is run.
+
+  The group's hash lives in its callback's queue (same slot as the pending list):
+    total, left     how many members, how many not ended yet
+    head, tail      the callback's payload around its argument: the results are put between
+                    them as a JSON array, in member order (text concatenated, never parsed)
+    skip            "1" when failed members are left out of the results, "0" when one fails
+                    the group
+    doomed          the jobs that will not run when the group fails (the callback and what
+                    follows it), for the worker to mark as dead
+    failed          the error that failed the group, once one did
+    r<i>, x<i>      member i's result (JSON) or error, until every member ended
+    done            "1" once every member ended
+
+  KEYS[1] the group's hash
+  KEYS[2] pending list of the callback's queue
+  ARGV[1] the member's index (0-based)
+  ARGV[2] "ok" or "failed"
+  ARGV[3] its result (JSON) or its error
+  ARGV[4] how long the group's hash is kept after its last change, ms
+
+  Returns {code, doomed}: code 0 recorded, 1 recorded and the callback enqueued, 2 recorded
+  and the group failed now (doomed: the jobs to mark as dead), 3 recorded already (a repeated
+  errand), -1 no such group (it expired). Once every member ended, only the summary stays
+  (`done`, the counts, `failed`), until the hash expires.
+]]
+local group = KEYS[1]
+if redis.call('EXISTS', group) == 0 then
+  return { -1, '' }
+end
+local index = ARGV[1]
+-- Once every member ended, any errand is a repeat.
+if redis.call('HGET', group, 'done') == '1' or redis.call('HEXISTS', group, 'r' .. index) == 1
+  or redis.call('HEXISTS', group, 'x' .. index) == 1 then
+  return { 3, '' }
+end
+local ok = ARGV[2] == 'ok'
+if ok then
+  redis.call('HSET', group, 'r' .. index, ARGV[3])
+else
+  redis.call('HSET', group, 'x' .. index, ARGV[3])
+end
+local left = redis.call('HINCRBY', group, 'left', -1)
+redis.call('PEXPIRE', group, ARGV[4])
+local failed = redis.call('HEXISTS', group, 'failed') == 1
+local code = 0
+if not ok and not failed and redis.call('HGET', group, 'skip') ~= '1' then
+  redis.call('HSET', group, 'failed', ARGV[3])
+  failed = true
+  code = 2
+end
+if left > 0 then
+  if code == 2 then
+    return { 2, redis.call('HGET', group, 'doomed') or '' }
+  end
+  return { 0, '' }
+end
+-- The last member: unless the group failed, the callback gets every result, in member order.
+local total = tonumber(redis.call('HGET', group, 'total'))
+if not failed then
+  local results = {}
+  for i = 0, total - 1 do
+    local value = redis.call('HGET', group, 'r' .. i)
+    if value then
+      results[#results + 1] = value
+    end
+  end
+  local payload = redis.call('HGET', group, 'head') .. '[' .. table.concat(results, ',') .. ']'
+    .. redis.call('HGET', group, 'tail')
+  redis.call('RPUSH', KEYS[2], payload)
+  code = 1
+end
+-- Only the summary is kept: `done` tells a repeated errand apart.
+redis.call('HSET', group, 'done', '1')
+local ended = {}
+for i = 0, total - 1 do
+  ended[#ended + 1] = 'r' .. i
+  ended[#ended + 1] = 'x' .. i
+  if #ended >= 1000 or i == total - 1 then
+    redis.call('HDEL', group, unpack(ended))
+    ended = {}
+  end
+end
+redis.call('HDEL', group, 'head', 'tail')
+if code == 2 then
+  return { 2, redis.call('HGET', group, 'doomed') or '' }
+end
+return { code, '' }

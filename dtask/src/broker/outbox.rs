@@ -1,0 +1,167 @@
+//! Workflows on the broker's side: each queue's outbox (errands: what the workflows of jobs
+//! that ended there do next, written by the settling scripts in the same step as the
+//! settle), and what running an errand does in Redis: enqueue a chain's next step once
+//! (`lua/spawn.lua`), record a group member's end and enqueue the group's callback once
+//! (`lua/group_member.lua`). Also the groups' hashes and the waiting records of steps not
+//! enqueued yet.
+
+use std::time::Duration;
+
+use super::{Broker, keys, redis_err, scripts};
+use crate::error::Error;
+
+/// How long a step's spawn mark is kept: longer than any errand waits in an outbox.
+const SPAWNED_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a group's hash is kept after its last change (its creation, a member's end).
+pub(crate) const GROUP_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What recording a group member's end came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MemberEnded {
+    /// Recorded; members are left.
+    Recorded,
+    /// Recorded, and the group's callback was enqueued (by this call, once).
+    CallbackQueued,
+    /// Recorded, and the group failed with it: these jobs (JSON) will not run.
+    Failed(String),
+    /// Recorded already (the errand ran before).
+    Repeated,
+    /// The group is not there (it expired).
+    NoGroup,
+}
+
+/// A group's hash as its workflow's enqueue writes it.
+pub(crate) struct NewGroup<'a> {
+    pub(crate) queue: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) members: usize,
+    /// The callback's payload before and after its argument.
+    pub(crate) head: &'a str,
+    pub(crate) tail: &'a str,
+    /// Whether failed members are left out (else one fails the group).
+    pub(crate) skip_failed: bool,
+    /// The jobs that will not run when the group fails (JSON).
+    pub(crate) doomed: &'a str,
+}
+
+impl Broker {
+    /// Up to `max` errands of `queue`'s outbox, oldest first.
+    pub(crate) async fn errands(&self, queue: &str, max: usize) -> Result<Vec<String>, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(keys::outbox(&self.prefix, queue))
+            .arg(0)
+            .arg(max.saturating_sub(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("reading workflow errands"))
+    }
+
+    /// Removes one errand from `queue`'s outbox, once it has run.
+    pub(crate) async fn errand_done(&self, queue: &str, errand: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LREM")
+            .arg(keys::outbox(&self.prefix, queue))
+            .arg(1)
+            .arg(errand)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("removing a workflow errand"))
+    }
+
+    /// Enqueues job `id` (`payload`) into `queue` unless it was already; true when now.
+    pub(crate) async fn spawn(&self, queue: &str, id: &str, payload: &str) -> Result<bool, Error> {
+        self.register_new_queues(std::iter::once(queue)).await;
+        let mut conn = self.conn.clone();
+        let spawned: i64 = scripts::SPAWN
+            .key(keys::spawned(&self.prefix, queue, id))
+            .key(keys::pending(&self.prefix, queue))
+            .arg(payload)
+            .arg(SPAWNED_KEPT.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("enqueueing a workflow's next step"))?;
+        Ok(spawned == 1)
+    }
+
+    /// Records that member `index` of group `group` (in `queue`) ended with `result` (its
+    /// result as JSON, or its error).
+    pub(crate) async fn member_ended(
+        &self,
+        queue: &str,
+        group: &str,
+        index: u32,
+        result: Result<&str, &str>,
+    ) -> Result<MemberEnded, Error> {
+        let (state, text) = match result {
+            Ok(value) => ("ok", value),
+            Err(error) => ("failed", error),
+        };
+        let mut conn = self.conn.clone();
+        let (code, doomed): (i64, String) = scripts::GROUP_MEMBER
+            .key(keys::group(&self.prefix, queue, group))
+            .key(keys::pending(&self.prefix, queue))
+            .arg(index)
+            .arg(state)
+            .arg(text)
+            .arg(GROUP_KEPT.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err("recording a group member's end"))?;
+        Ok(match code {
+            0 => MemberEnded::Recorded,
+            1 => MemberEnded::CallbackQueued,
+            2 => MemberEnded::Failed(doomed),
+            3 => MemberEnded::Repeated,
+            _ => MemberEnded::NoGroup,
+        })
+    }
+
+    /// Writes a group's hash (before any of its members is enqueued).
+    pub(crate) async fn create_group(&self, group: &NewGroup<'_>) -> Result<(), Error> {
+        let key = keys::group(&self.prefix, group.queue, group.id);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("total")
+            .arg(group.members)
+            .arg("left")
+            .arg(group.members)
+            .arg("head")
+            .arg(group.head)
+            .arg("tail")
+            .arg(group.tail)
+            .arg("skip")
+            .arg(if group.skip_failed { "1" } else { "0" })
+            .arg("doomed")
+            .arg(group.doomed)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(GROUP_KEPT.as_millis() as u64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("creating a workflow's group"))
+    }
+
+    /// Writes the waiting records of workflow steps not enqueued yet (job id, record), kept
+    /// for `ttl`; best effort, as every passing record.
+    pub(crate) async fn record_waiting(&self, records: &[(&str, &str)], ttl: Duration) {
+        let news = super::News {
+            records: records.to_vec(),
+            ttl,
+            events: Vec::new(),
+        };
+        let mut pipe = super::Pipe::new("");
+        self.add_records(&mut pipe, &news);
+        if let Err(error) = pipe
+            .send(&self.conn, "recording a workflow's waiting steps")
+            .await
+        {
+            tracing::debug!(%error, "could not record a workflow's waiting steps");
+        }
+    }
+}
