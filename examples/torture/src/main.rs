@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
     /// Run only this scenario (1-11).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=14))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=15))]
     only: Option<u8>,
     /// `recovery_after` of the workers, in ms (scenarios 4, 5, 8, 10 and 11 use their own).
     #[arg(long, default_value_t = 2_000)]

@@ -134,3 +134,89 @@ pub async fn poison(id: u64) {
     tracing::warn!(id, "poison job: aborting this worker process");
     std::process::abort();
 }
+
+/// The queue of the workflows' jobs ([`hop_first`], [`hop_next`], [`piece`], [`gather`]).
+pub const FLOW_QUEUE: &str = "flows";
+
+/// How far a chain of [`hop_first`] then [`hop_next`] jobs has come.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, dtask::TaskOutput)]
+pub struct Hop {
+    /// The chain.
+    pub chain: u64,
+    /// Steps run so far.
+    pub hops: u32,
+}
+
+/// The effect id of step `hop` (from 1) of `chain`.
+pub fn hop_effect(chain: u64, hop: u32) -> u64 {
+    chain * 10 + u64::from(hop)
+}
+
+/// The first step of a chain: sleeps `millis`, records its effect.
+#[dtask::task(queue = "flows", retries = 25, name = "torture.hop_first")]
+pub async fn hop_first(chain: u64, millis: u64) -> Result<Hop, String> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    effects::record(hop_effect(chain, 1)).await?;
+    Ok(Hop { chain, hops: 1 })
+}
+
+/// A later step of a chain: records its effect, one hop further.
+#[dtask::task(queue = "flows", retries = 25, name = "torture.hop_next")]
+pub async fn hop_next(hop: Hop) -> Result<Hop, String> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    effects::record(hop_effect(hop.chain, hop.hops + 1)).await?;
+    Ok(Hop {
+        chain: hop.chain,
+        hops: hop.hops + 1,
+    })
+}
+
+/// What a [`piece`] of a chord returns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, dtask::TaskOutput)]
+pub struct Piece {
+    /// The chord.
+    pub chord: u64,
+    /// The member's index.
+    pub index: u32,
+}
+
+/// The effect id of member `index` of `chord`.
+pub fn piece_effect(chord: u64, index: u32) -> u64 {
+    1_000_000 + chord * 1_000 + u64::from(index)
+}
+
+/// The effect id of the callback of `chord`.
+pub fn gather_effect(chord: u64) -> u64 {
+    2_000_000 + chord
+}
+
+/// A member of a chord: sleeps `millis`, records its effect.
+#[dtask::task(queue = "flows", retries = 25, name = "torture.piece")]
+pub async fn piece(chord: u64, index: u32, millis: u64) -> Result<Piece, String> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    effects::record(piece_effect(chord, index)).await?;
+    Ok(Piece { chord, index })
+}
+
+/// A chord's callback: notes its start, checks that it got every member once and in order
+/// (else it fails for good, which the scenario sees), then records its effect.
+#[dtask::task(queue = "flows", retries = 25, name = "torture.gather")]
+pub async fn gather(pieces: Vec<Piece>) -> Result<u32, String> {
+    let chord = pieces
+        .first()
+        .map(|p| p.chord)
+        .ok_or("a chord without members")?;
+    effects::record_numbered_start(gather_effect(chord)).await?;
+    if pieces
+        .iter()
+        .enumerate()
+        .any(|(i, p)| p.index != i as u32 || p.chord != chord)
+    {
+        return Err(format!(
+            "chord {chord}: the results are not every member once, in order"
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    effects::record(gather_effect(chord)).await?;
+    Ok(pieces.len() as u32)
+}

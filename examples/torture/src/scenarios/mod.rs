@@ -14,6 +14,7 @@ mod silent_network;
 mod stale_attempts;
 mod stalled_runtime;
 mod worker_crash;
+mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 14] = [
+pub const ALL: [(u8, &str); 15] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -74,6 +75,7 @@ pub const ALL: [(u8, &str); 14] = [
     (12, "repairs-race"),
     (13, "periodic-ticks"),
     (14, "limits"),
+    (15, "workflows"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -100,6 +102,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         12 => repairs_race::run(ctx, &mut figures).await,
         13 => periodic_ticks::run(ctx, &mut figures).await,
         14 => limits::run(ctx, &mut figures).await,
+        15 => workflows::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
