@@ -19,14 +19,12 @@ pub(crate) const GROUP_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// What recording a group member's end came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MemberEnded {
-    /// Recorded; members are left.
+    /// Recorded (or recorded already, by an errand run before); members are left.
     Recorded,
     /// Recorded, and the group's callback was enqueued (by this call, once).
     CallbackQueued,
     /// Recorded, and the group failed with it: these jobs (JSON) will not run.
     Failed(String),
-    /// Recorded already (the errand ran before).
-    Repeated,
     /// The group is not there (it expired).
     NoGroup,
 }
@@ -58,62 +56,76 @@ impl Broker {
             .map_err(redis_err("reading workflow errands"))
     }
 
-    /// Removes one errand from `queue`'s outbox, once it has run.
-    pub(crate) async fn errand_done(&self, queue: &str, errand: &str) -> Result<(), Error> {
+    /// Removes `errands` from `queue`'s outbox, once they ran: one round trip.
+    pub(crate) async fn errands_done(&self, queue: &str, errands: &[String]) -> Result<(), Error> {
+        if errands.is_empty() {
+            return Ok(());
+        }
+        let key = keys::outbox(&self.prefix, queue);
+        let mut pipe = redis::pipe();
+        for errand in errands {
+            pipe.cmd("LREM").arg(&key).arg(1).arg(errand).ignore();
+        }
         let mut conn = self.conn.clone();
-        redis::cmd("LREM")
-            .arg(keys::outbox(&self.prefix, queue))
-            .arg(1)
-            .arg(errand)
-            .query_async::<()>(&mut conn)
+        pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(redis_err("removing a workflow errand"))
+            .map_err(redis_err("removing workflow errands"))
     }
 
-    /// Enqueues job `id` (`payload`) into `queue` unless it was already; true when now.
-    pub(crate) async fn spawn(&self, queue: &str, id: &str, payload: &str) -> Result<bool, Error> {
+    /// Enqueues the jobs `steps` (id, payload) into `queue`, each unless it was already;
+    /// per job, whether now.
+    pub(crate) async fn spawn(
+        &self,
+        queue: &str,
+        steps: &[(&str, &str)],
+    ) -> Result<Vec<bool>, Error> {
         self.register_new_queues(std::iter::once(queue)).await;
-        let mut conn = self.conn.clone();
-        let spawned: i64 = scripts::SPAWN
-            .key(keys::spawned(&self.prefix, queue, id))
+        let mut invocation = scripts::SPAWN.prepare_invoke();
+        invocation
             .key(keys::pending(&self.prefix, queue))
-            .arg(payload)
-            .arg(SPAWNED_KEPT.as_millis() as u64)
+            .arg(SPAWNED_KEPT.as_millis() as u64);
+        for (id, payload) in steps {
+            invocation
+                .key(keys::spawned(&self.prefix, queue, id))
+                .arg(*payload);
+        }
+        let mut conn = self.conn.clone();
+        let spawned: Vec<i64> = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("enqueueing a workflow's next step"))?;
-        Ok(spawned == 1)
+            .map_err(redis_err("enqueueing workflows' next steps"))?;
+        Ok(spawned.into_iter().map(|one| one == 1).collect())
     }
 
-    /// Records that member `index` of group `group` (in `queue`) ended with `result` (its
-    /// result as JSON, or its error).
-    pub(crate) async fn member_ended(
+    /// Records that members of group `group` (in `queue`) ended: for each, its index and its
+    /// result (its result as JSON, or its error).
+    pub(crate) async fn members_ended(
         &self,
         queue: &str,
         group: &str,
-        index: u32,
-        result: Result<&str, &str>,
+        ended: &[(u32, Result<&str, &str>)],
     ) -> Result<MemberEnded, Error> {
-        let (state, text) = match result {
-            Ok(value) => ("ok", value),
-            Err(error) => ("failed", error),
-        };
-        let mut conn = self.conn.clone();
-        let (code, doomed): (i64, String) = scripts::GROUP_MEMBER
+        let mut invocation = scripts::GROUP_MEMBER.prepare_invoke();
+        invocation
             .key(keys::group(&self.prefix, queue, group))
             .key(keys::pending(&self.prefix, queue))
-            .arg(index)
-            .arg(state)
-            .arg(text)
-            .arg(GROUP_KEPT.as_millis() as u64)
+            .arg(GROUP_KEPT.as_millis() as u64);
+        for (index, result) in ended {
+            let (state, text) = match result {
+                Ok(value) => ("ok", *value),
+                Err(error) => ("failed", *error),
+            };
+            invocation.arg(*index).arg(state).arg(text);
+        }
+        let mut conn = self.conn.clone();
+        let (code, doomed): (i64, String) = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("recording a group member's end"))?;
+            .map_err(redis_err("recording the ends of group members"))?;
         Ok(match code {
             0 => MemberEnded::Recorded,
             1 => MemberEnded::CallbackQueued,
             2 => MemberEnded::Failed(doomed),
-            3 => MemberEnded::Repeated,
             _ => MemberEnded::NoGroup,
         })
     }

@@ -23,6 +23,24 @@ const BATCH: usize = 100;
 /// by a courier that died).
 const POLL: Duration = Duration::from_millis(500);
 
+/// The members of one group that ended, as the errands of a batch tell.
+struct Member {
+    callback: JobId,
+    task: String,
+    /// Index, result (JSON), error.
+    ended: Vec<(u32, Option<String>, Option<String>)>,
+}
+
+impl Member {
+    fn new(callback: JobId, task: String) -> Member {
+        Member {
+            callback,
+            task,
+            ended: Vec::new(),
+        }
+    }
+}
+
 /// Runs errands until stopped.
 pub(crate) struct Courier {
     ctx: Arc<Context>,
@@ -55,81 +73,113 @@ impl Courier {
         }
     }
 
-    /// Runs up to [`BATCH`] errands of `queue`'s outbox; whether it was full (more may wait).
+    /// Runs up to [`BATCH`] errands of `queue`'s outbox, alike ones together (the steps bound
+    /// for one queue in one script, the members of one group in one script), then removes them
+    /// from the outbox; whether it was full (more may wait).
     async fn run_errands(&self, queue: &str) -> Result<bool, crate::Error> {
         let broker = &self.ctx.broker;
-        let errands = broker.errands(queue, BATCH).await?;
-        let full = errands.len() == BATCH;
-        for text in errands {
-            match serde_json::from_str::<Errand>(&text) {
-                Ok(errand) => self.run_errand(errand).await?,
+        let texts = broker.errands(queue, BATCH).await?;
+        let full = texts.len() == BATCH;
+        let mut spawns: Vec<(String, Vec<(JobId, String, String)>)> = Vec::new();
+        let mut members: Vec<(String, String, Member)> = Vec::new();
+        let mut fails = Vec::new();
+        for text in &texts {
+            match serde_json::from_str::<Errand>(text) {
+                Ok(Errand::Spawn {
+                    queue,
+                    id,
+                    task,
+                    payload,
+                }) => match spawns.iter_mut().find(|(q, _)| *q == queue) {
+                    Some((_, steps)) => steps.push((id, task, payload)),
+                    None => spawns.push((queue, vec![(id, task, payload)])),
+                },
+                Ok(Errand::Member {
+                    queue,
+                    group,
+                    index,
+                    callback,
+                    task,
+                    value,
+                    error,
+                }) => {
+                    let position = members
+                        .iter()
+                        .position(|(q, g, _)| *q == queue && *g == group);
+                    let member = match position {
+                        Some(at) => &mut members[at].2,
+                        None => {
+                            members.push((queue, group, Member::new(callback, task)));
+                            &mut members.last_mut().expect("just pushed").2
+                        }
+                    };
+                    member.ended.push((index, value, error));
+                }
+                Ok(Errand::Fail { jobs, error }) => fails.push((jobs, error)),
                 Err(error) => {
                     tracing::error!(queue, %error, errand = %text, "a workflow errand does not read; dropped");
                 }
             }
-            broker.errand_done(queue, &text).await?;
         }
+        for (target, steps) in spawns {
+            let ids: Vec<(&str, &str)> = steps
+                .iter()
+                .map(|(id, _, payload)| (id.as_str(), payload.as_str()))
+                .collect();
+            let spawned = broker.spawn(&target, &ids).await?;
+            for ((id, task, _), now) in steps.iter().zip(spawned) {
+                if now {
+                    self.enqueued(&target, id, task);
+                }
+            }
+        }
+        for (target, group, member) in members {
+            let ended: Vec<(u32, Result<&str, &str>)> = member
+                .ended
+                .iter()
+                .map(|(index, value, error)| {
+                    let result = match (value, error) {
+                        (Some(value), _) => Ok(value.as_str()),
+                        (None, Some(error)) => Err(error.as_str()),
+                        (None, None) => Err("the member's result was lost"),
+                    };
+                    (*index, result)
+                })
+                .collect();
+            match broker.members_ended(&target, &group, &ended).await? {
+                MemberEnded::CallbackQueued => {
+                    self.enqueued(&target, &member.callback, &member.task)
+                }
+                MemberEnded::Failed(doomed) => {
+                    let doomed: Vec<Doomed> = serde_json::from_str(&doomed).unwrap_or_default();
+                    let error = member
+                        .ended
+                        .iter()
+                        .find_map(|(_, _, error)| error.clone())
+                        .unwrap_or_default();
+                    tracing::warn!(queue = target, group, %error, "a group failed: its callback will not run");
+                    self.fail(&doomed, &error).await?;
+                }
+                MemberEnded::NoGroup => {
+                    tracing::error!(
+                        queue = target,
+                        group,
+                        "members of a group ended, and the group is gone (it expired): its callback will not run"
+                    );
+                }
+                MemberEnded::Recorded => {}
+            }
+        }
+        for (jobs, error) in fails {
+            self.fail(&jobs, &error).await?;
+        }
+        broker.errands_done(queue, &texts).await?;
         Ok(full)
-    }
-
-    async fn run_errand(&self, errand: Errand) -> Result<(), crate::Error> {
-        let ctx = &self.ctx;
-        match errand {
-            Errand::Spawn {
-                queue,
-                id,
-                task,
-                payload,
-            } => {
-                if ctx.broker.spawn(&queue, id.as_str(), &payload).await? {
-                    self.enqueued(&queue, &id, &task).await;
-                }
-            }
-            Errand::Member {
-                queue,
-                group,
-                index,
-                callback,
-                task,
-                value,
-                error,
-            } => {
-                let result = match (&value, &error) {
-                    (Some(value), _) => Ok(value.as_str()),
-                    (None, Some(error)) => Err(error.as_str()),
-                    (None, None) => Err("the member's result was lost"),
-                };
-                match ctx
-                    .broker
-                    .member_ended(&queue, &group, index, result)
-                    .await?
-                {
-                    MemberEnded::CallbackQueued => self.enqueued(&queue, &callback, &task).await,
-                    MemberEnded::Failed(doomed) => {
-                        let doomed: Vec<Doomed> = serde_json::from_str(&doomed).unwrap_or_default();
-                        let error = error.unwrap_or_default();
-                        tracing::warn!(queue, group, %error, "a group failed: its callback will not run");
-                        self.fail(&doomed, &error).await?;
-                    }
-                    MemberEnded::NoGroup => {
-                        tracing::error!(
-                            queue,
-                            group,
-                            index,
-                            "a member of a group ended, and the group is gone (it expired): its callback will not run"
-                        );
-                    }
-                    MemberEnded::Recorded | MemberEnded::Repeated => {}
-                }
-            }
-            Errand::Fail { jobs, error } => self.fail(&jobs, &error).await?,
-        }
-        Ok(())
     }
 
     /// Tells that workflow step `id` (of `task`) was enqueued into `queue`: its record says
     /// queued (over its waiting one only), its event is published.
-    async fn enqueued(&self, queue: &str, id: &JobId, task: &str) {
+    fn enqueued(&self, queue: &str, id: &JobId, task: &str) {
         let ctx = &self.ctx;
         if let Some(ttl) = ctx.record_ttl(task) {
             ctx.report_record(

@@ -291,6 +291,10 @@ impl Report {
             let rate = o.jobs_per_s.unwrap_or(0.0);
             let kind = if o.name.contains("unique") {
                 "unique_for"
+            } else if o.name.contains("group") {
+                "group"
+            } else if o.name.contains("chord") {
+                "chord"
             } else {
                 "plain"
             };
@@ -611,6 +615,7 @@ fn results_kept(outcome: &Outcome) -> &'static str {
         crate::scenarios::drain::DRAIN_THROUGH_MIDDLEWARE => "kept, 1 middleware",
         crate::scenarios::drain::DRAIN_LIMITED => "kept, max_running",
         crate::scenarios::drain::DRAIN_WITHOUT_EVENTS => "kept, no events",
+        crate::scenarios::drain::DRAIN_CHORD => "kept, 1 chord",
         _ => "kept",
     }
 }

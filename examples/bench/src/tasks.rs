@@ -44,6 +44,12 @@ pub async fn noop(a: u64, b: u32) {
     count_noop(a, b);
 }
 
+/// The callback of a chord of [`noop`] members: how many there were.
+#[dtask::task(queue = "bench", name = "b.count_noops")]
+pub async fn count_noops(members: Vec<()>) -> usize {
+    members.len()
+}
+
 /// [`noop`] as a fire-and-forget task: it keeps no result record (`result_ttl = "0s"`).
 #[dtask::task(queue = "bench", name = "b.ff", result_ttl = "0s")]
 pub async fn noop_forget(a: u64, b: u32) {

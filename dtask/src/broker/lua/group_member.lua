@@ -1,4 +1,4 @@
---[[ group_member: records that a member of a group ended, once, and enqueues the group's
+--[[ group_member: records that members of a group ended, each once, and enqueues the group's
   callback when the last one did: exactly once, whichever members end together on whichever
   workers, and however many times an errand is run.
 
@@ -16,74 +16,75 @@
 
   KEYS[1] the group's hash
   KEYS[2] pending list of the callback's queue
-  ARGV[1] the member's index (0-based)
-  ARGV[2] "ok" or "failed"
-  ARGV[3] its result (JSON) or its error
-  ARGV[4] how long the group's hash is kept after its last change, ms
+  ARGV[1] how long the group's hash is kept after its last change, ms
+  ARGV[2..] for each member that ended, three: its index (0-based), "ok" or "failed", its
+            result (JSON) or its error
 
-  Returns {code, doomed}: code 0 recorded, 1 recorded and the callback enqueued, 2 recorded
-  and the group failed now (doomed: the jobs to mark as dead), 3 recorded already (a repeated
-  errand), -1 no such group (it expired). Once every member ended, only the summary stays
-  (`done`, the counts, `failed`), until the hash expires.
+  Returns {code, doomed}: code -1 no such group (it expired), else what the call did, the
+  highest of: 0 recorded (or recorded already: a repeated errand), 1 the callback enqueued,
+  2 the group failed (doomed: the jobs to mark as dead). Once every member ended, only the
+  summary stays (`done`, the counts, `failed`), until the hash expires.
 ]]
 local group = KEYS[1]
 if redis.call('EXISTS', group) == 0 then
   return { -1, '' }
 end
-local index = ARGV[1]
--- Once every member ended, any errand is a repeat.
-if redis.call('HGET', group, 'done') == '1' or redis.call('HEXISTS', group, 'r' .. index) == 1
-  or redis.call('HEXISTS', group, 'x' .. index) == 1 then
-  return { 3, '' }
-end
-local ok = ARGV[2] == 'ok'
-if ok then
-  redis.call('HSET', group, 'r' .. index, ARGV[3])
-else
-  redis.call('HSET', group, 'x' .. index, ARGV[3])
-end
-local left = redis.call('HINCRBY', group, 'left', -1)
-redis.call('PEXPIRE', group, ARGV[4])
-local failed = redis.call('HEXISTS', group, 'failed') == 1
-local code = 0
-if not ok and not failed and redis.call('HGET', group, 'skip') ~= '1' then
-  redis.call('HSET', group, 'failed', ARGV[3])
-  failed = true
-  code = 2
-end
-if left > 0 then
-  if code == 2 then
-    return { 2, redis.call('HGET', group, 'doomed') or '' }
-  end
+if redis.call('HGET', group, 'done') == '1' then
   return { 0, '' }
 end
--- The last member: unless the group failed, the callback gets every result, in member order.
-local total = tonumber(redis.call('HGET', group, 'total'))
-if not failed then
-  local results = {}
+local skip = redis.call('HGET', group, 'skip') == '1'
+local failed = redis.call('HEXISTS', group, 'failed') == 1
+local code = 0
+local left = nil
+for i = 2, #ARGV, 3 do
+  local index = ARGV[i]
+  if redis.call('HEXISTS', group, 'r' .. index) == 0 and redis.call('HEXISTS', group, 'x' .. index) == 0 then
+    if ARGV[i + 1] == 'ok' then
+      redis.call('HSET', group, 'r' .. index, ARGV[i + 2])
+    else
+      redis.call('HSET', group, 'x' .. index, ARGV[i + 2])
+      if not failed and not skip then
+        redis.call('HSET', group, 'failed', ARGV[i + 2])
+        failed = true
+        code = 2
+      end
+    end
+    left = redis.call('HINCRBY', group, 'left', -1)
+  end
+end
+if left == nil then
+  return { 0, '' }
+end
+redis.call('PEXPIRE', group, ARGV[1])
+if left <= 0 then
+  -- The last member: unless the group failed, the callback gets every result, in member order.
+  local total = tonumber(redis.call('HGET', group, 'total'))
+  if not failed then
+    local results = {}
+    for i = 0, total - 1 do
+      local value = redis.call('HGET', group, 'r' .. i)
+      if value then
+        results[#results + 1] = value
+      end
+    end
+    local payload = redis.call('HGET', group, 'head') .. '[' .. table.concat(results, ',') .. ']'
+      .. redis.call('HGET', group, 'tail')
+    redis.call('RPUSH', KEYS[2], payload)
+    code = 1
+  end
+  -- Only the summary is kept: `done` tells a repeated errand apart.
+  redis.call('HSET', group, 'done', '1')
+  local ended = {}
   for i = 0, total - 1 do
-    local value = redis.call('HGET', group, 'r' .. i)
-    if value then
-      results[#results + 1] = value
+    ended[#ended + 1] = 'r' .. i
+    ended[#ended + 1] = 'x' .. i
+    if #ended >= 1000 or i == total - 1 then
+      redis.call('HDEL', group, unpack(ended))
+      ended = {}
     end
   end
-  local payload = redis.call('HGET', group, 'head') .. '[' .. table.concat(results, ',') .. ']'
-    .. redis.call('HGET', group, 'tail')
-  redis.call('RPUSH', KEYS[2], payload)
-  code = 1
+  redis.call('HDEL', group, 'head', 'tail')
 end
--- Only the summary is kept: `done` tells a repeated errand apart.
-redis.call('HSET', group, 'done', '1')
-local ended = {}
-for i = 0, total - 1 do
-  ended[#ended + 1] = 'r' .. i
-  ended[#ended + 1] = 'x' .. i
-  if #ended >= 1000 or i == total - 1 then
-    redis.call('HDEL', group, unpack(ended))
-    ended = {}
-  end
-end
-redis.call('HDEL', group, 'head', 'tail')
 if code == 2 then
   return { 2, redis.call('HGET', group, 'doomed') or '' }
 end

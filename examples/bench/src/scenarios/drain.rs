@@ -19,6 +19,9 @@ pub const DRAIN_THROUGH_MIDDLEWARE: &str = "drain-middleware";
 /// The name of a default drain of a task with `max_running` (never reached): the cost of
 /// admitting each run under a task's limits, next to [`DRAIN`].
 pub const DRAIN_LIMITED: &str = "drain-max-running";
+/// The name of a drain of one chord's members (and then its callback): the cost of a group's
+/// bookkeeping per member, next to [`DRAIN`].
+pub const DRAIN_CHORD: &str = "drain-chord";
 /// The name of a default drain whose worker publishes no lifecycle events for the queue
 /// (`Worker::without_events`): the cost of events, next to [`DRAIN`].
 pub const DRAIN_WITHOUT_EVENTS: &str = "drain-no-events";
@@ -36,13 +39,16 @@ pub enum Variant {
     Limited,
     /// Default jobs, their worker publishing no events.
     Quiet,
+    /// The members of one chord, then its callback.
+    Chord,
 }
 
 impl Variant {
     /// Every variant, in the order the report lists them.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Default,
         Variant::Quiet,
+        Variant::Chord,
         Variant::NoResults,
         Variant::Middleware,
         Variant::Limited,
@@ -55,6 +61,7 @@ impl Variant {
             Variant::Middleware => DRAIN_THROUGH_MIDDLEWARE,
             Variant::Limited => DRAIN_LIMITED,
             Variant::Quiet => DRAIN_WITHOUT_EVENTS,
+            Variant::Chord => DRAIN_CHORD,
         }
     }
 }
@@ -82,9 +89,23 @@ pub async fn drain(
     let kind = match variant {
         Variant::NoResults => tasks::NoopKind::Forget,
         Variant::Limited => tasks::NoopKind::Limited,
-        Variant::Default | Variant::Middleware | Variant::Quiet => tasks::NoopKind::Kept,
+        Variant::Default | Variant::Middleware | Variant::Quiet | Variant::Chord => {
+            tasks::NoopKind::Kept
+        }
     };
-    fill_noop(&client, jobs, kind).await?;
+    let callback = if variant == Variant::Chord {
+        let members = (0..jobs).map(|i| tasks::noop::call(i, 7));
+        Some(
+            dtask::group(members)
+                .then(tasks::count_noops::with_input())
+                .client(&client)
+                .enqueue()
+                .await?,
+        )
+    } else {
+        fill_noop(&client, jobs, kind).await?;
+        None
+    };
     NoopWatch::reset(jobs);
     let before = bench.snapshot().await?;
     let started_ns = tasks::now_ns();
@@ -100,7 +121,15 @@ pub async fn drain(
     let worker = worker.spawn();
     // Generous: a drain slower than 1,000 jobs/s is a failure worth seeing.
     let limit = Duration::from_secs(60 + jobs / 1_000);
-    let finished = NoopWatch::finished(limit).await;
+    let mut finished = NoopWatch::finished(limit).await;
+    if let Some(callback) = callback {
+        // The members ran; the drain ends when the callback did.
+        let counted = callback.wait(limit).await;
+        finished = match counted {
+            Ok(count) if count as u64 == jobs => Some(tasks::now_ns()),
+            _ => None,
+        };
+    }
     let stopped = worker.shutdown().await;
     let Some(finished_ns) = finished else {
         return Err(format!(

@@ -24,6 +24,32 @@ pub async fn batched(bench: &mut Bench, jobs: u64) -> Result<Outcome> {
     Ok(queued(1, "enqueue_many", jobs, seconds, &before, &after))
 }
 
+/// Scenario 1, workflows: `jobs` no-op jobs as the members of one group (`dtask::group`), or
+/// of one chord (`.then(..)` a callback that takes every result): what a large group costs
+/// next to `enqueue_many`.
+pub async fn group(bench: &mut Bench, jobs: u64, chord: bool) -> Result<Outcome> {
+    let kind = if chord { "chord" } else { "group" };
+    eprintln!("1. one {kind} of {jobs} no-op members ...");
+    let (client, prefix) = bench.fresh_client().await?;
+    let before = bench.snapshot().await?;
+    let started = Instant::now();
+    let members = (0..jobs).map(|i| tasks::noop::call(i, 7));
+    if chord {
+        dtask::group(members)
+            .then(tasks::count_noops::with_input())
+            .client(&client)
+            .enqueue()
+            .await?;
+    } else {
+        dtask::group(members).client(&client).enqueue().await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let after = bench.snapshot().await?;
+    bench.clean_up(&prefix).await?;
+    let name = if chord { "chord" } else { "group" };
+    Ok(queued(1, name, jobs, seconds, &before, &after))
+}
+
 /// Scenario 2: `jobs` no-op jobs, each with its own `enqueue` call, from [`PRODUCERS`]
 /// concurrent tokio tasks sharing one client; with `unique`, each a unique job (all
 /// different: every enqueue takes a lock, none is a duplicate).

@@ -48,7 +48,11 @@ impl Bench {
     /// Runs scenario 1, 2 or 3 with `size` jobs: one outcome, or one per concurrency for 3.
     pub async fn sized(&mut self, scenario: u8, size: u64) -> Result<Vec<Outcome>> {
         match scenario {
-            1 => Ok(vec![enqueue::batched(self, size).await?]),
+            1 => Ok(vec![
+                enqueue::batched(self, size).await?,
+                enqueue::group(self, size, false).await?,
+                enqueue::group(self, size, true).await?,
+            ]),
             2 => Ok(vec![
                 enqueue::concurrent(self, size, false).await?,
                 enqueue::concurrent(self, size, true).await?,
