@@ -23,6 +23,9 @@ const BATCH: usize = 100;
 /// by a courier that died).
 const POLL: Duration = Duration::from_millis(500);
 
+/// A step to enqueue: its id, its task, its payload.
+type NextStep = (JobId, String, String);
+
 /// The members of one group that ended, as the errands of a batch tell.
 struct Member {
     callback: JobId,
@@ -80,7 +83,7 @@ impl Courier {
         let broker = &self.ctx.broker;
         let texts = broker.errands(queue, BATCH).await?;
         let full = texts.len() == BATCH;
-        let mut spawns: Vec<(String, Vec<(JobId, String, String)>)> = Vec::new();
+        let mut spawns: Vec<(String, Vec<NextStep>)> = Vec::new();
         let mut members: Vec<(String, String, Member)> = Vec::new();
         let mut fails = Vec::new();
         for text in &texts {
