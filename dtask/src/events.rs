@@ -409,6 +409,13 @@ async fn listen(
                         _ => break,
                     }
                 }
+                // A window dropped for a slow reader is told once there is room, even when
+                // no further event comes.
+                _ = tokio::time::sleep(MISSED_RETRY), if dropped.is_some() => {
+                    if !tell_missed(&sender, &mut dropped) {
+                        return;
+                    }
+                }
                 _ = sender.closed() => return,
             }
         }
@@ -440,11 +447,12 @@ async fn listen(
     }
 }
 
-/// Hands `item` to the reader, or drops it when the reader is too slow (noting the window);
-/// false once the reader is gone.
-fn pass_on(
+/// How often a dropped window is offered again to a reader that had no room.
+const MISSED_RETRY: Duration = Duration::from_millis(100);
+
+/// Hands the reader the window it missed, if it has room now; false once it is gone.
+fn tell_missed(
     sender: &mpsc::Sender<Result<QueueEvent, MissedEvents>>,
-    item: Result<QueueEvent, MissedEvents>,
     dropped: &mut Option<MissedEvents>,
 ) -> bool {
     if let Some(missed) = *dropped {
@@ -453,6 +461,19 @@ fn pass_on(
             Err(mpsc::error::TrySendError::Closed(_)) => return false,
             Err(mpsc::error::TrySendError::Full(_)) => {}
         }
+    }
+    true
+}
+
+/// Hands `item` to the reader, or drops it when the reader is too slow (noting the window);
+/// false once the reader is gone.
+fn pass_on(
+    sender: &mpsc::Sender<Result<QueueEvent, MissedEvents>>,
+    item: Result<QueueEvent, MissedEvents>,
+    dropped: &mut Option<MissedEvents>,
+) -> bool {
+    if !tell_missed(sender, dropped) {
+        return false;
     }
     let at = match &item {
         Ok(event) => event.at,

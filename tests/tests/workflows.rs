@@ -242,6 +242,47 @@ async fn a_step_that_dies_fails_the_steps_after_it() {
     worker.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn cancelling_a_queued_step_fails_the_steps_after_it_and_an_empty_chord_is_refused() {
+    let (_redis, client, _raw, _prefix) = start_with_client("flow-cancel").await;
+    let job = dtask::chain(plus_one::call(1))
+        .then(double::with_input())
+        .client(&client)
+        .enqueue()
+        .await
+        .unwrap();
+    // No worker yet: the first step waits in its queue; cancel it by the id of the chain's
+    // first job (the only one queued).
+    let queue = client.queue("flow");
+    let first = queue
+        .jobs(dtask::JobState::Pending, dtask::Order::OldestFirst, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        queue.cancel(&first[0].id).await.unwrap(),
+        dtask::Cancelled::Cancelled(dtask::JobState::Pending)
+    );
+    let worker = worker(&client);
+    match job.wait(WAIT).await {
+        Err(Error::JobDead { error, .. }) => {
+            assert!(
+                error.contains("earlier step") && error.contains("cancelled"),
+                "{error}"
+            )
+        }
+        other => panic!("expected the second step dead, got {other:?}"),
+    }
+    let empty: Vec<dtask::Call<Part>> = Vec::new();
+    let refused = dtask::group(empty)
+        .then(collect::with_input())
+        .client(&client)
+        .enqueue()
+        .await;
+    assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+    worker.shutdown().await.unwrap();
+}
+
 const WORKER: &str = env!("CARGO_BIN_EXE_test_worker");
 
 #[tokio::test]

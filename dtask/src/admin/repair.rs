@@ -266,8 +266,19 @@ impl Queue {
                 JobState::Dead => return Ok(Cancelled::NotFound),
             };
             let broker = &self.client.broker;
+            // What follows the job in its workflow is failed in the same step.
+            let errand = crate::envelope::decode(job.payload.as_bytes())
+                .ok()
+                .and_then(|envelope| {
+                    let follow = crate::workflow::Follow::of(&envelope)?;
+                    Some(
+                        follow
+                            .died(&envelope.id, &envelope.task, CANCELLED_ERROR)
+                            .to_json(),
+                    )
+                });
             if broker
-                .cancel(&self.name, state, job.payload.as_bytes())
+                .cancel(&self.name, state, job.payload.as_bytes(), errand.as_deref())
                 .await?
             {
                 let outcome = OutcomeRecord {

@@ -465,12 +465,15 @@ impl Broker {
         queue: &str,
         state: Purgeable<'_>,
         payload: &[u8],
+        errand: Option<&str>,
     ) -> Result<bool, Error> {
         let key = self.list_key(queue, state);
         let mut conn = self.conn.clone();
         let removed: i64 = scripts::CANCEL
             .key(key)
+            .key(keys::outbox(&self.prefix, queue))
             .arg(payload)
+            .arg(errand.unwrap_or_default())
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("cancelling a job"))?;

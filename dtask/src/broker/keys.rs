@@ -194,6 +194,12 @@ pub(crate) fn outbox(prefix: &str, queue: &str) -> String {
     format!("{prefix}:{{{queue}}}:outbox")
 }
 
+/// `prefix:{queue}:errands:<worker>`: LIST of the errands one worker's courier took from the
+/// outbox and has not run yet (see `lua/claim_errands.lua`).
+pub(crate) fn errands_in_hand(prefix: &str, queue: &str, worker: &str) -> String {
+    format!("{prefix}:{{{queue}}}:errands:{worker}")
+}
+
 /// `prefix:{queue}:spawned:<id>`: STRING that marks a workflow step as enqueued (see
 /// `lua/spawn.lua`), kept a day.
 pub(crate) fn spawned(prefix: &str, queue: &str, id: &str) -> String {

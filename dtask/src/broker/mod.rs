@@ -445,15 +445,13 @@ impl Broker {
         };
         let mut pipes: Vec<Pipe<'_>> = Vec::new();
         let cluster = self.target.is_cluster();
-        // On a cluster the records live on other nodes: they go first, in a round trip of
-        // their own, for the same reason.
-        let mut records = Pipe::new("");
-        self.add_records(&mut records, news);
+        // On a cluster the records live in other slots: they go first, one pipeline per
+        // results hash, for the same reason.
         if cluster {
-            records
-                .send(&self.conn, "recording that jobs are queued")
-                .await?;
+            self.write_records_apart(news).await;
         } else {
+            let mut records = Pipe::new("");
+            self.add_records(&mut records, news);
             pipes.push(records);
         }
         let mut i = 0;
@@ -512,9 +510,36 @@ impl Broker {
         Ok(())
     }
 
-    /// Adds to `pipe` the writes of the short records of `news`: one `HSET` per results hash,
-    /// and its expiry (set if it has none, pushed later if it has a sooner one).
-    fn add_records(&self, pipe: &mut Pipe<'_>, news: &News<'_>) {
+    /// Writes the short records of `news` (best effort, failures logged): in one pipeline on
+    /// a server, one per results hash on a cluster (a pipeline stays within one slot).
+    pub(crate) async fn write_records(&self, news: &News<'_>) {
+        if self.target.is_cluster() {
+            self.write_records_apart(news).await;
+            return;
+        }
+        let mut pipe = Pipe::new("");
+        self.add_records(&mut pipe, news);
+        if let Err(error) = pipe.send(&self.conn, "recording where jobs stand").await {
+            tracing::debug!(%error, "could not record where jobs stand");
+        }
+    }
+
+    /// [`Broker::write_records`] on a cluster: one pipeline per results hash, all at once.
+    async fn write_records_apart(&self, news: &News<'_>) {
+        let writes = self.records_by_hash(news).into_iter().map(|(key, fields)| {
+            let mut pipe = Pipe::new("");
+            self.add_hash_records(&mut pipe, &key, &fields, news.ttl);
+            async move {
+                if let Err(error) = pipe.send(&self.conn, "recording where jobs stand").await {
+                    tracing::debug!(%error, "could not record where jobs stand");
+                }
+            }
+        });
+        futures_util::future::join_all(writes).await;
+    }
+
+    /// The records of `news` by the results hash they go to.
+    fn records_by_hash<'a>(&self, news: &News<'a>) -> Vec<(String, Vec<(&'a str, &'a str)>)> {
         let mut by_hash: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
         for &(id, record) in &news.records {
             let key = keys::results(&self.prefix, id);
@@ -523,17 +548,37 @@ impl Broker {
                 None => by_hash.push((key, vec![(id, record)])),
             }
         }
-        let ttl_ms = outcome_ttl_ms(news.ttl);
-        for (key, fields) in by_hash {
+        by_hash
+    }
+
+    /// Adds to `pipe` the writes of the short records of `news`: one `HSET` per results hash,
+    /// and its expiry (set if it has none, pushed later if it has a sooner one).
+    fn add_records(&self, pipe: &mut Pipe<'_>, news: &News<'_>) {
+        for (key, fields) in self.records_by_hash(news) {
+            self.add_hash_records(pipe, &key, &fields, news.ttl);
+        }
+    }
+
+    /// Adds to `pipe` the write of `fields` (job id, record) into the results hash `key`,
+    /// kept at least `ttl`.
+    fn add_hash_records(
+        &self,
+        pipe: &mut Pipe<'_>,
+        key: &str,
+        fields: &[(&str, &str)],
+        ttl: Duration,
+    ) {
+        let ttl_ms = outcome_ttl_ms(ttl);
+        {
             let mut hset = redis::cmd("HSET");
-            hset.arg(&key);
+            hset.arg(key);
             for (id, record) in fields {
-                hset.arg(id).arg(record);
+                hset.arg(*id).arg(*record);
             }
             pipe.add(hset, false);
             for condition in ["NX", "GT"] {
                 let mut expire = redis::cmd("PEXPIRE");
-                expire.arg(&key).arg(ttl_ms).arg(condition);
+                expire.arg(key).arg(ttl_ms).arg(condition);
                 pipe.add(expire, false);
             }
         }
@@ -1160,6 +1205,8 @@ impl Broker {
             .key(keys::suspects(&self.prefix, queue))
             .key(keys::deaths(&self.prefix, queue))
             .key(keys::poisoned(&self.prefix, queue))
+            .key(keys::errands_in_hand(&self.prefix, queue, worker))
+            .key(keys::outbox(&self.prefix, queue))
             .arg(worker)
             .arg(mode)
             .arg(cutoff_ms)

@@ -34,8 +34,10 @@ pub(crate) struct NewGroup<'a> {
     pub(crate) queue: &'a str,
     pub(crate) id: &'a str,
     pub(crate) members: usize,
-    /// The callback's payload before and after its argument.
+    /// The callback's payload before its argument, between its argument and its enqueue
+    /// time, and after that.
     pub(crate) head: &'a str,
+    pub(crate) mid: &'a str,
     pub(crate) tail: &'a str,
     /// Whether failed members are left out (else one fails the group).
     pub(crate) skip_failed: bool,
@@ -44,32 +46,32 @@ pub(crate) struct NewGroup<'a> {
 }
 
 impl Broker {
-    /// Up to `max` errands of `queue`'s outbox, oldest first.
-    pub(crate) async fn errands(&self, queue: &str, max: usize) -> Result<Vec<String>, Error> {
+    /// The errands `worker` holds for `queue`: those left from a round that failed, else up
+    /// to `max` taken from the queue's outbox, oldest first (see `lua/claim_errands.lua`).
+    pub(crate) async fn claim_errands(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+    ) -> Result<Vec<String>, Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("LRANGE")
-            .arg(keys::outbox(&self.prefix, queue))
-            .arg(0)
-            .arg(max.saturating_sub(1))
-            .query_async(&mut conn)
+        scripts::CLAIM_ERRANDS
+            .key(keys::outbox(&self.prefix, queue))
+            .key(keys::errands_in_hand(&self.prefix, queue, worker))
+            .arg(max)
+            .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("reading workflow errands"))
+            .map_err(redis_err("taking workflow errands"))
     }
 
-    /// Removes `errands` from `queue`'s outbox, once they ran: one round trip.
-    pub(crate) async fn errands_done(&self, queue: &str, errands: &[String]) -> Result<(), Error> {
-        if errands.is_empty() {
-            return Ok(());
-        }
-        let key = keys::outbox(&self.prefix, queue);
-        let mut pipe = redis::pipe();
-        for errand in errands {
-            pipe.cmd("LREM").arg(&key).arg(1).arg(errand).ignore();
-        }
+    /// Forgets the errands `worker` held for `queue`, once they ran.
+    pub(crate) async fn errands_done(&self, queue: &str, worker: &str) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
+        redis::cmd("DEL")
+            .arg(keys::errands_in_hand(&self.prefix, queue, worker))
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(redis_err("removing workflow errands"))
+            .map_err(redis_err("forgetting workflow errands that ran"))
     }
 
     /// Enqueues the jobs `steps` (id, payload) into `queue`, each unless it was already;
@@ -130,6 +132,36 @@ impl Broker {
         })
     }
 
+    /// Marks group `group` (in `queue`) failed with `error`, unless it failed already: what
+    /// follows it will not run (for a group whose members could not all be enqueued).
+    pub(crate) async fn fail_group(
+        &self,
+        queue: &str,
+        group: &str,
+        error: &str,
+    ) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HSETNX")
+            .arg(keys::group(&self.prefix, queue, group))
+            .arg("failed")
+            .arg(error)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("failing a workflow's group"))
+    }
+
+    /// Notes that the doomed jobs of failed group `group` (in `queue`) were marked dead.
+    pub(crate) async fn group_failure_told(&self, queue: &str, group: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HSET")
+            .arg(keys::group(&self.prefix, queue, group))
+            .arg("told")
+            .arg("1")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("noting a failed group's jobs marked dead"))
+    }
+
     /// Writes a group's hash (before any of its members is enqueued).
     pub(crate) async fn create_group(&self, group: &NewGroup<'_>) -> Result<(), Error> {
         let key = keys::group(&self.prefix, group.queue, group.id);
@@ -143,6 +175,8 @@ impl Broker {
             .arg(group.members)
             .arg("head")
             .arg(group.head)
+            .arg("mid")
+            .arg(group.mid)
             .arg("tail")
             .arg(group.tail)
             .arg("skip")
@@ -167,13 +201,6 @@ impl Broker {
             ttl,
             events: Vec::new(),
         };
-        let mut pipe = super::Pipe::new("");
-        self.add_records(&mut pipe, &news);
-        if let Err(error) = pipe
-            .send(&self.conn, "recording a workflow's waiting steps")
-            .await
-        {
-            tracing::debug!(%error, "could not record a workflow's waiting steps");
-        }
+        self.write_records(&news).await;
     }
 }

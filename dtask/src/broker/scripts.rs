@@ -44,4 +44,5 @@ script!(PERIODIC_STATE, "periodic_state.lua");
 script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");
 script!(SPAWN, "spawn.lua");
+script!(CLAIM_ERRANDS, "claim_errands.lua");
 script!(GROUP_MEMBER, "group_member.lua");

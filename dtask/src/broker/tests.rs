@@ -970,6 +970,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/release_unique.lua"),
         include_str!("lua/spawn.lua"),
         include_str!("lua/group_member.lua"),
+        include_str!("lua/claim_errands.lua"),
     ];
     let missing = denied_to_readme_user("worker", &scripts);
     assert!(

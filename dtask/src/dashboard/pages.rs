@@ -558,6 +558,10 @@ pub(super) async fn job(
                 esc(&value.to_string())
             ),
             Ok(crate::JobStatus::Dead { error, .. }) => format!("It ended dead: {}", esc(&error)),
+            Ok(crate::JobStatus::Cancelled { .. }) => "It was cancelled.".to_owned(),
+            Ok(crate::JobStatus::Waiting) => {
+                "It is a step of a workflow, waiting for the steps before it.".to_owned()
+            }
             _ => "It is not in this queue (it may have finished, or never existed).".to_owned(),
         };
         let body = format!(
@@ -613,6 +617,17 @@ pub(super) async fn job(
     field("Due", job.due_at.map(html::time).unwrap_or_default());
     field("Died", job.died_at.map(html::time).unwrap_or_default());
     field("Worker", esc(job.worker.as_deref().unwrap_or("")));
+    if job.state == JobState::Running
+        && let Ok(crate::JobStatus::Running {
+            progress: Some(progress),
+            ..
+        }) = client.job(id.as_str()).status().await
+    {
+        field(
+            "Progress",
+            format!("{}% {}", progress.percent, esc(&progress.message)),
+        );
+    }
     let id_field = [("id", job.id.as_str())];
     let actions = match job.state {
         JobState::Dead => format!(

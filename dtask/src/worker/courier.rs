@@ -1,9 +1,10 @@
 //! The courier: runs the errands in the outboxes of the worker's queues, what the workflows of
 //! jobs that ended do next (see `workflow/follow.rs`): enqueue a chain's next step, record a
 //! group member's end (and enqueue the group's callback after its last member), mark the steps
-//! of a failed workflow dead. Every worker's courier may run the same errand; each does its
-//! work once (`lua/spawn.lua`, `lua/group_member.lua`), and an errand leaves its outbox only
-//! once it ran, so a courier that dies midway loses nothing.
+//! of a failed workflow dead. A courier takes a batch of errands into its worker's hand
+//! (`lua/claim_errands.lua`), runs them, then forgets them; a worker that dies with errands in
+//! hand has them returned to the outbox with its jobs, and an errand run twice (its worker
+//! died after running it) does its work once (`lua/spawn.lua`, `lua/group_member.lua`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +82,8 @@ impl Courier {
     /// from the outbox; whether it was full (more may wait).
     async fn run_errands(&self, queue: &str) -> Result<bool, crate::Error> {
         let broker = &self.ctx.broker;
-        let texts = broker.errands(queue, BATCH).await?;
+        let worker = &self.ctx.worker_id;
+        let texts = broker.claim_errands(queue, worker, BATCH).await?;
         let full = texts.len() == BATCH;
         let mut spawns: Vec<(String, Vec<NextStep>)> = Vec::new();
         let mut members: Vec<(String, String, Member)> = Vec::new();
@@ -160,8 +162,14 @@ impl Courier {
                         .iter()
                         .find_map(|(_, _, error)| error.clone())
                         .unwrap_or_default();
+                    let error = if error.is_empty() {
+                        "a member of its group failed".to_owned()
+                    } else {
+                        error
+                    };
                     tracing::warn!(queue = target, group, %error, "a group failed: its callback will not run");
                     self.fail(&doomed, &error).await?;
+                    broker.group_failure_told(&target, &group).await?;
                 }
                 MemberEnded::NoGroup => {
                     tracing::error!(
@@ -176,7 +184,7 @@ impl Courier {
         for (jobs, error) in fails {
             self.fail(&jobs, &error).await?;
         }
-        broker.errands_done(queue, &texts).await?;
+        broker.errands_done(queue, worker).await?;
         Ok(full)
     }
 

@@ -652,9 +652,11 @@ impl<'a> Run<'a> {
         }
         .to_json();
         let ttl = ctx.settings.result_ttl;
+        // Compared with the run's own attempt (a job put off keeps its attempt count, and its
+        // running record says the run's): the record replaces this run's running one.
         retry_until(self.abandon, what, || {
             ctx.broker
-                .set_retrying(next.id.as_str(), next.attempt, &record, ttl)
+                .set_retrying(next.id.as_str(), job.attempt(), &record, ttl)
         })
         .await;
     }

@@ -178,6 +178,7 @@ impl Context {
             queue: queue.clone(),
             record_ttl,
             publish: !self.settings.quiet_queues.contains(&**queue),
+            latest: Arc::default(),
         }
     }
 

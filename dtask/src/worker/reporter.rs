@@ -46,12 +46,32 @@ pub(crate) enum Report {
         record: Option<(String, u32, Duration)>,
         line: Option<String>,
     },
+    /// A run told its progress: its latest report waits in this slot (one per run, replaced
+    /// by each later one, so that a tight loop of progress holds one report, not thousands).
+    ProgressIn(ProgressSlot),
 }
+
+/// Where the latest progress of one run waits for the reporter.
+pub(crate) type ProgressSlot = Arc<std::sync::Mutex<Option<Report>>>;
 
 impl Report {
     fn is_progress(&self) -> bool {
-        matches!(self, Report::Progress { .. })
+        matches!(self, Report::Progress { .. } | Report::ProgressIn(_))
     }
+}
+
+/// Replaces each progress slot of `batch` with the report it holds (dropping emptied ones).
+fn take_progress(batch: &mut Vec<Report>) {
+    for report in batch.iter_mut() {
+        let latest = match report {
+            Report::ProgressIn(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            _ => None,
+        };
+        if let Some(latest) = latest {
+            *report = latest;
+        }
+    }
+    batch.retain(|report| !matches!(report, Report::ProgressIn(_)));
 }
 
 /// Where executors, running handlers and the recoverer send reports.
@@ -83,6 +103,7 @@ impl Reporter {
                 while let Ok(report) = self.incoming.try_recv() {
                     batch.push(report);
                 }
+                take_progress(&mut batch);
                 flush(&broker, &mut batch).await;
                 return;
             };
@@ -112,6 +133,7 @@ impl Reporter {
             if batch.iter().any(Report::is_progress) {
                 last_progress = tokio::time::Instant::now();
             }
+            take_progress(&mut batch);
             flush(&broker, &mut batch).await;
         }
     }
@@ -153,6 +175,7 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
                 None,
                 None,
             ),
+            Report::ProgressIn(_) => continue,
             Report::Progress {
                 queue,
                 job_id,
@@ -227,6 +250,8 @@ pub(crate) struct ProgressTo {
     pub(crate) record_ttl: Option<Duration>,
     /// Whether its queue publishes events.
     pub(crate) publish: bool,
+    /// The run's latest progress, until the reporter takes it.
+    pub(crate) latest: ProgressSlot,
 }
 
 impl ProgressTo {
@@ -247,11 +272,20 @@ impl ProgressTo {
             }
             .line(&job.id, &job.task, crate::clock::now_ms())
         });
-        let _ = self.sender.send(Report::Progress {
+        let report = Report::Progress {
             queue: self.queue.clone(),
             job_id: job.id.to_string(),
             record,
             line,
-        });
+        };
+        let was_empty = self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(report)
+            .is_none();
+        if was_empty {
+            let _ = self.sender.send(Report::ProgressIn(self.latest.clone()));
+        }
     }
 }

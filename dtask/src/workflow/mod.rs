@@ -152,6 +152,8 @@ impl<O> Chain<O> {
             step.options.check_in_workflow("a step")?;
         }
         let now_ms = crate::clock::now_ms();
+        // The caller's trace, carried by every step so that their runs join it.
+        let trace = crate::trace::current_trace_headers();
         // Every step after the first, with its id, from the last back: each carries what
         // follows it.
         let mut follow: Option<Follow> = None;
@@ -167,6 +169,7 @@ impl<O> Chain<O> {
                     .options
                     .headers()
                     .into_iter()
+                    .chain(trace.iter().cloned())
                     .map(|(name, value)| (name.to_owned(), value))
                     .collect(),
                 then: follow.take(),
@@ -181,9 +184,12 @@ impl<O> Chain<O> {
             }
             _ => None,
         };
+        // A task that keeps no result keeps no record either.
         let waiting: Vec<(&str, &str)> = specs
             .iter()
-            .map(|spec| (spec.id.as_str(), WAITING_MARKER))
+            .zip(&self.steps)
+            .filter(|(_, step)| step.options.info().result_ttl != Some(Duration::ZERO))
+            .map(|(spec, _)| (spec.id.as_str(), WAITING_MARKER))
             .collect();
         if !waiting.is_empty() {
             client.broker.record_waiting(&waiting, WAITING_KEPT).await;
@@ -218,8 +224,14 @@ impl<O> Chain<O> {
                 let Some(callback) = specs.first() else {
                     return Err(Error::Config("a group's callback is missing".into()));
                 };
+                if members.is_empty() {
+                    return Err(Error::Config(format!(
+                        "a group with no members would never run its callback `{}`",
+                        callback.task
+                    )));
+                }
                 let group = JobId::generate();
-                let head_and_tail = callback_template(callback, now_ms);
+                let (head, mid, tail) = callback_template(callback);
                 let doomed = serde_json::to_string(&callback.doomed()).unwrap_or_default();
                 client
                     .broker
@@ -227,8 +239,9 @@ impl<O> Chain<O> {
                         queue: &callback.queue,
                         id: group.as_str(),
                         members: members.len(),
-                        head: &head_and_tail.0,
-                        tail: &head_and_tail.1,
+                        head: &head,
+                        mid: &mid,
+                        tail: &tail,
                         skip_failed,
                         doomed: &doomed,
                     })
@@ -252,7 +265,19 @@ impl<O> Chain<O> {
                         args: args?,
                     });
                 }
-                enqueue_members(&client, new_members, now_ms).await?;
+                if let Err(error) = enqueue_members(&client, new_members, now_ms).await {
+                    // Members of earlier batches may be queued: they run, and the group, failed
+                    // now, marks its callback dead instead of running it.
+                    let reason = format!("its group could not be enqueued whole: {error}");
+                    if let Err(failed) = client
+                        .broker
+                        .fail_group(&callback.queue, group.as_str(), &reason)
+                        .await
+                    {
+                        tracing::error!(%failed, group = %group, "could not mark a group that was enqueued in part as failed");
+                    }
+                    return Err(error);
+                }
                 let (id, queue, info) =
                     last.ok_or_else(|| Error::Config("a group's callback is missing".into()))?;
                 Ok(JobHandle::new(id, Some(client))
@@ -468,23 +493,38 @@ async fn enqueue_members(
     Ok(ids)
 }
 
-/// The payload of a group's callback around its argument (the results, a JSON array put
-/// between the two by `lua/group_member.lua`).
-fn callback_template(callback: &Step, now_ms: u64) -> (String, String) {
+/// The payload of a group's callback around its argument and its enqueue time: (head, mid,
+/// tail), the results (a JSON array) going between head and mid and the time (ms) between mid
+/// and tail, put there by `lua/group_member.lua` when the last member ends.
+fn callback_template(callback: &Step) -> (String, String, String) {
     /// Stands for the results while the envelope is written; a JSON string no envelope field
     /// before the arguments can hold.
     const SLOT: &str = "\"\\u0000dtask-results\\u0000\"";
+    /// Stands for the enqueue time: a time no job has (the largest integer a double holds).
+    const TIME: u64 = (1 << 53) - 1;
     let args = RawValue::from_string(if callback.wrap {
         format!("[{SLOT}]")
     } else {
         SLOT.to_owned()
     });
     let Ok(args) = args else {
-        return (String::new(), String::new());
+        return (String::new(), String::new(), String::new());
     };
-    let text = callback.envelope(args, now_ms).to_json();
-    match text.find(SLOT) {
-        Some(at) => (text[..at].to_owned(), text[at + SLOT.len()..].to_owned()),
-        None => (text, String::new()),
+    let text = callback.envelope(args, TIME).to_json();
+    let Some(at) = text.find(SLOT) else {
+        return (text, String::new(), String::new());
+    };
+    let (head, rest) = (&text[..at], &text[at + SLOT.len()..]);
+    let time = format!("\"at\":{TIME}");
+    match rest.find(&time) {
+        Some(at) => {
+            let cut = at + "\"at\":".len();
+            (
+                head.to_owned(),
+                rest[..cut].to_owned(),
+                rest[cut + TIME.to_string().len()..].to_owned(),
+            )
+        }
+        None => (head.to_owned(), rest.to_owned(), String::new()),
     }
 }

@@ -4,13 +4,16 @@
 
   The group's hash lives in its callback's queue (same slot as the pending list):
     total, left     how many members, how many not ended yet
-    head, tail      the callback's payload around its argument: the results are put between
-                    them as a JSON array, in member order (text concatenated, never parsed)
+    head, mid, tail the callback's payload around its argument and its enqueue time: the
+                    results go between head and mid as a JSON array, in member order, and the
+                    server's time (ms) between mid and tail (text concatenated, never parsed)
     skip            "1" when failed members are left out of the results, "0" when one fails
                     the group
     doomed          the jobs that will not run when the group fails (the callback and what
                     follows it), for the worker to mark as dead
     failed          the error that failed the group, once one did
+    told            "1" once a worker marked the doomed jobs dead (until then, every call
+                    returns them: a worker that failed to mark them, or died, is not the last)
     r<i>, x<i>      member i's result (JSON) or error, until every member ended
     done            "1" once every member ended
 
@@ -20,23 +23,22 @@
   ARGV[2..] for each member that ended, three: its index (0-based), "ok" or "failed", its
             result (JSON) or its error
 
-  Returns {code, doomed}: code -1 no such group (it expired), else what the call did, the
-  highest of: 0 recorded (or recorded already: a repeated errand), 1 the callback enqueued,
-  2 the group failed (doomed: the jobs to mark as dead). Once every member ended, only the
-  summary stays (`done`, the counts, `failed`), until the hash expires.
+  Returns {code, doomed}: code -1 no such group (it expired), 2 the group failed and its
+  doomed jobs are not marked dead yet (doomed: the jobs to mark), else 1 when this call
+  enqueued the callback, 0 when it recorded its members (or had recorded them already: a
+  repeated errand). Once every member ended, only the summary stays (`done`, the counts,
+  `failed`, `told`), until the hash expires.
 ]]
 local group = KEYS[1]
 if redis.call('EXISTS', group) == 0 then
   return { -1, '' }
 end
-if redis.call('HGET', group, 'done') == '1' then
-  return { 0, '' }
-end
 local skip = redis.call('HGET', group, 'skip') == '1'
 local failed = redis.call('HEXISTS', group, 'failed') == 1
 local code = 0
 local left = nil
-for i = 2, #ARGV, 3 do
+local done = redis.call('HGET', group, 'done') == '1'
+for i = 2, (done and 1 or #ARGV), 3 do
   local index = ARGV[i]
   if redis.call('HEXISTS', group, 'r' .. index) == 0 and redis.call('HEXISTS', group, 'x' .. index) == 0 then
     if ARGV[i + 1] == 'ok' then
@@ -46,17 +48,15 @@ for i = 2, #ARGV, 3 do
       if not failed and not skip then
         redis.call('HSET', group, 'failed', ARGV[i + 2])
         failed = true
-        code = 2
       end
     end
     left = redis.call('HINCRBY', group, 'left', -1)
   end
 end
-if left == nil then
-  return { 0, '' }
+if left ~= nil then
+  redis.call('PEXPIRE', group, ARGV[1])
 end
-redis.call('PEXPIRE', group, ARGV[1])
-if left <= 0 then
+if left ~= nil and left <= 0 then
   -- The last member: unless the group failed, the callback gets every result, in member order.
   local total = tonumber(redis.call('HGET', group, 'total'))
   if not failed then
@@ -67,7 +67,10 @@ if left <= 0 then
         results[#results + 1] = value
       end
     end
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     local payload = redis.call('HGET', group, 'head') .. '[' .. table.concat(results, ',') .. ']'
+      .. redis.call('HGET', group, 'mid') .. string.format('%d', now)
       .. redis.call('HGET', group, 'tail')
     redis.call('RPUSH', KEYS[2], payload)
     code = 1
@@ -83,9 +86,9 @@ if left <= 0 then
       ended = {}
     end
   end
-  redis.call('HDEL', group, 'head', 'tail')
+  redis.call('HDEL', group, 'head', 'mid', 'tail')
 end
-if code == 2 then
+if failed and redis.call('HGET', group, 'told') ~= '1' then
   return { 2, redis.call('HGET', group, 'doomed') or '' }
 end
 return { code, '' }

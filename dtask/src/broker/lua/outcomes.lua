@@ -10,7 +10,10 @@
 -- at least `ttl` ms from now (a number; the worker caps it at 100 years, so that it converts
 -- back to an integer PEXPIRE accepts).
 local function keep_outcomes(key, fields, ttl)
-  redis.call('HSET', key, unpack(fields))
+  -- In slices: `unpack` cannot spread more than a few thousand values.
+  for from = 1, #fields, 1000 do
+    redis.call('HSET', key, unpack(fields, from, math.min(from + 999, #fields)))
+  end
   if redis.call('PTTL', key) < ttl then
     redis.call('PEXPIRE', key, string.format('%d', ttl))
   end

@@ -16,6 +16,8 @@
   KEYS[5] suspects list of the queue
   KEYS[6] deaths hash of the queue (SHA-1 of payload -> deaths)
   KEYS[7] poisoned list of the queue
+  KEYS[8] the worker's workflow errands in hand for the queue (returned to KEYS[9])
+  KEYS[9] outbox of the queue
   ARGV[1] worker id
   ARGV[2] "lapsed": only when the worker's last heartbeat is at or before ARGV[3], counting a
           death for each job; "always": unconditionally (the worker itself is shutting down)
@@ -53,6 +55,12 @@ for _, payload in ipairs(rcall('LRANGE', KEYS[3], 0, -1)) do
   held[#held + 1] = payload
 end
 rcall('DEL', KEYS[2], KEYS[3])
+-- Errands the worker took and did not run go back to the outbox (running one twice is safe).
+local errands = rcall('LRANGE', KEYS[8], 0, -1)
+for _, errand in ipairs(errands) do
+  rcall('RPUSH', KEYS[9], errand)
+end
+rcall('DEL', KEYS[8])
 for i = #held, 1, -1 do
   local payload = held[i]
   local deaths = 0
