@@ -326,3 +326,15 @@ pub async fn count_parts(parts: Vec<MarkedPart>) -> Result<u32, String> {
     }
     Ok(parts.len() as u32)
 }
+
+/// Negates `n` (a step of the workflows that cross queues).
+#[dtask::task(queue = "roundtrip")]
+pub async fn negate(n: i64) -> i64 {
+    -n
+}
+
+/// Sums `numbers` (the callback of the chords that cross queues).
+#[dtask::task(queue = "roundtrip")]
+pub async fn total(numbers: Vec<i64>) -> i64 {
+    numbers.iter().sum()
+}

@@ -42,6 +42,21 @@ async fn jobs_of_queues_spread_over_a_cluster_run_retry_and_die_as_on_one_server
         .spawn();
 
     let key = unique_prefix("cluster-key");
+    // Events of a queue, and workflows whose steps live on other nodes than their members.
+    let mut events = client.events("math").await.expect("subscribe on a cluster");
+    let chain = dtask::chain(tasks::add::call(key.clone(), 20, 1))
+        .then(tasks::negate::with_input())
+        .client(&client)
+        .enqueue()
+        .await
+        .unwrap();
+    assert_eq!(chain.status().await.unwrap(), dtask::JobStatus::Waiting);
+    let chord = dtask::group((1..=30).map(|i| tasks::add::call(key.clone(), i, 0)))
+        .then(tasks::total::with_input())
+        .client(&client)
+        .enqueue()
+        .await
+        .unwrap();
     let added = tasks::add::with()
         .client(&client)
         .enqueue(key.clone(), 2, 3)
@@ -70,6 +85,18 @@ async fn jobs_of_queues_spread_over_a_cluster_run_retry_and_die_as_on_one_server
         .unwrap();
 
     assert_eq!(added.wait(WAIT).await.unwrap(), 5);
+    assert_eq!(chain.wait(WAIT).await.unwrap(), -21);
+    assert_eq!(chord.wait(WAIT).await.unwrap(), (1..=30).sum::<i64>());
+    let event = tokio::time::timeout(WAIT, events.next())
+        .await
+        .expect("an event")
+        .expect("the stream goes on")
+        .expect("no missed window");
+    assert_eq!(event.queue, "math");
+    assert!(
+        matches!(event.kind, dtask::EventKind::Enqueued { .. }),
+        "{event:?}"
+    );
     for (i, job) in many.iter().enumerate() {
         assert_eq!(job.wait(WAIT).await.unwrap(), i as i64 + 100);
     }
