@@ -78,6 +78,19 @@ async fn collect(parts: Vec<Part>) -> u32 {
     sum
 }
 
+/// Five members under `key`, numbered 0 to 4; the third dies.
+fn five_members_the_third_broken(key: &str) -> Vec<dtask::Call<Part>> {
+    (0..5u32)
+        .map(|n| {
+            if n == 2 {
+                broken::call(key.to_owned())
+            } else {
+                part::call(key.to_owned(), n, 0)
+            }
+        })
+        .collect()
+}
+
 fn callbacks(key: &str) -> Vec<Vec<u32>> {
     CALLBACKS
         .lock()
@@ -170,14 +183,7 @@ async fn a_member_that_dies_fails_the_chord_unless_failed_members_are_skipped() 
     let (_redis, client, _raw, _prefix) = start_with_client("flow-fail").await;
     let worker = worker(&client);
     let failing = unique_prefix("fails");
-    let members = (0..5u32).map(|n| {
-        if n == 2 {
-            broken::call(failing.clone())
-        } else {
-            part::call(failing.clone(), n, 0)
-        }
-    });
-    let callback = dtask::group(members)
+    let callback = dtask::group(five_members_the_third_broken(&failing))
         .then(collect::with_input())
         .client(&client)
         .enqueue()
@@ -196,14 +202,7 @@ async fn a_member_that_dies_fails_the_chord_unless_failed_members_are_skipped() 
         other => panic!("expected the callback dead, got {other:?}"),
     }
     let skipping = unique_prefix("skips");
-    let members = (0..5u32).map(|n| {
-        if n == 2 {
-            broken::call(skipping.clone())
-        } else {
-            part::call(skipping.clone(), n, 0)
-        }
-    });
-    let callback = dtask::group(members)
+    let callback = dtask::group(five_members_the_third_broken(&skipping))
         .skip_failed()
         .then(collect::with_input())
         .client(&client)

@@ -154,6 +154,49 @@ impl Target {
 }
 
 impl Target {
+    /// On a cluster, a connection that follows sharded channels (`SSUBSCRIBE`, RESP3): its
+    /// messages, and a `Disconnection` when a node's connection drops, come on the receiver;
+    /// it follows a channel to whichever node holds its slot. None on a single server.
+    pub(crate) async fn sharded_subscriber(
+        &self,
+        response_timeout: Duration,
+    ) -> Option<
+        RedisResult<(
+            ClusterConnection,
+            tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+        )>,
+    > {
+        let Target::Cluster(clients) = self else {
+            return None;
+        };
+        let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+        let mut builder = ClusterClient::builder(clients.nodes.iter().map(String::as_str))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(response_timeout)
+            .tcp_settings(tcp_settings())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes);
+        if let Some(root_cert) = &clients.tls_ca {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert.clone()),
+            });
+        }
+        let connected = async {
+            let client = builder.build()?;
+            let connection = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection())
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connecting a sharded subscriber timed out",
+                    ))
+                })??;
+            Ok((connection, received))
+        };
+        Some(connected.await)
+    }
+
     /// A pub/sub connection: to the server, or to one of the cluster's nodes (the
     /// `attempt`-th, round robin, so that a node that is down is passed over on the next
     /// attempt). A message published on any node of a cluster reaches every node.

@@ -41,21 +41,52 @@ pub(crate) struct PassingNote<'a> {
     pub(crate) attempts: u32,
 }
 
-/// A subscription to one queue's events channel.
-pub(crate) struct EventFeed {
-    subscription: Subscription,
+/// A subscription to one queue's events channel: plain pub/sub on a server, a sharded
+/// channel on a cluster (published with `SPUBLISH`, so that a message travels to the nodes of
+/// its queue's slot only, not to every node of the cluster).
+pub(crate) enum EventFeed {
+    Plain(Subscription),
+    Sharded {
+        connection: redis::cluster_async::ClusterConnection,
+        pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    },
 }
 
 impl EventFeed {
     /// The text of the next message (one event per line), or None once the connection is
-    /// gone.
+    /// gone (on a cluster: once a node's connection dropped, which may have lost messages).
     pub(crate) async fn next(&mut self) -> Option<String> {
-        self.subscription.next().await.map(|(_, text)| text)
+        match self {
+            EventFeed::Plain(subscription) => subscription.next().await.map(|(_, text)| text),
+            EventFeed::Sharded { pushes, .. } => {
+                loop {
+                    let push = pushes.recv().await?;
+                    match push.kind {
+                        redis::PushKind::SMessage => {
+                            if let Some(text) = push.data.get(1).and_then(|value| {
+                                redis::from_redis_value::<String>(value.clone()).ok()
+                            }) {
+                                return Some(text);
+                            }
+                        }
+                        redis::PushKind::Disconnection => return None,
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Checks that the connection still answers.
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
-        self.subscription.ping().await
+        match self {
+            EventFeed::Plain(subscription) => subscription.ping().await,
+            EventFeed::Sharded { connection, .. } => redis::cmd("PING")
+                .query_async::<redis::Value>(connection)
+                .await
+                .map(drop)
+                .map_err(redis_err("subscribing to job events")),
+        }
     }
 }
 
@@ -95,10 +126,20 @@ impl Broker {
         Ok(written.into_iter().sum())
     }
 
+    /// The command that publishes on an events channel: `SPUBLISH` on a cluster (a sharded
+    /// channel, carried by its slot's nodes only), `PUBLISH` on a server.
+    pub(crate) fn events_publish(&self) -> &'static str {
+        if self.target.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// Publishes `lines` (events, one per line) on `queue`'s events channel.
     pub(crate) async fn publish_events(&self, queue: &str, lines: &str) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("PUBLISH")
+        redis::cmd(self.events_publish())
             .arg(keys::events_channel(&self.prefix, queue))
             .arg(lines)
             .query_async::<()>(&mut conn)
@@ -109,13 +150,19 @@ impl Broker {
     /// A subscription to `queue`'s events channel (through the `attempt`-th node of a
     /// cluster).
     pub(crate) async fn event_feed(&self, queue: &str, attempt: usize) -> Result<EventFeed, Error> {
-        let mut subscription = self
-            .subscription(attempt, "subscribing to job events")
-            .await?;
-        subscription
-            .subscribe(keys::events_channel(&self.prefix, queue))
-            .await?;
-        Ok(EventFeed { subscription })
+        let channel = keys::events_channel(&self.prefix, queue);
+        let what = "subscribing to job events";
+        if let Some(sharded) = self.target.sharded_subscriber(super::FEED_PING).await {
+            let (mut connection, pushes) = sharded.map_err(redis_err(what))?;
+            connection
+                .ssubscribe(&channel)
+                .await
+                .map_err(redis_err(what))?;
+            return Ok(EventFeed::Sharded { connection, pushes });
+        }
+        let mut subscription = self.subscription(attempt, what).await?;
+        subscription.subscribe(channel).await?;
+        Ok(EventFeed::Plain(subscription))
     }
 }
 

@@ -499,7 +499,7 @@ impl Broker {
                     pipes.last_mut().expect("just pushed")
                 }
             };
-            let mut cmd = redis::cmd("PUBLISH");
+            let mut cmd = redis::cmd(self.events_publish());
             cmd.arg(keys::events_channel(&self.prefix, queue))
                 .arg(lines);
             pipe.add(cmd, false);

@@ -203,26 +203,73 @@ fn example(
     KillOnDrop(child)
 }
 
+/// A Redis of its own and the example's web server on it (under `label`), answering: the
+/// Redis, the key prefix, the app's database URL and folder, the server's port, and the server.
+struct Site {
+    redis: RedisServer,
+    prefix: String,
+    db: String,
+    dir: PathBuf,
+    port: u16,
+    _web: KillOnDrop,
+}
+
+impl Site {
+    /// None when `DTASK_NO_BROWSER=1` (the browser tests are skipped).
+    fn start(label: &str) -> Option<Site> {
+        if std::env::var_os("DTASK_NO_BROWSER").is_some_and(|skip| skip == "1") {
+            eprintln!("DTASK_NO_BROWSER=1: the browser test is skipped");
+            return None;
+        }
+        let redis = RedisServer::start().expect("a redis-server");
+        let prefix = format!("{label}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("dtask-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = format!("sqlite://{}/app.db", dir.display());
+        let port = free_port().unwrap();
+        let web = example("web", &redis, &prefix, port, &db, false);
+        eventually(Duration::from_secs(30), "the app answers", || {
+            http(port, "GET", "/", None).ok().filter(|(s, _)| *s == 200)
+        });
+        Some(Site {
+            redis,
+            prefix,
+            db,
+            dir,
+            port,
+            _web: web,
+        })
+    }
+
+    /// A worker of the example (a bad deploy's when `smtp_down`).
+    fn worker(&self, smtp_down: bool) -> KillOnDrop {
+        let port = free_port().unwrap();
+        example(
+            "worker",
+            &self.redis,
+            &self.prefix,
+            port,
+            &self.db,
+            smtp_down,
+        )
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn an_operator_retries_a_bad_deploys_dead_jobs_from_the_dashboard() {
-    if std::env::var_os("DTASK_NO_BROWSER").is_some_and(|skip| skip == "1") {
-        eprintln!("DTASK_NO_BROWSER=1: the browser test is skipped");
-        return;
-    }
-    let redis = RedisServer::start().expect("a redis-server");
-    let prefix = format!("browser-{}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("dtask-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}/app.db", dir.display());
-    let port = free_port().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-
     // The web server, and a worker of a bad deploy: the mail server is unreachable.
-    let _web = example("web", &redis, &prefix, port, &db, false);
-    eventually(Duration::from_secs(30), "the app answers", || {
-        http(port, "GET", "/", None).ok().filter(|(s, _)| *s == 200)
-    });
-    let bad_worker = example("worker", &redis, &prefix, free_port().unwrap(), &db, true);
+    let Some(site) = Site::start("browser") else {
+        return;
+    };
+    let port = site.port;
+    let base = format!("http://127.0.0.1:{port}");
+    let bad_worker = site.worker(true);
     let names = ["ada", "grace", "linus"];
     for name in names {
         let signup = json!({"email": format!("{name}@example.com"), "name": name});
@@ -278,7 +325,7 @@ fn an_operator_retries_a_bad_deploys_dead_jobs_from_the_dashboard() {
     browser.screenshot("3-job");
 
     // The fix is deployed: a healthy worker. The operator retries every dead mail.
-    let good_worker = example("worker", &redis, &prefix, free_port().unwrap(), &db, false);
+    let good_worker = site.worker(false);
     browser.open(&format!("{base}/dtask/queues/emails?state=dead"));
     eventually(Duration::from_secs(10), "the retry button", || {
         browser.text("form[action$='/dead/retry'] button")
@@ -331,27 +378,16 @@ fn an_operator_retries_a_bad_deploys_dead_jobs_from_the_dashboard() {
         },
     );
     browser.screenshot("5-overview-after");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_user_watches_a_thumbnail_being_made_live() {
-    if std::env::var_os("DTASK_NO_BROWSER").is_some_and(|skip| skip == "1") {
-        eprintln!("DTASK_NO_BROWSER=1: the browser test is skipped");
+    let Some(site) = Site::start("watch") else {
         return;
-    }
-    let redis = RedisServer::start().expect("a redis-server");
-    let prefix = format!("watch-{}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("dtask-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}/app.db", dir.display());
-    let port = free_port().unwrap();
+    };
+    let port = site.port;
     let base = format!("http://127.0.0.1:{port}");
-    let _web = example("web", &redis, &prefix, port, &db, false);
-    eventually(Duration::from_secs(30), "the app answers", || {
-        http(port, "GET", "/", None).ok().filter(|(s, _)| *s == 200)
-    });
-    let _worker = example("worker", &redis, &prefix, free_port().unwrap(), &db, false);
+    let _worker = site.worker(false);
     // Due in 2 s, so that the page is open before it starts; the widest thumbnail takes the
     // longest (about 0.7 s, in four steps).
     let request =
@@ -389,5 +425,4 @@ fn a_user_watches_a_thumbnail_being_made_live() {
     assert_eq!(seen.last(), Some(&"succeeded 100%"), "{log}");
     let result = browser.text("#result").expect("the result");
     assert!(result.contains("\"width\": 4096"), "{result}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
