@@ -4,7 +4,9 @@
 //! middle of a step, a member or a callback, or between a job's end and its workflow's next
 //! move. Every chain must end with its third step, every chord's callback must get every
 //! member's result once and in order, and run once, more only if it was itself in flight on a
-//! killed worker (runs are at least once; the callback's enqueue is exactly once).
+//! killed worker (runs are at least once; the callback's enqueue is exactly once). A job that
+//! was in flight on three killed workers is buried as poison, by design: its workflow must
+//! then end dead as a whole (its last job naming it) and nothing after it may run.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -82,19 +84,26 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     // Every workflow ends; its last job's result says it went through.
     let started = Instant::now();
     let deadline = Duration::from_secs(ctx.pick(120, 300));
+    // A job in flight on three killed workers is buried as poison (as it should be): its
+    // workflow then ends dead, naming it, and what follows it never runs.
+    let poisoned = |outcome: &str| outcome.contains("JobDead") && outcome.contains("worker died");
+    let mut poisoned_chains = Vec::new();
     for (chain, job) in &chain_jobs {
         let left = deadline.saturating_sub(started.elapsed());
         match job.wait(left).await {
             Ok(hop) if hop.hops == 3 && hop.chain == *chain => {}
+            other if poisoned(&format!("{other:?}")) => poisoned_chains.push(*chain),
             other => figures
                 .failures
                 .push(format!("chain {chain} ended as {other:?}")),
         }
     }
+    let mut poisoned_chords = Vec::new();
     for (chord, job) in &chord_jobs {
         let left = deadline.saturating_sub(started.elapsed());
         match job.wait(left).await {
             Ok(count) if count == members => {}
+            other if poisoned(&format!("{other:?}")) => poisoned_chords.push(*chord),
             other => figures
                 .failures
                 .push(format!("chord {chord} ended as {other:?}")),
@@ -107,13 +116,24 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     let runs = rig.fx.runs(&mut conn).await.map_err(|e| e.to_string())?;
     let starts = rig.fx.starts(&mut conn).await.map_err(|e| e.to_string())?;
     let mut expected = Vec::new();
-    for chain in 1..=chains {
+    for chain in (1..=chains).filter(|chain| !poisoned_chains.contains(chain)) {
         expected.extend((1..=3).map(|hop| hop_effect(chain, hop)));
     }
-    for chord in 1..=chords {
+    for chord in (1..=chords).filter(|chord| !poisoned_chords.contains(chord)) {
         expected.extend((0..members).map(|index| piece_effect(chord, index)));
         expected.push(gather_effect(chord));
     }
+    // What follows a poison job never runs: a failed chain's last step, a failed chord's
+    // callback.
+    let ran_after_poison: Vec<u64> = poisoned_chains
+        .iter()
+        .map(|chain| hop_effect(*chain, 3))
+        .chain(poisoned_chords.iter().map(|chord| gather_effect(*chord)))
+        .filter(|id| runs.get(id).copied().unwrap_or(0) > 0)
+        .collect();
+    figures.check(ran_after_poison.is_empty(), || {
+        format!("jobs ran after their workflow failed: {ran_after_poison:?}")
+    });
     let missing: Vec<u64> = expected
         .iter()
         .copied()
@@ -137,7 +157,7 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     figures.check(duplicates <= in_flight_at_kills, || {
         format!("{duplicates} duplicate run(s), more than the {in_flight_at_kills} job(s) in flight on killed workers")
     });
-    for chord in 1..=chords {
+    for chord in (1..=chords).filter(|chord| !poisoned_chords.contains(chord)) {
         let started = starts.get(&gather_effect(chord)).copied().unwrap_or(0);
         let allowed = 1 + callbacks_in_flight.get(&chord).copied().unwrap_or(0);
         figures.check(started >= 1 && started <= allowed, || {
@@ -145,8 +165,10 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
         });
     }
     figures.note(format!(
-        "{chains} chains of 3 steps and {chords} chords of {members} members, through {kills} kills: every workflow ended whole {:.1} s after the last kill; {in_flight_at_kills} job(s) were in flight on killed workers, {duplicates} ran twice; each callback enqueued once ({} were in flight at a kill)",
+        "{chains} chains of 3 steps and {chords} chords of {members} members, through {kills} kills: every workflow ended {:.1} s after the last kill, whole, or dead as a whole when one of its jobs was in flight on three killed workers and buried as poison ({} chain(s), {} chord(s)); {in_flight_at_kills} job(s) were in flight on killed workers, {duplicates} ran twice; each callback enqueued once ({} were in flight at a kill)",
         workflows_took.as_secs_f64(),
+        poisoned_chains.len(),
+        poisoned_chords.len(),
         callbacks_in_flight.values().sum::<u64>()
     ));
     let complaints = fleet.shutdown(Duration::from_secs(15)).await;
