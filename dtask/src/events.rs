@@ -387,9 +387,11 @@ async fn listen(
     let mut attempt = 0;
     // Events dropped for a slow reader: from when, until when.
     let mut dropped: Option<MissedEvents> = None;
+    let mut quick_deaths = 0;
     loop {
         // Known to be receiving until then.
         let mut alive_at = SystemTime::now();
+        let born = tokio::time::Instant::now();
         let mut ping = tokio::time::interval(crate::broker::FEED_PING);
         ping.reset();
         loop {
@@ -420,6 +422,17 @@ async fn listen(
             }
         }
         tracing::debug!(queue, "the events subscription broke; reconnecting");
+        // A subscription that keeps breaking at once (a node that accepts and drops) is made
+        // again with backoff, not in a loop.
+        if born.elapsed() < crate::broker::FEED_PING {
+            quick_deaths += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(crate::backoff::RECONNECT.delay(quick_deaths)) => {}
+                _ = sender.closed() => return,
+            }
+        } else {
+            quick_deaths = 0;
+        }
         let mut failures = 0;
         feed = loop {
             attempt += 1;

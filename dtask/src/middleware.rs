@@ -79,6 +79,13 @@ impl JobContext {
         }
     }
 
+    /// Ends the run's progress (see `ProgressTo::end`).
+    pub(crate) fn end_progress(&self) {
+        if let Some(to) = &self.progress_to {
+            to.end();
+        }
+    }
+
     /// The same context, cancelled with `token`.
     pub(crate) fn cancelled_by(mut self, token: CancellationToken) -> JobContext {
         self.cancel = token;

@@ -49,6 +49,7 @@ pub(crate) enum EventFeed {
     Sharded {
         connection: redis::cluster_async::ClusterConnection,
         pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+        channel: String,
     },
 }
 
@@ -69,7 +70,12 @@ impl EventFeed {
                                 return Some(text);
                             }
                         }
-                        redis::PushKind::Disconnection => return None,
+                        // A node's connection dropped, or the node gave the channel's slot
+                        // away (a resharding, a failover): messages may be lost, and the
+                        // subscription is not followed further; the listener subscribes again.
+                        redis::PushKind::Disconnection | redis::PushKind::SUnsubscribe => {
+                            return None;
+                        }
                         _ => {}
                     }
                 }
@@ -81,7 +87,15 @@ impl EventFeed {
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
         match self {
             EventFeed::Plain(subscription) => subscription.ping().await,
-            EventFeed::Sharded { connection, .. } => redis::cmd("PING")
+            // A read of the channel's name as a key: it goes to the node holding the channel's
+            // slot (a PING would need every primary of the cluster to answer).
+            EventFeed::Sharded {
+                connection,
+                channel,
+                ..
+            } => redis::cmd("HGET")
+                .arg(&*channel)
+                .arg("ping")
                 .query_async::<redis::Value>(connection)
                 .await
                 .map(drop)
@@ -158,7 +172,11 @@ impl Broker {
                 .ssubscribe(&channel)
                 .await
                 .map_err(redis_err(what))?;
-            return Ok(EventFeed::Sharded { connection, pushes });
+            return Ok(EventFeed::Sharded {
+                connection,
+                pushes,
+                channel,
+            });
         }
         let mut subscription = self.subscription(attempt, what).await?;
         subscription.subscribe(channel).await?;

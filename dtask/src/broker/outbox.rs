@@ -58,7 +58,9 @@ impl Broker {
         scripts::CLAIM_ERRANDS
             .key(keys::outbox(&self.prefix, queue))
             .key(keys::errands_in_hand(&self.prefix, queue, worker))
+            .key(keys::workers(&self.prefix, queue))
             .arg(max)
+            .arg(worker)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("taking workflow errands"))
@@ -132,34 +134,39 @@ impl Broker {
         })
     }
 
-    /// Marks group `group` (in `queue`) failed with `error`, unless it failed already: what
-    /// follows it will not run (for a group whose members could not all be enqueued).
+    /// Marks group `group` (in `queue`) failed with `error`, unless it failed already or
+    /// every member ended (its callback then ran or was failed): what follows it will not run
+    /// (for a group whose members could not all be enqueued).
     pub(crate) async fn fail_group(
         &self,
         queue: &str,
         group: &str,
         error: &str,
     ) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
-        redis::cmd("HSETNX")
-            .arg(keys::group(&self.prefix, queue, group))
-            .arg("failed")
-            .arg(error)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(redis_err("failing a workflow's group"))
+        self.mark_group(queue, group, "failed", error).await
     }
 
     /// Notes that the doomed jobs of failed group `group` (in `queue`) were marked dead.
     pub(crate) async fn group_failure_told(&self, queue: &str, group: &str) -> Result<(), Error> {
+        self.mark_group(queue, group, "told", "1").await
+    }
+
+    /// Sets `field` of a group's hash (see `lua/mark_group.lua`).
+    async fn mark_group(
+        &self,
+        queue: &str,
+        group: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("HSET")
-            .arg(keys::group(&self.prefix, queue, group))
-            .arg("told")
-            .arg("1")
-            .query_async::<()>(&mut conn)
+        scripts::MARK_GROUP
+            .key(keys::group(&self.prefix, queue, group))
+            .arg(field)
+            .arg(value)
+            .invoke_async::<()>(&mut conn)
             .await
-            .map_err(redis_err("noting a failed group's jobs marked dead"))
+            .map_err(redis_err("marking a workflow's group"))
     }
 
     /// Writes a group's hash (before any of its members is enqueued).

@@ -45,4 +45,5 @@ script!(ENQUEUE_UNIQUE, "enqueue_unique.lua");
 script!(RELEASE_UNIQUE, "release_unique.lua");
 script!(SPAWN, "spawn.lua");
 script!(CLAIM_ERRANDS, "claim_errands.lua");
+script!(MARK_GROUP, "mark_group.lua");
 script!(GROUP_MEMBER, "group_member.lua");

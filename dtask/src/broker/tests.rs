@@ -971,6 +971,7 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
         include_str!("lua/spawn.lua"),
         include_str!("lua/group_member.lua"),
         include_str!("lua/claim_errands.lua"),
+        include_str!("lua/mark_group.lua"),
     ];
     let missing = denied_to_readme_user("worker", &scripts);
     assert!(
@@ -981,7 +982,11 @@ fn every_command_the_scripts_call_is_in_the_readme_worker_acl() {
 
 #[test]
 fn every_command_the_enqueue_scripts_call_is_in_the_readme_producer_acl() {
-    let missing = denied_to_readme_user("producer", &[include_str!("lua/enqueue_unique.lua")]);
+    let scripts = [
+        include_str!("lua/enqueue_unique.lua"),
+        include_str!("lua/mark_group.lua"),
+    ];
+    let missing = denied_to_readme_user("producer", &scripts);
     assert!(
         missing.is_empty(),
         "the enqueue scripts call commands the README's producer ACL denies: {missing:?}"
@@ -1006,5 +1011,117 @@ fn every_command_the_repair_scripts_call_is_in_the_readme_operator_acl() {
     assert!(
         missing.is_empty(),
         "repair scripts call commands the README's operator ACL denies: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_groups_callback_is_enqueued_once_and_a_group_that_called_it_is_never_failed_after() {
+    use super::{MemberEnded, NewGroup};
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    let group = NewGroup {
+        queue: "q",
+        id: "g",
+        members: 3,
+        head: r#"{"v":1,"id":"cb","t":"t","a":["#,
+        mid: r#"],"at":"#,
+        tail: "}",
+        skip_failed: false,
+        doomed: r#"[{"queue":"q","id":"cb","task":"t"}]"#,
+    };
+    broker.create_group(&group).await.unwrap();
+    // Members end out of order, one of them twice (a repeated errand).
+    let ended = |index: u32, value: &'static str| (index, Ok::<&str, &str>(value));
+    assert_eq!(
+        broker
+            .members_ended("q", "g", &[ended(2, "30")])
+            .await
+            .unwrap(),
+        MemberEnded::Recorded
+    );
+    assert_eq!(
+        broker
+            .members_ended("q", "g", &[ended(0, "10"), ended(2, "30")])
+            .await
+            .unwrap(),
+        MemberEnded::Recorded
+    );
+    assert!(list(&mut raw, "t:{q}:pending").await.is_empty());
+    assert_eq!(
+        broker
+            .members_ended("q", "g", &[ended(1, "20")])
+            .await
+            .unwrap(),
+        MemberEnded::CallbackQueued
+    );
+    let pending = list(&mut raw, "t:{q}:pending").await;
+    assert_eq!(pending.len(), 1);
+    let callback: serde_json::Value = serde_json::from_str(&pending[0]).expect("valid JSON");
+    assert_eq!(callback["a"], serde_json::json!([[10, 20, 30]]));
+    assert!(
+        callback["at"].as_u64().unwrap() > 1_700_000_000_000,
+        "{callback}"
+    );
+    // Once called: no second callback, and no failure afterwards.
+    broker.fail_group("q", "g", "too late").await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            broker
+                .members_ended("q", "g", &[(1, Err("failed late"))])
+                .await
+                .unwrap(),
+            MemberEnded::Recorded
+        );
+    }
+    assert_eq!(list(&mut raw, "t:{q}:pending").await.len(), 1);
+    // A group gone (expired): told, and marking it creates nothing.
+    assert_eq!(
+        broker
+            .members_ended("q", "gone", &[ended(0, "1")])
+            .await
+            .unwrap(),
+        MemberEnded::NoGroup
+    );
+    broker.group_failure_told("q", "gone").await.unwrap();
+    assert!(hash(&mut raw, "t:{q}:group:gone").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_group_answers_its_doomed_jobs_until_they_are_told() {
+    use super::{MemberEnded, NewGroup};
+    let server = Server::start();
+    let (broker, _raw) = server.broker().await;
+    let doomed = r#"[{"queue":"q","id":"cb","task":"t"}]"#;
+    let group = NewGroup {
+        queue: "q",
+        id: "g",
+        members: 2,
+        head: "[",
+        mid: "",
+        tail: "]",
+        skip_failed: false,
+        doomed,
+    };
+    broker.create_group(&group).await.unwrap();
+    let failed = [(0, Err::<&str, &str>("boom"))];
+    for _ in 0..2 {
+        // The first answer may be lost, or the courier may crash before marking the jobs.
+        assert_eq!(
+            broker.members_ended("q", "g", &failed).await.unwrap(),
+            MemberEnded::Failed(doomed.to_owned())
+        );
+    }
+    broker.group_failure_told("q", "g").await.unwrap();
+    assert_eq!(
+        broker.members_ended("q", "g", &failed).await.unwrap(),
+        MemberEnded::Recorded
+    );
+    assert_eq!(
+        broker
+            .members_ended("q", "g", &[(1, Ok("2"))])
+            .await
+            .unwrap(),
+        MemberEnded::Recorded,
+        "the last member of a failed group enqueues no callback"
     );
 }

@@ -276,6 +276,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
+    job.end_progress();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
         Ok(value) => {

@@ -255,6 +255,21 @@ pub(crate) struct ProgressTo {
 }
 
 impl ProgressTo {
+    /// The run ended: a progress report still waiting keeps its event but loses its record,
+    /// which would otherwise land over the record of how the run ended (a put-off job would
+    /// read running).
+    pub(crate) fn end(&self) {
+        let waiting = self.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Report::Progress {
+            queue,
+            line: Some(line),
+            ..
+        }) = waiting
+        {
+            let _ = self.sender.send(Report::Event { queue, line });
+        }
+    }
+
     /// Hands `job`'s progress to the reporter.
     pub(crate) fn tell(&self, job: &JobContext, percent: u32, message: String) {
         let progress = Progress { percent, message };

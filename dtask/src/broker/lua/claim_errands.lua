@@ -6,7 +6,11 @@
 
   KEYS[1] outbox of the queue
   KEYS[2] the worker's errands in hand for the queue
+  KEYS[3] worker registry of the queue (ZSET worker id -> last heartbeat, ms): the worker is
+          (re)registered in the same step, as a fetch does, so that no errand is ever held by
+          a worker that recovery cannot see
   ARGV[1] the most errands to take
+  ARGV[2] the worker's id
 
   Returns the errands in hand: those left from a round that failed, else the newly taken.
 ]]
@@ -20,4 +24,6 @@ if #taken == 0 then
 end
 redis.call('LTRIM', KEYS[1], #taken, -1)
 redis.call('RPUSH', KEYS[2], unpack(taken))
+local time = redis.call('TIME')
+redis.call('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])
 return taken

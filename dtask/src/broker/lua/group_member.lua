@@ -16,6 +16,8 @@
                     returns them: a worker that failed to mark them, or died, is not the last)
     r<i>, x<i>      member i's result (JSON) or error, until every member ended
     done            "1" once every member ended
+    called          "1" once the callback was enqueued (a group that got there did not fail,
+                    whatever is marked later)
 
   KEYS[1] the group's hash
   KEYS[2] pending list of the callback's queue
@@ -73,6 +75,7 @@ if left ~= nil and left <= 0 then
       .. redis.call('HGET', group, 'mid') .. string.format('%d', now)
       .. redis.call('HGET', group, 'tail')
     redis.call('RPUSH', KEYS[2], payload)
+    redis.call('HSET', group, 'called', '1')
     code = 1
   end
   -- Only the summary is kept: `done` tells a repeated errand apart.
@@ -88,7 +91,7 @@ if left ~= nil and left <= 0 then
   end
   redis.call('HDEL', group, 'head', 'mid', 'tail')
 end
-if failed and redis.call('HGET', group, 'told') ~= '1' then
+if failed and redis.call('HGET', group, 'told') ~= '1' and redis.call('HGET', group, 'called') ~= '1' then
   return { 2, redis.call('HGET', group, 'doomed') or '' }
 end
 return { code, '' }
