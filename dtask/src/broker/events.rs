@@ -113,14 +113,7 @@ impl Broker {
         notes: &[PassingNote<'_>],
         ttl: Duration,
     ) -> Result<usize, Error> {
-        let mut by_hash: Vec<(String, Vec<&PassingNote<'_>>)> = Vec::new();
-        for note in notes {
-            let key = keys::results(&self.prefix, note.job_id);
-            match by_hash.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, notes)) => notes.push(note),
-                None => by_hash.push((key, vec![note])),
-            }
-        }
+        let by_hash = super::group_by_results_hash(&self.prefix, notes, |note| note.job_id);
         let ttl_ms = outcome_ttl_ms(ttl);
         let writes = by_hash.into_iter().map(|(key, notes)| {
             let mut invocation = scripts::SET_PASSING.prepare_invoke();
@@ -192,15 +185,7 @@ impl Broker {
     pub(crate) async fn record_if_new(&self, id: &str, record: &str, ttl: Duration) {
         let key = keys::results(&self.prefix, id);
         let mut pipe = super::Pipe::new("");
-        let mut set = redis::cmd("HSETNX");
-        set.arg(&key).arg(id).arg(record);
-        pipe.add(set, false);
-        let ttl_ms = outcome_ttl_ms(ttl);
-        for condition in ["NX", "GT"] {
-            let mut expire = redis::cmd("PEXPIRE");
-            expire.arg(&key).arg(ttl_ms).arg(condition);
-            pipe.add(expire, false);
-        }
+        super::add_hash_records(&mut pipe, &key, &[(id, record)], ttl, "HSETNX");
         if let Err(error) = pipe
             .send(&self.conn, "recording that a job is queued")
             .await

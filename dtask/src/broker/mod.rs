@@ -102,6 +102,38 @@ impl<'a> Pipe<'a> {
     }
 }
 
+/// Adds to `pipe` the write of `fields` (job id, record) into the results hash `key` with
+/// `write` (`HSET`; `HSETNX`, field by field, to write only where a job has no record), and
+/// its expiry: at least `ttl` (set if it has none, pushed later if it has a sooner one).
+fn add_hash_records(
+    pipe: &mut Pipe<'_>,
+    key: &str,
+    fields: &[(&str, &str)],
+    ttl: Duration,
+    write: &str,
+) {
+    if write == "HSET" {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(key);
+        for (id, record) in fields {
+            hset.arg(*id).arg(*record);
+        }
+        pipe.add(hset, false);
+    } else {
+        for (id, record) in fields {
+            let mut set = redis::cmd(write);
+            set.arg(key).arg(*id).arg(*record);
+            pipe.add(set, false);
+        }
+    }
+    let ttl_ms = outcome_ttl_ms(ttl);
+    for condition in ["NX", "GT"] {
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(key).arg(ttl_ms).arg(condition);
+        pipe.add(expire, false);
+    }
+}
+
 /// When a delayed job is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Due {
@@ -278,26 +310,37 @@ fn outcome_ttl_ms(ttl: Duration) -> u64 {
         .as_millis() as u64
 }
 
-/// Groups outcomes by the results hash they go to, in the order the hashes are first met.
+/// Groups `items` (each of the job `id_of` gives) by the results hash they go to, in the order
+/// the hashes are first met.
+fn group_by_results_hash<T>(
+    prefix: &str,
+    items: impl IntoIterator<Item = T>,
+    id_of: impl Fn(&T) -> &str,
+) -> Vec<(String, Vec<T>)> {
+    let mut hashes: Vec<(String, Vec<T>)> = Vec::new();
+    for item in items {
+        let key = keys::results(prefix, id_of(&item));
+        match hashes.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, items)) => items.push(item),
+            None => hashes.push((key, vec![item])),
+        }
+    }
+    hashes
+}
+
+/// Groups outcomes by the results hash they go to, in the order the hashes are first met,
+/// with how long the longest-kept of each is to be kept.
 fn by_results_hash<'a>(
     prefix: &str,
     outcomes: impl Iterator<Item = OutcomeToKeep<'a>>,
 ) -> Vec<(String, OutcomesOfSpan<'a>)> {
-    let mut hashes: Vec<(String, OutcomesOfSpan<'a>)> = Vec::new();
-    for outcome in outcomes {
-        let key = keys::results(prefix, outcome.job_id);
-        let at = match hashes.iter().position(|(k, _)| *k == key) {
-            Some(at) => at,
-            None => {
-                hashes.push((key, OutcomesOfSpan::default()));
-                hashes.len() - 1
-            }
-        };
-        let span = &mut hashes[at].1;
-        span.ttl_ms = span.ttl_ms.max(outcome.ttl_ms);
-        span.records.push(outcome);
-    }
-    hashes
+    group_by_results_hash(prefix, outcomes, |outcome| outcome.job_id)
+        .into_iter()
+        .map(|(key, records)| {
+            let ttl_ms = records.iter().map(|r| r.ttl_ms).max().unwrap_or(0);
+            (key, OutcomesOfSpan { records, ttl_ms })
+        })
+        .collect()
 }
 
 /// The call of `set_outcomes.lua` that stores `span`'s outcomes in the results hash `key`.
@@ -528,7 +571,7 @@ impl Broker {
     async fn write_records_apart(&self, news: &News<'_>) {
         let writes = self.records_by_hash(news).into_iter().map(|(key, fields)| {
             let mut pipe = Pipe::new("");
-            self.add_hash_records(&mut pipe, &key, &fields, news.ttl);
+            add_hash_records(&mut pipe, &key, &fields, news.ttl, "HSET");
             async move {
                 if let Err(error) = pipe.send(&self.conn, "recording where jobs stand").await {
                     tracing::debug!(%error, "could not record where jobs stand");
@@ -540,47 +583,14 @@ impl Broker {
 
     /// The records of `news` by the results hash they go to.
     fn records_by_hash<'a>(&self, news: &News<'a>) -> Vec<(String, Vec<(&'a str, &'a str)>)> {
-        let mut by_hash: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
-        for &(id, record) in &news.records {
-            let key = keys::results(&self.prefix, id);
-            match by_hash.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, fields)) => fields.push((id, record)),
-                None => by_hash.push((key, vec![(id, record)])),
-            }
-        }
-        by_hash
+        group_by_results_hash(&self.prefix, news.records.iter().copied(), |(id, _)| id)
     }
 
     /// Adds to `pipe` the writes of the short records of `news`: one `HSET` per results hash,
     /// and its expiry (set if it has none, pushed later if it has a sooner one).
     fn add_records(&self, pipe: &mut Pipe<'_>, news: &News<'_>) {
         for (key, fields) in self.records_by_hash(news) {
-            self.add_hash_records(pipe, &key, &fields, news.ttl);
-        }
-    }
-
-    /// Adds to `pipe` the write of `fields` (job id, record) into the results hash `key`,
-    /// kept at least `ttl`.
-    fn add_hash_records(
-        &self,
-        pipe: &mut Pipe<'_>,
-        key: &str,
-        fields: &[(&str, &str)],
-        ttl: Duration,
-    ) {
-        let ttl_ms = outcome_ttl_ms(ttl);
-        {
-            let mut hset = redis::cmd("HSET");
-            hset.arg(key);
-            for (id, record) in fields {
-                hset.arg(*id).arg(*record);
-            }
-            pipe.add(hset, false);
-            for condition in ["NX", "GT"] {
-                let mut expire = redis::cmd("PEXPIRE");
-                expire.arg(key).arg(ttl_ms).arg(condition);
-                pipe.add(expire, false);
-            }
+            add_hash_records(pipe, &key, &fields, news.ttl, "HSET");
         }
     }
 

@@ -305,12 +305,8 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             });
             // Holding the slot until Redis has the acknowledgement keeps the in-flight hash no
             // larger than the concurrency.
-            let told_workflow = errand.is_some();
             return match run.acknowledge(outcome, errand).await {
                 Some(Acked::Held) => {
-                    if told_workflow {
-                        ctx.wake_courier.notify_one();
-                    }
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);
                     if let Some((key, false)) = unique::lock_of(&envelope) {
                         // Its outcomes (a retrying one too) are kept up to the longer of the
@@ -474,7 +470,8 @@ impl<'a> Run<'a> {
         );
     }
 
-    /// Acknowledges the run, storing `outcome` (job id, record, how long it is kept), and
+    /// Acknowledges the run, storing `outcome` (job id, record, how long it is kept) and
+    /// leaving `errand` (what its workflow does next) in the outbox, and
     /// waits until Redis has it: whether the run held its lease; None when the acker stopped
     /// (the worker is going away: the job stays in flight).
     async fn acknowledge(
@@ -483,6 +480,7 @@ impl<'a> Run<'a> {
         errand: Option<String>,
     ) -> Option<Acked> {
         let (done, acked) = oneshot::channel();
+        let told_workflow = errand.is_some();
         let job = Finished {
             queue: self.queue.clone(),
             lease: self.lease.to_owned(),
@@ -490,7 +488,12 @@ impl<'a> Run<'a> {
             errand,
         };
         self.ctx.acks.send(Ack { job, done }).ok()?;
-        acked.await.ok()
+        let acked = acked.await.ok();
+        if told_workflow && acked == Some(Acked::Held) {
+            // Its errand is in the outbox: the courier runs it now.
+            self.ctx.wake_courier.notify_one();
+        }
+        acked
     }
 
     /// Settles a run of a job someone cancelled, after `attempts`: it leaves the in-flight
@@ -516,12 +519,8 @@ impl<'a> Run<'a> {
                 .died(&envelope.id, &envelope.task, CANCELLED_ERROR)
                 .to_json()
         });
-        let told_workflow = errand.is_some();
         match self.acknowledge(Some(outcome), errand).await {
             Some(Acked::Held) => {
-                if told_workflow {
-                    ctx.wake_courier.notify_one();
-                }
                 metrics::finished(self.queue, &envelope.task, Outcome::Cancelled);
                 if let Some((key, _)) = unique::lock_of(envelope) {
                     let keep = unique::kept_after_end(key, CANCELLED_KEPT);

@@ -7,7 +7,6 @@
 //! A burst of progress reports is coalesced: at most one write of a job's progress per
 //! [`PROGRESS_EVERY`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ pub(crate) enum Report {
         ttl: Duration,
     },
     /// A running job's progress: its record (when it keeps one) and its event (when its queue
-    /// publishes events); only the latest of a batch is written.
+    /// publishes events); a run's slot holds only its latest (see [`Report::ProgressIn`]).
     Progress {
         queue: Arc<str>,
         job_id: String,
@@ -152,16 +151,9 @@ impl Reporter {
 /// Writes the records of `batch`, then publishes its events (so that whoever reacts to an
 /// event reads the record it announces); a failure is logged and the batch dropped.
 async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
-    // The latest progress of each job.
-    let mut latest: HashMap<&str, usize> = HashMap::new();
-    for (i, report) in batch.iter().enumerate() {
-        if let Report::Progress { job_id, .. } = report {
-            latest.insert(job_id, i);
-        }
-    }
     let mut records: Vec<(Passing, Duration, Vec<PassingNote<'_>>)> = Vec::new();
     let mut events: Vec<(&str, String)> = Vec::new();
-    for (i, report) in batch.iter().enumerate() {
+    for report in batch.iter() {
         let (record, line, queue) = match report {
             Report::Event { queue, line } => (None, Some(line), Some(&**queue)),
             Report::Record {
@@ -181,24 +173,19 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
                 job_id,
                 record,
                 line,
-            } => {
-                if latest.get(job_id.as_str()) != Some(&i) {
-                    continue;
-                }
-                (
-                    record.as_ref().map(|(record, attempts, ttl)| {
-                        (
-                            Passing::Running,
-                            job_id.as_str(),
-                            record.as_str(),
-                            *attempts,
-                            *ttl,
-                        )
-                    }),
-                    line.as_ref(),
-                    Some(&**queue),
-                )
-            }
+            } => (
+                record.as_ref().map(|(record, attempts, ttl)| {
+                    (
+                        Passing::Running,
+                        job_id.as_str(),
+                        record.as_str(),
+                        *attempts,
+                        *ttl,
+                    )
+                }),
+                line.as_ref(),
+                Some(&**queue),
+            ),
         };
         if let Some((passing, job_id, record, attempts, ttl)) = record {
             let note = PassingNote {

@@ -196,15 +196,8 @@ impl<O> Chain<O> {
         }
         match self.head {
             Head::One(first) => {
-                let (options, args) = first.into_parts();
-                options.check_in_workflow("the first step")?;
-                let first = NewMember {
-                    info: options.info(),
-                    queue: options.queue_name().to_owned(),
-                    retries: options.retries_set(),
-                    headers: with_follow(options.headers(), follow.as_ref()),
-                    args: args?,
-                };
+                let first = NewMember::of(*first, "the first step", follow.as_ref())?;
+                let (info, queue) = (first.info, first.queue.clone());
                 let ids = enqueue_members(&client, vec![first], now_ms).await?;
                 match last {
                     Some((id, queue, info)) => Ok(JobHandle::new(id, Some(client))
@@ -215,8 +208,8 @@ impl<O> Chain<O> {
                             Error::Worker("the workflow's first job was not enqueued".into())
                         })?;
                         Ok(JobHandle::new(id, Some(client))
-                            .of_task(options.info())
-                            .in_queue(options.queue_name()))
+                            .of_task(info)
+                            .in_queue(&queue))
                     }
                 }
             }
@@ -248,22 +241,14 @@ impl<O> Chain<O> {
                     .await?;
                 let mut new_members = Vec::with_capacity(members.len());
                 for (index, member) in members.into_iter().enumerate() {
-                    let (options, args) = member.into_parts();
-                    options.check_in_workflow("a group member")?;
-                    let member = Follow::Member {
+                    let follow = Follow::Member {
                         group: group.to_string(),
                         queue: callback.queue.clone(),
                         index: index as u32,
                         callback: callback.id.clone(),
                         task: callback.task.clone(),
                     };
-                    new_members.push(NewMember {
-                        info: options.info(),
-                        queue: options.queue_name().to_owned(),
-                        retries: options.retries_set(),
-                        headers: with_follow(options.headers(), Some(&member)),
-                        args: args?,
-                    });
+                    new_members.push(NewMember::of(member, "a group member", Some(&follow))?);
                 }
                 if let Err(error) = enqueue_members(&client, new_members, now_ms).await {
                     // Members of earlier batches may be queued: they run, and the group, failed
@@ -308,6 +293,15 @@ pub fn group<O>(members: impl IntoIterator<Item = Call<O>>) -> Group<O> {
 }
 
 impl<O> Group<O> {
+    /// The client given with [`Group::client`], else the first member's, if any.
+    fn client_named(&self) -> Option<Client> {
+        self.client.clone().or_else(|| {
+            self.members
+                .first()
+                .and_then(|member| member.options_client().cloned())
+        })
+    }
+
     /// Leaves failed members (dead or cancelled) out of the results the callback gets, instead
     /// of failing the group: the callback runs once every member ended, with the results of
     /// those that succeeded, in member order.
@@ -324,11 +318,7 @@ impl<O> Group<O> {
 
     /// Runs `callback` once every member ended, with their results in member order.
     pub fn then<P>(self, callback: Then<Vec<O>, P>) -> Chain<P> {
-        let client = self.client.or_else(|| {
-            self.members
-                .first()
-                .and_then(|member| member.options_client().cloned())
-        });
+        let client = self.client_named();
         let members = self.members.into_iter().map(Call::cast).collect();
         Chain {
             head: Head::Group(members, self.skip_failed),
@@ -343,11 +333,7 @@ impl<O> Group<O> {
 
     /// Enqueues every member, in batches of 1,000 per round trip; returns their handles.
     pub async fn enqueue(self) -> Result<GroupHandle<O>, Error> {
-        let client = match self.client.or_else(|| {
-            self.members
-                .first()
-                .and_then(|member| member.options_client().cloned())
-        }) {
+        let client = match self.client_named() {
             Some(client) => client,
             None => default_client().await?.clone(),
         };
@@ -355,16 +341,9 @@ impl<O> Group<O> {
         let mut members = Vec::with_capacity(self.members.len());
         let mut routes = Vec::with_capacity(self.members.len());
         for member in self.members {
-            let (options, args) = member.into_parts();
-            options.check_in_workflow("a group member")?;
-            routes.push((options.info(), options.queue_name().to_owned()));
-            members.push(NewMember {
-                info: options.info(),
-                queue: options.queue_name().to_owned(),
-                retries: options.retries_set(),
-                headers: options.headers(),
-                args: args?,
-            });
+            let member = NewMember::of(member, "a group member", None)?;
+            routes.push((member.info, member.queue.clone()));
+            members.push(member);
         }
         let ids = enqueue_members(&client, members, now_ms).await?;
         let members = ids
@@ -413,15 +392,24 @@ struct NewMember {
     args: Box<RawValue>,
 }
 
-/// `headers` and what follows the job.
-fn with_follow(
-    mut headers: Vec<(&'static str, String)>,
-    follow: Option<&Follow>,
-) -> Vec<(&'static str, String)> {
-    if let Some(follow) = follow {
-        headers.push((THEN_HEADER, follow.to_json()));
+impl NewMember {
+    /// The job `call` as `what` of a workflow (refused with options a workflow cannot keep),
+    /// carrying `follow`, what follows it.
+    fn of<T>(call: Call<T>, what: &str, follow: Option<&Follow>) -> Result<NewMember, Error> {
+        let (options, args) = call.into_parts();
+        options.check_in_workflow(what)?;
+        let mut headers = options.headers();
+        if let Some(follow) = follow {
+            headers.push((THEN_HEADER, follow.to_json()));
+        }
+        Ok(NewMember {
+            info: options.info(),
+            queue: options.queue_name().to_owned(),
+            retries: options.retries_set(),
+            headers,
+            args: args?,
+        })
     }
-    headers
 }
 
 /// Enqueues `members` in batches (each job recorded as queued, its event published); their
