@@ -244,6 +244,18 @@ impl EventKind {
     }
 }
 
+/// Adds `line` (an event) to the message of `queue` among `messages` (one per queue, lines
+/// joined by newlines), starting it when there is none yet.
+pub(crate) fn add_line<'a>(messages: &mut Vec<(&'a str, String)>, queue: &'a str, line: &str) {
+    match messages.iter_mut().find(|(q, _)| *q == queue) {
+        Some((_, lines)) => {
+            lines.push('\n');
+            lines.push_str(line);
+        }
+        None => messages.push((queue, line.to_owned())),
+    }
+}
+
 /// The events of a message of `queue`'s channel; lines that are not events this version knows
 /// (a newer publisher's kinds) are skipped.
 pub(crate) fn parse(queue: &str, text: &str) -> Vec<QueueEvent> {

@@ -202,13 +202,7 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
             }
         }
         if let (Some(line), Some(queue)) = (line, queue) {
-            match events.iter_mut().find(|(q, _)| *q == queue) {
-                Some((_, lines)) => {
-                    lines.push('\n');
-                    lines.push_str(line);
-                }
-                None => events.push((queue, line.clone())),
-            }
+            crate::events::add_line(&mut events, queue, line);
         }
     }
     let writes = records

@@ -463,13 +463,7 @@ async fn enqueue_members(
             if !client.quiet_queues.contains(queue.as_str()) {
                 let line =
                     crate::events::EventKind::Enqueued { due_at: None }.line(id, info.name, now_ms);
-                match news.events.iter_mut().find(|(q, _)| *q == queue.as_str()) {
-                    Some((_, lines)) => {
-                        lines.push('\n');
-                        lines.push_str(&line);
-                    }
-                    None => news.events.push((queue.as_str(), line)),
-                }
+                crate::events::add_line(&mut news.events, queue, &line);
             }
         }
         client.broker.enqueue(&jobs, &news).await?;
