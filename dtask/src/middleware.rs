@@ -22,7 +22,7 @@ pub type RunOutcome = Result<String, String>;
 #[derive(Clone, Debug)]
 pub struct JobContext {
     pub(crate) task: String,
-    pub(crate) queue: String,
+    pub(crate) queue: Arc<str>,
     pub(crate) id: JobId,
     pub(crate) attempt: u32,
     pub(crate) args: String,
@@ -40,21 +40,23 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// The context of a run of `envelope`'s job, taken from `queue`, as attempt `attempt`.
+    /// The context of a run of `envelope`'s job, taken from `queue`, as attempt `attempt`,
+    /// given up when `cancel` is cancelled.
     pub(crate) fn of(
         envelope: &crate::envelope::Envelope,
-        queue: &str,
+        queue: &Arc<str>,
         attempt: u32,
+        cancel: CancellationToken,
     ) -> JobContext {
         JobContext {
             task: envelope.task.clone(),
-            queue: queue.to_owned(),
+            queue: queue.clone(),
             id: envelope.id.clone(),
             attempt,
             args: envelope.args.get().to_owned(),
             headers: envelope.headers.clone(),
             enqueued_at_ms: envelope.enqueued_at_ms,
-            cancel: CancellationToken::new(),
+            cancel,
             retry_after: Arc::default(),
             started_ms: crate::clock::now_ms(),
             progress_to: None,
@@ -84,12 +86,6 @@ impl JobContext {
         if let Some(to) = &self.progress_to {
             to.end();
         }
-    }
-
-    /// The same context, cancelled with `token`.
-    pub(crate) fn cancelled_by(mut self, token: CancellationToken) -> JobContext {
-        self.cancel = token;
-        self
     }
 
     /// The delay the handler asked for with [`RetryAfter`](crate::RetryAfter), if it did.

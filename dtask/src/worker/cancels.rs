@@ -29,30 +29,29 @@ pub(crate) struct CancelBook {
 
 #[derive(Default)]
 struct Book {
-    /// Running jobs: queue and id -> (run number, the token that stops the run).
-    running: HashMap<(String, String), (u64, CancellationToken)>,
+    /// Running jobs, by run number (a job run twice at once here has two entries).
+    running: HashMap<u64, RunningJob>,
     /// Requests of the last [`CANCEL_KEPT`]: queue and id -> when asked (ms, server clock).
     asked: HashMap<(String, String), u64>,
     next_run: u64,
 }
 
+/// A job running here, and the token that stops its run.
+struct RunningJob {
+    queue: Arc<str>,
+    id: String,
+    stop: CancellationToken,
+}
+
 /// A run entered in the book; it leaves the book when dropped.
 pub(crate) struct Entered<'a> {
     book: &'a CancelBook,
-    key: (String, String),
     run: u64,
 }
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let mut book = self.book.lock();
-        if book
-            .running
-            .get(&self.key)
-            .is_some_and(|(run, _)| *run == self.run)
-        {
-            book.running.remove(&self.key);
-        }
+        self.book.lock().running.remove(&self.run);
     }
 }
 
@@ -65,24 +64,30 @@ impl CancelBook {
     /// None when the job was asked to stop after it was enqueued (it must not run).
     pub(crate) fn enter(
         &self,
-        queue: &str,
+        queue: &Arc<str>,
         id: &str,
         enqueued_at_ms: u64,
         stop: CancellationToken,
     ) -> Option<Entered<'_>> {
-        let key = (queue.to_owned(), id.to_owned());
         let mut book = self.lock();
-        if book.asked.get(&key).is_some_and(|at| *at >= enqueued_at_ms) {
-            return None;
+        // Requests are rare: most runs find none to look through.
+        if !book.asked.is_empty() {
+            let key = (queue.to_string(), id.to_owned());
+            if book.asked.get(&key).is_some_and(|at| *at >= enqueued_at_ms) {
+                return None;
+            }
         }
         book.next_run += 1;
         let run = book.next_run;
-        book.running.insert(key.clone(), (run, stop));
-        Some(Entered {
-            book: self,
-            key,
+        book.running.insert(
             run,
-        })
+            RunningJob {
+                queue: queue.clone(),
+                id: id.to_owned(),
+                stop,
+            },
+        );
+        Some(Entered { book: self, run })
     }
 
     /// Notes `request`, and stops the job if it runs here; true when it did.
@@ -90,15 +95,17 @@ impl CancelBook {
         let mut book = self.lock();
         let kept_from = request.at_ms.saturating_sub(CANCEL_KEPT.as_millis() as u64);
         book.asked.retain(|_, at| *at >= kept_from);
-        let key = (request.queue, request.job_id);
-        let stopped = match book.running.get(&key) {
-            Some((_, stop)) => {
-                stop.cancel();
-                true
+        // A look through every run (no more than the worker's concurrency), for a request
+        // that comes seldom, spares each run a second key.
+        let mut stopped = false;
+        for running in book.running.values() {
+            if *running.queue == *request.queue && running.id == request.job_id {
+                running.stop.cancel();
+                stopped = true;
             }
-            None => false,
-        };
-        book.asked.insert(key, request.at_ms);
+        }
+        book.asked
+            .insert((request.queue, request.job_id), request.at_ms);
         stopped
     }
 }
@@ -213,25 +220,47 @@ mod tests {
     fn a_request_stops_the_run_and_later_runs_of_a_job_enqueued_before_it() {
         let book = CancelBook::default();
         let stop = CancellationToken::new();
-        let entered = book.enter("q", "a", 1_000, stop.clone()).expect("may run");
+        let entered = book
+            .enter(&"q".into(), "a", 1_000, stop.clone())
+            .expect("may run");
         assert!(book.apply(request("a", 2_000)));
         assert!(stop.is_cancelled());
         drop(entered);
         assert!(
-            book.enter("q", "a", 1_000, CancellationToken::new())
+            book.enter(&"q".into(), "a", 1_000, CancellationToken::new())
                 .is_none()
         );
         // The same id enqueued again after the request runs; another queue's job too.
         assert!(
-            book.enter("q", "a", 3_000, CancellationToken::new())
+            book.enter(&"q".into(), "a", 3_000, CancellationToken::new())
                 .is_some()
         );
         assert!(
-            book.enter("other", "a", 1_000, CancellationToken::new())
+            book.enter(&"other".into(), "a", 1_000, CancellationToken::new())
                 .is_some()
         );
         // A request for a job not running here is only noted.
         assert!(!book.apply(request("b", 2_000)));
+    }
+
+    #[test]
+    fn a_job_run_twice_at_once_is_stopped_in_both_runs() {
+        let book = CancelBook::default();
+        let (first, second) = (CancellationToken::new(), CancellationToken::new());
+        let queue: Arc<str> = "q".into();
+        let entered = book.enter(&queue, "a", 1_000, first.clone());
+        let again = book.enter(&queue, "a", 1_000, second.clone());
+        drop(entered);
+        let other = CancellationToken::new();
+        let _other = book.enter(&"other".into(), "a", 1_000, other.clone());
+        assert!(book.apply(request("a", 2_000)));
+        assert!(second.is_cancelled(), "the run still here is stopped");
+        assert!(
+            !other.is_cancelled(),
+            "a job of that id in another queue runs on"
+        );
+        drop(again);
+        assert!(!book.apply(request("a", 3_000)), "no run of it is left");
     }
 
     #[test]
@@ -240,7 +269,13 @@ mod tests {
         book.apply(request("a", 1_000));
         let much_later = 1_000 + CANCEL_KEPT.as_millis() as u64 + 1;
         book.apply(request("b", much_later));
-        assert!(book.enter("q", "a", 0, CancellationToken::new()).is_some());
-        assert!(book.enter("q", "b", 0, CancellationToken::new()).is_none());
+        assert!(
+            book.enter(&"q".into(), "a", 0, CancellationToken::new())
+                .is_some()
+        );
+        assert!(
+            book.enter(&"q".into(), "b", 0, CancellationToken::new())
+                .is_none()
+        );
     }
 }

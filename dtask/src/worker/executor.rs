@@ -37,10 +37,21 @@ use tracing::Instrument;
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
 pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
-    let queue = job.queue.clone();
-    let lease = job.lease.clone();
-    let suspect = job.suspect;
-    run_and_settle(ctx, job, abandon).await;
+    let Fetched {
+        queue,
+        lease,
+        payload,
+        admitted,
+        suspect,
+    } = job;
+    let run = Run {
+        ctx,
+        queue: &queue,
+        lease: &lease,
+        abandon,
+        admitted,
+    };
+    run_and_settle(&run, payload).await;
     if suspect {
         ctx.suspect_in_flight.store(false, Ordering::Release);
         ctx.wake_fetcher.notify_one();
@@ -60,22 +71,9 @@ struct Run<'a> {
     admitted: bool,
 }
 
-/// Runs a fetched job and settles it.
-async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
-    let Fetched {
-        queue,
-        lease,
-        payload,
-        admitted,
-        ..
-    } = job;
-    let run = Run {
-        ctx,
-        queue: &queue,
-        lease: &lease,
-        abandon,
-        admitted,
-    };
+/// Runs a fetched job (`payload`) and settles it.
+async fn run_and_settle(run: &Run<'_>, payload: Vec<u8>) {
+    let (ctx, queue) = (run.ctx, run.queue);
     let envelope = match envelope::decode(&payload) {
         Ok(envelope) => envelope,
         Err(DecodeError::NewerVersion(version)) => {
@@ -84,8 +82,7 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 envelope::ENVELOPE_VERSION
             );
             let peek = envelope::peek(&payload);
-            run.defer_or_bury(&payload, peek, "newer-envelope", reason)
-                .await;
+            Box::pin(run.defer_or_bury(&payload, peek, "newer-envelope", reason)).await;
             return;
         }
         Err(reason) => {
@@ -98,13 +95,12 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
                 job: None,
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
-            tracing::error!(queue = &*queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
-            if run
-                .bury_record(&record.to_json(), None)
+            tracing::error!(queue = &**queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
+            if Box::pin(run.bury_record(&record.to_json(), None))
                 .await
                 .is_some_and(Fenced::held)
             {
-                metrics::finished(&queue, "", Outcome::Dead);
+                metrics::finished(queue, "", Outcome::Dead);
                 ctx.fire(&JobEvent::Dead {
                     job: None,
                     error: &record.error,
@@ -113,10 +109,8 @@ async fn run_and_settle(ctx: &Context, job: Fetched, abandon: &CancellationToken
             return;
         }
     };
-    let span = trace::job_span(&envelope, &queue, envelope.attempt + 1);
-    let settled = run_job(&run, envelope, &payload)
-        .instrument(span.clone())
-        .await;
+    let span = trace::job_span(&envelope, queue, envelope.attempt + 1);
+    let settled = Box::pin(run_job(run, envelope, &payload).instrument(span.clone())).await;
     trace::record_outcome(&span, settled);
 }
 
@@ -136,9 +130,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             task: envelope.task.clone(),
             enqueued_at_ms: envelope.enqueued_at_ms,
         });
-        return run
-            .defer_or_bury(payload, peek, &envelope.task, reason)
-            .await;
+        return Box::pin(run.defer_or_bury(payload, peek, &envelope.task, reason)).await;
     };
     let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
         Ok(handler) => handler,
@@ -147,7 +139,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                 "arguments do not match task `{}`: {reason}",
                 envelope.task
             ));
-            return run.bury(envelope, reason).await;
+            return Box::pin(run.bury(envelope, reason)).await;
         }
         Err(HandlerError::MissingState(reason)) => {
             // Routed here with `.queue(..)`: a worker that has the state may run it.
@@ -157,7 +149,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                 enqueued_at_ms: envelope.enqueued_at_ms,
             });
             let kind = format!("{} (state)", envelope.task);
-            return run.defer_or_bury(payload, peek, &kind, reason).await;
+            return Box::pin(run.defer_or_bury(payload, peek, &kind, reason)).await;
         }
     };
 
@@ -172,11 +164,11 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         stop.clone(),
     ) else {
         let attempts = envelope.attempt;
-        return run.settle_cancelled(&envelope, attempts).await;
+        return Box::pin(run.settle_cancelled(&envelope, attempts)).await;
     };
     // A task with limits starts only when they let it; else its job waits in Redis.
     let _slot = match entry.info.limits() {
-        Some(limits) => match run.admit(&envelope, limits).await {
+        Some(limits) => match Box::pin(run.admit(&envelope, limits)).await {
             Ok(slot) => slot,
             Err(settled) => return settled,
         },
@@ -184,7 +176,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     };
     if let Some((key, true)) = unique::lock_of(&envelope) {
         // Unique until it starts: duplicates may queue from now on.
-        run.release_lock(key, &envelope.id, Duration::ZERO).await;
+        Box::pin(run.release_lock(key, &envelope.id, Duration::ZERO)).await;
     }
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
@@ -206,8 +198,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     // end of a shutdown's grace.
     let record_ttl = ctx.record_ttl(&envelope.task);
     let job = Arc::new(
-        JobContext::of(&envelope, queue, attempt)
-            .cancelled_by(stop.child_token())
+        JobContext::of(&envelope, queue, attempt, stop.child_token())
             .progress_to(ctx.progress_to(queue, record_ttl)),
     );
     run.started(&job);
@@ -219,7 +210,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
     // The task's timeout bounds the whole run: its middleware too.
-    let running = within(timeout, async {
+    let running = Box::pin(within(timeout, async {
         match &*job {
             job if !ctx.middleware.is_empty() => {
                 // A panicking middleware fails the attempt like a panicking task; a result it
@@ -243,7 +234,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             }
             _ => handled.await,
         }
-    });
+    }));
     let given_up = job.cancel.clone();
     let running = async move {
         running.await.unwrap_or_else(|| {
@@ -272,7 +263,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                 tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
                 return Settled::Abandoned;
             }
-            return run.settle_cancelled(&envelope, attempt).await;
+            return Box::pin(run.settle_cancelled(&envelope, attempt)).await;
         }
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
@@ -317,7 +308,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                             .unwrap_or(ctx.settings.result_ttl)
                             .max(ctx.settings.result_ttl);
                         let keep = unique::kept_after_end(key, kept);
-                        run.release_lock(key, &envelope.id, keep).await;
+                        Box::pin(run.release_lock(key, &envelope.id, keep)).await;
                     }
                     tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
                     ctx.report_event(
@@ -352,7 +343,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         && put_offs(&envelope) < crate::RetryAfter::MAX_PUT_OFFS
     {
         let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
-        return run.snooze(envelope, error, delay, &job, keep_outcome).await;
+        return Box::pin(run.snooze(envelope, error, delay, &job, keep_outcome)).await;
     }
     let retries = envelope.retries.unwrap_or(entry.info.retries);
     if attempt > retries {
@@ -360,7 +351,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             attempt,
             ..envelope
         };
-        return run.bury(envelope, error).await;
+        return Box::pin(run.bury(envelope, error)).await;
     }
     let delay = ctx.settings.retry_backoff.delay(attempt);
     let next = Envelope {
@@ -368,21 +359,21 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         last_error: Some(error.clone()),
         ..envelope
     };
-    let due_ms = match run.run_later(&next, delay, true, "failed").await {
+    let due_ms = match Box::pin(run.run_later(&next, delay, true, "failed")).await {
         Ok(due_ms) => due_ms,
         Err(settled) => return settled,
     };
     metrics::finished(queue, &next.task, Outcome::Failed);
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
-    run.note_retrying(
+    Box::pin(run.note_retrying(
         &next,
         error,
         due_ms,
         &job,
         keep_outcome,
         "recording a failed attempt",
-    )
+    ))
     .await;
     Settled::Retrying
 }
@@ -762,7 +753,12 @@ impl<'a> Run<'a> {
         );
         if !self.ctx.hooks.is_empty() {
             self.ctx.fire(&JobEvent::Dead {
-                job: Some(&JobContext::of(&envelope, self.queue, envelope.attempt)),
+                job: Some(&JobContext::of(
+                    &envelope,
+                    self.queue,
+                    envelope.attempt,
+                    CancellationToken::new(),
+                )),
                 error: &outcome_error,
             });
         }

@@ -134,9 +134,14 @@ impl Recoverer {
                 );
             }
             if !ctx.hooks.is_empty() {
-                let job = envelope
-                    .as_ref()
-                    .map(|envelope| JobContext::of(envelope, queue, attempts));
+                let job = envelope.as_ref().map(|envelope| {
+                    JobContext::of(
+                        envelope,
+                        &Arc::from(queue),
+                        attempts,
+                        CancellationToken::new(),
+                    )
+                });
                 ctx.fire(&JobEvent::Dead {
                     job: job.as_ref(),
                     error: &error,

@@ -92,6 +92,11 @@ pub struct Args {
     )]
     pub scenarios: Vec<u8>,
 
+    /// Which drains scenario 3 runs, by name (drain, drain-no-events, drain-chord,
+    /// drain-no-results, drain-middleware, drain-max-running); all when not given.
+    #[arg(long, value_delimiter = ',', value_parser = scenarios::drain::Variant::parse)]
+    pub drains: Vec<scenarios::drain::Variant>,
+
     /// Skip the redis-benchmark baseline and the latency floors.
     #[arg(long)]
     pub no_baseline: bool,
@@ -167,7 +172,7 @@ async fn bench(args: &Args, url: &str) -> Result<()> {
             }
         }
     }
-    let mut bench = Bench::connect(url, &args.concurrency).await?;
+    let mut bench = Bench::connect(url, &args.concurrency, &args.drains).await?;
     report.idle_cpu(bench.idle_cpu(Duration::from_secs(1)).await?);
     if !args.no_baseline {
         eprintln!("latency floors: PING round trip, RPUSH -> BLMOVE wake-up ...");

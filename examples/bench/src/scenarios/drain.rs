@@ -54,6 +54,20 @@ impl Variant {
         Variant::Limited,
     ];
 
+    /// The variant of this name (see [`Variant::name`]), for the command line.
+    pub fn parse(name: &str) -> std::result::Result<Variant, String> {
+        Variant::ALL
+            .into_iter()
+            .find(|variant| variant.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Variant::ALL.iter().map(|variant| variant.name()).collect();
+                format!(
+                    "no drain is named `{name}`; the drains: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
     fn name(self) -> &'static str {
         match self {
             Variant::Default => DRAIN,

@@ -27,13 +27,18 @@ pub struct Bench {
     url: String,
     conn: MultiplexedConnection,
     concurrencies: Vec<usize>,
+    drains: Vec<drain::Variant>,
     runs: u32,
 }
 
 impl Bench {
     /// Connects to the Redis at `url`; `concurrencies` are the worker concurrencies the drain
-    /// scenario tries.
-    pub async fn connect(url: &str, concurrencies: &[usize]) -> Result<Bench> {
+    /// scenario tries, and `drains` its variants (all of them when empty).
+    pub async fn connect(
+        url: &str,
+        concurrencies: &[usize],
+        drains: &[drain::Variant],
+    ) -> Result<Bench> {
         let conn = redis::Client::open(url)?
             .get_multiplexed_async_connection()
             .await?;
@@ -41,6 +46,10 @@ impl Bench {
             url: url.to_owned(),
             conn,
             concurrencies: concurrencies.to_vec(),
+            drains: match drains {
+                [] => drain::Variant::ALL.to_vec(),
+                chosen => chosen.to_vec(),
+            },
             runs: 0,
         })
     }
@@ -60,7 +69,7 @@ impl Bench {
             _ => {
                 let mut outcomes = Vec::new();
                 for concurrency in self.concurrencies.clone() {
-                    for variant in drain::Variant::ALL {
+                    for variant in self.drains.clone() {
                         outcomes.push(drain::drain(self, size, concurrency, variant).await?);
                     }
                 }
