@@ -188,6 +188,11 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         .map(|i| format_ident!("__dtask_local{}", i))
         .collect();
     let job_locals: Vec<_> = job_args.iter().map(|&i| &locals[i]).collect();
+    // The parameters' names, for errors about a job's arguments.
+    let param_names: Vec<String> = job_args
+        .iter()
+        .map(|&i| task.args[i].name.to_string())
+        .collect();
     let injections = injected.iter().map(|&i| {
         let (local, alias) = (&locals[i], &arg_alias[i]);
         quote_spanned! {task.args[i].ty.span()=>
@@ -377,7 +382,8 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             #[doc(hidden)]
             #[allow(deprecated)]
             fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
-                let (#(#job_locals,)*): (#(super::#job_alias,)*) = #private::decode_args(args)?;
+                let (#(#job_locals,)*): (#(super::#job_alias,)*) =
+                    #private::decode_args(args, &[#(#param_names),*])?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }

@@ -15,10 +15,12 @@ pub fn encode_output<T: serde::Serialize>(value: &T) -> Result<String, String> {
         .map_err(|e| format!("the task succeeded but its result could not be serialized: {e}"))
 }
 
-/// Decodes a job's arguments as the tuple `A`. The error tells what was expected and where,
-/// never the values found there (they may be secrets, and errors reach logs and records).
-pub fn decode_args<A: serde::de::DeserializeOwned>(args: &str) -> Result<A, HandlerError> {
-    serde_json::from_str(args).map_err(|e| HandlerError::Arguments(crate::redact::decode_error(&e)))
+/// Decodes a job's arguments as the tuple `A` of the parameters `names` (see `args.rs`: a job
+/// of an older shape may lack trailing parameters that can be missing). The error tells what
+/// was expected and where, never the values found there (they may be secrets, and errors
+/// reach logs and records).
+pub fn decode_args<A: crate::args::JobArgs>(args: &str, names: &[&str]) -> Result<A, HandlerError> {
+    A::decode(args, names)
 }
 
 /// What a run's return value makes of the job: its encoded result, or the message of a failed

@@ -43,6 +43,7 @@
 //! W3C `traceparent` header), `dashboard` (an axum router), `cli` (the `dtask` binary).
 
 mod admin;
+mod args;
 mod backoff;
 mod broker;
 #[cfg(feature = "cli")]

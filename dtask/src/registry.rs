@@ -24,6 +24,9 @@ pub enum HandlerError {
     Arguments(String),
     /// This worker lacks a state the task takes: another worker may have it.
     MissingState(String),
+    /// The job has more arguments than the task takes here: a newer deploy enqueued it, and a
+    /// newer worker may run it.
+    NewerArguments(String),
 }
 
 /// A task's name and defaults, known at compile time.

@@ -86,7 +86,20 @@ impl WorkerProcess {
         queues: &str,
         env: &[(&str, &str)],
     ) -> WorkerProcess {
+        WorkerProcess::start_with_args(exe, &[], redis_url, prefix, queues, env)
+    }
+
+    /// [`WorkerProcess::start`], with command-line arguments.
+    pub fn start_with_args(
+        exe: &str,
+        args: &[&str],
+        redis_url: &str,
+        prefix: &str,
+        queues: &str,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let child = Command::new(exe)
+            .args(args)
             .env("DTASK_REDIS_URL", redis_url)
             .env("DTASK_PREFIX", prefix)
             .env("TEST_QUEUES", queues)

@@ -4,5 +4,6 @@
 //! `dtask-testkit`, shared with the torture run.
 
 pub mod events;
+pub mod evolve;
 pub mod harness;
 pub mod tasks;

@@ -125,11 +125,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             envelope.task,
             ctx.registry.names().join(", ")
         );
-        let peek = Some(envelope::Peek {
-            id: Some(envelope.id.clone()),
-            task: envelope.task.clone(),
-            enqueued_at_ms: envelope.enqueued_at_ms,
-        });
+        let peek = peek_of(&envelope);
         return Box::pin(run.defer_or_bury(payload, peek, &envelope.task, reason)).await;
     };
     let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
@@ -143,13 +139,13 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
         Err(HandlerError::MissingState(reason)) => {
             // Routed here with `.queue(..)`: a worker that has the state may run it.
-            let peek = Some(envelope::Peek {
-                id: Some(envelope.id.clone()),
-                task: envelope.task.clone(),
-                enqueued_at_ms: envelope.enqueued_at_ms,
-            });
             let kind = format!("{} (state)", envelope.task);
-            return Box::pin(run.defer_or_bury(payload, peek, &kind, reason)).await;
+            return Box::pin(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason)).await;
+        }
+        Err(HandlerError::NewerArguments(reason)) => {
+            // Enqueued by a newer deploy: a newer worker runs it (a rolling deploy).
+            let kind = format!("{} (newer arguments)", envelope.task);
+            return Box::pin(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason)).await;
         }
     };
 
@@ -376,6 +372,15 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     ))
     .await;
     Settled::Retrying
+}
+
+/// What [`Run::defer_or_bury`] needs to know of a decoded job.
+fn peek_of(envelope: &Envelope) -> Option<envelope::Peek> {
+    Some(envelope::Peek {
+        id: Some(envelope.id.clone()),
+        task: envelope.task.clone(),
+        enqueued_at_ms: envelope.enqueued_at_ms,
+    })
 }
 
 /// Held while a run of a task with `max_running` runs: when it ends, the slot it frees may

@@ -443,8 +443,8 @@ impl Worker {
     }
 
     /// How long a job this worker cannot run yet is put off before it is buried (default 15
-    /// minutes, counted from its enqueueing): a job of a task this binary does not have, or in
-    /// a newer envelope format. During a rolling deploy, old workers meet the new version's
+    /// minutes, counted from its enqueueing): a job of a task this binary does not have, in a
+    /// newer envelope format, or with more arguments than its task takes here. During a rolling deploy, old workers meet the new version's
     /// jobs; they wait, with a growing delay, for a worker of the new version to run them.
     pub fn unknown_job_grace(mut self, grace: Duration) -> Worker {
         self.settings.unknown_job_grace = grace;
