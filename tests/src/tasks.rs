@@ -73,6 +73,17 @@ pub async fn add(key: String, a: i64, b: i64) -> i64 {
 #[dtask::task(queue = "math", name = "tests.ping")]
 pub async fn ping() {}
 
+/// The task the Python and Node producers enqueue (tests/interop.rs): a greeting from its
+/// arguments, the last of which a producer may leave out.
+#[dtask::task(queue = "interop", name = "interop.greet")]
+pub async fn interop_greet(name: String, times: u32, note: Option<String>) -> String {
+    let greeting = vec![format!("hello {name}"); times as usize].join(", ");
+    match note {
+        Some(note) => format!("{greeting} ({note})"),
+        None => greeting,
+    }
+}
+
 /// The error of the failing tasks.
 #[derive(Debug, thiserror::Error)]
 #[error("flaky failure number {0}")]
