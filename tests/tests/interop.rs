@@ -61,7 +61,11 @@ async fn produced_jobs_run(label: &str, program: &str, script: &str, note: &str)
     let (redis, client, _raw, prefix) = start_with_client(label).await;
     let url = redis.url();
     let lines = run(program, script, &["enqueue"], &url, &prefix);
-    assert_eq!(lines.last().map(String::as_str), Some("nan refused"), "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("nan refused"),
+        "{lines:?}"
+    );
     let ids: HashMap<String, JobId> = lines[..lines.len() - 1]
         .iter()
         .map(|line| {
@@ -72,7 +76,10 @@ async fn produced_jobs_run(label: &str, program: &str, script: &str, note: &str)
     assert_eq!(ids.len(), 4, "{lines:?}");
     let job = |label: &str| tasks::interop_greet::job(ids[label].clone()).with_client(&client);
     // Before any worker: the records the producer wrote read as Rust's do.
-    assert!(matches!(job("now").status().await.unwrap(), JobStatus::Queued));
+    assert!(matches!(
+        job("now").status().await.unwrap(),
+        JobStatus::Queued
+    ));
     assert!(matches!(
         job("delayed").status().await.unwrap(),
         JobStatus::Scheduled { .. }
@@ -92,8 +99,17 @@ async fn produced_jobs_run(label: &str, program: &str, script: &str, note: &str)
     assert_eq!(client.queue("interop").stats().await.unwrap().dead, 0);
 
     // The producer reads the outcomes back.
-    let all: Vec<&str> = expected.iter().map(|(label, _)| ids[*label].as_str()).collect();
-    let checked = run(program, script, &[&["check"], &all[..]].concat(), &url, &prefix);
+    let all: Vec<&str> = expected
+        .iter()
+        .map(|(label, _)| ids[*label].as_str())
+        .collect();
+    let checked = run(
+        program,
+        script,
+        &[&["check"], &all[..]].concat(),
+        &url,
+        &prefix,
+    );
     for ((label, greeting), line) in expected.iter().zip(&checked) {
         let want = format!(
             "{} succeeded {}",

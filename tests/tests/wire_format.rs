@@ -80,7 +80,10 @@ async fn what_enqueue_writes_is_what_the_page_says() {
         serde_json::from_str(&pending[0]).unwrap();
     let documented: BTreeSet<&str> = fields.iter().map(|(f, _)| f.as_str()).collect();
     for key in envelope.keys() {
-        assert!(documented.contains(key.as_str()), "`{key}` is not on the page");
+        assert!(
+            documented.contains(key.as_str()),
+            "`{key}` is not on the page"
+        );
     }
     for (field, required) in &fields {
         if *required {
