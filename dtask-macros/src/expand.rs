@@ -188,6 +188,15 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         .map(|i| format_ident!("__dtask_local{}", i))
         .collect();
     let job_locals: Vec<_> = job_args.iter().map(|&i| &locals[i]).collect();
+    // `Task` names the parameters' types in a trait impl, so it may be no more visible than
+    // they are: public for a public task, else as visible as the task's own fn.
+    let task_vis = match &item.vis {
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Restricted(restricted) if restricted.path.is_ident("crate") => {
+            quote!(pub(crate))
+        }
+        _ => quote!(pub(super)),
+    };
     // The parameters' names, for errors about a job's arguments.
     let param_names: Vec<String> = job_args
         .iter()
@@ -255,6 +264,16 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
             /// What the task returns on success, and what waiting on a job yields.
             pub type Output = #output_value;
+
+            /// This task as a type, for code generic over tasks (`dtask::TaskDef`).
+            #task_vis enum Task {}
+
+            impl #krate::TaskDef for Task {
+                type Args = (#(super::#job_alias,)*);
+                type Output = Output;
+                const INFO: &'static #krate::TaskInfo = &INFO;
+                const PARAMS: &'static [&'static str] = &[#(#param_names),*];
+            }
 
             #[doc = #enqueue_doc]
             pub async fn enqueue(#(#arg_names: super::#job_alias),*)
@@ -383,7 +402,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             #[allow(deprecated)]
             fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
                 let (#(#job_locals,)*): (#(super::#job_alias,)*) =
-                    #private::decode_args(args, &[#(#param_names),*])?;
+                    #private::decode_args(args, <Task as #krate::TaskDef>::PARAMS)?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }

@@ -67,6 +67,8 @@ mod redact;
 mod registry;
 mod retry_after;
 mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod trace;
 mod unique;
 mod wait;
@@ -95,7 +97,7 @@ pub use middleware::{
 pub use output::TaskOutput;
 pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
 pub use rate_limit::RateLimit;
-pub use registry::TaskInfo;
+pub use registry::{TaskDef, TaskInfo};
 pub use retry_after::RetryAfter;
 pub use state::State;
 pub use unique::UniqueUntil;

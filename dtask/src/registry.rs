@@ -65,6 +65,31 @@ impl TaskInfo {
     }
 }
 
+/// A task as a type: what `#[task]` generates as `my_task::Task`, for code generic over tasks
+/// (such as [`testing::TestRedis::enqueued`](crate::testing)).
+///
+/// ```
+/// mod tasks {
+///     #[dtask::task(queue = "emails")]
+///     pub async fn send_mail(to: String, attempts: u32) {}
+/// }
+///
+/// fn describe<T: dtask::TaskDef>() -> String {
+///     format!("{} on {} takes {:?}", T::INFO.name, T::INFO.queue, T::PARAMS)
+/// }
+/// assert!(describe::<tasks::send_mail::Task>().ends_with("on emails takes [\"to\", \"attempts\"]"));
+/// ```
+pub trait TaskDef {
+    /// Its job's arguments: the tuple of its parameters (`State<..>` ones excepted).
+    type Args: crate::__private::JobArgs + serde::Serialize;
+    /// What it returns on success (what waiting on a job yields).
+    type Output;
+    /// Its name and defaults.
+    const INFO: &'static TaskInfo;
+    /// Its parameters' names, in order (`State<..>` ones excepted).
+    const PARAMS: &'static [&'static str];
+}
+
 /// One registered task: its settings and its handler. Built by `#[task]`; not meant to be
 /// written by hand.
 #[doc(hidden)]

@@ -14,6 +14,8 @@ mod outbox;
 mod periodic;
 mod scripts;
 mod subscription;
+#[cfg(feature = "testing")]
+mod testing;
 #[cfg(test)]
 mod tests;
 mod unique;

@@ -521,3 +521,53 @@ impl IntoResponse for ApiError {
         (self.status, Json(self.body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signup handler as a user's test would check it, with `dtask::testing`: a private
+    /// Redis, the typed arguments of the job it enqueued, and the job run in-process.
+    #[tokio::test]
+    async fn a_signup_enqueues_one_welcome_mail_that_a_worker_sends() {
+        let env = dtask::testing::TestRedis::start().await.unwrap();
+        // The handler enqueues through the process-wide client, as in the app.
+        dtask::init_with(env.client().clone()).unwrap();
+        let signup = Signup {
+            email: "ann@example.com".into(),
+            name: "Ann".into(),
+        };
+        for _ in 0..2 {
+            // Submitted twice: one job.
+            create_signup(Ok(Json(signup.clone()))).await.unwrap();
+        }
+        assert_eq!(
+            env.enqueued::<send_welcome::Task>().await.unwrap(),
+            [(signup.clone(),)]
+        );
+
+        // A database file of the test's own (each connection to `sqlite::memory:` would have
+        // a database of its own).
+        let db = std::env::temp_dir().join(format!("dtask-example-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let app = crate::tasks::App::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let worker = dtask::Worker::new(env.client()).state(app.clone());
+        let ran = env.drain_with(worker).await.unwrap();
+        let welcomes: Vec<_> = ran
+            .iter()
+            .filter(|job| job.task == send_welcome::NAME)
+            .collect();
+        assert_eq!(welcomes.len(), 1, "{ran:?}");
+        assert!(welcomes[0].succeeded(), "{ran:?}");
+        let sent = app.welcomes().await.unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0].email.as_str(), sent[0].sends),
+            ("ann@example.com", 1)
+        );
+        app.db.close().await;
+        let _ = std::fs::remove_file(&db);
+    }
+}

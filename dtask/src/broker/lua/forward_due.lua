@@ -6,12 +6,15 @@
   KEYS[2] retry ZSET of the queue (payload -> due time, ms)
   KEYS[3] pending list of the queue
   ARGV[1] maximum number of jobs to move from each ZSET
+  ARGV[2] (optional) ms to count ahead of the server's clock: jobs due within them move too
+          (`dtask::testing` makes every job due at once)
 
   Returns { jobs moved, ms until the earliest job left in either ZSET is due, or -1 }.
 ]]
 local rcall = redis.call
 local time = rcall('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  + (tonumber(ARGV[2]) or 0)
 local moved = 0
 local next_due = -1
 for i = 1, 2 do

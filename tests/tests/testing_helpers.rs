@@ -1,0 +1,114 @@
+//! `dtask::testing` as a user's test would use it: a private Redis per test, the typed
+//! arguments of queued jobs, draining them in-process (with what they enqueue), delayed and
+//! retrying jobs made due on demand.
+
+use std::time::Duration;
+
+use dtask::testing::{RanJob, RunOutcome, TestRedis};
+use dtask_tests::tasks::{add, doomed, negate};
+
+fn outcome_of<'a>(ran: &'a [RanJob], task: &str) -> Vec<&'a RunOutcome> {
+    ran.iter()
+        .filter(|job| job.task == task)
+        .map(|job| &job.outcome)
+        .collect()
+}
+
+#[tokio::test]
+async fn tests_running_at_once_see_only_their_own_jobs() {
+    let (first, second) = tokio::join!(TestRedis::start(), TestRedis::start());
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(first.prefix(), second.prefix());
+    add::with()
+        .client(first.client())
+        .enqueue("a".into(), 1, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.enqueued::<add::Task>().await.unwrap(),
+        [("a".to_owned(), 1, 2)]
+    );
+    assert!(second.enqueued::<add::Task>().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn drain_runs_queued_jobs_and_what_they_enqueue() {
+    let env = TestRedis::start().await.unwrap();
+    let client = env.client();
+    add::with()
+        .client(client)
+        .enqueue("x".into(), 2, 3)
+        .await
+        .unwrap();
+    // A chain: its second step is enqueued by the first one's end.
+    dtask::chain(add::call("y".into(), 20, 1))
+        .then(negate::with_input())
+        .client(client)
+        .enqueue()
+        .await
+        .unwrap();
+    assert_eq!(
+        env.enqueued::<add::Task>().await.unwrap(),
+        [("x".to_owned(), 2, 3), ("y".to_owned(), 20, 1)]
+    );
+    assert!(env.enqueued::<negate::Task>().await.unwrap().is_empty());
+
+    let ran = env.drain().await.unwrap();
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    assert!(ran.iter().all(RanJob::succeeded), "{ran:?}");
+    let mut sums: Vec<String> = outcome_of(&ran, add::NAME)
+        .into_iter()
+        .map(|outcome| match outcome {
+            RunOutcome::Succeeded { result } => result.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    sums.sort();
+    assert_eq!(sums, ["21", "5"]);
+    assert_eq!(
+        outcome_of(&ran, negate::NAME),
+        [&RunOutcome::Succeeded {
+            result: "-21".into()
+        }]
+    );
+    assert!(env.enqueued::<add::Task>().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn delayed_and_retrying_jobs_run_when_made_due() {
+    let env = TestRedis::start().await.unwrap();
+    add::with()
+        .client(env.client())
+        .delay(Duration::from_secs(3600))
+        .enqueue("later".into(), 1, 1)
+        .await
+        .unwrap();
+    doomed::with()
+        .client(env.client())
+        .enqueue("d".into(), "no luck".into())
+        .await
+        .unwrap();
+    assert_eq!(env.enqueued::<add::Task>().await.unwrap().len(), 1);
+
+    // The delayed job stays; the doomed one fails its first attempt and waits to retry.
+    let ran = env.drain().await.unwrap();
+    assert!(outcome_of(&ran, add::NAME).is_empty(), "{ran:?}");
+    assert!(matches!(
+        outcome_of(&ran, doomed::NAME)[..],
+        [RunOutcome::Retrying { .. }]
+    ));
+
+    // Made due: the delayed job runs, the doomed one fails again, then dies (retries = 2).
+    assert_eq!(env.run_scheduled_now().await.unwrap(), 2);
+    let ran = env.drain().await.unwrap();
+    assert_eq!(
+        outcome_of(&ran, add::NAME),
+        [&RunOutcome::Succeeded { result: "2".into() }]
+    );
+    assert_eq!(env.run_scheduled_now().await.unwrap(), 1);
+    let ran = env.drain().await.unwrap();
+    match outcome_of(&ran, doomed::NAME)[..] {
+        [RunOutcome::Dead { error }] => assert!(error.contains("no luck"), "{error}"),
+        ref other => panic!("{other:?}"),
+    }
+}
