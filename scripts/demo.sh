@@ -20,9 +20,11 @@ if ! redis-cli -u "$DTASK_REDIS_URL" ping >/dev/null 2>&1; then
   done
   trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null || true' EXIT
 fi
+# Built first (so the hints below come after the build's output), then run through cargo,
+# which knows where the binary is (CARGO_TARGET_DIR or build.target-dir may move it).
 cargo build -q -p dtask-example
 echo "== dtask demo on http://$LISTEN_ADDR (Ctrl-C to stop). In another terminal, try:"
 echo "   curl -s http://$LISTEN_ADDR/"
 echo "   curl -s -X POST http://$LISTEN_ADDR/thumbnails -H 'content-type: application/json' -d '{\"image_url\":\"https://example.com/cat.png\",\"width\":320}'"
 echo "   curl -s http://$LISTEN_ADDR/jobs/<job_id>"
-target/debug/dtask-example "$@"
+cargo run -q -p dtask-example -- "$@"

@@ -1,5 +1,5 @@
 //! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `result_ttl`, `cron`,
-//! `tz`, `unique_for`, `rate`, `max_running`, `name`, `crate`.
+//! `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -25,9 +25,13 @@ pub(crate) struct TaskArgs {
     pub(crate) rate: Option<LitStr>,
     /// The most runs of the task at once, across every worker.
     pub(crate) max_running: Option<u32>,
+    /// The version of the task's parameters (1 when not given).
+    pub(crate) version: Option<u32>,
+    /// The fn that converts a job of an older version.
+    pub(crate) migrate: Option<syn::Path>,
 }
 
-const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `name`, `crate`";
+const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
@@ -94,6 +98,26 @@ impl TaskArgs {
                     Ok(())
                 }),
                 Some("tz") => string(&pair.value, "tz").map(|tz| args.tz = Some(tz)),
+                Some("version") => integer(&pair.value, "version", "2").and_then(|n| {
+                    if n == 0 {
+                        return Err(syn::Error::new_spanned(
+                            &pair.value,
+                            "`version` counts from 1 (a task without `version` is version 1)",
+                        ));
+                    }
+                    args.version = Some(n);
+                    Ok(())
+                }),
+                Some("migrate") => match &pair.value {
+                    Expr::Path(path) => {
+                        args.migrate = Some(path.path.clone());
+                        Ok(())
+                    }
+                    other => Err(syn::Error::new_spanned(
+                        other,
+                        "`migrate` takes the name of a fn, such as `migrate = from_v1`",
+                    )),
+                },
                 Some("unique_for") => string(&pair.value, "unique_for").and_then(|text| {
                     args.unique_for_ms = Some(parse_duration_ms(&text, "unique_for", false)?);
                     Ok(())
@@ -110,6 +134,14 @@ impl TaskArgs {
             if let Err(error) = result {
                 push(error);
             }
+        }
+        if let Some(migrate) = &args.migrate
+            && args.version.is_none_or(|version| version < 2)
+        {
+            push(syn::Error::new_spanned(
+                migrate,
+                "`migrate` converts jobs of an older version of the task: give it `version = 2` (or more) too",
+            ));
         }
         if let (Some(tz), false) = (&args.tz, cron_given) {
             push(syn::Error::new(

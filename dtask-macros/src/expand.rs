@@ -115,6 +115,28 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         },
         None => quote!(::core::option::Option::None),
     };
+    let version = args.version.unwrap_or(1);
+    // A job of an older version: converted by the task's migration when it has one, else
+    // read as the parameters are now.
+    let decode = match &args.migrate {
+        Some(path) => {
+            let migrate_span = path.span();
+            // Named from where the task is: a relative path is one level up from the module
+            // the expansion makes.
+            let absolute = path.leading_colon.is_some()
+                || path.segments.first().is_some_and(|s| s.ident == "crate");
+            let path = if absolute {
+                quote!(#path)
+            } else {
+                let rest = path.segments.iter().skip_while(|s| s.ident == "self");
+                quote!(super::#(#rest)::*)
+            };
+            // Spanned at the fn's name in the attribute: a migration of the wrong shape is
+            // reported there.
+            quote_spanned!(migrate_span=> #private::decode_migrated::<Task, _, _>(args, version, #path))
+        }
+        None => quote!(#private::decode_args::<Task>(args, version)),
+    };
     let max_running = match args.max_running {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -260,6 +282,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 unique_for: #unique_for,
                 rate: #rate,
                 max_running: #max_running,
+                version: #version,
             };
 
             /// What the task returns on success, and what waiting on a job yields.
@@ -400,9 +423,9 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
 
             #[doc(hidden)]
             #[allow(deprecated)]
-            fn __dtask_handler(args: &str, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
+            fn __dtask_handler(args: &str, version: u32, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
                 let (#(#job_locals,)*): (#(super::#job_alias,)*) =
-                    #private::decode_args(args, <Task as #krate::TaskDef>::PARAMS)?;
+                    #decode?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }

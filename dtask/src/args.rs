@@ -1,7 +1,9 @@
 //! A job's arguments read as a task's parameters, across changes of the task's signature: a
 //! job of an older shape that lacks trailing parameters which can be missing (`Option<T>`, or
 //! any type that reads JSON's nothing) runs with them absent; a job with more arguments than
-//! the task takes (enqueued by a newer deploy) is for a newer worker, not a broken job.
+//! the task takes (enqueued by a newer deploy) is for a newer worker, not a broken job. With
+//! `#[task(version = n, migrate = f)]`, a job of an older version is read as `f`'s parameters
+//! and converted by `f`; a job of a newer version waits for a newer worker.
 
 use serde::de::DeserializeOwned;
 use serde::de::value::{Error as ValueError, UnitDeserializer};
@@ -57,6 +59,77 @@ fn parameter<T: DeserializeOwned>(
         }),
     }
 }
+
+/// Reads a job of `version` of task `T` as its parameters now: a job of an older version as
+/// they are now (see [`parameter`]), or through `migrate` when the task has one.
+pub(crate) fn versioned<T: crate::TaskDef, Old: JobArgs>(
+    args: &str,
+    version: u32,
+    migrate: Option<&dyn Fn(Old) -> T::Args>,
+) -> Result<T::Args, HandlerError> {
+    let current = T::INFO.version;
+    if version > current {
+        return Err(HandlerError::NewerArguments(format!(
+            "the job follows version {version} of the task's parameters and this worker's \
+             task is version {current}: a newer deploy enqueued it"
+        )));
+    }
+    match migrate {
+        Some(migrate) if version < current => {
+            let names: Vec<String> = (1..=16).map(|n| format!("old argument {n}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let old = Old::decode(args, &names).map_err(|error| match error {
+                HandlerError::Arguments(reason) | HandlerError::NewerArguments(reason) => {
+                    HandlerError::Arguments(format!(
+                        "a job of version {version} does not fit the parameters of the \
+                         task's migration: {reason}"
+                    ))
+                }
+                other => other,
+            })?;
+            Ok(migrate(old))
+        }
+        _ => T::Args::decode(args, T::PARAMS),
+    }
+}
+
+/// A fn that converts a job of an older version of a task (its parameters then) into the
+/// task's parameters now: what `#[task(migrate = f)]` names. Implemented for fns of up to 16
+/// parameters.
+pub trait Migration<Old> {
+    /// What it returns: the tuple of the task's parameters now.
+    type Output;
+    /// Converts `old`.
+    fn migrate(&self, old: Old) -> Self::Output;
+}
+
+macro_rules! migration {
+    ($($t:ident),*) => {
+        impl<F, R, $($t),*> Migration<($($t,)*)> for F
+        where
+            F: Fn($($t),*) -> R,
+        {
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn migrate(&self, ($($t,)*): ($($t,)*)) -> R {
+                self($($t),*)
+            }
+        }
+    };
+}
+
+migration!(A);
+migration!(A, B);
+migration!(A, B, C);
+migration!(A, B, C, D);
+migration!(A, B, C, D, E);
+migration!(A, B, C, D, E, F2);
+migration!(A, B, C, D, E, F2, G);
+migration!(A, B, C, D, E, F2, G, H);
+migration!(A, B, C, D, E, F2, G, H, I);
+migration!(A, B, C, D, E, F2, G, H, I, J);
+migration!(A, B, C, D, E, F2, G, H, I, J, K);
+migration!(A, B, C, D, E, F2, G, H, I, J, K, L);
 
 macro_rules! job_args {
     ($($t:ident $i:tt),*) => {
@@ -143,6 +216,71 @@ mod tests {
             error.starts_with("newer: the job has 2 arguments and this worker's task takes 1"),
             "{error}"
         );
+    }
+
+    /// A task at version 2 taking a whole name and a flag.
+    enum Rename {}
+
+    static RENAME: crate::TaskInfo = crate::TaskInfo {
+        name: "users.rename",
+        version: 2,
+        queue: "default",
+        retries: 3,
+        timeout: None,
+        result_ttl: None,
+        cron: None,
+        tz: None,
+        unique_for: None,
+        rate: None,
+        max_running: None,
+    };
+
+    impl crate::TaskDef for Rename {
+        type Args = (String, bool);
+        type Output = ();
+        const INFO: &'static crate::TaskInfo = &RENAME;
+        const PARAMS: &'static [&'static str] = &["full_name", "formal"];
+    }
+
+    fn from_v1((first, last): (String, String)) -> (String, bool) {
+        (format!("{first} {last}"), true)
+    }
+
+    fn versioned_as(args: &str, version: u32) -> Result<(String, bool), String> {
+        versioned::<Rename, (String, String)>(args, version, Some(&from_v1)).map_err(|error| {
+            match error {
+                HandlerError::Arguments(reason) => format!("arguments: {reason}"),
+                HandlerError::NewerArguments(reason) => format!("newer: {reason}"),
+                HandlerError::MissingState(reason) => format!("state: {reason}"),
+            }
+        })
+    }
+
+    #[test]
+    fn an_older_version_goes_through_the_migration_and_a_newer_one_waits() {
+        assert_eq!(
+            versioned_as(r#"["Ada Lovelace",false]"#, 2).unwrap(),
+            ("Ada Lovelace".to_owned(), false)
+        );
+        assert_eq!(
+            versioned_as(r#"["Ada","Lovelace"]"#, 1).unwrap(),
+            ("Ada Lovelace".to_owned(), true)
+        );
+        let error = versioned_as(r#"["Ada"]"#, 1).unwrap_err();
+        assert!(
+            error.starts_with(
+                "arguments: a job of version 1 does not fit the parameters of the task's migration"
+            ),
+            "{error}"
+        );
+        let error = versioned_as(r#"["Ada Lovelace",false,1]"#, 3).unwrap_err();
+        assert!(
+            error.starts_with("newer: the job follows version 3 of the task's parameters and this worker's task is version 2"),
+            "{error}"
+        );
+        // Without a migration, an older job is read as the parameters are now.
+        let read = versioned::<Rename, ()>(r#"["Ada Lovelace",true]"#, 1, None).unwrap();
+        assert_eq!(read, ("Ada Lovelace".to_owned(), true));
     }
 
     #[test]

@@ -611,6 +611,7 @@ impl NewPayload<'_> {
             id: self.id.unwrap_or_else(JobId::generate),
             task: task.to_owned(),
             args: self.args,
+            version: self.info.version,
             attempt: 0,
             retries: self.retries,
             enqueued_at_ms: self.enqueued_at_ms,

@@ -108,6 +108,13 @@ pub(crate) struct Envelope {
     /// The arguments, as a JSON array (or `null` for a task without arguments).
     #[serde(rename = "a")]
     pub(crate) args: Box<RawValue>,
+    /// The version of its task's parameters the arguments follow (`#[task(version = ..)]`).
+    #[serde(
+        rename = "tv",
+        default = "first_version",
+        skip_serializing_if = "is_first_version"
+    )]
+    pub(crate) version: u32,
     /// Attempts already made (0 for a job that has not run yet).
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub(crate) attempt: u32,
@@ -139,6 +146,15 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A task's first version, which an envelope without `tv` follows.
+pub(crate) fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(version: &u32) -> bool {
+    *version == 1
 }
 
 impl Envelope {
@@ -327,6 +343,7 @@ mod tests {
             id: JobId::from("j1"),
             task: "t".into(),
             args: RawValue::from_string(args.into()).unwrap(),
+            version: 1,
             attempt: 0,
             retries: None,
             enqueued_at_ms: 1,

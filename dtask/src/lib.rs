@@ -40,7 +40,44 @@
 //! Every run happens in a `tracing` span `dtask.job` (fields `id`, `task`, `queue`, `attempt`,
 //! `outcome`). Optional features: `metrics` (counters and histograms through the `metrics`
 //! facade), `opentelemetry` (a job's runs join the trace of the request that enqueued it, by a
-//! W3C `traceparent` header), `dashboard` (an axum router), `cli` (the `dtask` binary).
+//! W3C `traceparent` header), `dashboard` (an axum router), `cli` (the `dtask` binary),
+//! `testing` (`dtask::testing`: a private Redis per test, typed queued arguments, draining
+//! jobs in-process).
+//!
+//! # Guarantees
+//!
+//! - **At least once:** a job whose enqueue returned `Ok` runs to success, or ends in the dead
+//!   set with its last error, whatever happens to workers; it may run more than once (its
+//!   worker died after the work, before the acknowledgement).
+//! - **Fenced settles:** every acknowledgement, retry, burial and outcome presents the run's
+//!   lease; a run whose job was taken back meanwhile (a frozen or cut-off worker) changes
+//!   nothing when it ends. A live worker is never taken for dead: its heartbeat has an OS
+//!   thread and a connection of its own.
+//! - **Crashed workers:** their jobs run again elsewhere within `recovery_after` plus a few
+//!   seconds; a silent connection is replaced after two response timeouts; one failing queue
+//!   holds back no other.
+//! - **Rolling deploys:** a job this worker cannot run yet (an unknown task, a newer envelope,
+//!   more arguments than its task takes here) waits for a newer worker for
+//!   [`Worker::unknown_job_grace`] before it is buried.
+//! - **Durability** is Redis's: with `appendonly yes` and `appendfsync always` every
+//!   acknowledged enqueue survives a Redis crash.
+//!
+//! The README's "Guarantees" and "Running in production" sections say each in full, with the
+//! tests and torture scenarios that check them.
+//!
+//! # Shutdown
+//!
+//! [`Worker::run`] stops on SIGTERM or SIGINT ([`shutdown_signal`]): it stops fetching, lets
+//! running jobs finish within [`Worker::shutdown_timeout`], hands the rest back to their queue
+//! and returns. [`Worker::spawn`] gives a [`WorkerHandle`] to stop it from your own code, and
+//! [`Worker::run_until`] takes your own signal (an axum server's graceful shutdown, say).
+//!
+//! # Changing tasks, and other languages
+//!
+//! A job of an older shape runs on a changed task when the new trailing parameters are
+//! `Option`s; a job of a newer shape waits for a newer worker (see the README's "Changing a
+//! task safely"). Producers in other languages write the documented wire format
+//! (`docs/wire-format.md`; Python and Node producers in `interop/`).
 
 mod admin;
 mod args;

@@ -15,7 +15,8 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<String, String>> + S
 /// What a handler does with a job's arguments: decodes them and takes the states it needs from
 /// the worker's (an `Err` here means the job cannot run: the arguments do not fit the task, or
 /// the worker lacks a state; the job goes straight to the dead set), then returns the run.
-pub type Handler = fn(args: &str, states: &States) -> Result<HandlerFuture, HandlerError>;
+pub type Handler =
+    fn(args: &str, version: u32, states: &States) -> Result<HandlerFuture, HandlerError>;
 
 /// Why a handler could not start a run.
 #[derive(Debug)]
@@ -34,6 +35,10 @@ pub enum HandlerError {
 pub struct TaskInfo {
     /// The stable name jobs carry.
     pub name: &'static str,
+    /// The version of its parameters (`#[task(version = ..)]`, 1 by default), carried by its
+    /// jobs: an older job is migrated (`migrate = ..`) or read as the parameters are now; a
+    /// newer one waits for a worker that knows its version.
+    pub version: u32,
     /// The queue jobs go to unless the enqueuer chooses another.
     pub queue: &'static str,
     /// How many times a failed job is retried before it is dead.

@@ -61,7 +61,7 @@ class Producer {
 
   /** Enqueues one job of `task` per element of `argsList` in one round trip; resolves to
    * their ids, in order. */
-  async enqueueMany(task, argsList, { queue, delayMs, retries, headers } = {}) {
+  async enqueueMany(task, argsList, { queue, delayMs, retries, headers, version } = {}) {
     if (!queue) throw new TypeError("a queue is needed");
     const nowMs = Date.now();
     let dueMs = null;
@@ -78,6 +78,8 @@ class Producer {
       checkFinite(args, `job ${i} args`);
       const id = newJobId(nowMs);
       const envelope = { v: ENVELOPE_VERSION, id, t: task, a: args, at: nowMs };
+      // The version of the Rust task's parameters `args` follows (`#[task(version = ..)]`).
+      if (version !== undefined && version !== 1) envelope.tv = version;
       if (retries !== undefined) envelope.r = retries;
       if (headers) envelope.h = Object.fromEntries(Object.entries(headers).map(([k, v]) => [String(k), String(v)]));
       payloads.push(JSON.stringify(envelope));

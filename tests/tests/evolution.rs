@@ -80,25 +80,34 @@ async fn old_jobs_run_on_a_changed_task_and_new_jobs_wait_for_a_new_worker() {
     assert_eq!(dead[0].attempts, 0, "a job of a wrong shape never runs");
     let mut saw = eventually(WAIT, "the compatible old jobs ran", || async {
         let saw = seen(&raw, &prefix).await;
-        (saw.len() == 2).then_some(saw)
+        (saw.len() == 3).then_some(saw)
     })
     .await;
     saw.sort();
-    assert_eq!(saw, ["greet Ann shout=None", "order 7 note=\"\""]);
-    for task in ["greet", "order"] {
+    // `rename` is version 2 now: its version-1 job went through the migration.
+    assert_eq!(
+        saw,
+        [
+            "greet Ann shout=None",
+            "order 7 note=\"\"",
+            "rename Ada Lovelace formal=true"
+        ]
+    );
+    for task in ["greet", "order", "rename"] {
         let status = client.job(id_of(&old_jobs, task)).status().await.unwrap();
         assert!(matches!(status, JobStatus::Succeeded { .. }), "{status:?}");
     }
     worker.kill();
 
-    // A new job, old worker: it has an argument the old task lacks, so it is put off (not
-    // dead) until a new worker runs it.
+    // New jobs, old worker: one has an argument the old task lacks, the other a version the
+    // old task does not know; both are put off (not dead) until a new worker runs them.
     let new_jobs = enqueue_with(V2, &url, &prefix);
     let bob = id_of(&new_jobs, "greet");
+    let grace = id_of(&new_jobs, "rename");
     let mut old_worker = WorkerProcess::start_with_args(V1, &["work"], &url, &prefix, QUEUE, &[]);
-    eventually(WAIT, "the old worker puts the new job off", || async {
+    eventually(WAIT, "the old worker puts the new jobs off", || async {
         let stats = client.queue(QUEUE).stats().await.unwrap();
-        (stats.retry == 1).then_some(())
+        (stats.retry == 2).then_some(())
     })
     .await;
     old_worker.kill();
@@ -109,17 +118,20 @@ async fn old_jobs_run_on_a_changed_task_and_new_jobs_wait_for_a_new_worker() {
     );
     assert_eq!(
         seen(&raw, &prefix).await.len(),
-        2,
-        "the old worker did not run it"
+        3,
+        "the old worker ran neither"
     );
     let mut new_worker = WorkerProcess::start_with_args(V2, &["work"], &url, &prefix, QUEUE, &[]);
-    eventually(WAIT, "a new worker runs the new job", || async {
+    eventually(WAIT, "a new worker runs the new jobs", || async {
         let saw = seen(&raw, &prefix).await;
-        saw.contains(&"greet Bob shout=Some(true)".to_owned())
-            .then_some(())
+        (saw.contains(&"greet Bob shout=Some(true)".to_owned())
+            && saw.contains(&"rename Grace Hopper formal=false".to_owned()))
+        .then_some(())
     })
     .await;
-    let status = client.job(bob).status().await.unwrap();
-    assert!(matches!(status, JobStatus::Succeeded { .. }), "{status:?}");
+    for id in [bob, grace] {
+        let status = client.job(id).status().await.unwrap();
+        assert!(matches!(status, JobStatus::Succeeded { .. }), "{status:?}");
+    }
     new_worker.kill();
 }

@@ -128,7 +128,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         let peek = peek_of(&envelope);
         return Box::pin(run.defer_or_bury(payload, peek, &envelope.task, reason)).await;
     };
-    let handler = match (entry.handler)(envelope.args.get(), &ctx.states) {
+    let handler = match (entry.handler)(envelope.args.get(), envelope.version, &ctx.states) {
         Ok(handler) => handler,
         Err(HandlerError::Arguments(reason)) => {
             let reason = readable(format!(

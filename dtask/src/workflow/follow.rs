@@ -49,6 +49,13 @@ pub(crate) struct Step {
     /// Whether its task takes one argument: the input is then wrapped in an array (a task of
     /// several arguments takes a tuple, which is the array already).
     pub(crate) wrap: bool,
+    /// Its task's version (see `Envelope::version`).
+    #[serde(
+        rename = "tv",
+        default = "crate::envelope::first_version",
+        skip_serializing_if = "is_first_version"
+    )]
+    pub(crate) version: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) headers: BTreeMap<String, String>,
     /// What follows it.
@@ -201,6 +208,7 @@ impl Step {
             id: self.id.clone(),
             task: self.task.clone(),
             args,
+            version: self.version,
             attempt: 0,
             retries: self.retries,
             enqueued_at_ms: now_ms,
@@ -222,4 +230,8 @@ impl Step {
         }
         doomed
     }
+}
+
+fn is_first_version(version: &u32) -> bool {
+    *version == 1
 }

@@ -165,6 +165,7 @@ impl<O> Chain<O> {
                 queue: step.options.queue_name().to_owned(),
                 retries: step.options.retries_set(),
                 wrap: step.wrap,
+                version: step.options.info().version,
                 headers: step
                     .options
                     .headers()

@@ -44,14 +44,16 @@ class Producer:
         self._redis = client
         self._prefix = prefix
 
-    def enqueue(self, task, args, queue, delay=None, retries=None, headers=None, job_id=None):
+    def enqueue(self, task, args, queue, delay=None, retries=None, headers=None, job_id=None,
+                version=None):
         """Enqueues one job of `task` with `args` (a list, one element per parameter) into
-        `queue`, to run now or after `delay` seconds; returns its id."""
+        `queue`, to run now or after `delay` seconds; returns its id. `version` is the version
+        of the Rust task's parameters `args` follows (`#[task(version = ..)]`; 1 when None)."""
         return self.enqueue_many(task, [args], queue, delay, retries, headers,
-                                 [job_id] if job_id else None)[0]
+                                 [job_id] if job_id else None, version)[0]
 
     def enqueue_many(self, task, args_list, queue, delay=None, retries=None, headers=None,
-                     job_ids=None):
+                     job_ids=None, version=None):
         """Enqueues one job of `task` per element of `args_list` into `queue`, in one round
         trip; returns their ids, in order."""
         now_ms = int(time.time() * 1000)
@@ -66,6 +68,8 @@ class Producer:
             job_id = job_ids[i] if job_ids else new_job_id(now_ms)
             envelope = {"v": ENVELOPE_VERSION, "id": job_id, "t": task,
                         "a": list(args) if args is not None else None, "at": now_ms}
+            if version is not None and int(version) != 1:
+                envelope["tv"] = int(version)
             if retries is not None:
                 envelope["r"] = int(retries)
             if headers:

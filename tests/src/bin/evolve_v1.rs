@@ -24,6 +24,11 @@ async fn count(name: String) {
     saw(format!("count {name}")).await;
 }
 
+#[dtask::task(name = "evolve.rename", queue = "evolve")]
+async fn rename(first: String, last: String) {
+    saw(format!("rename {first} {last}")).await;
+}
+
 #[tokio::main]
 async fn main() -> Result<(), dtask::Error> {
     evolve::main(|client| async move {
@@ -51,6 +56,15 @@ async fn main() -> Result<(), dtask::Error> {
                 count::with()
                     .client(&client)
                     .enqueue("Cy".into())
+                    .await?
+                    .id()
+                    .clone(),
+            ),
+            (
+                "rename".to_owned(),
+                rename::with()
+                    .client(&client)
+                    .enqueue("Ada".into(), "Lovelace".into())
                     .await?
                     .id()
                     .clone(),
