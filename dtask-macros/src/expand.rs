@@ -296,6 +296,13 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 type Output = Output;
                 const INFO: &'static #krate::TaskInfo = &INFO;
                 const PARAMS: &'static [&'static str] = &[#(#param_names),*];
+
+                fn decode_job(
+                    args: &str,
+                    version: u32,
+                ) -> ::core::result::Result<Self::Args, #private::HandlerError> {
+                    #decode
+                }
             }
 
             #[doc = #enqueue_doc]
@@ -425,7 +432,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
             #[allow(deprecated)]
             fn __dtask_handler(args: &str, version: u32, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
                 let (#(#job_locals,)*): (#(super::#job_alias,)*) =
-                    #decode?;
+                    <Task as #krate::TaskDef>::decode_job(args, version)?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
             }

@@ -95,7 +95,7 @@ pub(crate) fn versioned<T: crate::TaskDef, Old: JobArgs>(
 
 /// A fn that converts a job of an older version of a task (its parameters then) into the
 /// task's parameters now: what `#[task(migrate = f)]` names. Implemented for fns of up to 16
-/// parameters.
+/// parameters, and of none (a first version without any).
 pub trait Migration<Old> {
     /// What it returns: the tuple of the task's parameters now.
     type Output;
@@ -110,7 +110,7 @@ macro_rules! migration {
             F: Fn($($t),*) -> R,
         {
             type Output = R;
-            #[allow(non_snake_case)]
+            #[allow(non_snake_case, clippy::unused_unit)]
             fn migrate(&self, ($($t,)*): ($($t,)*)) -> R {
                 self($($t),*)
             }
@@ -118,6 +118,7 @@ macro_rules! migration {
     };
 }
 
+migration!();
 migration!(A);
 migration!(A, B);
 migration!(A, B, C);
@@ -130,6 +131,10 @@ migration!(A, B, C, D, E, F2, G, H, I);
 migration!(A, B, C, D, E, F2, G, H, I, J);
 migration!(A, B, C, D, E, F2, G, H, I, J, K);
 migration!(A, B, C, D, E, F2, G, H, I, J, K, L);
+migration!(A, B, C, D, E, F2, G, H, I, J, K, L, M);
+migration!(A, B, C, D, E, F2, G, H, I, J, K, L, M, N);
+migration!(A, B, C, D, E, F2, G, H, I, J, K, L, M, N, O);
+migration!(A, B, C, D, E, F2, G, H, I, J, K, L, M, N, O, P);
 
 macro_rules! job_args {
     ($($t:ident $i:tt),*) => {
@@ -240,6 +245,10 @@ mod tests {
         type Output = ();
         const INFO: &'static crate::TaskInfo = &RENAME;
         const PARAMS: &'static [&'static str] = &["full_name", "formal"];
+
+        fn decode_job(args: &str, version: u32) -> Result<Self::Args, HandlerError> {
+            versioned::<Self, (String, String)>(args, version, Some(&from_v1))
+        }
     }
 
     fn from_v1((first, last): (String, String)) -> (String, bool) {

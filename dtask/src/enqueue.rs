@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::broker::{self, NewJob};
 use crate::client::{Client, default_client};
 use crate::clock;
-use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
+use crate::envelope::{Envelope, JobId};
 use crate::error::Error;
 use crate::job::JobHandle;
 use crate::registry::TaskInfo;
@@ -607,7 +607,7 @@ impl NewPayload<'_> {
             headers.insert(name.to_owned(), value);
         }
         let envelope = Envelope {
-            v: ENVELOPE_VERSION,
+            v: crate::envelope::format_for(self.info.version),
             id: self.id.unwrap_or_else(JobId::generate),
             task: task.to_owned(),
             args: self.args,

@@ -9,8 +9,16 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// The version written into every envelope; a worker refuses envelopes of a newer version.
-pub(crate) const ENVELOPE_VERSION: u32 = 1;
+/// The newest envelope format this worker reads: 2 is 1 with a task version (`tv`). A job
+/// without one is written as version 1, so that every worker reads it; a job of a task version
+/// above 1 is written as version 2, so that a worker from before task versions puts it off
+/// (for a newer worker) instead of reading its arguments as the parameters it knows.
+pub(crate) const ENVELOPE_VERSION: u32 = 2;
+
+/// The envelope format of a job of `task_version` (see [`ENVELOPE_VERSION`]).
+pub(crate) fn format_for(task_version: u32) -> u32 {
+    if task_version > 1 { 2 } else { 1 }
+}
 
 /// The digits of a job id, in order.
 const ID_DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -112,7 +120,8 @@ pub(crate) struct Envelope {
     #[serde(
         rename = "tv",
         default = "first_version",
-        skip_serializing_if = "is_first_version"
+        skip_serializing_if = "is_first_version",
+        deserialize_with = "null_as_first_version"
     )]
     pub(crate) version: u32,
     /// Attempts already made (0 for a job that has not run yet).
@@ -146,6 +155,13 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Reads a task version that a producer may have written as `null` (the first).
+fn null_as_first_version<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u32, D::Error> {
+    Ok(Option::<u32>::deserialize(deserializer)?.unwrap_or(1))
 }
 
 /// A task's first version, which an envelope without `tv` follows.
@@ -339,7 +355,7 @@ mod tests {
 
     fn envelope(args: &str) -> Envelope {
         Envelope {
-            v: ENVELOPE_VERSION,
+            v: 1,
             id: JobId::from("j1"),
             task: "t".into(),
             args: RawValue::from_string(args.into()).unwrap(),
@@ -350,6 +366,17 @@ mod tests {
             headers: Default::default(),
             last_error: None,
         }
+    }
+
+    #[test]
+    fn a_task_version_is_carried_and_null_reads_as_the_first() {
+        let job = decode(br#"{"v":2,"id":"a","t":"t","a":[],"tv":3,"at":1}"#).unwrap();
+        assert_eq!(job.version, 3);
+        assert!(job.to_json().contains(r#""tv":3"#));
+        let job = decode(br#"{"v":1,"id":"a","t":"t","a":[],"tv":null,"at":1}"#).unwrap();
+        assert_eq!(job.version, 1);
+        assert!(!job.to_json().contains("tv"), "version 1 is left out");
+        assert_eq!((format_for(1), format_for(2)), (1, 2));
     }
 
     #[test]

@@ -110,14 +110,14 @@ impl TestRedis {
     /// private `redis-server` (from `PATH`) started on a free loopback port, without
     /// persistence. The client's key prefix is new each call.
     pub async fn start() -> Result<TestRedis, Error> {
-        let (server, url) = match std::env::var("DTASK_TEST_REDIS_URL") {
-            Ok(url) => (Server(None), url),
-            Err(_) => {
-                let (child, url) = start_server()?;
-                (Server(Some(child)), url)
+        let prefix = fresh_prefix();
+        let (server, url, client) = match std::env::var("DTASK_TEST_REDIS_URL") {
+            Ok(url) => {
+                let client = connect_when_up(&url, &prefix, None).await?;
+                (Server(None), url, client)
             }
+            Err(_) => start_server(&prefix).await?,
         };
-        let client = connect_when_up(&url, &fresh_prefix()).await?;
         Ok(TestRedis {
             client,
             url,
@@ -143,7 +143,8 @@ impl TestRedis {
 
     /// The arguments of the jobs of task `T` waiting to run in any queue of this prefix
     /// (ready ones first, oldest first; then delayed and retrying ones, soonest first), as
-    /// the tuple of its parameters.
+    /// the tuple of its parameters (a job of an older version of the task through its
+    /// migration). A job this binary's task cannot read (a newer version's) is an error.
     pub async fn enqueued<T: TaskDef>(&self) -> Result<Vec<T::Args>, Error> {
         let mut found = Vec::new();
         for queue in self.queues().await? {
@@ -154,14 +155,14 @@ impl TestRedis {
                 if envelope.task != T::INFO.name {
                     continue;
                 }
-                let args =
-                    <T::Args as crate::__private::JobArgs>::decode(envelope.args.get(), T::PARAMS)
-                        .map_err(|e| {
-                            Error::Config(format!(
-                                "job {} of `{}` does not fit the task's parameters: {e:?}",
-                                envelope.id, envelope.task
-                            ))
-                        })?;
+                // Read as a worker of this binary would: an older job through the task's
+                // migration.
+                let args = T::decode_job(envelope.args.get(), envelope.version).map_err(|e| {
+                    Error::Config(format!(
+                        "job {} of `{}` cannot be read as the task's parameters: {e:?}",
+                        envelope.id, envelope.task
+                    ))
+                })?;
                 found.push(args);
             }
         }
@@ -171,13 +172,23 @@ impl TestRedis {
     /// Runs every job ready in this prefix's queues in this process (with every task this
     /// binary registered), and the jobs they enqueue, until none is left to run; what became
     /// of each run, in the order they ended. Delayed and retrying jobs stay where they are:
-    /// [`TestRedis::run_scheduled_now`] makes them due.
+    /// [`TestRedis::run_scheduled_now`] makes them due. The `#[task(cron = ..)]` schedules
+    /// are not kept meanwhile. A task that takes a `State<T>` needs the state: use
+    /// [`TestRedis::drain_with`].
     pub async fn drain(&self) -> Result<Vec<RanJob>, Error> {
-        self.drain_with(Worker::new(&self.client)).await
+        let mut ran = Vec::new();
+        // A job may enqueue into a queue nobody served yet: one more round serves it too.
+        loop {
+            let queues = self.queues().await?;
+            ran.extend(self.drain_with(Worker::new(&self.client)).await?);
+            if self.queues().await? == queues {
+                return Ok(ran);
+            }
+        }
     }
 
     /// [`TestRedis::drain`] with a worker of your own making (states, middleware, settings);
-    /// its queues are set to every queue of this prefix.
+    /// it serves every queue of this prefix known when the drain starts.
     pub async fn drain_with(&self, worker: Worker) -> Result<Vec<RanJob>, Error> {
         let queues: Vec<String> = self.queues().await?.into_iter().collect();
         let ran = Arc::new(Mutex::new(Vec::new()));
@@ -185,6 +196,7 @@ impl TestRedis {
         let (noted, id_seen) = (ran.clone(), worker_id.clone());
         let handle = worker
             .queues(queues.clone())
+            .without_task_schedules()
             .on_job_event(move |event| note(&noted, event))
             .on_worker_event(move |event| {
                 if let WorkerEvent::Started { worker_id, .. } = event {
@@ -193,12 +205,27 @@ impl TestRedis {
             })
             .spawn();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
+        // Nothing left twice in a row: a snapshot is exact, the second one is for the courier
+        // between two of its steps.
+        let mut idle_looks = 0;
         let outcome = loop {
+            if handle.is_finished() {
+                // It could not start (a state a task takes is missing, Redis is away): its
+                // error says why.
+                return match handle.shutdown().await {
+                    Err(error) => Err(error),
+                    Ok(()) => Err(Error::Worker("the drain's worker stopped early".into())),
+                };
+            }
             let worker = lock(&worker_id).clone();
-            if let Some(worker) = worker
-                && self.nothing_left(&queues, &worker).await?
-            {
-                break Ok(());
+            if let Some(worker) = worker {
+                match self.client.broker.left_to_run(&queues, &worker).await? {
+                    0 => idle_looks += 1,
+                    _ => idle_looks = 0,
+                }
+                if idle_looks == 2 {
+                    break Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 break Err(Error::Config(format!(
@@ -232,21 +259,6 @@ impl TestRedis {
             queues.extend(registry.queues());
         }
         Ok(queues)
-    }
-
-    /// Whether no job of `queues` is ready, running, held back by a limit, or still to be
-    /// enqueued by a workflow's errand.
-    async fn nothing_left(&self, queues: &[String], worker: &str) -> Result<bool, Error> {
-        for queue in queues {
-            let stats = self.client.queue(queue).stats().await?;
-            if stats.pending + stats.running + stats.waiting + stats.suspects > 0 {
-                return Ok(false);
-            }
-            if self.client.broker.errands_left(queue, worker).await? > 0 {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 }
 
@@ -294,31 +306,53 @@ fn fresh_prefix() -> String {
     )
 }
 
-/// Starts a redis-server on a free loopback port, without persistence.
-fn start_server() -> Result<(Child, String), Error> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|e| Error::Config(format!("no free loopback port for a test Redis: {e}")))?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            Error::Config(format!(
-                "cannot start `redis-server` for a test ({e}): install it (Debian: apt-get \
-                 install redis-server) or set DTASK_TEST_REDIS_URL"
-            ))
-        })?;
-    Ok((child, format!("redis://127.0.0.1:{port}")))
+/// Starts a redis-server on a free loopback port, without persistence, and a client of it
+/// under `prefix`; another port when the one picked was taken meanwhile.
+async fn start_server(prefix: &str) -> Result<(Server, String, Client), Error> {
+    let mut last_error = None;
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| Error::Config(format!("no free loopback port for a test Redis: {e}")))?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot start `redis-server` for a test ({e}): install it (Debian: apt-get \
+                     install redis-server) or set DTASK_TEST_REDIS_URL"
+                ))
+            })?;
+        let mut server = Server(Some(child));
+        let url = format!("redis://127.0.0.1:{port}");
+        match connect_when_up(&url, prefix, Some(&mut server)).await {
+            Ok(client) => return Ok((server, url, client)),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| Error::Config("no test Redis could start".into())))
 }
 
-/// A client of the Redis at `url` under `prefix`, once the server answers.
-async fn connect_when_up(url: &str, prefix: &str) -> Result<Client, Error> {
+/// A client of the Redis at `url` under `prefix`, once the server answers; an error at once
+/// when `server` (ours) exited (its port was taken: the answer would be another's).
+async fn connect_when_up(
+    url: &str,
+    prefix: &str,
+    mut server: Option<&mut Server>,
+) -> Result<Client, Error> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
+        if let Some(Server(Some(child))) = server.as_deref_mut()
+            && !matches!(child.try_wait(), Ok(None))
+        {
+            return Err(Error::Config(format!(
+                "the test redis-server for {url} exited at start (its port was taken?)"
+            )));
+        }
         match Client::connect_with_prefix(url, prefix).await {
             Ok(client) if client.queues().await.is_ok() => return Ok(client),
             Err(error) if Instant::now() >= deadline => return Err(error),

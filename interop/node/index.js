@@ -79,7 +79,11 @@ class Producer {
       const id = newJobId(nowMs);
       const envelope = { v: ENVELOPE_VERSION, id, t: task, a: args, at: nowMs };
       // The version of the Rust task's parameters `args` follows (`#[task(version = ..)]`).
-      if (version !== undefined && version !== 1) envelope.tv = version;
+      // Format 2 with it: a worker from before task versions puts the job off.
+      if (version !== undefined && version !== 1) {
+        envelope.v = 2;
+        envelope.tv = version;
+      }
       if (retries !== undefined) envelope.r = retries;
       if (headers) envelope.h = Object.fromEntries(Object.entries(headers).map(([k, v]) => [String(k), String(v)]));
       payloads.push(JSON.stringify(envelope));

@@ -7,6 +7,16 @@ use std::time::Duration;
 use dtask::testing::{RanJob, RunOutcome, TestRedis};
 use dtask_tests::tasks::{add, doomed, negate};
 
+/// A task at version 2, whose version-1 jobs took first and last names.
+#[dtask::task(queue = "versioned", version = 2, migrate = rename_from_v1)]
+async fn rename(full_name: String, formal: bool) -> String {
+    format!("{full_name} formal={formal}")
+}
+
+fn rename_from_v1(first: String, last: String) -> (String, bool) {
+    (format!("{first} {last}"), true)
+}
+
 fn outcome_of<'a>(ran: &'a [RanJob], task: &str) -> Vec<&'a RunOutcome> {
     ran.iter()
         .filter(|job| job.task == task)
@@ -111,4 +121,66 @@ async fn delayed_and_retrying_jobs_run_when_made_due() {
         [RunOutcome::Dead { error }] => assert!(error.contains("no luck"), "{error}"),
         ref other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_drain_waits_for_every_step_of_long_chains() {
+    let env = TestRedis::start().await.unwrap();
+    // Many rounds: a drain that looked at its queues one read at a time once returned while
+    // a step was between the outbox and its queue.
+    for round in 0..6 {
+        for chain in 0..4 {
+            let mut workflow = dtask::chain(add::call(format!("c{chain}"), chain, 0));
+            for _ in 0..15 {
+                workflow = workflow.then(negate::with_input());
+            }
+            workflow.client(env.client()).enqueue().await.unwrap();
+        }
+        let ran = env.drain().await.unwrap();
+        assert_eq!(ran.len(), 4 * 16, "round {round}: {ran:?}");
+        assert!(ran.iter().all(RanJob::succeeded), "round {round}: {ran:?}");
+    }
+}
+
+#[tokio::test]
+async fn old_jobs_of_a_versioned_task_read_and_run_through_its_migration() {
+    let env = TestRedis::start().await.unwrap();
+    // A job of version 1, as a deploy before the change enqueued it.
+    env.client()
+        .queue("versioned")
+        .push_raw(
+            format!(
+                r#"{{"v":1,"id":"old-rename","t":"{}","a":["Ada","Lovelace"],"at":1}}"#,
+                rename::NAME
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    rename::with()
+        .client(env.client())
+        .enqueue("Grace Hopper".into(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.enqueued::<rename::Task>().await.unwrap(),
+        [
+            ("Ada Lovelace".to_owned(), true),
+            ("Grace Hopper".to_owned(), false)
+        ]
+    );
+    let ran = env.drain().await.unwrap();
+    let mut results: Vec<&RunOutcome> = outcome_of(&ran, rename::NAME);
+    results.sort_by_key(|outcome| format!("{outcome:?}"));
+    assert_eq!(
+        results,
+        [
+            &RunOutcome::Succeeded {
+                result: "\"Ada Lovelace formal=true\"".into()
+            },
+            &RunOutcome::Succeeded {
+                result: "\"Grace Hopper formal=false\"".into()
+            }
+        ]
+    );
 }

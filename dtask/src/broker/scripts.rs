@@ -47,3 +47,5 @@ script!(SPAWN, "spawn.lua");
 script!(CLAIM_ERRANDS, "claim_errands.lua");
 script!(MARK_GROUP, "mark_group.lua");
 script!(GROUP_MEMBER, "group_member.lua");
+#[cfg(feature = "testing")]
+script!(LEFT_TO_RUN, "left_to_run.lua");

@@ -33,19 +33,27 @@ impl Broker {
         Ok(pending.into_iter().chain(scheduled).chain(retry).collect())
     }
 
-    /// How many errands of `queue`'s workflows are still to run: in its outbox, or claimed by
-    /// `worker` and not done.
-    pub(crate) async fn errands_left(&self, queue: &str, worker: &str) -> Result<u64, Error> {
+    /// How many jobs of `queues` are still to run on `worker`, read at one instant: ready,
+    /// suspect, in flight, landing, waiting for their task's limits, and workflow errands
+    /// (`lua/left_to_run.lua`; the queues share one server).
+    pub(crate) async fn left_to_run(&self, queues: &[String], worker: &str) -> Result<u64, Error> {
         let mut conn = self.conn.clone();
-        let (outbox, in_hand): (u64, u64) = redis::pipe()
-            .cmd("LLEN")
-            .arg(keys::outbox(&self.prefix, queue))
-            .cmd("LLEN")
-            .arg(keys::errands_in_hand(&self.prefix, queue, worker))
-            .query_async(&mut conn)
+        let mut invocation = scripts::LEFT_TO_RUN.prepare_invoke();
+        for queue in queues {
+            invocation
+                .key(keys::pending(&self.prefix, queue))
+                .key(keys::suspects(&self.prefix, queue))
+                .key(keys::active(&self.prefix, queue, worker))
+                .key(keys::landing(&self.prefix, queue, worker))
+                .key(keys::outbox(&self.prefix, queue))
+                .key(keys::errands_in_hand(&self.prefix, queue, worker))
+                .key(keys::limited_tasks(&self.prefix, queue))
+                .arg(keys::of_queue(&self.prefix, queue));
+        }
+        invocation
+            .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("counting a queue's errands"))?;
-        Ok(outbox + in_hand)
+            .map_err(redis_err("counting the jobs left to run"))
     }
 
     /// Moves every delayed and retrying job of `queue` to its pending list, whatever its due

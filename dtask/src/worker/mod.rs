@@ -308,6 +308,9 @@ pub struct Worker {
     hooks: Vec<Hook>,
     worker_hooks: Vec<WorkerHook>,
     periodic: Vec<Periodic>,
+    /// Whether it keeps the `#[task(cron = ..)]` schedules of its queues (a drain in
+    /// `dtask::testing` does not).
+    task_schedules: bool,
 }
 
 impl Worker {
@@ -362,7 +365,15 @@ impl Worker {
             hooks: Vec::new(),
             worker_hooks: Vec::new(),
             periodic: Vec::new(),
+            task_schedules: true,
         }
+    }
+
+    /// Keeps no `#[task(cron = "..")]` schedule (a drain in `dtask::testing`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn without_task_schedules(mut self) -> Worker {
+        self.task_schedules = false;
+        self
     }
 
     /// Keeps the periodic schedule `periodic` (see [`periodic`](crate::periodic)): at each
@@ -573,7 +584,12 @@ impl Worker {
                 );
             }
         }
-        let scheduler = Scheduler::new(client, self.periodic, &registry, &settings.queues)?;
+        let scheduled = if self.task_schedules {
+            &settings.queues[..]
+        } else {
+            &[]
+        };
+        let scheduler = Scheduler::new(client, self.periodic, &registry, scheduled)?;
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new();
         let (reports, reporter) = Reporter::new();

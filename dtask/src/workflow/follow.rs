@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::envelope::{ENVELOPE_VERSION, Envelope, JobId};
+use crate::envelope::{Envelope, JobId};
 
 /// The header that carries what follows a job.
 pub(crate) const THEN_HEADER: &str = "dtask-then";
@@ -204,7 +204,7 @@ impl Step {
             headers.insert(THEN_HEADER.to_owned(), then.to_json());
         }
         Envelope {
-            v: ENVELOPE_VERSION,
+            v: crate::envelope::format_for(self.version),
             id: self.id.clone(),
             task: self.task.clone(),
             args,

@@ -69,6 +69,8 @@ class Producer:
             envelope = {"v": ENVELOPE_VERSION, "id": job_id, "t": task,
                         "a": list(args) if args is not None else None, "at": now_ms}
             if version is not None and int(version) != 1:
+                # Format 2: a worker from before task versions puts the job off.
+                envelope["v"] = 2
                 envelope["tv"] = int(version)
             if retries is not None:
                 envelope["r"] = int(retries)

@@ -23,6 +23,14 @@ fn one_from_v1(n: u32) -> (u64,) {
     (u64::from(n),)
 }
 
+/// Version 1 took nothing.
+#[dtask::task(version = 2, migrate = from_nothing)]
+async fn hello(name: String) {}
+
+fn from_nothing() -> (String,) {
+    ("world".to_owned(),)
+}
+
 fn main() {
     use dtask::TaskDef;
     assert_eq!(rename::Task::INFO.version, 2);
