@@ -3,6 +3,7 @@
 //! under a key prefix of its own, so that tests running at once never see each other's jobs;
 //! the typed arguments of the jobs a task has queued; running every queued job in-process
 //! until nothing is left, with what became of each; and making delayed jobs due at once.
+//! For one Redis server, not a cluster (a drain reads all its queues in one script).
 //!
 //! ```no_run
 //! #[dtask::task(queue = "emails")]
