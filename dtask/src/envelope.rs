@@ -169,7 +169,8 @@ pub(crate) fn first_version() -> u32 {
     1
 }
 
-fn is_first_version(version: &u32) -> bool {
+/// Whether `version` is a task's first (left out of an envelope or a workflow step).
+pub(crate) fn is_first_version(version: &u32) -> bool {
     *version == 1
 }
 

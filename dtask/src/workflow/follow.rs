@@ -53,7 +53,7 @@ pub(crate) struct Step {
     #[serde(
         rename = "tv",
         default = "crate::envelope::first_version",
-        skip_serializing_if = "is_first_version"
+        skip_serializing_if = "crate::envelope::is_first_version"
     )]
     pub(crate) version: u32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -230,8 +230,4 @@ impl Step {
         }
         doomed
     }
-}
-
-fn is_first_version(version: &u32) -> bool {
-    *version == 1
 }
