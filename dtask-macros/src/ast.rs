@@ -11,29 +11,40 @@ pub(crate) struct Arg {
     pub(crate) ty: Type,
     /// A `State<..>`: filled by the worker, not part of the job.
     pub(crate) injected: bool,
+    /// Whether its type can be named in the generated code (it is not a reference, a borrow,
+    /// `impl Trait`, a trait object, nor a type of a generic fn); an error was given if not.
+    pub(crate) usable: bool,
 }
 
 /// The function, as far as the expansion needs it.
 pub(crate) struct Task<'a> {
     pub(crate) item: &'a ItemFn,
     pub(crate) args: Vec<Arg>,
-    /// The return type as written (`None` for `()`); what it means is decided by its type,
-    /// through `dtask::TaskOutput`, not by how it is spelled.
+    /// The return type as written (`None` for `()`, or for a type that cannot be a task's, an
+    /// error given); what it means is decided by its type, through `dtask::TaskOutput`, not by
+    /// how it is spelled.
     pub(crate) returns: Option<Type>,
+    /// Whether the fn can be called as a task (async, not generic, not unsafe...): when not,
+    /// the generated module keeps its shape but never calls it.
+    pub(crate) callable: bool,
+    /// Whether the fn takes `self`: it sits in an `impl`, where no module can be generated.
+    pub(crate) method: bool,
 }
 
 impl<'a> Task<'a> {
-    /// Reads `item`, reporting every reason it cannot be a task, each on its own tokens.
-    pub(crate) fn from_syn(item: &'a ItemFn) -> syn::Result<Task<'a>> {
+    /// Reads `item`, with every reason it cannot be a task, each on its own tokens. The task is
+    /// read as far as it can be even then, so that the module is still generated.
+    pub(crate) fn from_syn(item: &'a ItemFn) -> (Task<'a>, Option<syn::Error>) {
         let sig = &item.sig;
         let mut errors: Vec<syn::Error> = Vec::new();
+        let generic = !sig.generics.params.is_empty() || sig.generics.where_clause.is_some();
         if sig.asyncness.is_none() {
             errors.push(syn::Error::new_spanned(
                 sig.fn_token,
                 "a task must be an `async fn`",
             ));
         }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        if generic {
             errors.push(syn::Error::new_spanned(
                 &sig.generics,
                 "a task cannot be generic: its jobs must name one concrete function",
@@ -66,12 +77,16 @@ impl<'a> Task<'a> {
             ));
         }
         let mut args = Vec::new();
+        let mut method = false;
         for (index, input) in sig.inputs.iter().enumerate() {
             match input {
-                FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
-                    receiver,
-                    "a task cannot take `self`: put `#[task]` on a free function at module level",
-                )),
+                FnArg::Receiver(receiver) => {
+                    method = true;
+                    errors.push(syn::Error::new_spanned(
+                        receiver,
+                        "a task cannot take `self`: put `#[task]` on a free function at module level",
+                    ));
+                }
                 FnArg::Typed(typed) => {
                     if let Some(attr) = typed.attrs.iter().find(|attr| {
                         attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr")
@@ -83,7 +98,9 @@ impl<'a> Task<'a> {
                         continue;
                     }
                     let injected = is_state(&typed.ty);
-                    if let Some(error) = check_owned(&typed.ty) {
+                    let owned = check_owned(&typed.ty);
+                    let usable = owned.is_none() && !generic;
+                    if let Some(error) = owned {
                         errors.push(if injected {
                             syn::Error::new(
                                 error.span(),
@@ -92,7 +109,6 @@ impl<'a> Task<'a> {
                         } else {
                             error
                         });
-                        continue;
                     }
                     // The name `enqueue` and the builder's `enqueue` take this argument by; a
                     // pattern, or a name that is also an item of the generated module (it
@@ -111,42 +127,48 @@ impl<'a> Task<'a> {
                         name,
                         ty: (*typed.ty).clone(),
                         injected,
+                        usable,
                     });
                 }
             }
         }
         let returns = match &sig.output {
             ReturnType::Default => None,
-            ReturnType::Type(_, ty) => {
-                if let Type::Never(never) = &**ty {
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::Never(never) => {
                     errors.push(syn::Error::new_spanned(
                         never,
                         "a task cannot return `!`: a job must be able to finish",
                     ));
+                    None
                 }
-                if let Type::ImplTrait(impl_trait) = &**ty {
+                Type::ImplTrait(impl_trait) => {
                     errors.push(syn::Error::new_spanned(
                         impl_trait.impl_token,
                         "a task cannot return `impl Trait`: name a concrete type, so that waiting on a job knows what it gets",
                     ));
+                    None
                 }
-                Some((**ty).clone())
-            }
+                _ if generic => None,
+                ty => Some(ty.clone()),
+            },
         };
+        let callable = errors.is_empty();
         let mut errors = errors.into_iter();
-        match errors.next() {
-            Some(mut first) => {
-                for error in errors {
-                    first.combine(error);
-                }
-                Err(first)
+        let error = errors.next().map(|mut first| {
+            for error in errors {
+                first.combine(error);
             }
-            None => Ok(Task {
-                item,
-                args,
-                returns,
-            }),
-        }
+            first
+        });
+        let task = Task {
+            item,
+            args,
+            returns,
+            callable,
+            method,
+        };
+        (task, error)
     }
 }
 

@@ -34,9 +34,14 @@ pub(crate) struct TaskArgs {
 const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`";
 
 impl TaskArgs {
-    /// Parses the attribute's arguments, reporting every mistake, each on its own tokens.
-    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<TaskArgs> {
-        let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(tokens)?;
+    /// Parses the attribute's arguments, reporting every mistake, each on its own tokens. The
+    /// options read well are kept beside the errors (the others are left at their defaults),
+    /// so that the task is still generated and code using it adds no errors of its own.
+    pub(crate) fn parse(tokens: TokenStream) -> (TaskArgs, Option<syn::Error>) {
+        let pairs = match Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(tokens) {
+            Ok(pairs) => pairs,
+            Err(error) => return (TaskArgs::default(), Some(error)),
+        };
         let mut args = TaskArgs::default();
         let mut errors: Option<syn::Error> = None;
         let mut push = |error: syn::Error| match &mut errors {
@@ -142,17 +147,16 @@ impl TaskArgs {
                 migrate,
                 "`migrate` converts jobs of an older version of the task: give it `version = 2` (or more) too",
             ));
+            args.migrate = None;
         }
         if let (Some(tz), false) = (&args.tz, cron_given) {
             push(syn::Error::new(
                 tz.span(),
                 "`tz` is the time zone of a `cron` schedule: add `cron = \"..\"`",
             ));
+            args.tz = None;
         }
-        match errors {
-            Some(errors) => Err(errors),
-            None => Ok(args),
-        }
+        (args, errors)
     }
 }
 

@@ -2,16 +2,19 @@
 //! result types (resolved where the user wrote them), and a module of the same name with
 //! `enqueue`, `enqueue_many`, `with`, `job`, `NAME`, `INFO`, the handler and its registration.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ItemFn;
 use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
 
 use crate::ast::Task;
 use crate::attr::TaskArgs;
 
-/// Expands `#[task(args)] item`. On error, the function is still emitted as written, beside an
-/// empty module, so the only errors shown are the ones about the task.
+/// Expands `#[task(args)] item`. On a mistake, the module is still generated, as far as the
+/// task could be read (options that were read well, defaults for the others; a fn that cannot
+/// be called is never called), so that the only errors shown are the ones about the task, and
+/// not one more at each place that enqueues it.
 pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     let item: ItemFn = match syn::parse2(item.clone()) {
         Ok(item) => item,
@@ -24,44 +27,37 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote! { #error #item };
         }
     };
-    let args = TaskArgs::parse(args);
-    let task = Task::from_syn(&item);
-    match (args, task) {
-        (Ok(args), Ok(task)) => match check_schedule(&args, &task) {
-            Ok(()) => generate(&args, &task),
-            Err(error) => with_error(item, error),
-        },
-        (args, task) => {
-            let mut errors = args.err().into_iter().chain(task.err());
-            let mut error = errors
-                .next()
-                .unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid `#[task]`"));
-            for more in errors {
-                error.combine(more);
-            }
-            with_error(item, error)
-        }
+    let (mut args, args_error) = TaskArgs::parse(args);
+    let (task, task_error) = Task::from_syn(&item);
+    let schedule_error = check_schedule(&args, &task).err();
+    if schedule_error.is_some() {
+        args.cron = None;
+        args.tz = None;
     }
-}
-
-/// The fn as written (without another `#[task]` on it, which would expand again) beside an
-/// empty module of its name, and `error`: so that the only errors shown are the task's.
-fn with_error(mut item: ItemFn, error: syn::Error) -> TokenStream {
-    let error = error.to_compile_error();
-    item.attrs
-        .retain(|attr| !crate::ast::is_task_attribute(attr));
-    if item.sig.receiver().is_some() {
-        // A method: it sits in an `impl`, where a module is not allowed.
+    let mut errors = [args_error, task_error, schedule_error]
+        .into_iter()
+        .flatten();
+    let error = errors.next().map(|mut first| {
+        for more in errors {
+            first.combine(more);
+        }
+        first.to_compile_error()
+    });
+    if task.method {
+        // A method sits in an `impl`, where no module can go: the fn as written, and why.
+        let item = without_task_attribute(&item);
         return quote! { #item #error };
     }
-    let vis = &item.vis;
-    let ident = &item.sig.ident;
-    quote! {
-        #item
-        #[allow(dead_code)]
-        #vis mod #ident {}
-        #error
-    }
+    let generated = generate(&args, &task);
+    quote! { #generated #error }
+}
+
+/// The fn as written, without another `#[task]` on it (which would expand again).
+fn without_task_attribute(item: &ItemFn) -> ItemFn {
+    let mut item = item.clone();
+    item.attrs
+        .retain(|attr| !crate::ast::is_task_attribute(attr));
+    item
 }
 
 /// A task scheduled with `cron` takes no job arguments: each tick would not know what to pass.
@@ -75,8 +71,55 @@ fn check_schedule(args: &TaskArgs, task: &Task<'_>) -> syn::Result<()> {
     }
 }
 
+/// `tokens` with every token at `span`: errors about the task's output type, which each
+/// generated signature names, then point at one place and are reported once.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|tree| match tree {
+            TokenTree::Group(group) => {
+                let mut again = Group::new(group.delimiter(), respan(group.stream(), span));
+                again.set_span(span);
+                TokenTree::Group(again)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}
+
+/// `ty` as named from a module two levels below the one where it was written (the generated
+/// module's `__dtask_types`, which imports everything of the task's module): a path that
+/// starts at `self` or `super` starts two levels higher.
+fn from_two_levels_down(ty: &syn::Type) -> syn::Type {
+    struct Rebase;
+    impl VisitMut for Rebase {
+        fn visit_path_mut(&mut self, path: &mut syn::Path) {
+            if path.leading_colon.is_none()
+                && let Some(first) = path.segments.first()
+                && (first.ident == "self" || first.ident == "super")
+            {
+                let span = first.ident.span();
+                let up = |name: &str| syn::PathSegment::from(Ident::new(name, span));
+                let rest: Vec<syn::PathSegment> = if first.ident == "self" {
+                    path.segments.iter().skip(1).cloned().collect()
+                } else {
+                    path.segments.iter().cloned().collect()
+                };
+                path.segments = [up("super"), up("super")].into_iter().chain(rest).collect();
+            }
+            syn::visit_mut::visit_path_mut(self, path);
+        }
+    }
+    let mut ty = ty.clone();
+    Rebase.visit_type_mut(&mut ty);
+    ty
+}
+
 fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
-    let item = task.item;
+    let item = without_task_attribute(task.item);
     let vis = &item.vis;
     let ident = &item.sig.ident;
     let krate = args
@@ -94,19 +137,18 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!("default"), |queue| quote!(#queue));
     let retries = args.retries.unwrap_or(3);
-    let result_ttl = match args.result_ttl_ms {
+    let some_ms = |ms: Option<u64>| match ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
+    let result_ttl = some_ms(args.result_ttl_ms);
+    let unique_for = some_ms(args.unique_for_ms);
+    let timeout = some_ms(args.timeout_ms);
     let some_str = |text: &Option<syn::LitStr>| match text {
         Some(text) => quote!(::core::option::Option::Some(#text)),
         None => quote!(::core::option::Option::None),
     };
     let cron = some_str(&args.cron);
-    let unique_for = match args.unique_for_ms {
-        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
-        None => quote!(::core::option::Option::None),
-    };
     let tz = some_str(&args.tz);
     // A malformed rate fails the constant that reads it, at the user's literal.
     let rate = match &args.rate {
@@ -141,75 +183,86 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
-    let timeout = match args.timeout_ms {
-        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
-        None => quote!(::core::option::Option::None),
-    };
 
-    // Aliases beside the fn name its types where the user wrote them; the module reaches them
-    // through `super::`, so paths like `super::Thing` or `self::Thing` keep their meaning.
-    let arg_alias: Vec<_> = task
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, arg)| format_ident!("__dtask_{}_arg{}", ident, i, span = arg.ty.span()))
+    // The types of the parameters and of the result are named in `__dtask_types`, a module
+    // inside the generated one that imports everything the task's module sees, so that they
+    // mean there what they mean where the user wrote them.
+    let types = quote!(self::__dtask_types);
+    let arg_alias: Vec<_> = (0..task.args.len())
+        .map(|i| format_ident!("__dtask_arg{}", i))
         .collect();
-    // Named for the mistake it catches: inside a fn body, `super::` cannot see it.
-    let module_level = format_ident!(
-        "__dtask_task_must_be_declared_at_module_level_{}",
-        ident,
-        span = ident.span()
-    );
-    let output_alias = format_ident!("__dtask_{}_output", ident);
-    let arg_types: Vec<_> = task.args.iter().map(|arg| &arg.ty).collect();
-    let output_type = match &task.returns {
-        None => quote!(()),
-        Some(ty) => quote!(#ty),
-    };
-    // The job's arguments (what `enqueue` takes and the job carries) and the injected ones
-    // (`State<..>`, filled by the worker), each with its alias and its handler local.
-    let job_args: Vec<usize> = (0..task.args.len())
-        .filter(|&i| !task.args[i].injected)
+    let usable: Vec<usize> = (0..task.args.len())
+        .filter(|&i| task.args[i].usable)
         .collect();
-    let injected: Vec<usize> = (0..task.args.len())
-        .filter(|&i| task.args[i].injected)
-        .collect();
-    let arg_names: Vec<_> = job_args.iter().map(|&i| &task.args[i].name).collect();
-    let job_alias: Vec<_> = job_args.iter().map(|&i| &arg_alias[i]).collect();
-    let state_alias: Vec<_> = injected.iter().map(|&i| &arg_alias[i]).collect();
-
-    let arg_checks = job_args.iter().map(|&i| {
+    let alias_defs = usable.iter().map(|&i| {
         let alias = &arg_alias[i];
-        quote_spanned! {task.args[i].ty.span()=>
-            #private::assert_arg::<super::#alias>();
+        let ty = from_two_levels_down(&task.args[i].ty);
+        quote! {
+            #[allow(non_camel_case_types)]
+            pub(super) type #alias = #ty;
         }
     });
+    let output_type = match &task.returns {
+        None => quote!(()),
+        Some(ty) => {
+            let ty = from_two_levels_down(ty);
+            quote!(#ty)
+        }
+    };
     let output_span = match &item.sig.output {
         syn::ReturnType::Default => item.sig.ident.span(),
         syn::ReturnType::Type(_, ty) => ty.span(),
     };
-    let output_check = quote_spanned! {output_span=>
-        #private::assert_output::<super::#output_alias>();
+    // Each parameter's type where a value of it is taken (a parameter whose type cannot be
+    // named, after an error on it, takes anything), and in the tuple the job carries.
+    let param_type = |i: usize| {
+        if task.args[i].usable {
+            let alias = &arg_alias[i];
+            respan(quote!(#types::#alias), task.args[i].ty.span())
+        } else {
+            quote!(impl ::core::marker::Sized)
+        }
     };
-    let output_value = quote_spanned! {output_span=>
-        <super::#output_alias as #krate::TaskOutput>::Value
+    let tuple_type = |i: usize| {
+        if task.args[i].usable {
+            param_type(i)
+        } else {
+            quote!(())
+        }
+    };
+
+    // The job's arguments (what `enqueue` takes and the job carries) and the injected ones
+    // (`State<..>`, filled by the worker).
+    let job_args: Vec<usize> = (0..task.args.len())
+        .filter(|&i| !task.args[i].injected)
+        .collect();
+    let injected: Vec<usize> = (0..task.args.len())
+        .filter(|&i| task.args[i].injected && task.args[i].usable)
+        .collect();
+    let arg_names: Vec<_> = job_args.iter().map(|&i| &task.args[i].name).collect();
+    let params: Vec<_> = job_args.iter().map(|&i| param_type(i)).collect();
+    let tuple: Vec<_> = job_args.iter().map(|&i| tuple_type(i)).collect();
+    // Past 16 parameters (an error given) no tuple is a job's arguments: the module takes none.
+    // The tuple is spanned at the fn's parameter list: an argument type that cannot travel is
+    // reported there (by its name), once.
+    let args_tuple = if tuple.len() > 16 {
+        quote!(())
+    } else {
+        let mut group = Group::new(Delimiter::Parenthesis, quote!(#(#tuple,)*));
+        group.set_span(item.sig.paren_token.span.join());
+        quote!(#group)
     };
 
     // One argument travels as `(a,)`, several as `(a, b)`; `enqueue_many` takes `T` for one
     // argument and `(A, B)` for several.
-    let wrap_input = job_alias.len() == 1;
-    let (item_type, item_to_args) = if job_alias.len() == 1 {
-        let alias = job_alias[0];
-        (quote!(super::#alias), quote!(|item| (item,)))
+    let wrap_input = job_args.len() == 1;
+    let (item_type, item_to_args) = if job_args.len() == 1 {
+        let only = &tuple[0];
+        (quote!(#only), quote!(|item| (item,)))
     } else {
-        (quote!((#(super::#job_alias,)*)), quote!(|item| item))
+        (args_tuple.clone(), quote!(|item| item))
     };
 
-    // The handler's locals: names no parameter and no user item can take.
-    let locals: Vec<_> = (0..task.args.len())
-        .map(|i| format_ident!("__dtask_local{}", i))
-        .collect();
-    let job_locals: Vec<_> = job_args.iter().map(|&i| &locals[i]).collect();
     // `Task` names the parameters' types in a trait impl, so it may be no more visible than
     // they are: public for a public task, else as visible as the task's own fn.
     let task_vis = match &item.vis {
@@ -224,125 +277,102 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         .iter()
         .map(|&i| task.args[i].name.to_string())
         .collect();
-    let injections = injected.iter().map(|&i| {
-        let (local, alias) = (&locals[i], &arg_alias[i]);
-        quote_spanned! {task.args[i].ty.span()=>
-            let #local = #private::inject::<super::#alias>(states)?;
+
+    // Named for the mistake it catches: a module in a fn body cannot import it from `super`.
+    // A constant, so that it is also allowed (and harmless) in an `impl`.
+    let module_level = format_ident!(
+        "__dtask_task_must_be_declared_at_module_level_{}",
+        ident,
+        span = ident.span()
+    );
+
+    let imports = respan(
+        quote! {
+            #[allow(unused_imports, deprecated)]
+            use super::{#module_level as _, #ident as __dtask_fn};
+        },
+        ident.span(),
+    );
+
+    // With a fn that cannot be called as a task, the module keeps its shape (so that code
+    // using it adds no errors) and its functions do nothing: the crate does not compile.
+    let body = |tokens: TokenStream| {
+        if task.callable {
+            quote!({ #tokens })
+        } else {
+            quote!({ #private::never_generated() })
         }
-    });
-    let call = quote_spanned! {item.sig.ident.span()=>
-        #private::assert_send(super::#ident(#(#locals),*))
     };
-    // A `Result` (under any name) fails the attempt with its error; anything else is the
-    // result. The compiler decides, through `TaskOutput`.
-    let finish = quote_spanned! {output_span=>
-        #private::finish::<super::#output_alias>(#call.await)
+    let enqueue_with = |options: TokenStream| {
+        body(quote!(#private::enqueue::<Task>(#options, (#(#arg_names,)*)).await))
     };
+    let call_with =
+        |options: TokenStream| body(quote!(#private::call::<Task>(#options, (#(#arg_names,)*))));
+    let enqueue_many_with = |options: TokenStream| {
+        body(quote!(
+            #private::enqueue_many::<Task>(#options, ::core::iter::Iterator::map(
+                ::core::iter::IntoIterator::into_iter(items),
+                #item_to_args,
+            )).await
+        ))
+    };
+    let defaults = quote!(#private::options(&INFO));
+    let enqueue_body = enqueue_with(defaults.clone());
+    let enqueue_many_body = enqueue_many_with(defaults.clone());
+    let call_body = call_with(defaults.clone());
+    let builder_enqueue_body = enqueue_with(quote!(self.0));
+    let builder_call_body = call_with(quote!(self.0));
+    let builder_many_body = enqueue_many_with(quote!(self.0));
 
     let fn_doc = format!(" Enqueue and follow jobs of the task [`{ident}`](fn@super::{ident}).");
     let enqueue_doc = format!(
         " Enqueues a job of `{ident}` with these arguments, through the default client, and returns its handle."
     );
 
-    quote! {
-        #item
-
-        #(
-            #[doc(hidden)]
-            #[allow(non_camel_case_types)]
-            type #arg_alias = #arg_types;
-        )*
-        #[doc(hidden)]
-        #[allow(non_camel_case_types)]
-        type #output_alias = #output_type;
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        const #module_level: () = ();
-
-        #[doc = #fn_doc]
-        #vis mod #ident {
-            const _: () = super::#module_level;
-            const _: () = {
-                #(#arg_checks)*
-                #output_check
-            };
-
-            /// The name jobs of this task carry.
-            pub const NAME: &str = #name;
-
-            /// The task's name and default settings.
-            pub static INFO: #krate::TaskInfo = #krate::TaskInfo {
-                name: NAME,
-                queue: #queue,
-                retries: #retries,
-                timeout: #timeout,
-                result_ttl: #result_ttl,
-                cron: #cron,
-                tz: #tz,
-                unique_for: #unique_for,
-                rate: #rate,
-                max_running: #max_running,
-                version: #version,
-            };
-
+    let output_ref = respan(quote!(Output), output_span);
+    // What names the output type: all at the return type, so that a type that cannot be a
+    // task's output is reported there, once.
+    let surface = respan(
+        quote! {
             /// What the task returns on success, and what waiting on a job yields.
-            pub type Output = #output_value;
-
-            /// This task as a type, for code generic over tasks (`dtask::TaskDef`).
-            #task_vis enum Task {}
-
-            impl #krate::TaskDef for Task {
-                type Args = (#(super::#job_alias,)*);
-                type Output = Output;
-                const INFO: &'static #krate::TaskInfo = &INFO;
-                const PARAMS: &'static [&'static str] = &[#(#param_names),*];
-
-                fn decode_job(
-                    args: &str,
-                    version: u32,
-                ) -> ::core::result::Result<Self::Args, #private::HandlerError> {
-                    #decode
-                }
-            }
+            pub type Output = <#types::__dtask_output as #krate::TaskOutput>::Value;
 
             #[doc = #enqueue_doc]
-            pub async fn enqueue(#(#arg_names: super::#job_alias),*)
+            #[allow(unused_variables)]
+            pub async fn enqueue(#(#arg_names: #params),*)
                 -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
-            {
-                self::with().enqueue(#(#arg_names),*).await
-            }
+            #enqueue_body
 
             /// Enqueues one job per item, in one round trip. An item is the task's argument, or
             /// a tuple of its arguments when it has several.
+            #[allow(unused_variables)]
             pub async fn enqueue_many(
                 items: impl ::core::iter::IntoIterator<Item = #item_type>,
             ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
-            {
-                self::with().enqueue_many(items).await
-            }
+            #enqueue_many_body
 
             /// A job of this task with these arguments, not enqueued yet: to enqueue later
             /// (`.enqueue()`), or to schedule with `dtask::periodic`.
-            pub fn call(#(#arg_names: super::#job_alias),*) -> #krate::Call<Output> {
-                #krate::Enqueue::new(&INFO).call_args((#(#arg_names,)*))
-            }
+            #[allow(unused_variables)]
+            pub fn call(#(#arg_names: #params),*) -> #krate::Call<Output>
+            #call_body
 
             /// This task as a step of a workflow, taking its input from the step before (its
             /// argument, or the tuple of its arguments): `dtask::chain(..).then(with_input())`.
             pub fn with_input() -> #krate::Then<#item_type, Output> {
-                self::with().with_input()
+                #private::then::<Task, #item_type>(#defaults, #wrap_input)
             }
 
             /// Options for the next enqueue: `.delay(..)`, `.at(..)`, `.queue(..)`,
             /// `.retries(..)`, `.client(..)`, then `.enqueue(..)` (or `.call(..)`).
             pub fn with() -> Builder {
-                Builder(#krate::Enqueue::new(&INFO))
+                Builder(#private::options(&INFO))
             }
 
             /// A handle on the job `id` of this task, to read its status or wait for its result,
             /// from any process.
             pub fn job(id: impl ::core::convert::Into<#krate::JobId>) -> #krate::JobHandle<Output> {
-                #krate::JobHandle::new(::core::convert::Into::into(id), ::core::option::Option::None).of_task(&INFO)
+                #private::job(&INFO, ::core::convert::Into::into(id))
             }
 
             /// Options for enqueueing jobs of this task; see [`with`].
@@ -398,40 +428,65 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 }
 
                 /// Enqueues the job with these arguments and returns its handle.
-                pub async fn enqueue(self, #(#arg_names: super::#job_alias),*)
+                #[allow(unused_variables)]
+                pub async fn enqueue(self, #(#arg_names: #params),*)
                     -> ::core::result::Result<#krate::JobHandle<Output>, #krate::Error>
-                {
-                    self.0.call_args((#(#arg_names,)*)).enqueue().await
-                }
+                #builder_enqueue_body
 
                 /// This task with these options as a step of a workflow, taking its input
                 /// from the step before.
                 pub fn with_input(self) -> #krate::Then<#item_type, Output> {
-                    #krate::Then::new(self.0, #wrap_input)
+                    #private::then::<Task, #item_type>(self.0, #wrap_input)
                 }
 
                 /// The job with these arguments and options, not enqueued yet.
-                pub fn call(self, #(#arg_names: super::#job_alias),*) -> #krate::Call<Output> {
-                    self.0.call_args((#(#arg_names,)*))
-                }
+                #[allow(unused_variables)]
+                pub fn call(self, #(#arg_names: #params),*) -> #krate::Call<Output>
+                #builder_call_body
 
                 /// Enqueues one job per item, with these options, in one round trip.
+                #[allow(unused_variables)]
                 pub async fn enqueue_many(
                     self,
                     items: impl ::core::iter::IntoIterator<Item = #item_type>,
                 ) -> ::core::result::Result<::std::vec::Vec<#krate::JobHandle<Output>>, #krate::Error>
-                {
-                    self.0.enqueue_many_args(::core::iter::Iterator::map(
-                        ::core::iter::IntoIterator::into_iter(items),
-                        #item_to_args,
-                    )).await
-                }
+                #builder_many_body
             }
 
+        },
+        output_span,
+    );
+
+    // The worker's side: the handler that runs a job, and its registration. Only for a fn
+    // that can be called as a task.
+    let handler = if task.callable {
+        let locals: Vec<_> = (0..task.args.len())
+            .map(|i| format_ident!("__dtask_local{}", i))
+            .collect();
+        let job_locals: Vec<_> = job_args.iter().map(|&i| &locals[i]).collect();
+        let injections = injected.iter().map(|&i| {
+            let (local, alias) = (&locals[i], &arg_alias[i]);
+            let inject = respan(
+                quote!(#private::inject::<#types::#alias>),
+                task.args[i].ty.span(),
+            );
+            quote!(let #local = #inject(states)?;)
+        });
+        let state_alias = injected.iter().map(|&i| &arg_alias[i]);
+        let call = quote_spanned! {item.sig.ident.span()=>
+            #private::assert_send(__dtask_fn(#(#locals),*))
+        };
+        // A `Result` (under any name) fails the attempt with its error; anything else is the
+        // result. The compiler decides, through `TaskOutput`.
+        let finish = respan(
+            quote!(#private::finish(<#types::__dtask_output as #krate::TaskOutput>::into_result(#call.await))),
+            output_span,
+        );
+        quote! {
             #[doc(hidden)]
             #[allow(deprecated)]
             fn __dtask_handler(args: &str, version: u32, states: &#private::States) -> ::core::result::Result<#private::HandlerFuture, #private::HandlerError> {
-                let (#(#job_locals,)*): (#(super::#job_alias,)*) =
+                let (#(#job_locals,)*): <Task as #krate::TaskDef>::Args =
                     <Task as #krate::TaskDef>::decode_job(args, version)?;
                 #(#injections)*
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #finish }))
@@ -441,10 +496,84 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 #private::TaskEntry {
                     info: &INFO,
                     handler: __dtask_handler,
-                    states: &[#(#private::StateNeed::of::<super::#state_alias>()),*],
+                    states: &[#(#private::StateNeed::of::<#types::#state_alias>()),*],
                     location: ::core::concat!(::core::file!(), ":", ::core::line!()),
                 }
             }
+        }
+    } else {
+        TokenStream::new()
+    };
+
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #module_level: () = ();
+
+        #[doc = #fn_doc]
+        #[allow(dead_code)]
+        #vis mod #ident {
+            // The task's fn, and the proof that the task is declared at module level (a
+            // module in a fn body cannot import from there).
+            #imports
+
+            #[doc(hidden)]
+            mod __dtask_types {
+                #[allow(unused_imports)]
+                use super::super::*;
+                #(#alias_defs)*
+                #[allow(non_camel_case_types)]
+                pub(super) type __dtask_output = #output_type;
+            }
+
+            /// The name jobs of this task carry.
+            pub const NAME: &str = #name;
+
+            /// The task's name and default settings.
+            pub static INFO: #krate::TaskInfo = #krate::TaskInfo {
+                name: NAME,
+                queue: #queue,
+                retries: #retries,
+                timeout: #timeout,
+                result_ttl: #result_ttl,
+                cron: #cron,
+                tz: #tz,
+                unique_for: #unique_for,
+                rate: #rate,
+                max_running: #max_running,
+                version: #version,
+            };
+
+            /// This task as a type, for code generic over tasks (`dtask::TaskDef`).
+            #task_vis enum Task {}
+
+            #surface
+
+            impl #krate::TaskDef for Task {
+                type Args = #args_tuple;
+                type Output = #output_ref;
+                const INFO: &'static #krate::TaskInfo = &INFO;
+                const PARAMS: &'static [&'static str] = &[#(#param_names),*];
+
+                fn decode_job(
+                    args: &str,
+                    version: u32,
+                ) -> ::core::result::Result<Self::Args, #private::HandlerError> {
+                    __dtask_decode(args, version)
+                }
+            }
+
+            /// Reads a job's arguments (see `TaskDef::decode_job`).
+            fn __dtask_decode(
+                args: &str,
+                version: u32,
+            ) -> ::core::result::Result<<Task as #krate::TaskDef>::Args, #private::HandlerError> {
+                #decode
+            }
+
+            #handler
         }
     }
 }

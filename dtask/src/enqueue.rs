@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::args::JobArgs;
 use crate::broker::{self, NewJob};
 use crate::client::{Client, default_client};
 use crate::clock;
@@ -109,8 +110,7 @@ impl<O> Enqueue<O> {
     }
 
     /// Options for a job of the task described by `info`, with the task's defaults.
-    #[doc(hidden)]
-    pub fn new(info: &'static TaskInfo) -> Self {
+    pub(crate) fn new(info: &'static TaskInfo) -> Self {
         Enqueue {
             info,
             client: None,
@@ -242,18 +242,10 @@ impl<O> Enqueue<O> {
         self
     }
 
-    /// Enqueues one job whose arguments serialize as `args`. Used by the generated `enqueue`.
-    #[doc(hidden)]
-    pub async fn enqueue_args<A: Serialize>(self, args: A) -> Result<JobHandle<O>, Error> {
-        let mut handles = self.enqueue_many_args(std::iter::once(args)).await?;
-        Ok(handles.remove(0))
-    }
-
     /// The job with arguments `args` and these options, not enqueued yet: for
     /// [`periodic`](crate::periodic), or to enqueue later. Used by the generated `call`.
-    #[doc(hidden)]
-    pub fn call_args<A: Serialize>(self, args: A) -> Call<O> {
-        let args = encode_args(self.info, &args);
+    pub(crate) fn call_args<A: JobArgs>(self, args: A) -> Call<O> {
+        let args = encode_args(self.info, args.as_serialize());
         Call {
             options: self,
             args,
@@ -261,14 +253,13 @@ impl<O> Enqueue<O> {
     }
 
     /// Enqueues one job per item, in one round trip. Used by the generated `enqueue_many`.
-    #[doc(hidden)]
-    pub async fn enqueue_many_args<A: Serialize>(
+    pub(crate) async fn enqueue_many_args<A: JobArgs>(
         self,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<JobHandle<O>>, Error> {
         let args = items
             .into_iter()
-            .map(|args| encode_args(self.info, &args))
+            .map(|args| encode_args(self.info, args.as_serialize()))
             .collect::<Result<Vec<_>, Error>>()?;
         self.enqueue_encoded(args).await
     }
@@ -565,7 +556,7 @@ pub(crate) fn check_queue_name(queue: &str) -> Result<(), Error> {
 }
 
 /// `args` as the JSON a job carries, refusing values JSON cannot hold (NaN, infinities).
-fn encode_args<A: Serialize>(info: &TaskInfo, args: &A) -> Result<Box<RawValue>, Error> {
+fn encode_args<A: Serialize + ?Sized>(info: &TaskInfo, args: &A) -> Result<Box<RawValue>, Error> {
     crate::finite::check(args)
         .and_then(|()| serde_json::to_string(args))
         .and_then(RawValue::from_string)

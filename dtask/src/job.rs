@@ -109,8 +109,7 @@ impl<T> Clone for JobHandle<T> {
 
 impl<T> JobHandle<T> {
     /// A handle on the job `id`, read through `client` (or the default client when `None`).
-    #[doc(hidden)]
-    pub fn new(id: JobId, client: Option<Client>) -> Self {
+    pub(crate) fn new(id: JobId, client: Option<Client>) -> Self {
         JobHandle {
             id,
             client,
@@ -141,8 +140,7 @@ impl<T> JobHandle<T> {
     }
 
     /// The same handle, knowing the job's task.
-    #[doc(hidden)]
-    pub fn of_task(mut self, task: &'static TaskInfo) -> Self {
+    pub(crate) fn of_task(mut self, task: &'static TaskInfo) -> Self {
         self.task = Some(task);
         self
     }

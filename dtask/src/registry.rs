@@ -86,7 +86,7 @@ impl TaskInfo {
 /// ```
 pub trait TaskDef {
     /// Its job's arguments: the tuple of its parameters (`State<..>` ones excepted).
-    type Args: crate::__private::JobArgs + serde::Serialize;
+    type Args: crate::__private::JobArgs;
     /// What it returns on success (what waiting on a job yields).
     type Output;
     /// Its name and defaults.

@@ -77,8 +77,7 @@ pub struct Then<I, O> {
 impl<I, O> Then<I, O> {
     /// The task of `options`, taking its input as its one argument (`wrap`) or as its
     /// arguments. Used by the generated `with_input`.
-    #[doc(hidden)]
-    pub fn new(options: Enqueue<O>, wrap: bool) -> Self {
+    pub(crate) fn new(options: Enqueue<O>, wrap: bool) -> Self {
         Then {
             options,
             wrap,

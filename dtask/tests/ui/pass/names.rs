@@ -36,12 +36,28 @@ mod bare {
     }
 }
 
+/// Types of the user's named like the items the generated module holds.
+mod clash {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Output(pub u32);
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct Builder;
+    pub type Task = u8;
+    pub use std::string::String as Text;
+
+    #[dtask::task]
+    pub async fn shadowed(a: Output, _b: Builder, c: Task, d: Text) -> u32 {
+        a.0 + u32::from(c) + d.len() as u32
+    }
+}
+
 async fn enqueue_all() -> Result<(), dtask::Error> {
     named_with::enqueue("w".into()).await?;
     named_const::enqueue(1).await?;
     patterns::enqueue((1, 2), 3).await?;
     old_task::enqueue(4).await?;
     bare::add::enqueue_many(vec![(1, 2)]).await?;
+    clash::shadowed::enqueue(clash::Output(1), clash::Builder, 2, "three".into()).await?;
     Ok(())
 }
 
