@@ -267,6 +267,11 @@ impl<O> Enqueue<O> {
     /// Enqueues one job per encoded argument list, in one round trip.
     async fn enqueue_encoded(self, items: Vec<Box<RawValue>>) -> Result<Vec<JobHandle<O>>, Error> {
         let unique = self.uniqueness()?;
+        #[cfg(feature = "testing")]
+        if let Some(inline) = crate::testing::inline_mode() {
+            check_queue_name(self.queue_name())?;
+            return inline.run_jobs(self.info, items).await;
+        }
         let option_headers = self.option_headers();
         let client = match self.client {
             Some(client) => client,

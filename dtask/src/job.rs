@@ -85,6 +85,9 @@ pub struct JobHandle<T> {
     /// The job's queue, when known (a handle from an enqueue): waits are then woken by a
     /// notification instead of polling.
     queue: Option<Arc<str>>,
+    /// The outcome record of a job run inline (`dtask::testing::inline`), which is all there
+    /// is of it.
+    inline: Option<Arc<str>>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -102,6 +105,7 @@ impl<T> Clone for JobHandle<T> {
             queue: self.queue.clone(),
             task: self.task,
             duplicate: self.duplicate,
+            inline: self.inline.clone(),
             output: PhantomData,
         }
     }
@@ -116,8 +120,17 @@ impl<T> JobHandle<T> {
             task: None,
             duplicate: false,
             queue: None,
+            inline: None,
             output: PhantomData,
         }
+    }
+
+    /// The same handle, of a job that ran inline and ended with the outcome `record`.
+    #[cfg(feature = "testing")]
+    pub(crate) fn ran_inline(mut self, task: &'static TaskInfo, record: Arc<str>) -> Self {
+        self.task = Some(task);
+        self.inline = Some(record);
+        self
     }
 
     /// The same handle, knowing the job's queue.
@@ -188,6 +201,9 @@ impl<T: DeserializeOwned> JobHandle<T> {
     /// result (`result_ttl = "0s"`) reads [`JobStatus::Unknown`] until it dies (its death is
     /// recorded).
     pub async fn status(&self) -> Result<JobStatus<T>, Error> {
+        if let Some(record) = &self.inline {
+            return self.status_of(Some(record));
+        }
         let client = self.client().await?;
         let record = client.broker.result(self.id.as_str()).await?;
         self.status_of(record.as_deref())
@@ -293,6 +309,15 @@ impl<T: DeserializeOwned> JobHandle<T> {
             return Err(Error::NoResultKept {
                 id: self.id.clone(),
                 task: task.name.to_owned(),
+            });
+        }
+        if let Some(record) = &self.inline {
+            let status = self.status_of(Some(record))?;
+            return self.ended(status).unwrap_or_else(|| {
+                Err(Error::WaitTimeout {
+                    id: self.id.clone(),
+                    waited: timeout,
+                })
             });
         }
         let deadline = tokio::time::Instant::now() + timeout;

@@ -42,7 +42,7 @@
 //! facade), `opentelemetry` (a job's runs join the trace of the request that enqueued it, by a
 //! W3C `traceparent` header), `dashboard` (an axum router), `cli` (the `dtask` binary),
 //! `testing` (`dtask::testing`: a private Redis per test, typed queued arguments, draining
-//! jobs in-process).
+//! jobs in-process, and an inline mode where an enqueue runs its job at once, without Redis).
 //!
 //! # Guarantees
 //!

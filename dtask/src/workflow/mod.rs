@@ -86,6 +86,19 @@ impl<I, O> Then<I, O> {
     }
 }
 
+/// Workflows are not run inline (`dtask::testing::inline`): their steps follow each other
+/// through Redis.
+fn refuse_inline() -> Result<(), Error> {
+    #[cfg(feature = "testing")]
+    if crate::testing::inline_mode().is_some() {
+        return Err(Error::Config(
+            "workflows (chain, group) do not run inline: test them with `dtask::testing::TestRedis::drain`"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// A step of a chain after its first, type-erased.
 struct NextStep {
     options: Enqueue<()>,
@@ -143,6 +156,7 @@ impl<O> Chain<O> {
     /// each when the one before succeeds. Returns a handle on the last step (which reads
     /// [`JobStatus::Waiting`](crate::JobStatus::Waiting) until it is enqueued), to wait on.
     pub async fn enqueue(self) -> Result<JobHandle<O>, Error> {
+        refuse_inline()?;
         let client = match self.client {
             Some(client) => client,
             None => default_client().await?.clone(),
@@ -333,6 +347,7 @@ impl<O> Group<O> {
 
     /// Enqueues every member, in batches of 1,000 per round trip; returns their handles.
     pub async fn enqueue(self) -> Result<GroupHandle<O>, Error> {
+        refuse_inline()?;
         let client = match self.client_named() {
             Some(client) => client,
             None => default_client().await?.clone(),

@@ -3,7 +3,8 @@
 //! under a key prefix of its own, so that tests running at once never see each other's jobs;
 //! the typed arguments of the jobs a task has queued; running every queued job in-process
 //! until nothing is left, with what became of each; and making delayed jobs due at once.
-//! For one Redis server, not a cluster (a drain reads all its queues in one script).
+//! For one Redis server, not a cluster (a drain reads all its queues in one script). For unit
+//! tests without Redis, [`inline`] runs each job at once where it is enqueued.
 //!
 //! ```no_run
 //! #[dtask::task(queue = "emails")]
@@ -31,6 +32,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod inline;
+
+pub(crate) use inline::current as inline_mode;
+pub use inline::{Inline, inline};
 
 use crate::envelope::{self, JobId};
 use crate::middleware::{JobEvent, WorkerEvent};

@@ -1,0 +1,169 @@
+//! Inline mode, for unit tests that need no Redis at all: inside [`inline`] (or
+//! [`Inline::run`]), every enqueue runs its job at once, in the caller, and the handle it returns
+//! answers `status()` and `wait()` with that run's outcome. Modelled on Sidekiq's
+//! `Sidekiq::Testing.inline!` and Celery's eager mode.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use serde_json::value::RawValue;
+
+use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
+use crate::job::JobHandle;
+use crate::registry::{HandlerError, Registry, TaskInfo};
+use crate::state::States;
+use crate::{Error, clock};
+
+tokio::task_local! {
+    /// The inline mode of the task running a test body, if it is in one.
+    static INLINE: Inline;
+}
+
+/// Runs `body` in inline mode: each job it enqueues (`my_task::enqueue(..)`, `with()..`,
+/// `enqueue_many`, `call(..).enqueue()`), and each job those jobs enqueue, runs at once in the
+/// caller, and the enqueue returns when it has ended, with a handle whose `status()` and
+/// `wait()` give its outcome without Redis. See [`Inline`] for what differs from a worker.
+///
+/// ```
+/// #[dtask::task]
+/// async fn add(a: u32, b: u32) -> u32 {
+///     a + b
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), dtask::Error> {
+/// let sum = dtask::testing::inline(async {
+///     let job = add::enqueue(2, 3).await?; // ran already, here
+///     job.wait(std::time::Duration::from_secs(1)).await
+/// })
+/// .await?;
+/// assert_eq!(sum, 5);
+/// # Ok(()) }
+/// ```
+pub async fn inline<F: Future>(body: F) -> F::Output {
+    Inline::new().run(body).await
+}
+
+/// Inline mode with options: the states the tasks take (`State<T>` parameters), as a worker
+/// is given them with `Worker::state`.
+///
+/// Inline, a job runs once, in the caller's task, when it is enqueued: a delay or a time is not
+/// waited for, a failed run is the job's end (dead, no retry), a panic in the task reaches the
+/// test (as a bug should), uniqueness and `.id(..)` are not kept, middleware and events are
+/// not run, and a timeout does not apply. Its arguments still go through JSON, as they would
+/// through Redis, so what cannot travel fails as it would. Workflows (`dtask::chain`,
+/// `dtask::group`) are refused with an error: test them with
+/// [`TestRedis::drain`](crate::testing::TestRedis::drain). Inline mode holds for the body's own
+/// task: a task spawned from it (`tokio::spawn`) enqueues as usual.
+///
+/// ```
+/// #[derive(Clone)]
+/// struct Mailer {
+///     from: &'static str,
+/// }
+///
+/// #[dtask::task]
+/// async fn welcome(to: String, mailer: dtask::State<Mailer>) -> String {
+///     format!("{} -> {to}", mailer.from)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), dtask::Error> {
+/// let inline = dtask::testing::Inline::new().state(Mailer { from: "hi@example.com" });
+/// let sent = inline
+///     .run(async { welcome::enqueue("ann@example.com".into()).await?.wait(std::time::Duration::from_secs(1)).await })
+///     .await?;
+/// assert_eq!(sent, "hi@example.com -> ann@example.com");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Inline {
+    states: States,
+}
+
+impl Inline {
+    /// Inline mode with no states.
+    pub fn new() -> Self {
+        Inline::default()
+    }
+
+    /// Gives the tasks a state (`State<T>` parameters take it), as `Worker::state` does.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Runs `body` in this inline mode (see [`inline`]).
+    pub async fn run<F: Future>(self, body: F) -> F::Output {
+        INLINE.scope(self, body).await
+    }
+
+    /// Runs each job of `task` (one per encoded argument list) and returns their handles.
+    pub(crate) async fn run_jobs<O>(
+        &self,
+        task: &'static TaskInfo,
+        jobs: Vec<Box<RawValue>>,
+    ) -> Result<Vec<JobHandle<O>>, Error> {
+        let entry = registry()?.get(task.name).ok_or_else(|| {
+            Error::Config(format!(
+                "inline mode found no task `{}` registered in this binary",
+                task.name
+            ))
+        })?;
+        let mut handles = Vec::with_capacity(jobs.len());
+        for args in jobs {
+            let record = match (entry.handler)(args.get(), task.version, &self.states) {
+                Ok(run) => match run.await {
+                    Ok(value) => outcome(OutcomeState::Succeeded, 1, Some(value), None),
+                    Err(error) => outcome(OutcomeState::Dead, 1, None, Some(error)),
+                },
+                Err(refused) => {
+                    let error = match refused {
+                        HandlerError::Arguments(reason) => {
+                            format!("arguments do not match task `{}`: {reason}", task.name)
+                        }
+                        HandlerError::MissingState(reason)
+                        | HandlerError::NewerArguments(reason) => reason,
+                    };
+                    outcome(OutcomeState::Dead, 0, None, Some(error))
+                }
+            };
+            let record = serde_json::to_string(&record).map_err(|e| {
+                Error::Config(format!("inline mode could not record an outcome: {e}"))
+            })?;
+            handles.push(JobHandle::new(JobId::generate(), None).ran_inline(task, record.into()));
+        }
+        Ok(handles)
+    }
+}
+
+/// The inline mode the current task runs in, if any.
+pub(crate) fn current() -> Option<Inline> {
+    INLINE.try_with(Inline::clone).ok()
+}
+
+/// The tasks of this binary, collected once.
+fn registry() -> Result<&'static Registry, Error> {
+    static REGISTRY: OnceLock<Result<Registry, String>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| Registry::collect().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Config(e.clone()))
+}
+
+/// A job's outcome record, as a worker writes it.
+fn outcome(
+    state: OutcomeState,
+    attempts: u32,
+    value: Option<String>,
+    error: Option<String>,
+) -> OutcomeRecord {
+    OutcomeRecord {
+        state,
+        attempts,
+        at_ms: clock::to_ms(std::time::SystemTime::now()),
+        value: value.and_then(|value| RawValue::from_string(value).ok()),
+        error,
+        progress: None,
+    }
+}
