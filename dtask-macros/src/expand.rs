@@ -1,6 +1,9 @@
-//! Writes what `#[task]` adds beside the function: hidden type aliases for its argument and
-//! result types (resolved where the user wrote them), and a module of the same name with
-//! `enqueue`, `enqueue_many`, `with`, `job`, `NAME`, `INFO`, the handler and its registration.
+//! Writes what `#[task]` adds beside the function: a module of the same name with `enqueue`,
+//! `enqueue_many`, `call`, `with`, `with_input`, `job`, `NAME`, `INFO`, `Output`, `Task`, the
+//! handler and its registration; its argument and result types are named in a module inside it
+//! that imports everything the task's module sees (paths from `self` and `super` rebased; a
+//! relative path a type macro expands to is not), and a marker constant beside the fn proves
+//! the task is at module level.
 
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
@@ -111,6 +114,23 @@ fn from_two_levels_down(ty: &syn::Type) -> syn::Type {
                 path.segments = [up("super"), up("super")].into_iter().chain(rest).collect();
             }
             syn::visit_mut::visit_path_mut(self, path);
+        }
+
+        fn visit_type_path_mut(&mut self, ty: &mut syn::TypePath) {
+            // `<T as self::Trait>::A`: the trait's segments are counted by `position`.
+            let before = ty.path.segments.len();
+            syn::visit_mut::visit_type_path_mut(self, ty);
+            if let Some(qself) = &mut ty.qself {
+                qself.position += ty.path.segments.len() - before;
+            }
+        }
+
+        fn visit_expr_path_mut(&mut self, expr: &mut syn::ExprPath) {
+            let before = expr.path.segments.len();
+            syn::visit_mut::visit_expr_path_mut(self, expr);
+            if let Some(qself) = &mut expr.qself {
+                qself.position += expr.path.segments.len() - before;
+            }
         }
     }
     let mut ty = ty.clone();
@@ -513,7 +533,21 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         const #module_level: () = ();
 
         #[doc = #fn_doc]
-        #[allow(dead_code)]
+        // Generated code carries the user's spans (so that errors point at their tokens):
+        // lints the user turned on for their own code are not about it.
+        #[allow(
+            dead_code,
+            unreachable_pub,
+            unused_qualifications,
+            missing_debug_implementations,
+            private_interfaces,
+            private_bounds,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery,
+            clippy::restriction,
+            clippy::cargo
+        )]
         #vis mod #ident {
             // The task's fn, and the proof that the task is declared at module level (a
             // module in a fn body cannot import from there).

@@ -267,16 +267,7 @@ impl<O> Enqueue<O> {
     /// Enqueues one job per encoded argument list, in one round trip.
     async fn enqueue_encoded(self, items: Vec<Box<RawValue>>) -> Result<Vec<JobHandle<O>>, Error> {
         let unique = self.uniqueness()?;
-        #[cfg(feature = "testing")]
-        if let Some(inline) = crate::testing::inline_mode() {
-            check_queue_name(self.queue_name())?;
-            return inline.run_jobs(self.info, items).await;
-        }
         let option_headers = self.option_headers();
-        let client = match self.client {
-            Some(client) => client,
-            None => default_client().await?.clone(),
-        };
         let queue = self.queue.as_deref().unwrap_or(self.info.queue);
         check_queue_name(queue)?;
         let now = SystemTime::now();
@@ -302,6 +293,17 @@ impl<O> Enqueue<O> {
                 self.info.name
             )));
         }
+        // Checked as for Redis, then run here (`dtask::testing::inline`).
+        #[cfg(feature = "testing")]
+        if let Some(inline) = crate::testing::inline_mode() {
+            return inline
+                .run_jobs(self.info, queue, self.id.clone(), items)
+                .await;
+        }
+        let client = match self.client {
+            Some(client) => client,
+            None => default_client().await?.clone(),
+        };
         // The caller's trace, carried to each job so that its runs join it.
         let trace = crate::trace::current_trace_headers();
         if let Some(unique) = unique {

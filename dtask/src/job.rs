@@ -85,9 +85,9 @@ pub struct JobHandle<T> {
     /// The job's queue, when known (a handle from an enqueue): waits are then woken by a
     /// notification instead of polling.
     queue: Option<Arc<str>>,
-    /// The outcome record of a job run inline (`dtask::testing::inline`), which is all there
-    /// is of it.
-    inline: Option<Arc<str>>,
+    /// Whether the job ran inline (`dtask::testing::inline`), and then its outcome record
+    /// (none for a task that keeps no result and succeeded): all there is of it.
+    inline: Option<Option<Arc<str>>>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -127,7 +127,7 @@ impl<T> JobHandle<T> {
 
     /// The same handle, of a job that ran inline and ended with the outcome `record`.
     #[cfg(feature = "testing")]
-    pub(crate) fn ran_inline(mut self, task: &'static TaskInfo, record: Arc<str>) -> Self {
+    pub(crate) fn ran_inline(mut self, task: &'static TaskInfo, record: Option<Arc<str>>) -> Self {
         self.task = Some(task);
         self.inline = Some(record);
         self
@@ -168,6 +168,10 @@ impl<T> JobHandle<T> {
     /// [`Error::JobDead`] with [`CANCELLED_ERROR`](crate::CANCELLED_ERROR). Cancelling a job
     /// that finished changes nothing ([`Cancelled::NotFound`](crate::Cancelled::NotFound)).
     pub async fn cancel(&self) -> Result<crate::Cancelled, Error> {
+        if self.inline.is_some() {
+            // A job run inline ended before its enqueue returned.
+            return Ok(crate::Cancelled::NotFound);
+        }
         self.client().await?.cancel(&self.id).await
     }
 
@@ -202,7 +206,7 @@ impl<T: DeserializeOwned> JobHandle<T> {
     /// recorded).
     pub async fn status(&self) -> Result<JobStatus<T>, Error> {
         if let Some(record) = &self.inline {
-            return self.status_of(Some(record));
+            return self.status_of(record.as_deref());
         }
         let client = self.client().await?;
         let record = client.broker.result(self.id.as_str()).await?;
@@ -312,7 +316,7 @@ impl<T: DeserializeOwned> JobHandle<T> {
             });
         }
         if let Some(record) = &self.inline {
-            let status = self.status_of(Some(record))?;
+            let status = self.status_of(record.as_deref())?;
             return self.ended(status).unwrap_or_else(|| {
                 Err(Error::WaitTimeout {
                     id: self.id.clone(),

@@ -170,3 +170,61 @@ async fn what_cannot_travel_fails_as_it_would_and_workflows_are_refused() {
     }
     assert!(calls().is_empty(), "nothing ran");
 }
+
+#[dtask::task(queue = "inline-batches")]
+async fn next_batch(left: u32) -> u32 {
+    if left == 0 {
+        return 0;
+    }
+    let rest = next_batch::enqueue(left - 1).await.unwrap();
+    rest.wait(WAIT).await.unwrap() + 1
+}
+
+#[dtask::task(queue = "inline-batches", result_ttl = "0s")]
+async fn keeps_nothing() -> u32 {
+    let job = dtask::current().expect("an inline run is the current job");
+    assert_eq!((job.attempt(), job.queue()), (1, "inline-batches"));
+    7
+}
+
+#[tokio::test]
+async fn jobs_enqueueing_jobs_500_deep_do_not_grow_the_stack() {
+    // A #[tokio::test] thread has a 2 MiB stack: each nested run is a task of its own.
+    let depth = dtask::testing::inline(async { next_batch::enqueue(500).await?.wait(WAIT).await })
+        .await
+        .unwrap();
+    assert_eq!(depth, 500);
+}
+
+#[tokio::test]
+async fn an_inline_handle_answers_as_a_redis_one_would() {
+    let _one = CALLS_LOCK.lock().await;
+    let (named, quiet) = dtask::testing::inline(async {
+        let named = send_receipt::with()
+            .id("receipt-9")
+            .enqueue(9, None)
+            .await?;
+        let quiet = keeps_nothing::enqueue().await?;
+        Ok::<_, Error>((named, quiet))
+    })
+    .await
+    .unwrap();
+    assert_eq!(named.id().as_str(), "receipt-9");
+    assert_eq!(named.cancel().await.unwrap(), dtask::Cancelled::NotFound);
+    // A task that keeps no result: nothing to read, as with Redis.
+    assert_eq!(quiet.status().await.unwrap(), JobStatus::Unknown);
+    assert!(matches!(
+        quiet.wait(WAIT).await,
+        Err(Error::NoResultKept { .. })
+    ));
+    // What Redis would refuse is refused inline too.
+    let refused = dtask::testing::inline(async {
+        send_receipt::with()
+            .id("twice")
+            .enqueue_many(vec![(1, None), (2, None)])
+            .await
+    })
+    .await;
+    assert!(matches!(refused, Err(Error::Config(_))), "{refused:?}");
+    calls();
+}

@@ -3,16 +3,18 @@
 //! answers `status()` and `wait()` with that run's outcome. Modelled on Sidekiq's
 //! `Sidekiq::Testing.inline!` and Celery's eager mode.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{JobId, OutcomeRecord, OutcomeState};
 use crate::job::JobHandle;
 use crate::registry::{HandlerError, Registry, TaskInfo};
 use crate::state::States;
-use crate::{Error, clock};
+use crate::{Error, JobContext, clock};
 
 tokio::task_local! {
     /// The inline mode of the task running a test body, if it is in one.
@@ -47,10 +49,14 @@ pub async fn inline<F: Future>(body: F) -> F::Output {
 /// Inline mode with options: the states the tasks take (`State<T>` parameters), as a worker
 /// is given them with `Worker::state`.
 ///
-/// Inline, a job runs once, in the caller's task, when it is enqueued: a delay or a time is not
-/// waited for, a failed run is the job's end (dead, no retry), a panic in the task reaches the
-/// test (as a bug should), uniqueness and `.id(..)` are not kept, middleware and events are
-/// not run, and a timeout does not apply. Its arguments still go through JSON, as they would
+/// Inline, a job runs once, when it is enqueued, and the enqueue returns when it has ended: a
+/// delay or a time is not waited for, a failed run is the job's end (dead, no retry, a
+/// `RetryAfter` asked for is not kept), a panic in the task reaches the test (as a bug
+/// should), uniqueness is not kept (an `.id(..)` names the job), middleware and events are
+/// not run, and a timeout does not apply. The task sees its job as
+/// [`dtask::current()`](crate::current) (attempt 1). A handle answers `status()`, `wait()` and
+/// `cancel()` (the job has ended) itself; `my_task::job(id)` is a handle on a job in Redis,
+/// which an inline job is not. Its arguments still go through JSON, as they would
 /// through Redis, so what cannot travel fails as it would. Workflows (`dtask::chain`,
 /// `dtask::group`) are refused with an error: test them with
 /// [`TestRedis::drain`](crate::testing::TestRedis::drain). Inline mode holds for the body's own
@@ -98,10 +104,13 @@ impl Inline {
         INLINE.scope(self, body).await
     }
 
-    /// Runs each job of `task` (one per encoded argument list) and returns their handles.
+    /// Runs each job of `task` (one per encoded argument list), as taken from `queue`, and
+    /// returns their handles (the job named `id`, when the caller named it).
     pub(crate) async fn run_jobs<O>(
         &self,
         task: &'static TaskInfo,
+        queue: &str,
+        id: Option<JobId>,
         jobs: Vec<Box<RawValue>>,
     ) -> Result<Vec<JobHandle<O>>, Error> {
         let entry = registry()?.get(task.name).ok_or_else(|| {
@@ -110,13 +119,49 @@ impl Inline {
                 task.name
             ))
         })?;
+        let queue: Arc<str> = Arc::from(queue);
         let mut handles = Vec::with_capacity(jobs.len());
         for args in jobs {
+            let id = id.clone().unwrap_or_else(JobId::generate);
             let record = match (entry.handler)(args.get(), task.version, &self.states) {
-                Ok(run) => match run.await {
-                    Ok(value) => outcome(OutcomeState::Succeeded, 1, Some(value), None),
-                    Err(error) => outcome(OutcomeState::Dead, 1, None, Some(error)),
-                },
+                Ok(run) => {
+                    let now_ms = clock::now_ms();
+                    let job = Arc::new(JobContext {
+                        task: task.name.to_owned(),
+                        queue: queue.clone(),
+                        id: id.clone(),
+                        attempt: 1,
+                        args: args.get().to_owned(),
+                        headers: BTreeMap::new(),
+                        enqueued_at_ms: now_ms,
+                        cancel: CancellationToken::new(),
+                        retry_after: Arc::default(),
+                        started_ms: now_ms,
+                        progress_to: None,
+                    });
+                    // On a task of its own, in this inline mode again: a job that enqueues a
+                    // job (and so on, a batch after another) does not grow this stack.
+                    let run = INLINE.scope(self.clone(), crate::middleware::in_job(job, run));
+                    let ended = match tokio::spawn(run).await {
+                        Ok(ended) => ended,
+                        // A panic in the task reaches the test, as a bug should.
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        Err(error) => {
+                            return Err(Error::Config(format!(
+                                "an inline run of `{}` did not end: {error}",
+                                task.name
+                            )));
+                        }
+                    };
+                    match ended {
+                        // A task that keeps no result has none to read, as with Redis.
+                        Ok(_) if task.result_ttl == Some(std::time::Duration::ZERO) => None,
+                        Ok(value) => Some(outcome(OutcomeState::Succeeded, 1, Some(value), None)),
+                        Err(error) => Some(outcome(OutcomeState::Dead, 1, None, Some(error))),
+                    }
+                }
                 Err(refused) => {
                     let error = match refused {
                         HandlerError::Arguments(reason) => {
@@ -125,13 +170,16 @@ impl Inline {
                         HandlerError::MissingState(reason)
                         | HandlerError::NewerArguments(reason) => reason,
                     };
-                    outcome(OutcomeState::Dead, 0, None, Some(error))
+                    Some(outcome(OutcomeState::Dead, 0, None, Some(error)))
                 }
             };
-            let record = serde_json::to_string(&record).map_err(|e| {
-                Error::Config(format!("inline mode could not record an outcome: {e}"))
-            })?;
-            handles.push(JobHandle::new(JobId::generate(), None).ran_inline(task, record.into()));
+            let record = match record {
+                Some(record) => Some(serde_json::to_string(&record).map_err(|e| {
+                    Error::Config(format!("inline mode could not record an outcome: {e}"))
+                })?),
+                None => None,
+            };
+            handles.push(JobHandle::new(id, None).ran_inline(task, record.map(Arc::from)));
         }
         Ok(handles)
     }
