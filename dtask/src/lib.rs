@@ -72,6 +72,32 @@
 //! and returns. [`Worker::spawn`] gives a [`WorkerHandle`] to stop it from your own code, and
 //! [`Worker::run_until`] takes your own signal (an axum server's graceful shutdown, say).
 //!
+//! # Running in production
+//!
+//! - Redis: `maxmemory-policy noeviction` (a worker warns at start otherwise; an evicted key
+//!   is a lost queue), and the persistence that gives the promise you need (`appendonly yes`
+//!   with `appendfsync always`: no acknowledged enqueue lost to a Redis crash; `everysec`: up
+//!   to a second of writes). Results, errors and the dead set are bounded by default.
+//! - Least privilege: producers, workers and operators (CLI, dashboard) get ACL users of
+//!   their own, limited to the prefix's keys; the README gives the exact lines, which the test
+//!   suite loads and runs every path under.
+//! - TLS with a `rediss://` URL (a private CA through `tls_ca_pem`); passwords never appear in
+//!   logs or errors, job arguments are never logged.
+//! - A supervisor that sends SIGTERM and waits longer than the worker's shutdown timeout (25 s
+//!   by default); a SIGKILLed worker loses nothing either, its jobs run again elsewhere.
+//! - Blocking or CPU-heavy work goes to `tokio::task::spawn_blocking`: a timeout cancels only
+//!   at an `.await` (the heartbeat has a thread of its own, so a busy worker is never taken
+//!   for dead). A job that keeps crashing its worker is buried after three deaths.
+//!
+//! # Testing
+//!
+//! A task is an async fn: call it directly in a unit test. With the `testing` feature,
+//! `dtask::testing::TestRedis::start()` gives each test a private Redis and client, lists the
+//! typed arguments of queued jobs (`enqueued::<my_task::Task>()`), runs them in-process with
+//! what they enqueue (`drain()`) and makes delayed jobs due (`run_scheduled_now()`); and
+//! `dtask::testing::inline(..)` runs each job at once where it is enqueued, with no Redis at
+//! all. The README's "Testing your tasks" says what each does and does not do.
+//!
 //! # Changing tasks, and other languages
 //!
 //! A job of an older shape runs on a changed task when the new trailing parameters are
