@@ -30,6 +30,12 @@ pub enum HandlerError {
     NewerArguments(String),
 }
 
+/// The error of a job whose arguments do not fit its task (`HandlerError::Arguments`), as a
+/// worker and an inline run record it.
+pub(crate) fn arguments_mismatch(task: &str, reason: &str) -> String {
+    format!("arguments do not match task `{task}`: {reason}")
+}
+
 /// A task's name and defaults, known at compile time.
 #[derive(Debug)]
 pub struct TaskInfo {

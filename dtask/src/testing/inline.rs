@@ -165,7 +165,7 @@ impl Inline {
                 Err(refused) => {
                     let error = match refused {
                         HandlerError::Arguments(reason) => {
-                            format!("arguments do not match task `{}`: {reason}", task.name)
+                            crate::registry::arguments_mismatch(task.name, &reason)
                         }
                         HandlerError::MissingState(reason)
                         | HandlerError::NewerArguments(reason) => reason,
@@ -209,7 +209,7 @@ fn outcome(
     OutcomeRecord {
         state,
         attempts,
-        at_ms: clock::to_ms(std::time::SystemTime::now()),
+        at_ms: clock::now_ms(),
         value: value.and_then(|value| RawValue::from_string(value).ok()),
         error,
         progress: None,

@@ -131,10 +131,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     let handler = match (entry.handler)(envelope.args.get(), envelope.version, &ctx.states) {
         Ok(handler) => handler,
         Err(HandlerError::Arguments(reason)) => {
-            let reason = readable(format!(
-                "arguments do not match task `{}`: {reason}",
-                envelope.task
-            ));
+            let reason = readable(crate::registry::arguments_mismatch(&envelope.task, &reason));
             return Box::pin(run.bury(envelope, reason)).await;
         }
         Err(HandlerError::MissingState(reason)) => {
