@@ -447,6 +447,12 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     Builder(self.0.unique_until(until))
                 }
 
+                /// Waits until `replicas` replicas of the queue's Redis have the job, for at
+                /// most `timeout` (see `dtask::Enqueue::replicas`).
+                pub fn replicas(self, replicas: u32, timeout: ::core::time::Duration) -> Self {
+                    Builder(self.0.replicas(replicas, timeout))
+                }
+
                 /// Enqueues the job with these arguments and returns its handle.
                 #[allow(unused_variables)]
                 pub async fn enqueue(self, #(#arg_names: #params),*)

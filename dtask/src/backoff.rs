@@ -33,10 +33,12 @@ impl Backoff {
     }
 }
 
-/// Backoff of the worker's loops while Redis is unreachable.
+/// Backoff of the worker's loops while Redis (or one cluster node) is unreachable: at most a
+/// second, so that a worker resumes within about a second of the node serving again (after a
+/// failover, its replica); a try that finds a node down costs one refused connection.
 pub(crate) const RECONNECT: Backoff = Backoff {
     base: Duration::from_millis(100),
-    max: Duration::from_secs(5),
+    max: Duration::from_secs(1),
 };
 
 /// Runs `op` until it succeeds, pausing with [`RECONNECT`] backoff between failures and logging

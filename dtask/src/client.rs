@@ -34,6 +34,8 @@ pub struct Client {
     pub(crate) waiters: std::sync::Arc<crate::wait::Waiters>,
     /// The queues whose enqueued events this client does not publish.
     pub(crate) quiet_queues: Arc<std::collections::HashSet<String>>,
+    /// How many replicas must confirm each enqueue, if any.
+    pub(crate) replicas: Option<crate::broker::Replicas>,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -87,6 +89,7 @@ impl Client {
             response_timeout: crate::broker::DEFAULT_RESPONSE_TIMEOUT,
             enqueue_middleware: EnqueueChain::default(),
             quiet_queues: std::collections::HashSet::new(),
+            replicas: None,
         }
     }
 
@@ -121,9 +124,31 @@ pub struct ClientBuilder {
     response_timeout: std::time::Duration,
     enqueue_middleware: EnqueueChain,
     quiet_queues: std::collections::HashSet<String>,
+    replicas: Option<crate::broker::Replicas>,
 }
 
 impl ClientBuilder {
+    /// Makes every enqueue wait until `replicas` replicas of the queue's Redis have the jobs
+    /// (`WAIT`, one per enqueue, after the write), for at most `timeout` (up to 60 s): fewer
+    /// in time is [`Error::NotReplicated`]. Redis replicates asynchronously, so without this an
+    /// enqueue that returned Ok can vanish if the master fails before its replicas have it;
+    /// with it, that window closes for all but a master failing between the write and the
+    /// `WAIT` (the caller then sees an error). `replicas(0, _)` is the default: no wait. An
+    /// enqueue can ask otherwise with [`Enqueue::replicas`](crate::Enqueue::replicas).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), dtask::Error> {
+    /// let client = dtask::Client::builder("redis://10.0.0.1:7000,redis://10.0.0.2:7000")
+    ///     .replicas(1, std::time::Duration::from_millis(500))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicas(mut self, replicas: u32, timeout: std::time::Duration) -> ClientBuilder {
+        self.replicas = crate::broker::Replicas::asked(replicas, timeout);
+        self
+    }
+
     /// Options read from the environment: `DTASK_REDIS_URL` (default
     /// `redis://127.0.0.1:6379`), `DTASK_PREFIX` (default `dtask`), and `DTASK_REDIS_CA_FILE`
     /// (a PEM file of the certificate authority that signed the server's TLS certificate, for
@@ -208,6 +233,7 @@ impl ClientBuilder {
             max_payload_bytes: self.max_payload_bytes,
             enqueue_middleware: self.enqueue_middleware,
             quiet_queues: Arc::new(self.quiet_queues),
+            replicas: self.replicas,
         })
     }
 }

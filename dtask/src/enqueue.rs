@@ -32,6 +32,8 @@ pub struct Enqueue<O> {
     unique_for: Option<Duration>,
     unique_until: Option<UniqueUntil>,
     timeout: Option<Duration>,
+    /// The replicas to wait for, when this enqueue says (`None` inside: none).
+    replicas: Option<Option<broker::Replicas>>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -56,6 +58,7 @@ impl<O> Enqueue<O> {
             unique_for: self.unique_for,
             unique_until: self.unique_until,
             timeout: self.timeout,
+            replicas: self.replicas,
             output: PhantomData,
         }
     }
@@ -121,8 +124,17 @@ impl<O> Enqueue<O> {
             unique_for: None,
             unique_until: None,
             timeout: None,
+            replicas: None,
             output: PhantomData,
         }
+    }
+
+    /// Waits until `replicas` replicas of the queue's Redis have the job, for at most
+    /// `timeout`, as [`ClientBuilder::replicas`](crate::ClientBuilder::replicas) does for
+    /// every enqueue of a client (which this overrides; `replicas(0, _)` does not wait).
+    pub fn replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = Some(broker::Replicas::asked(replicas, timeout));
+        self
     }
 
     /// Limits each attempt of the job to `limit` instead of the task's `timeout`.
@@ -304,6 +316,7 @@ impl<O> Enqueue<O> {
             Some(client) => client,
             None => default_client().await?.clone(),
         };
+        let replicas = self.replicas.unwrap_or(client.replicas);
         // The caller's trace, carried to each job so that its runs join it.
         let trace = crate::trace::current_trace_headers();
         if let Some(unique) = unique {
@@ -338,7 +351,17 @@ impl<O> Enqueue<O> {
                 }
                 let found = client
                     .broker
-                    .enqueue_unique(queue, &key, id.as_str(), unique.ttl + waits, &payload, due)
+                    .enqueue_unique(
+                        queue,
+                        broker::UniqueLock {
+                            key: &key,
+                            ttl: unique.ttl + waits,
+                        },
+                        id.as_str(),
+                        &payload,
+                        due,
+                        replicas,
+                    )
                     .await?;
                 let handle = match found {
                     None => {
@@ -388,7 +411,10 @@ impl<O> Enqueue<O> {
             })
             .collect();
         let told = Told::new(&client, self.info, queue, due, now_ms);
-        client.broker.enqueue(&jobs, &told.news(&ids)).await?;
+        client
+            .broker
+            .enqueue(&jobs, &told.news(&ids), replicas)
+            .await?;
         crate::metrics::enqueued(queue, self.info.name, ids.len() as u64);
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids

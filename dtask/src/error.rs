@@ -18,6 +18,28 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// Fewer replicas than asked confirmed an enqueue in time ([`ClientBuilder::replicas`],
+    /// [`Enqueue::replicas`]): the jobs are queued on the master and will run, but a failure of
+    /// that master before its replicas catch up could lose them. Enqueueing again may queue
+    /// them twice (name the job with [`Enqueue::id`] to make that safe).
+    ///
+    /// [`ClientBuilder::replicas`]: crate::ClientBuilder::replicas
+    /// [`Enqueue::replicas`]: crate::Enqueue::replicas
+    /// [`Enqueue::id`]: crate::Enqueue::id
+    #[error(
+        "only {confirmed} of {wanted} replicas confirmed the jobs enqueued to `{queue}` within {timeout:?}: they are queued, but a failure of the master now could lose them"
+    )]
+    NotReplicated {
+        /// The queue enqueued to.
+        queue: String,
+        /// How many replicas were to confirm.
+        wanted: u32,
+        /// How many did in time.
+        confirmed: u32,
+        /// How long the enqueue waited for them.
+        timeout: Duration,
+    },
+
     /// The Redis URL could not be parsed (the password, if any, is not shown).
     #[error("invalid redis url `{url}`: {source}")]
     InvalidRedisUrl {

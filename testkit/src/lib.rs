@@ -1,6 +1,6 @@
 //! What dtask's broker tests, integration tests, torture run and benchmark share to stand up
 //! Redis and grey faults, with no tasks of its own (a crate with tasks would register them in
-//! every binary that links it): the one redis-server launcher, and a TCP proxy between dtask and
+//! every binary that links it): the one redis-server launcher and a Redis Cluster of a test's own (replicas, failover), and a TCP proxy between dtask and
 //! Redis that can make established connections go silent, and a minimal HTTP client for the
 //! dashboard's tests.
 
@@ -8,4 +8,5 @@ pub mod http;
 pub mod os;
 pub mod process;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use dtask_testkit::redis_cluster::{ClusterOptions, RedisCluster};
 pub use dtask_testkit::redis_server::{Persistence, RedisServer};
 
 /// Starts a redis-server of the test's own, without persistence (see [`RedisServer`]).
@@ -185,70 +186,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A Redis Cluster of three masters on 127.0.0.1, owned by one test; its nodes are stopped (by
-/// pid) when dropped.
-pub struct RedisCluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    /// Starts three cluster-enabled nodes, joins them into a cluster, and waits until it serves.
-    pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                start_redis_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
-            .collect();
-        let addresses: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let status = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli must be installed");
-        assert!(status.success(), "redis-cli --cluster create failed");
-        let cluster = RedisCluster { nodes };
-        cluster.wait_ok();
-        cluster
-    }
-
-    /// The nodes' URLs, comma-separated: how dtask is pointed at a cluster.
-    pub fn url(&self) -> String {
-        self.nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn wait_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for node in &self.nodes {
-            loop {
-                let info = redis::Client::open(node.url())
-                    .and_then(|c| c.get_connection())
-                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c));
-                if info.is_ok_and(|info| info.contains("cluster_state:ok")) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the cluster did not become ok");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+/// A Redis Cluster of three masters (no replicas) on 127.0.0.1, owned by one test; its nodes
+/// are stopped (by pid) when dropped. [`RedisCluster::options`] makes others (replicas, node
+/// timeout).
+pub fn start_cluster() -> RedisCluster {
+    RedisCluster::start().expect("start a Redis Cluster")
 }
 
 /// How many jobs of `queue` are in flight (or settling) on any worker: the entries of the

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dtask::{Client, Worker};
-use dtask_tests::harness::{RedisCluster, init_logging, unique_prefix, wait_dead};
+use dtask_tests::harness::{init_logging, start_cluster, unique_prefix, wait_dead};
 use dtask_tests::tasks;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(15);
 #[tokio::test]
 async fn jobs_of_queues_spread_over_a_cluster_run_retry_and_die_as_on_one_server() {
     init_logging();
-    let cluster = RedisCluster::start();
+    let cluster = start_cluster();
     let client = Client::connect_with_prefix(&cluster.url(), &unique_prefix("cluster"))
         .await
         .expect("connect to the cluster");

@@ -223,9 +223,9 @@ async fn an_enqueue_fails_within_about_its_response_timeout_when_redis_is_frozen
 /// which neither ACL line allows.
 #[tokio::test]
 async fn the_readme_acl_users_work_on_a_cluster() {
-    use dtask_tests::harness::RedisCluster;
+    use dtask_tests::harness::start_cluster;
     init_logging();
-    let cluster = RedisCluster::start();
+    let cluster = start_cluster();
     let prefix = unique_prefix("cluster-acl");
     for node in cluster.url().split(',') {
         let mut conn = redis::Client::open(node).unwrap().get_connection().unwrap();
@@ -427,9 +427,9 @@ async fn a_job_that_keeps_no_result_does_not_read_as_retrying_after_it_succeeded
 /// entry lapses, and a worker elsewhere recovers and reruns the job still running here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_cluster_node_does_not_make_a_live_worker_look_dead_on_other_queues() {
-    use dtask_tests::harness::RedisCluster;
+    use dtask_tests::harness::start_cluster;
     init_logging();
-    let cluster = RedisCluster::start();
+    let cluster = start_cluster();
     let url = cluster.url();
     if std::env::var("REVIEW_FULL_COVERAGE").is_err() {
         partial_coverage(&url);
@@ -485,9 +485,9 @@ async fn a_frozen_cluster_node_does_not_make_a_live_worker_look_dead_on_other_qu
 /// on the healthy nodes: their queues stop although nothing is wrong with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_started_while_another_cluster_node_is_down_serves_its_healthy_queue() {
-    use dtask_tests::harness::RedisCluster;
+    use dtask_tests::harness::start_cluster;
     init_logging();
-    let cluster = RedisCluster::start();
+    let cluster = start_cluster();
     let url = cluster.url();
     partial_coverage(&url);
     let math_node = node_of(&url, "math");

@@ -15,6 +15,8 @@ use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
 use redis::cluster::ClusterClient;
+
+use super::cluster::{Layout, Router};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
@@ -22,7 +24,7 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Valu
 /// client is told otherwise.
 pub(crate) const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to Redis may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeouts in a row after which the shared connection is dropped and a new one made.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 2;
 /// Unanswered data on a socket for this long closes it (`TCP_USER_TIMEOUT`); idle sockets are
@@ -61,33 +63,25 @@ pub(crate) struct ServerClient {
     response_timeout: Duration,
 }
 
-/// The clients of a cluster target.
-#[derive(Clone)]
-pub(crate) struct ClusterClients {
-    /// For the shared connection: commands time out after the response timeout.
-    shared: ClusterClient,
-    /// For blocking connections, each with a bound of its own (made when one is opened).
-    nodes: Vec<String>,
-    tls_ca: Option<Vec<u8>>,
+impl ServerClient {
+    /// The client of a server whose commands may take up to `response_timeout`.
+    pub(super) fn new(client: redis::Client, response_timeout: Duration) -> ServerClient {
+        ServerClient {
+            client,
+            response_timeout,
+        }
+    }
 }
 
-/// A cluster client for `nodes` whose commands time out after `response_timeout`.
-fn cluster_client(
-    nodes: &[String],
-    tls_ca: Option<&Vec<u8>>,
+/// What a cluster target knows: its nodes as given, and the layout every connection to it
+/// shares (see `cluster.rs`).
+#[derive(Clone)]
+pub(crate) struct ClusterClients {
+    layout: Arc<Layout>,
     response_timeout: Duration,
-) -> RedisResult<ClusterClient> {
-    let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
-        .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(response_timeout)
-        .tcp_settings(tcp_settings());
-    if let Some(root_cert) = tls_ca {
-        builder = builder.certs(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(root_cert.clone()),
-        });
-    }
-    builder.build()
+    /// For the sharded subscribers and pub/sub connections.
+    nodes: Vec<String>,
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -108,7 +102,8 @@ impl Target {
     ) -> RedisResult<Target> {
         let nodes: Vec<String> = nodes.iter().map(|node| (*node).to_owned()).collect();
         Ok(Target::Cluster(ClusterClients {
-            shared: cluster_client(&nodes, tls_ca.as_ref(), response_timeout)?,
+            layout: Layout::new(&nodes, tls_ca.clone())?,
+            response_timeout,
             nodes,
             tls_ca,
         }))
@@ -125,7 +120,25 @@ impl Target {
         match self {
             Target::Server(server) => Ok(Conn::Server(Healing::connect(server.clone()).await?)),
             Target::Cluster(clients) => {
-                Ok(Conn::Cluster(clients.shared.get_async_connection().await?))
+                let router = Router::shared(clients.layout.clone(), clients.response_timeout);
+                router.ready().await?;
+                Ok(Conn::Cluster(router))
+            }
+        }
+    }
+
+    /// A shared-kind connection of its own whose commands may take up to `response_timeout`
+    /// (for `WAIT`, which blocks the connection it is sent on).
+    pub(crate) async fn with_timeout(&self, response_timeout: Duration) -> RedisResult<Conn> {
+        match self {
+            Target::Server(server) => Ok(Conn::Server(
+                Healing::connect(ServerClient::new(server.client.clone(), response_timeout))
+                    .await?,
+            )),
+            Target::Cluster(clients) => {
+                let router = Router::shared(clients.layout.clone(), response_timeout);
+                router.ready().await?;
+                Ok(Conn::Cluster(router))
             }
         }
     }
@@ -144,11 +157,11 @@ impl Target {
                         .await?,
                 ))
             }
-            Target::Cluster(clients) => Ok(Conn::Cluster(
-                cluster_client(&clients.nodes, clients.tls_ca.as_ref(), response_timeout)?
-                    .get_async_connection()
-                    .await?,
-            )),
+            Target::Cluster(clients) => {
+                let router = Router::blocking(clients.layout.clone(), response_timeout);
+                router.ready().await?;
+                Ok(Conn::Cluster(router))
+            }
         }
     }
 }
@@ -245,7 +258,7 @@ struct HealingInner {
 }
 
 impl Healing {
-    async fn connect(server: ServerClient) -> RedisResult<Healing> {
+    pub(super) async fn connect(server: ServerClient) -> RedisResult<Healing> {
         let conn = Healing::new_manager(&server).await?;
         Ok(Healing {
             inner: Arc::new(HealingInner {
@@ -326,8 +339,8 @@ pub(crate) enum Conn {
     Server(Healing),
     /// A blocking connection to a server.
     Blocking(MultiplexedConnection),
-    /// A connection to a cluster, which routes each command by its first key.
-    Cluster(ClusterConnection),
+    /// Connections to a cluster's nodes, each command sent to the node serving its first key.
+    Cluster(Router),
 }
 
 impl ConnectionLike for Conn {

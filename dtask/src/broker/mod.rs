@@ -6,6 +6,7 @@
 
 mod admin;
 mod cancels;
+mod cluster;
 mod connection;
 mod events;
 mod finished;
@@ -34,6 +35,7 @@ pub(crate) use events::{EventFeed, Passing, PassingNote};
 pub(crate) use finished::{FEED_PING, FinishedFeed, JobOutcome};
 pub(crate) use outbox::{MemberEnded, NewGroup};
 pub(crate) use periodic::Claim;
+pub(crate) use unique::UniqueLock;
 
 use crate::error::Error;
 
@@ -43,6 +45,18 @@ pub(crate) struct NewJob<'a> {
     pub(crate) payload: &'a str,
     pub(crate) due: Option<Due>,
 }
+
+/// How many replicas must confirm an enqueue before it returns, and how long to wait for them
+/// (`WAIT` on the queue's node, after the write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    pub(crate) count: u32,
+    pub(crate) timeout: Duration,
+}
+
+/// The longest a write waits for its replicas: the durable connection's replies may take this
+/// long beyond the response timeout.
+pub(crate) const MAX_REPLICA_WAIT: Duration = Duration::from_secs(60);
 
 /// What an enqueue tells of its new jobs, beside enqueueing them.
 #[derive(Debug, Default)]
@@ -61,6 +75,9 @@ struct Pipe<'a> {
     pipe: redis::Pipeline,
     /// Per command, whether its failure fails the call.
     essential: Vec<bool>,
+    /// The `WAIT` at the end, if any: its index, the queue its jobs went to, and how many
+    /// replicas it needs.
+    wait: Option<(usize, &'a str, Replicas)>,
 }
 
 impl<'a> Pipe<'a> {
@@ -71,7 +88,18 @@ impl<'a> Pipe<'a> {
             queue,
             pipe,
             essential: Vec::new(),
+            wait: None,
         }
+    }
+
+    /// Ends the pipeline with `WAIT`, so that it fails unless `replicas` confirm its writes
+    /// (to `queue`) in time.
+    fn wait_for(&mut self, queue: &'a str, replicas: Replicas) {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas.count)
+            .arg(replicas.timeout.as_millis().max(1) as u64);
+        self.wait = Some((self.essential.len(), queue, replicas));
+        self.add(wait, true);
     }
 
     fn add(&mut self, cmd: redis::Cmd, essential: bool) {
@@ -91,13 +119,24 @@ impl<'a> Pipe<'a> {
             .query_async(&mut conn)
             .await
             .map_err(redis_err(action))?;
-        for (reply, essential) in replies.into_iter().zip(self.essential) {
+        for (index, (reply, essential)) in replies.into_iter().zip(self.essential).enumerate() {
             match reply {
                 Err(error) if essential => return Err(redis_err(action)(error)),
                 Err(error) => {
                     tracing::debug!(%error, "could not record or announce enqueued jobs")
                 }
-                Ok(_) => {}
+                Ok(value) => {
+                    if let Some((at, queue, replicas)) = self.wait
+                        && at == index
+                    {
+                        let confirmed: u32 =
+                            redis::from_redis_value(value).map_err(|e| Error::Redis {
+                                action,
+                                source: e.into(),
+                            })?;
+                        replicas.confirmed(queue, confirmed)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -275,6 +314,12 @@ pub(crate) struct Broker {
     outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
     /// The queues this broker has noted in the queue registry already (once per process).
     registered: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// The connection of enqueues that wait for replicas (made at the first): `WAIT` blocks
+    /// the connection it is sent on, so it never goes on the shared one.
+    durable: Arc<tokio::sync::OnceCell<Conn>>,
+    /// How long a command may take (the durable connection's take up to `MAX_REPLICA_WAIT`
+    /// more).
+    response_timeout: Duration,
 }
 
 /// Outcome records bound for one results hash, and how long the longest-kept of them is to be
@@ -355,6 +400,30 @@ fn set_outcomes(key: String, span: &OutcomesOfSpan<'_>) -> redis::ScriptInvocati
     invocation
 }
 
+impl Replicas {
+    /// `count` replicas within `timeout` (capped at [`MAX_REPLICA_WAIT`], at least 1 ms); None
+    /// for 0 replicas: no wait.
+    pub(crate) fn asked(count: u32, timeout: Duration) -> Option<Replicas> {
+        (count > 0).then(|| Replicas {
+            count,
+            timeout: timeout.clamp(Duration::from_millis(1), MAX_REPLICA_WAIT),
+        })
+    }
+
+    /// Ok when `confirmed` replicas are enough; else the error the caller sees.
+    fn confirmed(self, queue: &str, confirmed: u32) -> Result<(), Error> {
+        if confirmed >= self.count {
+            return Ok(());
+        }
+        Err(Error::NotReplicated {
+            queue: queue.to_owned(),
+            wanted: self.count,
+            confirmed,
+            timeout: self.timeout,
+        })
+    }
+}
+
 fn redis_err(action: &'static str) -> impl FnOnce(RedisError) -> Error {
     move |source| Error::Redis { action, source }
 }
@@ -408,7 +477,38 @@ impl Broker {
             url: crate::redact::redis_url(url).into(),
             outcomes_apart: Arc::default(),
             registered: Arc::default(),
+            durable: Arc::default(),
+            response_timeout,
         })
+    }
+
+    /// The connection of enqueues that wait for replicas, made at the first.
+    async fn durable_conn(&self) -> Result<Conn, Error> {
+        self.durable
+            .get_or_try_init(|| {
+                self.target
+                    .with_timeout(self.response_timeout + MAX_REPLICA_WAIT)
+            })
+            .await
+            .cloned()
+            .map_err(redis_err("connecting"))
+    }
+
+    /// Waits until `replicas` confirm the writes sent so far on `conn` to the node of `queue`.
+    async fn wait_replicas(
+        &self,
+        conn: &Conn,
+        queue: &str,
+        replicas: Replicas,
+    ) -> Result<(), Error> {
+        // A read of one of the queue's keys first, so that the `WAIT` goes to the queue's node
+        // on a cluster.
+        let mut pipe = Pipe::new(queue);
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(keys::pending(&self.prefix, queue));
+        pipe.add(exists, false);
+        pipe.wait_for(queue, replicas);
+        pipe.send(conn, "waiting for replicas").await
     }
 
     /// The Redis URL, with its password hidden.
@@ -470,7 +570,15 @@ impl Broker {
     /// pipeline (so that no worker can take a job before its record exists, and a record never
     /// lands over a later one), and their events are published after them. Both are best
     /// effort: a failure is logged, the jobs are enqueued all the same.
-    pub(crate) async fn enqueue(&self, jobs: &[NewJob<'_>], news: &News<'_>) -> Result<(), Error> {
+    ///
+    /// With `replicas`, each pipeline ends with `WAIT`: the call fails with
+    /// [`Error::NotReplicated`] unless that many replicas confirmed the jobs in time.
+    pub(crate) async fn enqueue(
+        &self,
+        jobs: &[NewJob<'_>],
+        news: &News<'_>,
+        replicas: Option<Replicas>,
+    ) -> Result<(), Error> {
         self.register_new_queues(jobs.iter().map(|job| job.queue))
             .await;
         let server_now_ms = if jobs
@@ -549,8 +657,19 @@ impl Broker {
                 .arg(lines);
             pipe.add(cmd, false);
         }
-        for pipe in pipes {
-            pipe.send(&self.conn, "enqueueing").await?;
+        let conn = match replicas {
+            Some(_) => self.durable_conn().await?,
+            None => self.conn.clone(),
+        };
+        for mut pipe in pipes {
+            if let Some(replicas) = replicas {
+                let queue = match pipe.queue {
+                    "" => jobs.first().map_or("", |job| job.queue),
+                    queue => queue,
+                };
+                pipe.wait_for(queue, replicas);
+            }
+            pipe.send(&conn, "enqueueing").await?;
         }
         Ok(())
     }
@@ -1132,16 +1251,16 @@ impl Broker {
         })
     }
 
-    /// Records, at the Redis server's clock, that `worker` is alive and serving `queue`.
-    pub(crate) async fn heartbeat(&self, queue: &str, worker: &str) -> Result<(), Error> {
+    /// Records, at the Redis server's clock, that `worker` is alive and serving `queue`;
+    /// returns that clock's time (ms since the epoch).
+    pub(crate) async fn heartbeat(&self, queue: &str, worker: &str) -> Result<u64, Error> {
         let mut conn = self.conn.clone();
         scripts::HEARTBEAT
             .key(keys::workers(&self.prefix, queue))
             .arg(worker)
             .invoke_async::<u64>(&mut conn)
             .await
-            .map_err(redis_err("sending a heartbeat"))?;
-        Ok(())
+            .map_err(redis_err("sending a heartbeat"))
     }
 
     /// The Redis server's clock, ms since the epoch: the one clock heartbeats are compared by.
@@ -1154,21 +1273,21 @@ impl Broker {
         Ok(secs * 1000 + micros / 1000)
     }
 
-    /// The workers of `queue` whose last heartbeat is at or before `cutoff_ms`.
+    /// The workers of `queue` whose last heartbeat is older than `lease`, by the clock of the
+    /// queue's Redis (on a cluster, its node's), and that cutoff (ms since the epoch).
     pub(crate) async fn lapsed_workers(
         &self,
         queue: &str,
-        cutoff_ms: u64,
-    ) -> Result<Vec<String>, Error> {
+        lease: Duration,
+    ) -> Result<(u64, Vec<String>), Error> {
         let mut conn = self.conn.clone();
-        redis::cmd("ZRANGE")
-            .arg(keys::workers(&self.prefix, queue))
-            .arg("-inf")
-            .arg(cutoff_ms)
-            .arg("BYSCORE")
-            .query_async(&mut conn)
+        let (cutoff, workers): (i64, Vec<String>) = scripts::LAPSED
+            .key(keys::workers(&self.prefix, queue))
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("listing lapsed workers"))
+            .map_err(redis_err("listing lapsed workers"))?;
+        Ok((cutoff.max(0) as u64, workers))
     }
 
     /// Returns the in-flight jobs of a worker whose heartbeat is at or before `cutoff_ms` to

@@ -141,6 +141,7 @@ async fn enqueue_puts_ready_jobs_in_order_and_delayed_jobs_in_the_scheduled_set(
                 job("a", "a5", Some(Due::After(Duration::from_secs(60)))),
             ],
             &super::News::default(),
+            None,
         )
         .await
         .unwrap();

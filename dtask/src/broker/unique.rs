@@ -3,21 +3,28 @@
 
 use std::time::Duration;
 
-use super::{Broker, Due, keys, redis_err, scripts};
+use super::{Broker, Due, Replicas, keys, redis_err, scripts};
 use crate::error::Error;
 
+/// A uniqueness lock to take: its key (`id:<job id>` or `args:<task>:<hash>`), held for at
+/// most `ttl`.
+pub(crate) struct UniqueLock<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) ttl: Duration,
+}
+
 impl Broker {
-    /// Queues `payload` (job `job_id`) in `queue`, due as `due`, under the lock `lock_key` held
-    /// for at most `ttl`; or, when another job holds the lock, queues nothing and returns that
-    /// job's id.
+    /// Queues `payload` (job `job_id`) in `queue`, due as `due`, under `lock`; or, when another
+    /// job holds the lock, queues nothing and returns that job's id. With `replicas`, waits for
+    /// them to have the job (see [`Broker::enqueue`]).
     pub(crate) async fn enqueue_unique(
         &self,
         queue: &str,
-        lock_key: &str,
+        lock: UniqueLock<'_>,
         job_id: &str,
-        ttl: Duration,
         payload: &str,
         due: Option<Due>,
+        replicas: Option<Replicas>,
     ) -> Result<Option<String>, Error> {
         self.register_new_queues(std::iter::once(queue)).await;
         let due = match due {
@@ -25,18 +32,24 @@ impl Broker {
             Some(Due::AtMs(ms)) => format!("at:{ms}"),
             Some(Due::After(delay)) => format!("after:{}", delay.as_millis()),
         };
-        let mut conn = self.conn.clone();
+        let mut conn = match replicas {
+            Some(_) => self.durable_conn().await?,
+            None => self.conn.clone(),
+        };
         let (queued, holder): (i64, String) = scripts::ENQUEUE_UNIQUE
-            .key(keys::unique_lock(&self.prefix, queue, lock_key))
+            .key(keys::unique_lock(&self.prefix, queue, lock.key))
             .key(keys::pending(&self.prefix, queue))
             .key(keys::scheduled(&self.prefix, queue))
             .arg(job_id)
-            .arg(ttl.as_millis().max(1) as u64)
+            .arg(lock.ttl.as_millis().max(1) as u64)
             .arg(payload)
             .arg(due)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err("enqueueing a unique job"))?;
+        if let Some(replicas) = replicas.filter(|_| queued == 1) {
+            self.wait_replicas(&conn, queue, replicas).await?;
+        }
         Ok((queued == 0).then_some(holder))
     }
 

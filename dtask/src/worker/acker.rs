@@ -2,6 +2,12 @@
 //! round trips to Redis; the acker settles all of them (and stores their outcomes) in one script
 //! per queue instead of one round trip each. When the worker is idle, a lone acknowledgement
 //! goes out at once.
+//!
+//! Each queue has a lane of its own (its batches, its retries): a queue whose Redis is slow, or
+//! whose cluster node is failing over, holds up no other queue's acknowledgements.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -52,39 +58,74 @@ impl Acker {
         stop: CancellationToken,
         abandon: CancellationToken,
     ) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut batches = 0u64;
-        loop {
-            let first = tokio::select! {
-                biased;
-                ack = self.incoming.recv() => ack,
-                _ = stop.cancelled() => None,
-            };
-            match first {
-                Some(ack) => batch.push(ack),
-                None => {
+        let mut lanes: HashMap<Arc<str>, mpsc::UnboundedSender<Ack>> = HashMap::new();
+        let mut receivers = Vec::new();
+        for queue in &ctx.settings.queues {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            lanes.insert(Arc::from(queue.as_str()), sender);
+            receivers.push(receiver);
+        }
+        let dispatch = async move {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    ack = self.incoming.recv() => ack,
+                    _ = stop.cancelled() => None,
+                };
+                let Some(ack) = next else {
                     while let Ok(ack) = self.incoming.try_recv() {
-                        batch.push(ack);
+                        forward(&lanes, ack);
                     }
-                    if !batch.is_empty() {
-                        flush(ctx, &mut batch, &mut batches, &abandon).await;
-                    }
+                    // Dropping the lanes' senders ends each lane once it flushed.
                     return;
-                }
+                };
+                forward(&lanes, ack);
             }
-            while batch.len() < MAX_BATCH {
-                match self.incoming.try_recv() {
-                    Ok(ack) => batch.push(ack),
-                    Err(_) => break,
-                }
+        };
+        let lanes = receivers
+            .into_iter()
+            .map(|receiver| lane(ctx, receiver, &abandon));
+        tokio::join!(dispatch, futures_util::future::join_all(lanes));
+    }
+}
+
+/// Hands `ack` to its queue's lane; an acknowledgement of a queue the worker does not serve
+/// (never made) is answered stale.
+fn forward(lanes: &HashMap<Arc<str>, mpsc::UnboundedSender<Ack>>, ack: Ack) {
+    match lanes.get(&ack.job.queue) {
+        Some(lane) => {
+            if let Err(mpsc::error::SendError(ack)) = lane.send(ack) {
+                let _ = ack.done.send(Acked::Stale);
             }
-            flush(ctx, &mut batch, &mut batches, &abandon).await;
+        }
+        None => {
+            let _ = ack.done.send(Acked::Stale);
         }
     }
 }
 
-/// Acknowledges `batch` (the `batches`-th of this worker) until Redis takes it, and tells each
-/// run's executor what became of it.
+/// One queue's lane: batches its acknowledgements and flushes them until its sender is gone.
+async fn lane(
+    ctx: &Context,
+    mut incoming: mpsc::UnboundedReceiver<Ack>,
+    abandon: &CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut batches = 0u64;
+    while let Some(ack) = incoming.recv().await {
+        batch.push(ack);
+        while batch.len() < MAX_BATCH {
+            match incoming.try_recv() {
+                Ok(ack) => batch.push(ack),
+                Err(_) => break,
+            }
+        }
+        flush(ctx, &mut batch, &mut batches, abandon).await;
+    }
+}
+
+/// Acknowledges `batch` (the `batches`-th of this worker on its queue) until Redis takes it, and
+/// tells each run's executor what became of it.
 async fn flush(
     ctx: &Context,
     batch: &mut Vec<Ack>,

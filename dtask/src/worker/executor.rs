@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -36,7 +36,12 @@ use tracing::Instrument;
 
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
-pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationToken) {
+pub(crate) async fn execute(
+    ctx: &Context,
+    job: Fetched,
+    abandon: &CancellationToken,
+    slot: OwnedSemaphorePermit,
+) {
     let Fetched {
         queue,
         lease,
@@ -50,8 +55,12 @@ pub(crate) async fn execute(ctx: &Context, job: Fetched, abandon: &CancellationT
         lease: &lease,
         abandon,
         admitted,
+        slot: std::sync::Mutex::new(Some(slot)),
     };
     run_and_settle(&run, payload).await;
+    if run.slot_freed() {
+        ctx.settled(&queue);
+    }
     if suspect {
         ctx.suspect_in_flight.store(false, Ordering::Release);
         ctx.wake_fetcher.notify_one();
@@ -69,6 +78,29 @@ struct Run<'a> {
     abandon: &'a CancellationToken,
     /// Whether the fetch admitted it under its task's limits already.
     admitted: bool,
+    /// The executor slot the run holds until its handler ends (then the settle goes on
+    /// without it, so that a queue whose Redis node is slow to take acknowledgements does not
+    /// hold the slots other queues' jobs need).
+    slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Run<'_> {
+    /// Frees the run's executor slot: its handler ended, only its settle is left. The run
+    /// counts among its queue's settling ones until it is settled.
+    fn free_slot(&self) {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if slot.is_some() {
+            self.ctx.settling(self.queue);
+        }
+    }
+
+    /// Whether [`Run::free_slot`] freed the slot.
+    fn slot_freed(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
 }
 
 /// Runs a fetched job (`payload`) and settles it.
@@ -260,6 +292,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
+    run.free_slot();
     job.end_progress();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
@@ -287,8 +320,6 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                     entry.info.result_ttl,
                 )
             });
-            // Holding the slot until Redis has the acknowledgement keeps the in-flight hash no
-            // larger than the concurrency.
             return match run.acknowledge(outcome, errand).await {
                 Some(Acked::Held) => {
                     metrics::finished(queue, &envelope.task, Outcome::Succeeded);

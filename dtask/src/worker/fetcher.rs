@@ -40,6 +40,9 @@ const BLOCK_MARGIN: Duration = Duration::from_secs(3);
 /// How often a waiter looks whether its paused queue was resumed: a resumed queue runs jobs
 /// again within this time on an idle worker (a busy one fetches from it at its next round).
 const PAUSED_CHECK: Duration = Duration::from_millis(500);
+/// How often a waiter looks whether its queue's runs waiting for their settle are fewer than
+/// the concurrency again.
+const SETTLING_CHECK: Duration = Duration::from_millis(50);
 /// How long an idle fetcher waits for a waiter before it polls the queues itself.
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
@@ -159,9 +162,24 @@ impl Fetcher {
                     Err(_) => break,
                 }
             }
+            let mut held_back = false;
             if batch.len() < slots.len() {
                 let wanted = slots.len() - batch.len();
-                batch.extend(self.fetch_round(wanted).await);
+                let (fetched, settling) = self.fetch_round(wanted).await;
+                batch.extend(fetched);
+                held_back = settling;
+            }
+            if batch.is_empty() && held_back {
+                // A queue waits for its runs' settles: not idle (the waiters of lower queues
+                // must not take jobs before it), woken when one is settled.
+                slots.truncate(1);
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = self.ctx.wake_fetcher.notified() => {}
+                    _ = tokio::time::sleep(SETTLING_CHECK) => {}
+                }
+                continue;
             }
             if batch.is_empty() {
                 slots.truncate(1);
@@ -199,7 +217,9 @@ impl Fetcher {
     /// Fetches up to `wanted` jobs, draining the queues in priority order, and notes them as
     /// held. A queue that fails is set aside with backoff; the others are still fetched from,
     /// and what was fetched is always returned.
-    async fn fetch_round(&mut self, wanted: usize) -> Vec<Fetched> {
+    ///
+    /// Also tells whether the round stopped at a queue whose runs wait for their settles.
+    async fn fetch_round(&mut self, wanted: usize) -> (Vec<Fetched>, bool) {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let mut jobs = Vec::new();
@@ -209,6 +229,12 @@ impl Fetcher {
                 || health.rate_until.is_some_and(|at| at > now)
             {
                 continue;
+            }
+            // A queue with as many runs waiting for their settle as the concurrency takes no
+            // new job until some are settled; strict priority: the queues after it wait too
+            // (a queue whose Redis fails is set aside above instead, and does not hold them).
+            if ctx.settling_full(queue) {
+                return (jobs, true);
             }
             match fetch_queue(&ctx, queue, wanted - jobs.len(), health.reclaim_needed).await {
                 Ok((fetched, rate_wait, limit_wait)) => {
@@ -232,15 +258,14 @@ impl Fetcher {
                 break;
             }
         }
-        jobs
+        (jobs, false)
     }
 
     fn dispatch(&self, job: Fetched, slot: OwnedSemaphorePermit) {
         let ctx = self.ctx.clone();
         let abandon = self.abandon.clone();
         self.jobs.spawn(async move {
-            executor::execute(&ctx, job, &abandon).await;
-            drop(slot);
+            executor::execute(&ctx, job, &abandon, slot).await;
         });
     }
 }
@@ -322,6 +347,15 @@ async fn wait_for_jobs(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait + jitter) => {}
+            }
+            continue;
+        }
+        // A queue with as many runs waiting for their settle as the concurrency (its Redis
+        // node slow or failing over) takes no new job until some are settled.
+        if !recover && ctx.settling_full(&queue) {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SETTLING_CHECK) => {}
             }
             continue;
         }

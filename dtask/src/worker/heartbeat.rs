@@ -1,11 +1,18 @@
 //! The heartbeat: tells every queue this worker serves that it is alive, so that its in-flight
 //! jobs are not taken for orphans.
 //!
+//! It also keeps, per queue, since when this worker's own beats have been getting through
+//! without a break ([`Beats`]): the recoverer takes no other worker for dead on a queue whose
+//! Redis this worker could not reach for a while itself (a cluster node failing over, a
+//! network cut): the others could not beat either.
+//!
 //! It runs on an OS thread of its own, with its own small runtime and its own connection to
 //! Redis: a handler that blocks its thread or burns CPU (`std::thread::sleep`, a tight loop, a
 //! synchronous library call) can starve every task of the worker's runtime, timers included,
 //! but not this. A live process is never taken for dead, however its handlers behave.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,28 +22,70 @@ use crate::backoff::RECONNECT;
 use crate::broker::Broker;
 use crate::error::Error;
 
+/// Per queue, since when (ms, by the clock of the queue's Redis) this worker's beats have got
+/// through without a failure in between; `None` while they fail. A worker that never failed
+/// a beat counts from the start of time.
+pub(crate) struct Beats {
+    since: Mutex<HashMap<String, Option<u64>>>,
+}
+
+impl Beats {
+    /// Beats of `queues`, none failed yet.
+    pub(crate) fn new(queues: &[String]) -> Beats {
+        Beats {
+            since: Mutex::new(queues.iter().map(|q| (q.clone(), Some(0))).collect()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Option<u64>>) -> T) -> T {
+        f(&mut self.since.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A beat on `queue` got through at `server_ms`.
+    fn got_through(&self, queue: &str, server_ms: u64) {
+        self.with(|since| {
+            let entry = since.entry(queue.to_owned()).or_insert(None);
+            entry.get_or_insert(server_ms);
+        });
+    }
+
+    /// A beat on `queue` failed, or got no answer in time.
+    fn failed(&self, queue: &str) {
+        self.with(|since| since.insert(queue.to_owned(), None));
+    }
+
+    /// Since when this worker's beats on `queue` have got through without a break; `None`
+    /// while they fail.
+    pub(crate) fn unbroken_since(&self, queue: &str) -> Option<u64> {
+        self.with(|since| since.get(queue).copied().flatten())
+    }
+}
+
 /// What the heartbeat needs to know.
 pub(crate) struct Heartbeat {
     broker: Broker,
     queues: Vec<String>,
     worker_id: String,
     interval: Duration,
+    beats: Arc<Beats>,
 }
 
 impl Heartbeat {
     /// A heartbeat for `worker_id` on `queues` every `interval`, through `broker`'s Redis (on a
-    /// connection of its own).
+    /// connection of its own), noting in `beats` which got through.
     pub(crate) fn new(
         broker: Broker,
         queues: Vec<String>,
         worker_id: String,
         interval: Duration,
+        beats: Arc<Beats>,
     ) -> Heartbeat {
         Heartbeat {
             broker,
             queues,
             worker_id,
             interval,
+            beats,
         }
     }
 
@@ -111,13 +160,15 @@ impl Heartbeat {
         let mut unanswered = 0;
         while let Some(joined) = beats.join_next().await {
             match joined {
-                Ok((_, Ok(Ok(())))) => {}
+                Ok((queue, Ok(Ok(server_ms)))) => self.beats.got_through(&queue, server_ms),
                 Ok((queue, Ok(Err(error)))) => {
                     tracing::warn!(%error, queue, "heartbeat failed for this queue");
+                    self.beats.failed(&queue);
                     outcome = Err(());
                 }
                 Ok((queue, Err(_))) => {
                     tracing::warn!(queue, "heartbeat got no answer in time for this queue");
+                    self.beats.failed(&queue);
                     unanswered += 1;
                     outcome = Err(());
                 }

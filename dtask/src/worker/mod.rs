@@ -24,7 +24,7 @@ mod scheduler;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -46,7 +46,7 @@ use crate::state::States;
 use acker::{AckSender, Acker};
 use fetcher::Fetcher;
 use forwarder::Forwarder;
-use heartbeat::Heartbeat;
+use heartbeat::{Beats, Heartbeat};
 use held::HeldJobs;
 use recoverer::Recoverer;
 pub(crate) use reporter::ProgressTo;
@@ -73,9 +73,15 @@ pub(crate) struct Context {
     pub(crate) worker_id: String,
     /// The jobs this worker knows it holds in flight.
     pub(crate) held: HeldJobs,
+    /// Since when this worker's heartbeats on each queue have got through without a break.
+    pub(crate) beats: Arc<Beats>,
     /// Held while fetching into, adopting into, or reclaiming from the in-flight hash, so that
     /// a reclaim never sees a leased job before it is noted as held.
     fetch_locks: std::collections::HashMap<String, tokio::sync::Mutex<()>>,
+    /// Per queue, how many runs ended and wait for their settle (their executor slot freed
+    /// already): a queue with as many as the concurrency is not fetched from until some are
+    /// settled, so that the in-flight state of a queue whose Redis is slow stays bounded.
+    settling: std::collections::HashMap<String, AtomicUsize>,
     /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
     pub(crate) suspect_in_flight: AtomicBool,
     /// Wakes an idle fetcher when there may be work its blocking waits cannot see: a suspect
@@ -95,6 +101,31 @@ impl Context {
     pub(crate) fn fetch_lock(&self, queue: &str) -> &tokio::sync::Mutex<()> {
         static UNKNOWN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         self.fetch_locks.get(queue).unwrap_or(&UNKNOWN)
+    }
+
+    /// Counts a run of `queue` whose handler ended and whose settle goes on.
+    pub(crate) fn settling(&self, queue: &str) {
+        if let Some(count) = self.settling.get(queue) {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A run counted by [`Context::settling`] is settled; a fetcher waiting for room in its
+    /// queue is woken.
+    pub(crate) fn settled(&self, queue: &str) {
+        if let Some(count) = self.settling.get(queue)
+            && count.fetch_sub(1, Ordering::AcqRel) >= self.settings.concurrency
+        {
+            self.wake_fetcher.notify_one();
+        }
+    }
+
+    /// Whether `queue` has as many runs waiting for their settle as the worker runs jobs at
+    /// once: it is not fetched from until some are settled.
+    pub(crate) fn settling_full(&self, queue: &str) -> bool {
+        self.settling
+            .get(queue)
+            .is_some_and(|count| count.load(Ordering::Acquire) >= self.settings.concurrency)
     }
 
     /// Calls every start/stop hook with `event`; a hook that panics is logged and skipped.
@@ -598,6 +629,12 @@ impl Worker {
             .iter()
             .map(|queue| (queue.clone(), tokio::sync::Mutex::new(())))
             .collect();
+        let beats = Arc::new(Beats::new(&settings.queues));
+        let settling = settings
+            .queues
+            .iter()
+            .map(|queue| (queue.clone(), AtomicUsize::new(0)))
+            .collect();
         let ctx = Context {
             broker,
             acks,
@@ -610,6 +647,8 @@ impl Worker {
             settings,
             worker_id: new_worker_id(),
             held: HeldJobs::default(),
+            beats,
+            settling,
             fetch_locks,
             suspect_in_flight: AtomicBool::new(false),
             wake_fetcher: Notify::new(),
@@ -674,7 +713,7 @@ async fn run_started(
     let mut first_error = None;
     for queue in &settings.queues {
         match ctx.broker.heartbeat(queue, &ctx.worker_id).await {
-            Ok(()) => registered += 1,
+            Ok(_) => registered += 1,
             Err(error) => {
                 tracing::error!(%error, queue, "cannot register this worker on the queue");
                 first_error.get_or_insert(error);
@@ -698,6 +737,7 @@ async fn run_started(
         settings.queues.clone(),
         ctx.worker_id.clone(),
         settings.heartbeat_interval(),
+        ctx.beats.clone(),
     )
     .spawn(stop_heartbeat.clone())?;
     // Publishes events and passing records until the worker's last word (its hand-back).

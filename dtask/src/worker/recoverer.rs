@@ -47,9 +47,25 @@ impl Recoverer {
 
     async fn recover(&self, queue: &str) -> Result<(), crate::Error> {
         let ctx = &self.ctx;
-        let lease = ctx.settings.lease.as_millis() as u64;
-        let cutoff = ctx.broker.server_time_ms().await?.saturating_sub(lease);
-        for worker in ctx.broker.lapsed_workers(queue, cutoff).await? {
+        let (cutoff, lapsed) = ctx.broker.lapsed_workers(queue, ctx.settings.lease).await?;
+        // The others' heartbeats lapsed while this worker's own got through: they are dead or
+        // cut off. Had this worker's beats failed too since then, the queue's Redis itself was
+        // out of reach (a node failing over, a network cut): nobody could beat, and live
+        // workers must not lose their jobs to it.
+        match ctx.beats.unbroken_since(queue) {
+            Some(since) if since <= cutoff => {}
+            _ => {
+                if !lapsed.is_empty() {
+                    tracing::info!(
+                        queue,
+                        lapsed = lapsed.len(),
+                        "heartbeats lapsed while this worker could not reach the queue's Redis either; waiting a lease before taking anyone for dead"
+                    );
+                }
+                return Ok(());
+            }
+        }
+        for worker in lapsed {
             if worker == ctx.worker_id {
                 continue;
             }

@@ -481,7 +481,7 @@ async fn enqueue_members(
                 crate::events::add_line(&mut news.events, queue, &line);
             }
         }
-        client.broker.enqueue(&jobs, &news).await?;
+        client.broker.enqueue(&jobs, &news, client.replicas).await?;
         for (info, queue, id, _) in encoded {
             crate::metrics::enqueued(&queue, info.name, 1);
             ids.push(id);
