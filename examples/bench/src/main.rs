@@ -23,7 +23,10 @@
 //!    rate achieved next to the limit, the busiest second, and the cost per job;
 //! 8. 10,000 handles waiting at once on 10,000 jobs that one worker then runs: Redis commands
 //!    per finished job and wake-up latency (job end to waiter woken), woken by notification,
-//!    then by polling (handles made from ids).
+//!    then by polling (handles made from ids);
+//! 9. the durability option: with a replica of the Redis under test attached, enqueues in
+//!    batches and one per call, without and with `replicas(1, 1s)` (a `WAIT` per call); only
+//!    on a Redis the benchmark started itself, at the first of `--sizes`.
 //!
 //! Every scenario also reports what Redis itself saw: commands per job (from
 //! `INFO commandstats`, which counts the commands inside Lua scripts too), Redis CPU time per
@@ -83,12 +86,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024])]
     pub concurrency: Vec<usize>,
 
-    /// Which scenarios to run, by number (1–8).
+    /// Which scenarios to run, by number (1–9).
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8],
-        value_parser = clap::value_parser!(u8).range(1..=8)
+        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8, 9],
+        value_parser = clap::value_parser!(u8).range(1..=9)
     )]
     pub scenarios: Vec<u8>,
 
@@ -150,7 +153,7 @@ fn run(args: Args) -> Result<()> {
     };
     let result = runtime.block_on(async {
         tokio::select! {
-            result = bench(&args, &url) => result,
+            result = bench(&args, &url, server.is_some()) => result,
             _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
         }
     });
@@ -159,8 +162,9 @@ fn run(args: Args) -> Result<()> {
     result
 }
 
-/// The baseline, then every scenario asked for, printed as they finish.
-async fn bench(args: &Args, url: &str) -> Result<()> {
+/// The baseline, then every scenario asked for, printed as they finish; `own_server` when the
+/// Redis at `url` was started here (scenario 9 then gives it a replica).
+async fn bench(args: &Args, url: &str, own_server: bool) -> Result<()> {
     let mut report = Report::new(args.json);
     if let Some(server) = baseline::server_of(url)? {
         eprintln!("redis at {url}");
@@ -193,7 +197,17 @@ async fn bench(args: &Args, url: &str) -> Result<()> {
             6 => bench.worker_memory().await?,
             7 => vec![bench.task_rate().await?],
             8 => bench.waiters().await?,
-            other => unreachable!("clap accepts scenarios 1 to 8, not {other}"),
+            9 => match baseline::server_of(url)? {
+                Some(server) if own_server => {
+                    let size = args.sizes.first().copied().unwrap_or(10_000);
+                    scenarios::durable::run(&mut bench, size, server.port).await?
+                }
+                _ => {
+                    eprintln!("9. skipped: it needs a Redis the benchmark started itself");
+                    Vec::new()
+                }
+            },
+            other => unreachable!("clap accepts scenarios 1 to 9, not {other}"),
         };
         report.scenario(&results);
     }
