@@ -132,11 +132,6 @@ impl Bench {
     }
 
     /// A client under a key prefix no earlier run used, and that prefix.
-    /// The URL of the Redis under test.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub async fn fresh_client(&mut self) -> Result<(dtask::Client, String)> {
         let prefix = self.fresh_prefix();
         let client = dtask::Client::connect_with_prefix(&self.url, &prefix).await?;
