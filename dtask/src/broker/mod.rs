@@ -58,6 +58,10 @@ pub(crate) struct Replicas {
 /// long beyond the response timeout.
 pub(crate) const MAX_REPLICA_WAIT: Duration = Duration::from_secs(60);
 
+/// How many connections enqueues that wait for replicas share: a `WAIT` holds its connection
+/// for a replication round trip, so one connection would take one such enqueue at a time.
+const DURABLE_CONNECTIONS: usize = 8;
+
 /// What an enqueue tells of its new jobs, beside enqueueing them.
 #[derive(Debug, Default)]
 pub(crate) struct News<'a> {
@@ -314,9 +318,12 @@ pub(crate) struct Broker {
     outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
     /// The queues this broker has noted in the queue registry already (once per process).
     registered: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// The connection of enqueues that wait for replicas (made at the first): `WAIT` blocks
-    /// the connection it is sent on, so it never goes on the shared one.
-    durable: Arc<tokio::sync::OnceCell<Conn>>,
+    /// The connections of enqueues that wait for replicas (made at the first), taken in turn:
+    /// `WAIT` holds the connection it is sent on until the replicas answer, so it never goes on
+    /// the shared one, and several let concurrent enqueues wait at once.
+    durable: Arc<tokio::sync::OnceCell<Vec<Conn>>>,
+    /// Which durable connection the next enqueue takes.
+    durable_turn: Arc<std::sync::atomic::AtomicUsize>,
     /// How long a command may take (the durable connection's take up to `MAX_REPLICA_WAIT`
     /// more).
     response_timeout: Duration,
@@ -478,20 +485,30 @@ impl Broker {
             outcomes_apart: Arc::default(),
             registered: Arc::default(),
             durable: Arc::default(),
+            durable_turn: Arc::default(),
             response_timeout,
         })
     }
 
-    /// The connection of enqueues that wait for replicas, made at the first.
+    /// A connection for an enqueue that waits for replicas: the next of
+    /// [`DURABLE_CONNECTIONS`], made at the first.
     async fn durable_conn(&self) -> Result<Conn, Error> {
-        self.durable
-            .get_or_try_init(|| {
-                self.target
-                    .with_timeout(self.response_timeout + MAX_REPLICA_WAIT)
+        let conns = self
+            .durable
+            .get_or_try_init(|| async {
+                let timeout = self.response_timeout + MAX_REPLICA_WAIT;
+                let mut conns = Vec::with_capacity(DURABLE_CONNECTIONS);
+                for _ in 0..DURABLE_CONNECTIONS {
+                    conns.push(self.target.with_timeout(timeout).await?);
+                }
+                Ok(conns)
             })
             .await
-            .cloned()
-            .map_err(redis_err("connecting"))
+            .map_err(redis_err("connecting"))?;
+        let turn = self
+            .durable_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(conns[turn % conns.len()].clone())
     }
 
     /// Waits until `replicas` confirm the writes sent so far on `conn` to the node of `queue`.

@@ -251,7 +251,7 @@ impl Report {
             self.json_line(outcome);
         }
         let text = match first.scenario {
-            1 | 2 => self.enqueue_table(outcomes),
+            1 | 2 | 9 => self.enqueue_table(outcomes),
             3 => self.drain_table(outcomes),
             4 | 5 | 8 => latency_table(outcomes),
             7 => rate_table(outcomes),
@@ -273,7 +273,8 @@ impl Report {
     fn enqueue_table(&self, outcomes: &[Outcome]) -> String {
         let title = match outcomes[0].scenario {
             1 => "1. enqueue_many, batches of 1,000",
-            _ => "2. single enqueue calls from 64 concurrent tokio tasks",
+            2 => "2. single enqueue calls from 64 concurrent tokio tasks",
+            _ => "9. the durability option: a replica attached; without, then with replicas(1, 1s) (a WAIT per call)",
         };
         let mut rows = vec![row([
             "jobs",
@@ -289,18 +290,20 @@ impl Report {
         ])];
         for o in outcomes {
             let rate = o.jobs_per_s.unwrap_or(0.0);
-            let kind = if o.name.contains("unique") {
-                "unique_for"
+            let kind = if o.scenario == 9 {
+                o.name.replace("enqueue_", "")
+            } else if o.name.contains("unique") {
+                "unique_for".to_owned()
             } else if o.name.contains("group") {
-                "group"
+                "group".to_owned()
             } else if o.name.contains("chord") {
-                "chord"
+                "chord".to_owned()
             } else {
-                "plain"
+                "plain".to_owned()
             };
             rows.push(vec![
                 thousands(o.jobs as f64),
-                kind.to_owned(),
+                kind,
                 format!("{:.2}", o.seconds),
                 thousands(rate),
                 self.ratio(rate, "LPUSH", 1),
