@@ -46,7 +46,21 @@ pub(crate) const RECONNECT: Backoff = Backoff {
 pub(crate) async fn retry_until<T, F, Fut>(
     stop: &CancellationToken,
     what: &str,
+    op: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    retry_until_noting(stop, what, op, |_| {}).await
+}
+
+/// [`retry_until`], calling `failed` with the number of failures so far after each.
+pub(crate) async fn retry_until_noting<T, F, Fut>(
+    stop: &CancellationToken,
+    what: &str,
     mut op: F,
+    mut failed: impl FnMut(u32),
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
@@ -64,6 +78,7 @@ where
             Err(error) => {
                 failures += 1;
                 tracing::warn!(%error, failures, "{what} failed; retrying");
+                failed(failures);
                 tokio::select! {
                     _ = stop.cancelled() => return None,
                     _ = tokio::time::sleep(RECONNECT.delay(failures)) => {}

@@ -9,20 +9,24 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use crate::backoff::retry_until;
+use crate::backoff::retry_until_noting;
 use crate::broker::Finished;
 
 /// Most acknowledgements sent in one round trip.
 const MAX_BATCH: usize = 512;
 
-/// One finished run to acknowledge, and who to tell once Redis took it.
+/// One finished run to acknowledge, who to tell once Redis took it, and the executor slot
+/// the run holds until then.
 pub(crate) struct Ack {
     pub(crate) job: Finished,
     pub(crate) done: oneshot::Sender<Acked>,
+    /// Given up when the batch's first try fails (its queue's Redis fails or fails over), so
+    /// that other queues' jobs get the slot while the acknowledgement is retried.
+    pub(crate) slot: Option<OwnedSemaphorePermit>,
 }
 
 /// What became of an acknowledgement.
@@ -34,86 +38,86 @@ pub(crate) enum Acked {
     Stale,
 }
 
-/// Where executors send acknowledgements.
-pub(crate) type AckSender = mpsc::UnboundedSender<Ack>;
+/// Where executors send acknowledgements: straight to their queue's lane.
+#[derive(Clone)]
+pub(crate) struct AckSender {
+    lanes: Arc<HashMap<Arc<str>, mpsc::UnboundedSender<Ack>>>,
+}
 
-/// Batches acknowledgements from executors into pipelines.
+impl AckSender {
+    /// Hands `ack` to its queue's lane; None when the acker stopped (or the worker does not
+    /// serve the queue, which never happens: its jobs come from its queues).
+    pub(crate) fn send(&self, ack: Ack) -> Option<()> {
+        self.lanes.get(&ack.job.queue)?.send(ack).ok()
+    }
+}
+
+/// Batches acknowledgements from executors into one script per queue and batch.
 pub(crate) struct Acker {
-    incoming: mpsc::UnboundedReceiver<Ack>,
+    lanes: Vec<mpsc::UnboundedReceiver<Ack>>,
 }
 
 impl Acker {
-    /// An acker and the sender executors use to reach it.
-    pub(crate) fn new() -> (AckSender, Acker) {
-        let (sender, incoming) = mpsc::unbounded_channel();
-        (sender, Acker { incoming })
+    /// An acker for `queues`, and the sender executors use to reach it.
+    pub(crate) fn new(queues: &[String]) -> (AckSender, Acker) {
+        let mut senders = HashMap::new();
+        let mut lanes = Vec::new();
+        for queue in queues {
+            let (sender, lane) = mpsc::unbounded_channel();
+            senders.insert(Arc::from(queue.as_str()), sender);
+            lanes.push(lane);
+        }
+        let sender = AckSender {
+            lanes: Arc::new(senders),
+        };
+        (sender, Acker { lanes })
     }
 
     /// Acknowledges until `stop`, then flushes what is left. A batch that fails is retried with
     /// backoff until Redis takes it or `abandon` fires (its jobs then stay in flight and are
     /// requeued, so they run again: never lost).
     pub(crate) async fn run(
-        mut self,
+        self,
         ctx: &Context,
         stop: CancellationToken,
         abandon: CancellationToken,
     ) {
-        let mut lanes: HashMap<Arc<str>, mpsc::UnboundedSender<Ack>> = HashMap::new();
-        let mut receivers = Vec::new();
-        for queue in &ctx.settings.queues {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            lanes.insert(Arc::from(queue.as_str()), sender);
-            receivers.push(receiver);
-        }
-        let dispatch = async move {
-            loop {
-                let next = tokio::select! {
-                    biased;
-                    ack = self.incoming.recv() => ack,
-                    _ = stop.cancelled() => None,
-                };
-                let Some(ack) = next else {
-                    while let Ok(ack) = self.incoming.try_recv() {
-                        forward(&lanes, ack);
-                    }
-                    // Dropping the lanes' senders ends each lane once it flushed.
-                    return;
-                };
-                forward(&lanes, ack);
-            }
-        };
-        let lanes = receivers
+        let lanes = self
+            .lanes
             .into_iter()
-            .map(|receiver| lane(ctx, receiver, &abandon));
-        tokio::join!(dispatch, futures_util::future::join_all(lanes));
+            .map(|incoming| lane(ctx, incoming, &stop, &abandon));
+        futures_util::future::join_all(lanes).await;
     }
 }
 
-/// Hands `ack` to its queue's lane; an acknowledgement of a queue the worker does not serve
-/// (never made) is answered stale.
-fn forward(lanes: &HashMap<Arc<str>, mpsc::UnboundedSender<Ack>>, ack: Ack) {
-    match lanes.get(&ack.job.queue) {
-        Some(lane) => {
-            if let Err(mpsc::error::SendError(ack)) = lane.send(ack) {
-                let _ = ack.done.send(Acked::Stale);
-            }
-        }
-        None => {
-            let _ = ack.done.send(Acked::Stale);
-        }
-    }
-}
-
-/// One queue's lane: batches its acknowledgements and flushes them until its sender is gone.
+/// One queue's lane: batches its acknowledgements and flushes them until `stop`, then flushes
+/// what is left.
 async fn lane(
     ctx: &Context,
     mut incoming: mpsc::UnboundedReceiver<Ack>,
+    stop: &CancellationToken,
     abandon: &CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut batches = 0u64;
-    while let Some(ack) = incoming.recv().await {
-        batch.push(ack);
+    loop {
+        let first = tokio::select! {
+            biased;
+            ack = incoming.recv() => ack,
+            _ = stop.cancelled() => None,
+        };
+        match first {
+            Some(ack) => batch.push(ack),
+            None => {
+                while let Ok(ack) = incoming.try_recv() {
+                    batch.push(ack);
+                }
+                if !batch.is_empty() {
+                    flush(ctx, &mut batch, &mut batches, abandon).await;
+                }
+                return;
+            }
+        }
         while batch.len() < MAX_BATCH {
             match incoming.try_recv() {
                 Ok(ack) => batch.push(ack),
@@ -134,14 +138,36 @@ async fn flush(
 ) {
     *batches += 1;
     let id = *batches;
+    let mut slots: Vec<OwnedSemaphorePermit> =
+        batch.iter_mut().filter_map(|ack| ack.slot.take()).collect();
+    let queue = batch.first().map(|ack| ack.job.queue.clone());
+    let mut given_up = 0;
     let jobs: Vec<&Finished> = batch.iter().map(|ack| &ack.job).collect();
     let ttl = ctx.settings.result_ttl;
     // Every try of the batch gets the same answer: it names the same batch.
-    let held = retry_until(abandon, "acknowledging jobs", || {
-        ctx.broker.ack(&ctx.worker_id, id, &jobs, ttl)
-    })
+    let held = retry_until_noting(
+        abandon,
+        "acknowledging jobs",
+        || ctx.broker.ack(&ctx.worker_id, id, &jobs, ttl),
+        |_| {
+            // The runs wait for their queue's Redis: their slots go to other queues' jobs,
+            // and the queue takes no new job while as many wait as the worker runs at once.
+            if let Some(queue) = &queue {
+                for _ in slots.drain(..) {
+                    ctx.settling(queue);
+                    given_up += 1;
+                }
+            }
+        },
+    )
     .await;
     drop(jobs);
+    drop(slots);
+    if let Some(queue) = &queue {
+        for _ in 0..given_up {
+            ctx.settled(queue);
+        }
+    }
     match held {
         Some(held) => {
             for (ack, held) in batch.drain(..).zip(held) {

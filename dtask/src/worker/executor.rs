@@ -58,9 +58,6 @@ pub(crate) async fn execute(
         slot: std::sync::Mutex::new(Some(slot)),
     };
     run_and_settle(&run, payload).await;
-    if run.slot_freed() {
-        ctx.settled(&queue);
-    }
     if suspect {
         ctx.suspect_in_flight.store(false, Ordering::Release);
         ctx.wake_fetcher.notify_one();
@@ -78,28 +75,15 @@ struct Run<'a> {
     abandon: &'a CancellationToken,
     /// Whether the fetch admitted it under its task's limits already.
     admitted: bool,
-    /// The executor slot the run holds until its handler ends (then the settle goes on
-    /// without it, so that a queue whose Redis node is slow to take acknowledgements does not
-    /// hold the slots other queues' jobs need).
+    /// The executor slot the run holds until it is settled (an acknowledgement takes it along:
+    /// see [`Ack::slot`]).
     slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Run<'_> {
-    /// Frees the run's executor slot: its handler ended, only its settle is left. The run
-    /// counts among its queue's settling ones until it is settled.
-    fn free_slot(&self) {
-        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if slot.is_some() {
-            self.ctx.settling(self.queue);
-        }
-    }
-
-    /// Whether [`Run::free_slot`] freed the slot.
-    fn slot_freed(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+    /// The run's executor slot, for its acknowledgement to hold.
+    fn take_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -292,7 +276,6 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         }
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
-    run.free_slot();
     job.end_progress();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
@@ -511,7 +494,8 @@ impl<'a> Run<'a> {
             outcome,
             errand,
         };
-        self.ctx.acks.send(Ack { job, done }).ok()?;
+        let slot = self.take_slot();
+        self.ctx.acks.send(Ack { job, done, slot })?;
         let acked = acked.await.ok();
         if told_workflow && acked == Some(Acked::Held) {
             // Its errand is in the outbox: the courier runs it now.

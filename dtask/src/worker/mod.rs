@@ -622,7 +622,7 @@ impl Worker {
         };
         let scheduler = Scheduler::new(client, self.periodic, &registry, scheduled)?;
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
-        let (acks, acker) = Acker::new();
+        let (acks, acker) = Acker::new(&settings.queues);
         let (reports, reporter) = Reporter::new();
         let fetch_locks = settings
             .queues
