@@ -43,11 +43,7 @@ pub(crate) const RECONNECT: Backoff = Backoff {
 
 /// Runs `op` until it succeeds, pausing with [`RECONNECT`] backoff between failures and logging
 /// each as `what` failed; None when `stop` fires first (also during an attempt).
-pub(crate) async fn retry_until<T, F, Fut>(
-    stop: &CancellationToken,
-    what: &str,
-    op: F,
-) -> Option<T>
+pub(crate) async fn retry_until<T, F, Fut>(stop: &CancellationToken, what: &str, op: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,

@@ -123,6 +123,36 @@ async fn enqueues_wait_for_their_replicas_and_say_when_too_few_confirmed() {
         .unwrap();
     assert_eq!(pending, 53, "the job is queued on the master all the same");
 
+    // Many enqueues at once while the replica is away: each is answered within about twice
+    // its timeout (none queues behind another's wait), each queued all the same.
+    let started = Instant::now();
+    let many: Vec<_> = (0..40)
+        .map(|i| {
+            let (client, key) = (client.clone(), key.clone());
+            tokio::spawn(async move {
+                let asked = Instant::now();
+                let answer = tasks::add::with()
+                    .client(&client)
+                    .replicas(1, Duration::from_millis(300))
+                    .enqueue(key, 100 + i, 0)
+                    .await;
+                (answer, asked.elapsed())
+            })
+        })
+        .collect();
+    for enqueue in many {
+        let (answer, took) = enqueue.await.unwrap();
+        assert!(
+            matches!(answer, Err(Error::NotReplicated { confirmed: 0, .. })),
+            "{answer:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1500),
+            "one enqueue took {took:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+
     // Without the option, an enqueue does not wait for the frozen replica; other commands on
     // the client's shared connection were not held by the waits either.
     let started = Instant::now();
@@ -134,7 +164,7 @@ async fn enqueues_wait_for_their_replicas_and_say_when_too_few_confirmed() {
         .expect("no wait asked");
     assert!(started.elapsed() < Duration::from_millis(250));
     let stats = client.queue("math").stats().await.expect("stats");
-    assert_eq!(stats.pending, 54);
+    assert_eq!(stats.pending, 94);
 
     // The replica is back: confirmed again.
     replica.resume().expect("SIGCONT the replica");

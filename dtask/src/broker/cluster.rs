@@ -33,6 +33,8 @@ const SLOTS: u16 = 16384;
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 /// How long one node may take to tell the layout before the next is asked.
 const LAYOUT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one master may take to load a script (see [`Router::to_every_master`]).
+const SCRIPT_LOAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many times a command is sent again after a `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN`.
 const REDIRECTS: usize = 5;
 
@@ -143,6 +145,25 @@ impl Layout {
             refreshing: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// A layout of the same cluster, knowing what this one knows, with readings and reader
+    /// connections of its own.
+    pub(crate) fn detached(&self) -> Arc<Layout> {
+        let ranges = self
+            .ranges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Arc::new(Layout {
+            seeds: self.seeds.clone(),
+            template: self.template.clone(),
+            tls_ca: self.tls_ca.clone(),
+            ranges: RwLock::new(ranges),
+            refreshed_at: Mutex::new(None),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+            readers: Mutex::new(HashMap::new()),
+        })
     }
 
     /// A client for the node at `address` (`host:port`), with the first node's settings.
@@ -338,13 +359,12 @@ impl Layout {
             let (Some(host), Some(port)) = (master.next(), master.next()) else {
                 continue;
             };
-            let host: String = redis::from_redis_value(host)?;
+            let host: Option<String> = redis::from_redis_value(host)?;
             let port: u16 = redis::from_redis_value(port)?;
-            // An empty host (or `?`) means the node asked.
-            let host = if host.is_empty() || host == "?" {
-                asked_host.to_owned()
-            } else {
-                host
+            // No host, an empty or unknown one, or a wildcard: the node asked.
+            let host = match host.as_deref() {
+                None | Some("" | "?" | "0.0.0.0" | "::") => asked_host.to_owned(),
+                Some(_) => host.unwrap_or_default(),
             };
             ranges.push((start, end, format!("{host}:{port}")));
         }
@@ -362,6 +382,18 @@ impl Drop for Reading {
         self.0
             .refreshing
             .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The address of a redirection (`host:port`), with the host of `from` (the node that
+/// answered) when it names none (`:port`).
+fn with_host_of(to: &str, from: &str) -> String {
+    match to.strip_prefix(':') {
+        Some(port) => {
+            let host = from.rsplit_once(':').map_or("", |(host, _)| host);
+            format!("{host}:{port}")
+        }
+        None => to.to_owned(),
     }
 }
 
@@ -495,12 +527,24 @@ impl Router {
     }
 
     /// Sends `cmd` to every master at once (`SCRIPT LOAD`: a script must be known wherever
-    /// its keys live); the first answer that is not an error is the answer.
+    /// its keys live), each given at most [`SCRIPT_LOAD_TIMEOUT`] (a master frozen or down
+    /// does not hold the others' scripts up for long); the first answer that is not an error is
+    /// the answer.
     async fn to_every_master(&self, cmd: &Cmd) -> RedisResult<Value> {
         let masters = self.layout.masters();
         let sends = masters.iter().map(|address| async move {
-            let mut conn = self.conn_to(address).await?;
-            let reply = conn.req_packed_command(cmd).await;
+            let send = async {
+                let mut conn = self.conn_to(address).await?;
+                conn.req_packed_command(cmd).await
+            };
+            let reply = tokio::time::timeout(SCRIPT_LOAD_TIMEOUT, send)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RedisError::from((
+                        ErrorKind::Io,
+                        "a cluster node did not load a script in time",
+                    )))
+                });
             if let Err(error) = &reply {
                 self.on_failure(address, error);
             }
@@ -564,14 +608,15 @@ impl Router {
             match error.kind() {
                 ErrorKind::Server(ServerErrorKind::Moved) => {
                     if let Some((to, moved_slot)) = error.redirect_node() {
-                        self.layout.moved(moved_slot, to);
-                        redirect = Some((to.to_owned(), false));
+                        let to = with_host_of(to, &address);
+                        self.layout.moved(moved_slot, &to);
+                        redirect = Some((to, false));
                     }
                     self.layout.refresh_soon();
                 }
                 ErrorKind::Server(ServerErrorKind::Ask) => {
                     if let Some((to, _)) = error.redirect_node() {
-                        redirect = Some((to.to_owned(), true));
+                        redirect = Some((with_host_of(to, &address), true));
                     }
                 }
                 ErrorKind::Server(ServerErrorKind::TryAgain)

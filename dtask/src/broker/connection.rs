@@ -127,6 +127,19 @@ impl Target {
         }
     }
 
+    /// The same target, with a slot map of its own on a cluster (read again, from what this one
+    /// knows, by whichever runtime uses it first): for a part that runs on a runtime of its own
+    /// and must not wait on the readings of another.
+    pub(crate) fn detached(&self) -> Target {
+        match self {
+            Target::Server(server) => Target::Server(server.clone()),
+            Target::Cluster(clients) => Target::Cluster(ClusterClients {
+                layout: clients.layout.detached(),
+                ..clients.clone()
+            }),
+        }
+    }
+
     /// A shared-kind connection of its own whose commands may take up to `response_timeout`
     /// (for `WAIT`, which blocks the connection it is sent on).
     pub(crate) async fn with_timeout(&self, response_timeout: Duration) -> RedisResult<Conn> {

@@ -8,6 +8,7 @@ mod admin;
 mod cancels;
 mod cluster;
 mod connection;
+mod durable;
 mod events;
 mod finished;
 mod keys;
@@ -57,10 +58,6 @@ pub(crate) struct Replicas {
 /// The longest a write waits for its replicas: the durable connection's replies may take this
 /// long beyond the response timeout.
 pub(crate) const MAX_REPLICA_WAIT: Duration = Duration::from_secs(60);
-
-/// How many connections enqueues that wait for replicas share: a `WAIT` holds its connection
-/// for a replication round trip, so one connection would take one such enqueue at a time.
-const DURABLE_CONNECTIONS: usize = 8;
 
 /// What an enqueue tells of its new jobs, beside enqueueing them.
 #[derive(Debug, Default)]
@@ -125,6 +122,12 @@ impl<'a> Pipe<'a> {
             .map_err(redis_err(action))?;
         for (index, (reply, essential)) in replies.into_iter().zip(self.essential).enumerate() {
             match reply {
+                Err(error) if self.wait.is_some_and(|(at, _, _)| at == index) => {
+                    // The writes before it went through: queued, not confirmed.
+                    let (_, queue, replicas) = self.wait.expect("just matched");
+                    tracing::warn!(%error, queue, "WAIT for replicas failed after an enqueue");
+                    replicas.confirmed(queue, 0)?;
+                }
                 Err(error) if essential => return Err(redis_err(action)(error)),
                 Err(error) => {
                     tracing::debug!(%error, "could not record or announce enqueued jobs")
@@ -318,12 +321,8 @@ pub(crate) struct Broker {
     outcomes_apart: Arc<std::sync::atomic::AtomicBool>,
     /// The queues this broker has noted in the queue registry already (once per process).
     registered: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// The connections of enqueues that wait for replicas (made at the first), taken in turn:
-    /// `WAIT` holds the connection it is sent on until the replicas answer, so it never goes on
-    /// the shared one, and several let concurrent enqueues wait at once.
-    durable: Arc<tokio::sync::OnceCell<Vec<Conn>>>,
-    /// Which durable connection the next enqueue takes.
-    durable_turn: Arc<std::sync::atomic::AtomicUsize>,
+    /// The connections of enqueues that wait for replicas.
+    durable: Arc<durable::DurablePool>,
     /// How long a command may take (the durable connection's take up to `MAX_REPLICA_WAIT`
     /// more).
     response_timeout: Duration,
@@ -484,31 +483,23 @@ impl Broker {
             url: crate::redact::redis_url(url).into(),
             outcomes_apart: Arc::default(),
             registered: Arc::default(),
-            durable: Arc::default(),
-            durable_turn: Arc::default(),
+            durable: Arc::new(durable::DurablePool::new()),
             response_timeout,
         })
     }
 
-    /// A connection for an enqueue that waits for replicas: the next of
-    /// [`DURABLE_CONNECTIONS`], made at the first.
-    async fn durable_conn(&self) -> Result<Conn, Error> {
-        let conns = self
-            .durable
-            .get_or_try_init(|| async {
-                let timeout = self.response_timeout + MAX_REPLICA_WAIT;
-                let mut conns = Vec::with_capacity(DURABLE_CONNECTIONS);
-                for _ in 0..DURABLE_CONNECTIONS {
-                    conns.push(self.target.with_timeout(timeout).await?);
-                }
-                Ok(conns)
-            })
+    /// A connection of its own for an enqueue that waits for `replicas`; None when none is
+    /// free within their timeout (the enqueue then goes on the shared connection, and is not
+    /// confirmed).
+    async fn durable_conn(&self, replicas: Replicas) -> Result<Option<durable::Lent<'_>>, Error> {
+        self.durable
+            .lend(
+                &self.target,
+                self.response_timeout + MAX_REPLICA_WAIT,
+                replicas.timeout,
+            )
             .await
-            .map_err(redis_err("connecting"))?;
-        let turn = self
-            .durable_turn
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(conns[turn % conns.len()].clone())
+            .map_err(redis_err("connecting"))
     }
 
     /// Waits until `replicas` confirm the writes sent so far on `conn` to the node of `queue`.
@@ -563,16 +554,18 @@ impl Broker {
             .map_err(redis_err("opening a blocking connection"))
     }
 
-    /// The same broker on a connection of its own, made on the calling runtime: for a part that
-    /// must keep talking to Redis when the shared connection's runtime is starved (the
-    /// heartbeat).
-    pub(crate) async fn dedicated(&self) -> Result<Broker, Error> {
-        let conn = self
-            .target
-            .shared()
+    /// The same broker on a connection of its own whose commands may take up to
+    /// `response_timeout`, made on the calling runtime (on a cluster, with a slot map of its
+    /// own, read on that runtime): for a part that must keep talking to Redis when the shared
+    /// connection's runtime is starved (the heartbeat).
+    pub(crate) async fn dedicated(&self, response_timeout: Duration) -> Result<Broker, Error> {
+        let target = Arc::new(self.target.detached());
+        let conn = target
+            .with_timeout(response_timeout)
             .await
             .map_err(redis_err("connecting"))?;
         Ok(Broker {
+            target,
             conn,
             ..self.clone()
         })
@@ -598,13 +591,14 @@ impl Broker {
     ) -> Result<(), Error> {
         self.register_new_queues(jobs.iter().map(|job| job.queue))
             .await;
-        let server_now_ms = if jobs
+        // A delay counts on the clock of the node of the first delayed job's queue (one clock
+        // for the whole call, as an enqueue names one queue).
+        let server_now_ms = match jobs
             .iter()
-            .any(|job| matches!(job.due, Some(Due::After(_))))
+            .find(|job| matches!(job.due, Some(Due::After(_))))
         {
-            Some(self.server_time_ms().await?)
-        } else {
-            None
+            Some(job) => Some(self.server_time_ms(job.queue).await?),
+            None => None,
         };
         let due_ms = |job: &NewJob<'_>| match job.due {
             None => None,
@@ -674,21 +668,40 @@ impl Broker {
                 .arg(lines);
             pipe.add(cmd, false);
         }
-        let conn = match replicas {
-            Some(_) => self.durable_conn().await?,
-            None => self.conn.clone(),
+        let lent = match replicas {
+            Some(replicas) => self.durable_conn(replicas).await?,
+            None => None,
         };
+        let conn = lent.as_ref().map_or(&self.conn, |lent| &lent.conn);
+        // Too few replicas for one queue's jobs: the others are still sent (and waited for);
+        // the first such answer is the error.
+        let mut unconfirmed = None;
         for mut pipe in pipes {
-            if let Some(replicas) = replicas {
-                let queue = match pipe.queue {
-                    "" => jobs.first().map_or("", |job| job.queue),
-                    queue => queue,
-                };
+            let queue = match pipe.queue {
+                "" => jobs.first().map_or("", |job| job.queue),
+                queue => queue,
+            };
+            if let Some(replicas) = replicas
+                && lent.is_none()
+            {
+                // Every durable connection waits for replicas already: sent unconfirmed.
+                unconfirmed.get_or_insert(Error::NotReplicated {
+                    queue: queue.to_owned(),
+                    wanted: replicas.count,
+                    confirmed: 0,
+                    timeout: replicas.timeout,
+                });
+            } else if let Some(replicas) = replicas {
                 pipe.wait_for(queue, replicas);
             }
-            pipe.send(&conn, "enqueueing").await?;
+            match pipe.send(conn, "enqueueing").await {
+                Err(error @ Error::NotReplicated { .. }) => {
+                    unconfirmed.get_or_insert(error);
+                }
+                sent => sent?,
+            }
         }
-        Ok(())
+        unconfirmed.map_or(Ok(()), Err)
     }
 
     /// Writes the short records of `news` (best effort, failures logged): in one pipeline on
@@ -1280,14 +1293,14 @@ impl Broker {
             .map_err(redis_err("sending a heartbeat"))
     }
 
-    /// The Redis server's clock, ms since the epoch: the one clock heartbeats are compared by.
-    pub(crate) async fn server_time_ms(&self) -> Result<u64, Error> {
+    /// The clock of the Redis holding `queue` (on a cluster, its node's), ms since the epoch.
+    pub(crate) async fn server_time_ms(&self, queue: &str) -> Result<u64, Error> {
         let mut conn = self.conn.clone();
-        let (secs, micros): (u64, u64) = redis::cmd("TIME")
-            .query_async(&mut conn)
+        scripts::TIME
+            .key(keys::pending(&self.prefix, queue))
+            .invoke_async(&mut conn)
             .await
-            .map_err(redis_err("reading the server time"))?;
-        Ok(secs * 1000 + micros / 1000)
+            .map_err(redis_err("reading the server time"))
     }
 
     /// The workers of `queue` whose last heartbeat is older than `lease`, by the clock of the

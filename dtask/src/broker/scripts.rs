@@ -14,6 +14,7 @@ macro_rules! script {
 }
 
 script!(LAPSED, "lapsed.lua");
+script!(TIME, "time.lua");
 script!(FETCH, "lease.lua", "rate.lua", "limits.lua", "fetch.lua");
 script!(ADMIT, "rate.lua", "limits.lua", "admit.lua");
 script!(ADOPT, "lease.lua", "rate.lua", "adopt.lua");

@@ -32,10 +32,11 @@ impl Broker {
             Some(Due::AtMs(ms)) => format!("at:{ms}"),
             Some(Due::After(delay)) => format!("after:{}", delay.as_millis()),
         };
-        let mut conn = match replicas {
-            Some(_) => self.durable_conn().await?,
-            None => self.conn.clone(),
+        let lent = match replicas {
+            Some(replicas) => self.durable_conn(replicas).await?,
+            None => None,
         };
+        let mut conn = lent.as_ref().map_or(&self.conn, |lent| &lent.conn).clone();
         let (queued, holder): (i64, String) = scripts::ENQUEUE_UNIQUE
             .key(keys::unique_lock(&self.prefix, queue, lock.key))
             .key(keys::pending(&self.prefix, queue))
@@ -48,7 +49,11 @@ impl Broker {
             .await
             .map_err(redis_err("enqueueing a unique job"))?;
         if let Some(replicas) = replicas.filter(|_| queued == 1) {
-            self.wait_replicas(&conn, queue, replicas).await?;
+            match lent {
+                Some(_) => self.wait_replicas(&conn, queue, replicas).await?,
+                // Every durable connection waits for replicas already: queued unconfirmed.
+                None => replicas.confirmed(queue, 0)?,
+            }
         }
         Ok((queued == 0).then_some(holder))
     }

@@ -162,24 +162,9 @@ impl Fetcher {
                     Err(_) => break,
                 }
             }
-            let mut held_back = false;
             if batch.len() < slots.len() {
                 let wanted = slots.len() - batch.len();
-                let (fetched, settling) = self.fetch_round(wanted).await;
-                batch.extend(fetched);
-                held_back = settling;
-            }
-            if batch.is_empty() && held_back {
-                // A queue waits for its runs' settles: not idle (the waiters of lower queues
-                // must not take jobs before it), woken when one is settled.
-                slots.truncate(1);
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    _ = self.ctx.wake_fetcher.notified() => {}
-                    _ = tokio::time::sleep(SETTLING_CHECK) => {}
-                }
-                continue;
+                batch.extend(self.fetch_round(wanted).await);
             }
             if batch.is_empty() {
                 slots.truncate(1);
@@ -217,9 +202,7 @@ impl Fetcher {
     /// Fetches up to `wanted` jobs, draining the queues in priority order, and notes them as
     /// held. A queue that fails is set aside with backoff; the others are still fetched from,
     /// and what was fetched is always returned.
-    ///
-    /// Also tells whether the round stopped at a queue whose runs wait for their settles.
-    async fn fetch_round(&mut self, wanted: usize) -> (Vec<Fetched>, bool) {
+    async fn fetch_round(&mut self, wanted: usize) -> Vec<Fetched> {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let mut jobs = Vec::new();
@@ -230,11 +213,11 @@ impl Fetcher {
             {
                 continue;
             }
-            // A queue with as many runs waiting for their settle as the concurrency takes no
-            // new job until some are settled; strict priority: the queues after it wait too
-            // (a queue whose Redis fails is set aside above instead, and does not hold them).
+            // A queue with as many runs whose acknowledgement failed (and is retried) as the
+            // concurrency is set aside like a failing one until some are settled: its Redis
+            // fails, and its runs' state must stay bounded.
             if ctx.settling_full(queue) {
-                return (jobs, true);
+                continue;
             }
             match fetch_queue(&ctx, queue, wanted - jobs.len(), health.reclaim_needed).await {
                 Ok((fetched, rate_wait, limit_wait)) => {
@@ -258,7 +241,7 @@ impl Fetcher {
                 break;
             }
         }
-        (jobs, false)
+        jobs
     }
 
     fn dispatch(&self, job: Fetched, slot: OwnedSemaphorePermit) {

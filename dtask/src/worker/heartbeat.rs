@@ -23,17 +23,18 @@ use crate::broker::Broker;
 use crate::error::Error;
 
 /// Per queue, since when (ms, by the clock of the queue's Redis) this worker's beats have got
-/// through without a failure in between; `None` while they fail. A worker that never failed
-/// a beat counts from the start of time.
+/// through without a failure in between; `None` before the first and while they fail. (A
+/// worker that just started takes nobody for dead for a lease: started during a failover, it
+/// would see on the new master the heartbeats of live workers that could not beat there yet.)
 pub(crate) struct Beats {
     since: Mutex<HashMap<String, Option<u64>>>,
 }
 
 impl Beats {
-    /// Beats of `queues`, none failed yet.
+    /// Beats of `queues`, none yet.
     pub(crate) fn new(queues: &[String]) -> Beats {
         Beats {
-            since: Mutex::new(queues.iter().map(|q| (q.clone(), Some(0))).collect()),
+            since: Mutex::new(queues.iter().map(|q| (q.clone(), None)).collect()),
         }
     }
 
@@ -132,7 +133,9 @@ impl Heartbeat {
     async fn beat(&self, conn: &mut Option<Broker>) -> Result<(), ()> {
         let bound = self.interval.max(Duration::from_secs(1));
         if conn.is_none() {
-            match tokio::time::timeout(bound, self.broker.dedicated()).await {
+            // Its commands time out within the beat's bound, so that a connection to a node
+            // gone silent is noticed (and replaced) by the connection itself.
+            match tokio::time::timeout(bound, self.broker.dedicated(bound)).await {
                 Ok(Ok(broker)) => *conn = Some(broker),
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "heartbeat cannot connect; retrying");

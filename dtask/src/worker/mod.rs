@@ -78,9 +78,10 @@ pub(crate) struct Context {
     /// Held while fetching into, adopting into, or reclaiming from the in-flight hash, so that
     /// a reclaim never sees a leased job before it is noted as held.
     fetch_locks: std::collections::HashMap<String, tokio::sync::Mutex<()>>,
-    /// Per queue, how many runs ended and wait for their settle (their executor slot freed
-    /// already): a queue with as many as the concurrency is not fetched from until some are
-    /// settled, so that the in-flight state of a queue whose Redis is slow stays bounded.
+    /// Per queue, how many runs wait for an acknowledgement that failed and is retried (their
+    /// executor slots given up): a queue with as many as the concurrency is not fetched from
+    /// until some are settled, so that the in-flight state of a queue whose Redis fails stays
+    /// bounded.
     settling: std::collections::HashMap<String, AtomicUsize>,
     /// Whether a suspect job runs on this worker: it takes no second one until that one ends.
     pub(crate) suspect_in_flight: AtomicBool,
@@ -103,7 +104,7 @@ impl Context {
         self.fetch_locks.get(queue).unwrap_or(&UNKNOWN)
     }
 
-    /// Counts a run of `queue` whose handler ended and whose settle goes on.
+    /// Counts a run of `queue` whose acknowledgement failed and goes on without its slot.
     pub(crate) fn settling(&self, queue: &str) {
         if let Some(count) = self.settling.get(queue) {
             count.fetch_add(1, Ordering::AcqRel);
@@ -120,8 +121,8 @@ impl Context {
         }
     }
 
-    /// Whether `queue` has as many runs waiting for their settle as the worker runs jobs at
-    /// once: it is not fetched from until some are settled.
+    /// Whether `queue` has as many runs waiting for a retried acknowledgement as the worker
+    /// runs jobs at once: it is not fetched from until some are settled.
     pub(crate) fn settling_full(&self, queue: &str) -> bool {
         self.settling
             .get(queue)

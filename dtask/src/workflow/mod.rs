@@ -481,7 +481,9 @@ async fn enqueue_members(
                 crate::events::add_line(&mut news.events, queue, &line);
             }
         }
-        client.broker.enqueue(&jobs, &news, client.replicas).await?;
+        // Without waiting for replicas: a step or member told "too few replicas" midway would
+        // leave the rest of the workflow unsent.
+        client.broker.enqueue(&jobs, &news, None).await?;
         for (info, queue, id, _) in encoded {
             crate::metrics::enqueued(&queue, info.name, 1);
             ids.push(id);

@@ -274,7 +274,9 @@ impl Report {
         let title = match outcomes[0].scenario {
             1 => "1. enqueue_many, batches of 1,000",
             2 => "2. single enqueue calls from 64 concurrent tokio tasks",
-            _ => "9. the durability option: a replica attached; without, then with replicas(1, 1s) (a WAIT per call)",
+            _ => {
+                "9. the durability option: a replica attached; without, then with replicas(1, 1s) (a WAIT per call)"
+            }
         };
         let mut rows = vec![row([
             "jobs",
