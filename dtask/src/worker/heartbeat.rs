@@ -23,42 +23,79 @@ use crate::broker::Broker;
 use crate::error::Error;
 
 /// Per queue, since when (ms, by the clock of the queue's Redis) this worker's beats have got
-/// through without a failure in between; `None` before the first and while they fail. (A
-/// worker that just started takes nobody for dead for a lease: started during a failover, it
-/// would see on the new master the heartbeats of live workers that could not beat there yet.)
+/// through with no outage long enough to make a live worker look dead; `None` before the first
+/// beat and during such an outage. (A worker that just started takes nobody for dead for a
+/// lease: started during a failover, it would see on the new master the heartbeats of live
+/// workers that could not beat there yet.)
+///
+/// An outage counts when beats failed for at least half a lease in a row: a live worker beats
+/// five times a lease, so a shorter one cannot make it lapse, while a longer one (a node failing
+/// over, a network cut) may have stopped everyone's beats.
 pub(crate) struct Beats {
-    since: Mutex<HashMap<String, Option<u64>>>,
+    queues: Mutex<HashMap<String, QueueBeats>>,
+    /// How long beats must fail in a row to count as an outage.
+    outage: Duration,
+}
+
+/// One queue's beats.
+#[derive(Default, Clone, Copy)]
+struct QueueBeats {
+    /// Since when beats got through (server clock, ms), outages aside.
+    since: Option<u64>,
+    /// When the failures going on began (this machine's clock).
+    failing_since: Option<std::time::Instant>,
 }
 
 impl Beats {
-    /// Beats of `queues`, none yet.
-    pub(crate) fn new(queues: &[String]) -> Beats {
+    /// Beats of `queues`, none yet, for workers whose heartbeats lapse after `lease`.
+    pub(crate) fn new(queues: &[String], lease: Duration) -> Beats {
         Beats {
-            since: Mutex::new(queues.iter().map(|q| (q.clone(), None)).collect()),
+            queues: Mutex::new(
+                queues
+                    .iter()
+                    .map(|q| (q.clone(), QueueBeats::default()))
+                    .collect(),
+            ),
+            outage: lease / 2,
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Option<u64>>) -> T) -> T {
-        f(&mut self.since.lock().unwrap_or_else(|e| e.into_inner()))
+    fn with<T>(&self, queue: &str, f: impl FnOnce(&mut QueueBeats) -> T) -> T {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        f(queues.entry(queue.to_owned()).or_default())
     }
 
     /// A beat on `queue` got through at `server_ms`.
     fn got_through(&self, queue: &str, server_ms: u64) {
-        self.with(|since| {
-            let entry = since.entry(queue.to_owned()).or_insert(None);
-            entry.get_or_insert(server_ms);
+        let outage = self.outage;
+        self.with(queue, |beats| {
+            let after_outage = beats
+                .failing_since
+                .take()
+                .is_some_and(|since| since.elapsed() >= outage);
+            if beats.since.is_none() || after_outage {
+                beats.since = Some(server_ms);
+            }
         });
     }
 
     /// A beat on `queue` failed, or got no answer in time.
     fn failed(&self, queue: &str) {
-        self.with(|since| since.insert(queue.to_owned(), None));
+        self.with(queue, |beats| {
+            beats
+                .failing_since
+                .get_or_insert_with(std::time::Instant::now);
+        });
     }
 
-    /// Since when this worker's beats on `queue` have got through without a break; `None`
-    /// while they fail.
+    /// Since when this worker's beats on `queue` have got through, outages aside; `None`
+    /// before the first and during an outage.
     pub(crate) fn unbroken_since(&self, queue: &str) -> Option<u64> {
-        self.with(|since| since.get(queue).copied().flatten())
+        let outage = self.outage;
+        self.with(queue, |beats| match beats.failing_since {
+            Some(since) if since.elapsed() >= outage => None,
+            _ => beats.since,
+        })
     }
 }
 
@@ -184,5 +221,34 @@ impl Heartbeat {
             *conn = None;
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_outage_of_half_a_lease_restarts_the_count() {
+        let queues = ["q".to_owned()];
+        let beats = Beats::new(&queues, Duration::from_millis(40));
+        assert_eq!(
+            beats.unbroken_since("q"),
+            None,
+            "nothing before the first beat"
+        );
+        beats.got_through("q", 1_000);
+        assert_eq!(beats.unbroken_since("q"), Some(1_000));
+        // A failed beat, then one that gets through at once: no outage.
+        beats.failed("q");
+        assert_eq!(beats.unbroken_since("q"), Some(1_000));
+        beats.got_through("q", 1_010);
+        assert_eq!(beats.unbroken_since("q"), Some(1_000));
+        // Failing for half a lease: an outage, during and after it.
+        beats.failed("q");
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(beats.unbroken_since("q"), None);
+        beats.got_through("q", 2_000);
+        assert_eq!(beats.unbroken_since("q"), Some(2_000));
     }
 }

@@ -630,7 +630,7 @@ impl Worker {
             .iter()
             .map(|queue| (queue.clone(), tokio::sync::Mutex::new(())))
             .collect();
-        let beats = Arc::new(Beats::new(&settings.queues));
+        let beats = Arc::new(Beats::new(&settings.queues, settings.lease));
         let settling = settings
             .queues
             .iter()

@@ -32,8 +32,10 @@
 //! operator revives dead jobs, pauses the queue and cancels delayed jobs while workers are
 //! killed: nothing lost, nothing cancelled runs, the dead set ends empty), 13 `periodic-ticks`
 //! (an every-second schedule on workers killed one, two and all at a time: each tick enqueued
-//! once, none missing while a worker lives, one for a whole outage). See each module of
-//! [`scenarios`].
+//! once, none missing while a worker lives, one for a whole outage), 14 `limits`, 15
+//! `workflows`, 16 `cluster-failover` (a master of a 3-master, 3-replica cluster SIGKILLed
+//! under load, and a worker SIGKILLed while it fails over: no acknowledged enqueue lost, no
+//! job run twice but the killed worker's). See each module of [`scenarios`].
 //!
 //! With `--acl`, every scenario runs with the README's least-privilege users (`producer` for
 //! enqueueing, `worker` for the workers, loaded verbatim from README.md into each redis-server's
@@ -65,8 +67,8 @@ struct Args {
     /// Short (for CI, all scenarios well under 3 minutes) or long (the full figures).
     #[arg(long, value_enum, default_value = "short")]
     mode: Mode,
-    /// Run only this scenario (1-11).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=15))]
+    /// Run only this scenario (1-16).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
     only: Option<u8>,
     /// `recovery_after` of the workers, in ms (scenarios 4, 5, 8, 10 and 11 use their own).
     #[arg(long, default_value_t = 2_000)]

@@ -1,6 +1,7 @@
 //! The scenarios: what every one is given, and how one is run by number.
 
 mod bad_input;
+mod cluster_failover;
 mod frozen_worker;
 mod limits;
 mod partial_faults;
@@ -60,7 +61,7 @@ impl Ctx {
 }
 
 /// Every scenario: number and name.
-pub const ALL: [(u8, &str); 15] = [
+pub const ALL: [(u8, &str); 16] = [
     (1, "worker-crash"),
     (2, "redis-crash"),
     (3, "redis-outage"),
@@ -76,6 +77,7 @@ pub const ALL: [(u8, &str); 15] = [
     (13, "periodic-ticks"),
     (14, "limits"),
     (15, "workflows"),
+    (16, "cluster-failover"),
 ];
 
 /// Runs scenario `number` and returns its figures (a scenario that could not run at all fails).
@@ -103,6 +105,7 @@ pub async fn run(number: u8, ctx: &Ctx) -> Figures {
         13 => periodic_ticks::run(ctx, &mut figures).await,
         14 => limits::run(ctx, &mut figures).await,
         15 => workflows::run(ctx, &mut figures).await,
+        16 => cluster_failover::run(ctx, &mut figures).await,
         _ => Err(format!("there is no scenario {number}")),
     };
     if let Err(error) = result {
