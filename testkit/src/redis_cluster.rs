@@ -66,10 +66,13 @@ impl ClusterOptions {
         let count = self.masters * (1 + self.replicas);
         let timeout_ms = self.node_timeout.as_millis().to_string();
         let mut nodes = Vec::with_capacity(count);
+        let mut bus_ports = Vec::with_capacity(count);
         for _ in 0..count {
             // The bus port is given, so that it is free too (by default it is the port +
             // 10,000, which may be taken or past 65,535).
-            let bus_port = free_port()?.to_string();
+            let bus = free_port()?;
+            bus_ports.push(bus);
+            let bus_port = bus.to_string();
             nodes.push(
                 RedisServer::options()
                     .args(&[
@@ -86,6 +89,19 @@ impl ClusterOptions {
                     ])
                     .start()?,
             );
+        }
+        if self.masters < 3 {
+            // redis-cli makes clusters of 3 masters or more: a smaller one is joined here.
+            if self.replicas > 0 {
+                return Err("a cluster of fewer than 3 masters has no replicas here".to_owned());
+            }
+            join_by_hand(&nodes, &bus_ports)?;
+            let cluster = RedisCluster {
+                nodes: nodes.into_iter().map(Some).collect(),
+                options: self,
+            };
+            cluster.wait_settled()?;
+            return Ok(cluster);
         }
         let addresses: Vec<String> = nodes
             .iter()
@@ -353,6 +369,50 @@ impl RedisCluster {
             .position(|node| node.as_ref().is_some_and(|n| n.port() == port))
             .ok_or_else(|| format!("no node listens on {port}"))
     }
+}
+
+/// Makes masters of `nodes` (at most a few), each serving an equal share of the slots, and has
+/// them meet.
+fn join_by_hand(nodes: &[RedisServer], bus_ports: &[u16]) -> Result<(), String> {
+    const SLOTS: usize = 16384;
+    let share = SLOTS / nodes.len();
+    for (i, node) in nodes.iter().enumerate() {
+        let low = i * share;
+        let high = if i + 1 == nodes.len() {
+            SLOTS - 1
+        } else {
+            (i + 1) * share - 1
+        };
+        let answer = cli(
+            node.port(),
+            &[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &low.to_string(),
+                &high.to_string(),
+            ],
+        )?;
+        if !answer.contains("OK") {
+            return Err(format!("CLUSTER ADDSLOTSRANGE on node {i}: {answer}"));
+        }
+    }
+    let first = nodes[0].port();
+    for (node, bus) in nodes.iter().zip(bus_ports).skip(1) {
+        let answer = cli(
+            first,
+            &[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &node.port().to_string(),
+                &bus.to_string(),
+            ],
+        )?;
+        if !answer.contains("OK") {
+            return Err(format!("CLUSTER MEET {}: {answer}", node.port()));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `redis-cli -p port args...` and returns what it printed.

@@ -26,7 +26,11 @@
 //!    then by polling (handles made from ids);
 //! 9. the durability option: with a replica of the Redis under test attached, enqueues in
 //!    batches and one per call, without and with `replicas(1, 1s)` (a `WAIT` per call); only
-//!    on a Redis the benchmark started itself, at the first of `--sizes`.
+//!    on a Redis the benchmark started itself, at the first of `--sizes`;
+//! 10. scale-out: the same drain over three queues on the Redis under test, then on clusters
+//!     of 1, 2 and 3 masters started here: jobs/s measured, Redis CPU per job per master, and
+//!     the capacity projected from the busiest master's CPU (at the first of `--sizes` and
+//!     `--concurrency`).
 //!
 //! Every scenario also reports what Redis itself saw: commands per job (from
 //! `INFO commandstats`, which counts the commands inside Lua scripts too), Redis CPU time per
@@ -86,12 +90,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024])]
     pub concurrency: Vec<usize>,
 
-    /// Which scenarios to run, by number (1–9).
+    /// Which scenarios to run, by number (1–10).
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8, 9],
-        value_parser = clap::value_parser!(u8).range(1..=9)
+        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        value_parser = clap::value_parser!(u8).range(1..=10)
     )]
     pub scenarios: Vec<u8>,
 
@@ -207,7 +211,12 @@ async fn bench(args: &Args, url: &str, own_server: bool) -> Result<()> {
                     Vec::new()
                 }
             },
-            other => unreachable!("clap accepts scenarios 1 to 9, not {other}"),
+            10 => {
+                let size = args.sizes.first().copied().unwrap_or(10_000);
+                let concurrency = args.concurrency.first().copied().unwrap_or(256);
+                scenarios::scale_out::run(&mut bench, size, concurrency).await?
+            }
+            other => unreachable!("clap accepts scenarios 1 to 10, not {other}"),
         };
         report.scenario(&results);
     }

@@ -45,6 +45,19 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// Adds `other`'s Redis figures (another node's, in the same window) to these; this
+    /// process's CPU time is counted once.
+    pub fn add(&mut self, other: &Delta) {
+        for (command, calls) in &other.calls {
+            *self.calls.entry(command.clone()).or_default() += calls;
+        }
+        for (command, usec) in &other.usec {
+            *self.usec.entry(command.clone()).or_default() += usec;
+        }
+        self.cpu_seconds += other.cpu_seconds;
+        self.memory_bytes += other.memory_bytes;
+    }
+
     /// Every command Redis ran, scripts' inner commands included.
     pub fn total_calls(&self) -> u64 {
         self.calls.values().sum()

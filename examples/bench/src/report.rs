@@ -252,6 +252,7 @@ impl Report {
         }
         let text = match first.scenario {
             1 | 2 | 9 => self.enqueue_table(outcomes),
+            10 => scale_table(outcomes),
             3 => self.drain_table(outcomes),
             4 | 5 | 8 => latency_table(outcomes),
             7 => rate_table(outcomes),
@@ -592,6 +593,43 @@ fn titled(title: &str, rows: &[Vec<String>], outcomes: &[Outcome]) -> String {
             text.push_str(&format!("   note: {note}\n"));
         }
     }
+    text
+}
+
+/// Scenario 10: the same drain on one Redis and on clusters of 1 to 3 masters.
+fn scale_table(outcomes: &[Outcome]) -> String {
+    let mut rows = vec![row([
+        "where",
+        "jobs",
+        "concurrency",
+        "seconds",
+        "jobs/s (measured)",
+        "cmds/job",
+        "Redis µs/job (all nodes)",
+        "dtask µs/job",
+    ])];
+    for o in outcomes {
+        rows.push(vec![
+            o.name.to_owned(),
+            thousands(o.jobs as f64),
+            o.concurrency.map_or("-".into(), |c| c.to_string()),
+            format!("{:.2}", o.seconds),
+            thousands(o.jobs_per_s.unwrap_or(0.0)),
+            format!("{:.3}", o.redis_cmds_per_job),
+            format!("{:.2}", o.redis_cpu_us_per_job),
+            format!("{:.2}", o.dtask_cpu_us_per_job),
+        ]);
+    }
+    let mut text = titled(
+        "10. scale-out: one drain over 3 queues on one Redis, then on clusters of 1, 2, 3 masters (one worker)",
+        &rows,
+        outcomes,
+    );
+    text.push_str(concat!(
+        "   measured: jobs/s on this machine, where every Redis and the worker share 2 cores;\n",
+        "   projected: jobs over the busiest master's CPU seconds, the rate at which that master\n",
+        "   would be used up with a machine of its own\n",
+    ));
     text
 }
 

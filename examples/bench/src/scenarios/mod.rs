@@ -11,6 +11,7 @@ pub mod enqueue;
 pub mod latency;
 pub mod memory;
 pub mod rate;
+pub mod scale_out;
 pub mod waiters;
 
 use redis::aio::MultiplexedConnection;
