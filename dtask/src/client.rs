@@ -51,7 +51,10 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`, or
-    /// `rediss://` for TLS), with the default key prefix `dtask`.
+    /// `rediss://` for TLS), with the default key prefix `dtask`. A Redis Cluster is given as
+    /// several node URLs, comma-separated; a master watched by Redis Sentinel as
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/name[/db]` (the sentinels'
+    /// addresses and the master's name; the user and password are the master's).
     pub async fn connect(url: &str) -> Result<Client, Error> {
         Client::builder(url).connect().await
     }

@@ -416,7 +416,7 @@ fn join_by_hand(nodes: &[RedisServer], bus_ports: &[u16]) -> Result<(), String> 
 }
 
 /// Runs `redis-cli -p port args...` and returns what it printed.
-fn cli(port: u16, args: &[&str]) -> Result<String, String> {
+pub(crate) fn cli(port: u16, args: &[&str]) -> Result<String, String> {
     let output = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)

@@ -34,6 +34,7 @@ pub struct RedisOptions {
     persistence: Persistence,
     acl_file: Option<PathBuf>,
     dir: Option<PathBuf>,
+    config: Option<String>,
     extra: Vec<String>,
 }
 
@@ -54,6 +55,13 @@ impl RedisOptions {
     /// instead of a temporary directory removed when the server is dropped.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// Starts from a configuration file holding `text` (written as `redis.conf` in the server's
+    /// directory at the first start; a Sentinel rewrites it, and a restart keeps what it wrote).
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
         self
     }
 
@@ -196,6 +204,14 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new("redis-server");
+        if let Some(text) = &self.options.config {
+            let file = self.dir.join("redis.conf");
+            if !file.exists() {
+                std::fs::write(&file, text)
+                    .map_err(|e| format!("write {}: {e}", file.display()))?;
+            }
+            command.arg(file);
+        }
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use dtask_testkit::redis_cluster::{ClusterOptions, RedisCluster};
+pub use dtask_testkit::redis_sentinel::RedisSentinels;
 pub use dtask_testkit::redis_server::{Persistence, RedisServer};
 
 /// Starts a redis-server of the test's own, without persistence (see [`RedisServer`]).

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
+use dtask_tests::failover::longest_gap;
 use dtask_tests::harness::{RedisCluster, init_logging, unique_prefix};
 
 /// Every run: (job number, when it started).
@@ -252,20 +253,6 @@ async fn failover_under_load(
         other_stalls,
         producer_stalls,
     }
-}
-
-/// The longest time between two of `times` (sorted) after `from`, and when it ended.
-fn longest_gap(times: impl Iterator<Item = Instant>, from: Instant) -> (Duration, Instant) {
-    let (mut gap, mut end) = (Duration::ZERO, from);
-    let mut previous = from;
-    for at in times.filter(|at| *at > from) {
-        if at.duration_since(previous) > gap {
-            gap = at.duration_since(previous);
-            end = at;
-        }
-        previous = at;
-    }
-    (gap, end)
 }
 
 /// What every failover must keep: no job run twice by live workers, every acknowledged job run,

@@ -1,6 +1,7 @@
-//! The connections the broker talks through: one Redis server or a Redis Cluster, behind one
-//! type, so that every other part of the broker is written once; and how a connection that went
-//! silent is noticed and replaced.
+//! The connections the broker talks through: one Redis server (at a fixed address, or the master
+//! its sentinels name) or a Redis Cluster, behind one type, so that every other part of the
+//! broker is written once; and how a connection that went silent, or whose master was failed
+//! over, is noticed and replaced.
 //!
 //! A socket can die without a word (a dead NAT entry, a failed-over load balancer): every
 //! command then times out, and redis-rs keeps the socket after a timeout. So sockets carry TCP
@@ -17,6 +18,7 @@ use redis::aio::{
 use redis::cluster::ClusterClient;
 
 use super::cluster::{Layout, Router};
+use super::sentinel::Sentinels;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
@@ -59,17 +61,47 @@ pub(crate) enum Target {
 /// The client of a server target, and how long its commands may take.
 #[derive(Clone)]
 pub(crate) struct ServerClient {
-    client: redis::Client,
+    source: ServerSource,
     response_timeout: Duration,
+}
+
+/// Where a server is: at a fixed address, or wherever its sentinels say the master is. Cloned
+/// only when a connection is made, so the size of its variants does not matter.
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+enum ServerSource {
+    Fixed(redis::Client),
+    Sentinel(Arc<Sentinels>),
 }
 
 impl ServerClient {
     /// The client of a server whose commands may take up to `response_timeout`.
     pub(super) fn new(client: redis::Client, response_timeout: Duration) -> ServerClient {
         ServerClient {
-            client,
+            source: ServerSource::Fixed(client),
             response_timeout,
         }
+    }
+
+    /// The same server, its commands allowed up to `response_timeout`.
+    fn with_timeout(&self, response_timeout: Duration) -> ServerClient {
+        ServerClient {
+            source: self.source.clone(),
+            response_timeout,
+        }
+    }
+
+    /// A client of the server now: for a Sentinel-watched master, asked of the sentinels.
+    async fn client(&self) -> RedisResult<redis::Client> {
+        match &self.source {
+            ServerSource::Fixed(client) => Ok(client.clone()),
+            ServerSource::Sentinel(sentinels) => sentinels.master().await,
+        }
+    }
+
+    /// Whether the server may move (a failover the sentinels carry out).
+    fn may_move(&self) -> bool {
+        matches!(self.source, ServerSource::Sentinel(_))
     }
 }
 
@@ -87,8 +119,13 @@ pub(crate) struct ClusterClients {
 impl Target {
     /// A single server from `client`, whose commands may take up to `response_timeout`.
     pub(crate) fn server(client: redis::Client, response_timeout: Duration) -> Target {
+        Target::Server(ServerClient::new(client, response_timeout))
+    }
+
+    /// The master that `sentinels` watch, whose commands may take up to `response_timeout`.
+    pub(crate) fn sentinel(sentinels: Sentinels, response_timeout: Duration) -> Target {
         Target::Server(ServerClient {
-            client,
+            source: ServerSource::Sentinel(Arc::new(sentinels)),
             response_timeout,
         })
     }
@@ -145,8 +182,7 @@ impl Target {
     pub(crate) async fn with_timeout(&self, response_timeout: Duration) -> RedisResult<Conn> {
         match self {
             Target::Server(server) => Ok(Conn::Server(
-                Healing::connect(ServerClient::new(server.client.clone(), response_timeout))
-                    .await?,
+                Healing::connect(server.with_timeout(response_timeout)).await?,
             )),
             Target::Cluster(clients) => {
                 let router = Router::shared(clients.layout.clone(), response_timeout);
@@ -160,12 +196,14 @@ impl Target {
     /// `response_timeout` (the longest block plus a margin).
     pub(crate) async fn blocking(&self, response_timeout: Duration) -> RedisResult<Conn> {
         match self {
-            Target::Server(ServerClient { client, .. }) => {
+            Target::Server(server) => {
                 let config = AsyncConnectionConfig::new()
                     .set_response_timeout(Some(response_timeout))
                     .set_connection_timeout(Some(CONNECT_TIMEOUT));
                 Ok(Conn::Blocking(
-                    client
+                    server
+                        .client()
+                        .await?
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?,
                 ))
@@ -228,7 +266,7 @@ impl Target {
     /// attempt). A message published on any node of a cluster reaches every node.
     pub(crate) async fn subscriber(&self, attempt: usize) -> RedisResult<redis::aio::PubSub> {
         let client = match self {
-            Target::Server(ServerClient { client, .. }) => client.clone(),
+            Target::Server(server) => server.client().await?,
             Target::Cluster(clients) => {
                 let node = &clients.nodes[attempt % clients.nodes.len().max(1)];
                 match &clients.tls_ca {
@@ -254,7 +292,9 @@ impl Target {
 }
 
 /// A shared connection to one server that replaces itself when it goes silent: after
-/// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row, the next command finds a new connection.
+/// [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row, the next command finds a new connection. A
+/// Sentinel-watched master's connection is also replaced, after asking the sentinels again, when
+/// the server is gone or says it is a replica now (a failover).
 #[derive(Clone)]
 pub(crate) struct Healing {
     inner: Arc<HealingInner>,
@@ -268,7 +308,16 @@ struct HealingInner {
     timeouts: AtomicU32,
     /// Set while a replacement is being made, so that only one is.
     replacing: std::sync::atomic::AtomicBool,
+    /// Held while the master is looked for again after a failover, so that one command does it
+    /// and the others use what it found.
+    following: tokio::sync::Mutex<()>,
+    /// When the master was last looked for, in ms since `born` (0: never).
+    followed_at_ms: std::sync::atomic::AtomicU64,
+    born: std::time::Instant,
 }
+
+/// The least time between two looks for the master of a connection whose master may have moved.
+const MOVE_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Healing {
     pub(super) async fn connect(server: ServerClient) -> RedisResult<Healing> {
@@ -279,6 +328,9 @@ impl Healing {
                 current: RwLock::new((0, conn)),
                 timeouts: AtomicU32::new(0),
                 replacing: std::sync::atomic::AtomicBool::new(false),
+                following: tokio::sync::Mutex::new(()),
+                followed_at_ms: std::sync::atomic::AtomicU64::new(0),
+                born: std::time::Instant::now(),
             }),
         })
     }
@@ -292,7 +344,8 @@ impl Healing {
             .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(2));
         server
-            .client
+            .client()
+            .await?
             .get_connection_manager_with_config(config)
             .await
     }
@@ -310,19 +363,48 @@ impl Healing {
             Ok(_) => self.inner.timeouts.store(0, Ordering::Relaxed),
             Err(error) if error.is_timeout() => {
                 let timeouts = self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                if timeouts >= TIMEOUTS_BEFORE_RECONNECT
-                    && !self.inner.replacing.swap(true, Ordering::AcqRel)
-                {
-                    let healing = self.clone();
-                    tokio::spawn(async move {
-                        healing.replace(generation).await;
-                        healing.inner.timeouts.store(0, Ordering::Relaxed);
-                        healing.inner.replacing.store(false, Ordering::Release);
-                    });
+                if timeouts >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.replace_soon(generation);
                 }
             }
             Err(_) => {}
         }
+    }
+
+    /// Starts replacing connection `generation` in the background, unless a replacement is
+    /// under way.
+    fn replace_soon(&self, generation: u64) {
+        if self.inner.replacing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let healing = self.clone();
+        tokio::spawn(async move {
+            healing.replace(generation).await;
+            healing.inner.timeouts.store(0, Ordering::Relaxed);
+            healing.inner.replacing.store(false, Ordering::Release);
+        });
+    }
+
+    /// After a command on connection `generation` failed as it would on a master that died or
+    /// was demoted: looks for the master again (one command at a time, at most every
+    /// [`MOVE_CHECK_INTERVAL`]) and returns the connection to use now, when there is a new one.
+    async fn follow_master(&self, generation: u64) -> Option<(u64, ConnectionManager)> {
+        let wait = self.inner.server.response_timeout;
+        let _one_at_a_time = tokio::time::timeout(wait, self.inner.following.lock())
+            .await
+            .ok()?;
+        if self.current().0 != generation {
+            return Some(self.current()); // another command found it
+        }
+        let now_ms = (self.inner.born.elapsed().as_millis() as u64).max(1);
+        let last_ms = self.inner.followed_at_ms.load(Ordering::Relaxed);
+        if last_ms != 0 && now_ms.saturating_sub(last_ms) < MOVE_CHECK_INTERVAL.as_millis() as u64 {
+            return None; // looked a moment ago: the master is not back yet
+        }
+        self.inner.followed_at_ms.store(now_ms, Ordering::Relaxed);
+        self.replace(generation).await;
+        let current = self.current();
+        (current.0 != generation).then_some(current)
     }
 
     async fn replace(&self, generation: u64) {
@@ -336,13 +418,30 @@ impl Healing {
                     .current
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = (generation + 1, conn);
-                tracing::warn!("replaced a Redis connection that stopped answering");
+                tracing::warn!(
+                    "replaced a Redis connection (it stopped answering, or its master moved)"
+                );
             }
             Err(error) => {
-                tracing::warn!(%error, "a Redis connection stopped answering and a new one could not be made yet");
+                tracing::warn!(%error, "a Redis connection stopped answering, or its master moved, and a new one could not be made yet");
             }
         }
     }
+}
+
+/// Whether `error` says the server is gone or no longer the master: what a failover looks like
+/// from a connection to the old master. The command is sent again on the new master's
+/// connection: it did not run (refused, or sent on a connection already closed), or, in a race
+/// with the server's death, ran on a master that is gone (at least once, as everywhere).
+fn master_moved(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+}
+
+/// Whether `reply` is a replica's refusal of a write.
+fn is_read_only(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(error) if error.kind() == Some(redis::ServerErrorKind::ReadOnly))
 }
 
 /// A connection to a server or to a cluster.
@@ -363,6 +462,15 @@ impl ConnectionLike for Conn {
                 let (generation, mut conn) = healing.current();
                 let result = conn.req_packed_command(cmd).await;
                 healing.observe(generation, &result);
+                if let Err(error) = &result
+                    && healing.inner.server.may_move()
+                    && master_moved(error)
+                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
+                {
+                    let result = conn.req_packed_command(cmd).await;
+                    healing.observe(generation, &result);
+                    return result;
+                }
                 result
             }),
             Conn::Blocking(conn) => conn.req_packed_command(cmd),
@@ -381,6 +489,23 @@ impl ConnectionLike for Conn {
                 let (generation, mut conn) = healing.current();
                 let result = conn.req_packed_commands(pipeline, offset, count).await;
                 healing.observe(generation, &result);
+                if let Err(error) = &result
+                    && healing.inner.server.may_move()
+                    && master_moved(error)
+                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
+                {
+                    let result = conn.req_packed_commands(pipeline, offset, count).await;
+                    healing.observe(generation, &result);
+                    return result;
+                }
+                // A pipeline's refused writes come as its replies: a demoted master answers
+                // READONLY to each; the next try goes to the new master.
+                if let Ok(replies) = &result
+                    && healing.inner.server.may_move()
+                    && replies.iter().any(is_read_only)
+                {
+                    healing.follow_master(generation).await;
+                }
                 result
             }),
             Conn::Blocking(conn) => conn.req_packed_commands(pipeline, offset, count),

@@ -15,6 +15,7 @@ mod keys;
 mod outbox;
 mod periodic;
 mod scripts;
+mod sentinel;
 mod subscription;
 #[cfg(feature = "testing")]
 mod testing;
@@ -449,14 +450,17 @@ impl Broker {
             url: crate::redact::redis_url(url),
             source,
         };
-        if url.starts_with("rediss://") {
+        if url.starts_with("rediss://") || url.starts_with("rediss+sentinel://") {
             // rustls needs a process-wide crypto provider; another part of the application may
             // have installed one already, which is as good.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         // Several comma-separated node URLs mean a Redis Cluster.
         let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-        let target = if nodes.len() > 1 {
+        let target = if sentinel::is_sentinel_url(url) {
+            sentinel::Sentinels::parse(url, tls_ca)
+                .map(|sentinels| Target::sentinel(sentinels, response_timeout))
+        } else if nodes.len() > 1 {
             Target::cluster(&nodes, tls_ca, response_timeout)
         } else {
             let info = redis::IntoConnectionInfo::into_connection_info(url)
