@@ -1,4 +1,4 @@
-//! Parses the options of `#[task(...)]`: `queue`, `retries`, `timeout`, `result_ttl`, `cron`,
+//! Parses the options of `#[task(...)]`: `queue`, `partitions`, `retries`, `timeout`, `result_ttl`, `cron`,
 //! `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`.
 
 use proc_macro2::TokenStream;
@@ -25,13 +25,15 @@ pub(crate) struct TaskArgs {
     pub(crate) rate: Option<LitStr>,
     /// The most runs of the task at once, across every worker.
     pub(crate) max_running: Option<u32>,
+    /// How many partitions the task's queue is split into (`partitions = 8`).
+    pub(crate) partitions: Option<u16>,
     /// The version of the task's parameters (1 when not given).
     pub(crate) version: Option<u32>,
     /// The fn that converts a job of an older version.
     pub(crate) migrate: Option<syn::Path>,
 }
 
-const VALID_KEYS: &str = "`queue`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`";
+const VALID_KEYS: &str = "`queue`, `partitions`, `retries`, `timeout`, `result_ttl`, `cron`, `tz`, `unique_for`, `rate`, `max_running`, `version`, `migrate`, `name`, `crate`";
 
 impl TaskArgs {
     /// Parses the attribute's arguments, reporting every mistake, each on its own tokens. The
@@ -77,6 +79,16 @@ impl TaskArgs {
                         ));
                     }
                     args.max_running = Some(n);
+                    Ok(())
+                }),
+                Some("partitions") => integer(&pair.value, "partitions", "8").and_then(|n: u32| {
+                    if !(1..=1024).contains(&n) {
+                        return Err(syn::Error::new_spanned(
+                            &pair.value,
+                            "`partitions` must be between 1 and 1024",
+                        ));
+                    }
+                    args.partitions = Some(n as u16);
                     Ok(())
                 }),
                 Some("timeout") => string(&pair.value, "timeout").and_then(|text| {

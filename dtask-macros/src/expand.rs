@@ -199,6 +199,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
         }
         None => quote!(#private::decode_args::<Task>(args, version)),
     };
+    let partitions = args.partitions.unwrap_or(1);
     let max_running = match args.max_running {
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
@@ -453,6 +454,13 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                     Builder(self.0.replicas(replicas, timeout))
                 }
 
+                /// On a partitioned queue, sends the job to the partition of `key`: the jobs
+                /// of one key go to one partition, in order (see
+                /// `dtask::Enqueue::partition_key`).
+                pub fn partition_key(self, key: impl ::core::fmt::Display) -> Self {
+                    Builder(self.0.partition_key(key))
+                }
+
                 /// Enqueues the job with these arguments and returns its handle.
                 #[allow(unused_variables)]
                 pub async fn enqueue(self, #(#arg_names: #params),*)
@@ -583,6 +591,7 @@ fn generate(args: &TaskArgs, task: &Task<'_>) -> TokenStream {
                 unique_for: #unique_for,
                 rate: #rate,
                 max_running: #max_running,
+                partitions: #partitions,
                 version: #version,
             };
 

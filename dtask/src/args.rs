@@ -260,6 +260,7 @@ mod tests {
         unique_for: None,
         rate: None,
         max_running: None,
+        partitions: 1,
     };
 
     impl crate::TaskDef for Rename {

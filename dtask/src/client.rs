@@ -36,6 +36,8 @@ pub struct Client {
     pub(crate) quiet_queues: Arc<std::collections::HashSet<String>>,
     /// How many replicas must confirm each enqueue, if any.
     pub(crate) replicas: Option<crate::broker::Replicas>,
+    /// The queues split into partitions.
+    pub(crate) partitions: Arc<crate::partition::Partitions>,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -93,6 +95,7 @@ impl Client {
             enqueue_middleware: EnqueueChain::default(),
             quiet_queues: std::collections::HashSet::new(),
             replicas: None,
+            partitions: std::collections::HashMap::new(),
         }
     }
 
@@ -128,6 +131,7 @@ pub struct ClientBuilder {
     enqueue_middleware: EnqueueChain,
     quiet_queues: std::collections::HashSet<String>,
     replicas: Option<crate::broker::Replicas>,
+    partitions: std::collections::HashMap<String, u16>,
 }
 
 impl ClientBuilder {
@@ -204,6 +208,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Splits `queue` into `count` partitions (at most [`MAX_PARTITIONS`](crate::MAX_PARTITIONS)),
+    /// as `#[task(queue = "..", partitions = ..)]` does for a task's queue: Redis queues
+    /// `queue#0` to `queue#{count-1}` (a suffix added where needed so that their hash slots
+    /// spread evenly, and on a Redis Cluster their masters), for a queue too busy for one
+    /// master. Enqueues go to the partitions in turn, or by
+    /// [`partition_key`](crate::Enqueue::partition_key); a worker serving `queue` serves every
+    /// partition, from a different one each round; `client.queue(queue)` adds them up. Give
+    /// producers and workers the same count: jobs of a partition no worker knows wait.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), dtask::Error> {
+    /// let client = dtask::Client::builder("redis://10.0.0.1:7000,redis://10.0.0.2:7000")
+    ///     .partitions("emails", 8)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn partitions(mut self, queue: impl Into<String>, count: u16) -> ClientBuilder {
+        self.partitions.insert(queue.into(), count);
+        self
+    }
+
     /// Publishes no `enqueued` events for `queue`'s jobs (see [`Client::events`]; a worker
     /// has [`Worker::without_events`](crate::Worker::without_events) for the others).
     pub fn without_events(mut self, queue: impl Into<String>) -> ClientBuilder {
@@ -229,6 +255,7 @@ impl ClientBuilder {
                 ))
             })?),
         };
+        let partitions = Arc::new(crate::partition::Partitions::new(&self.partitions)?);
         let broker = Broker::connect(&self.url, prefix, ca, self.response_timeout).await?;
         Ok(Client {
             waiters: std::sync::Arc::new(crate::wait::Waiters::new(broker.clone())),
@@ -237,6 +264,7 @@ impl ClientBuilder {
             enqueue_middleware: self.enqueue_middleware,
             quiet_queues: Arc::new(self.quiet_queues),
             replicas: self.replicas,
+            partitions,
         })
     }
 }

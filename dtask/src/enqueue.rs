@@ -34,6 +34,8 @@ pub struct Enqueue<O> {
     timeout: Option<Duration>,
     /// The replicas to wait for, when this enqueue says (`None` inside: none).
     replicas: Option<Option<broker::Replicas>>,
+    /// The hash of the partition key, when given.
+    partition_key: Option<u64>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -59,6 +61,7 @@ impl<O> Enqueue<O> {
             unique_until: self.unique_until,
             timeout: self.timeout,
             replicas: self.replicas,
+            partition_key: self.partition_key,
             output: PhantomData,
         }
     }
@@ -71,6 +74,15 @@ impl<O> Enqueue<O> {
     /// The queue jobs with these options go to.
     pub(crate) fn queue_name(&self) -> &str {
         self.queue.as_deref().unwrap_or(self.info.queue)
+    }
+
+    /// The Redis queue a job with these options goes to through `client`: the queue, or the
+    /// partition of it that the partition key (or the turn) picks.
+    pub(crate) fn routed_queue(&self, client: &Client) -> String {
+        client
+            .partitions
+            .route(self.queue_name(), self.partition_key)
+            .to_owned()
     }
 
     /// The retries these options set, if any.
@@ -125,6 +137,7 @@ impl<O> Enqueue<O> {
             unique_until: None,
             timeout: None,
             replicas: None,
+            partition_key: None,
             output: PhantomData,
         }
     }
@@ -134,6 +147,29 @@ impl<O> Enqueue<O> {
     /// every enqueue of a client (which this overrides; `replicas(0, _)` does not wait).
     pub fn replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replicas = Some(broker::Replicas::asked(replicas, timeout));
+        self
+    }
+
+    /// On a partitioned queue (see [`ClientBuilder::partitions`](crate::ClientBuilder::partitions)),
+    /// sends the job to the partition of `key` instead of the next in turn: the jobs of one key
+    /// (a user, an account) go to one partition, and so start in the order they were enqueued,
+    /// as on a queue of its own. The same key picks the same partition in every process. A
+    /// job named with [`Enqueue::id`] or made unique goes by its uniqueness key unless given
+    /// one, so that a duplicate meets the first. No effect on a queue without partitions.
+    ///
+    /// ```no_run
+    /// #[dtask::task(queue = "emails", partitions = 8)]
+    /// async fn send_email(user_id: u64, subject: String) {}
+    ///
+    /// # async fn demo() -> Result<(), dtask::Error> {
+    /// send_email::with()
+    ///     .partition_key(42)
+    ///     .enqueue(42, "Welcome".into())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn partition_key(mut self, key: impl std::fmt::Display) -> Self {
+        self.partition_key = Some(crate::partition::key_hash(&key.to_string()));
         self
     }
 
@@ -323,9 +359,14 @@ impl<O> Enqueue<O> {
             let mut handles = Vec::with_capacity(items.len());
             for args in items {
                 let key = unique.key(self.info.name, args.get());
+                // One key, one partition: its lock and its job live together.
+                let routing = self
+                    .partition_key
+                    .unwrap_or_else(|| crate::partition::key_hash(&key));
+                let target = client.partitions.route(queue, Some(routing));
                 let job = NewPayload {
                     info: self.info,
-                    queue,
+                    queue: target,
                     retries: self.retries,
                     args,
                     enqueued_at_ms: now_ms,
@@ -352,7 +393,7 @@ impl<O> Enqueue<O> {
                 let found = client
                     .broker
                     .enqueue_unique(
-                        queue,
+                        target,
                         broker::UniqueLock {
                             key: &key,
                             ttl: unique.ttl + waits,
@@ -365,11 +406,13 @@ impl<O> Enqueue<O> {
                     .await?;
                 let handle = match found {
                     None => {
-                        if let Some((_, lines)) =
-                            told.news(std::slice::from_ref(&id)).events.first()
-                            && let Err(error) = client.broker.publish_events(queue, lines).await
+                        if let Some((_, lines)) = told
+                            .news(std::slice::from_ref(&id), &[target])
+                            .events
+                            .first()
+                            && let Err(error) = client.broker.publish_events(target, lines).await
                         {
-                            tracing::debug!(%error, queue, "could not publish job events");
+                            tracing::debug!(%error, queue = target, "could not publish job events");
                         }
                         crate::metrics::enqueued(queue, self.info.name, 1);
                         JobHandle::new(id, Some(client.clone()))
@@ -378,16 +421,19 @@ impl<O> Enqueue<O> {
                         JobHandle::new(JobId::from(holder), Some(client.clone())).found_duplicate()
                     }
                 };
-                handles.push(handle.of_task(self.info).in_queue(queue));
+                handles.push(handle.of_task(self.info).in_queue(target));
             }
             return Ok(handles);
         }
+        let routing = self.partition_key;
         let mut ids = Vec::new();
         let mut payloads = Vec::new();
+        let mut targets: Vec<&str> = Vec::new();
         for args in items {
+            let target = client.partitions.route(queue, routing);
             let job = NewPayload {
                 info: self.info,
-                queue,
+                queue: target,
                 retries: self.retries,
                 args,
                 enqueued_at_ms: now_ms,
@@ -398,31 +444,36 @@ impl<O> Enqueue<O> {
             let (id, payload) = job.encode(&client)?;
             payloads.push(payload);
             ids.push(id);
+            targets.push(target);
         }
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        let jobs: Vec<NewJob<'_>> = payloads
+        // The jobs of one partition side by side: one pipeline per partition's node.
+        let mut order: Vec<usize> = (0..payloads.len()).collect();
+        order.sort_by_key(|&i| targets[i]);
+        let jobs: Vec<NewJob<'_>> = order
             .iter()
-            .map(|payload| NewJob {
-                queue,
-                payload,
+            .map(|&i| NewJob {
+                queue: targets[i],
+                payload: &payloads[i],
                 due,
             })
             .collect();
         let told = Told::new(&client, self.info, queue, due, now_ms);
         client
             .broker
-            .enqueue(&jobs, &told.news(&ids), replicas)
+            .enqueue(&jobs, &told.news(&ids, &targets), replicas)
             .await?;
         crate::metrics::enqueued(queue, self.info.name, ids.len() as u64);
         tracing::debug!(task = self.info.name, queue, jobs = ids.len(), "enqueued");
         Ok(ids
             .into_iter()
-            .map(|id| {
+            .zip(targets)
+            .map(|(id, target)| {
                 JobHandle::new(id, Some(client.clone()))
                     .of_task(self.info)
-                    .in_queue(queue)
+                    .in_queue(target)
             })
             .collect())
     }
@@ -431,22 +482,22 @@ impl<O> Enqueue<O> {
 /// What an enqueue tells of its jobs: the record each starts with (queued, or scheduled when
 /// delayed) unless its task keeps none, and its `enqueued` event unless the client keeps its
 /// queue quiet.
-struct Told<'a> {
-    queue: &'a str,
+struct Told {
     task: &'static str,
     record: Option<(String, Duration)>,
     event: Option<crate::events::EventKind>,
     now_ms: u64,
 }
 
-impl<'a> Told<'a> {
+impl Told {
+    /// What an enqueue into `queue` (a partitioned one, or not) tells.
     fn new(
         client: &Client,
         info: &'static TaskInfo,
-        queue: &'a str,
+        queue: &str,
         due: Option<broker::Due>,
         now_ms: u64,
-    ) -> Told<'a> {
+    ) -> Told {
         let due_ms = due.map(|due| match due {
             broker::Due::AtMs(at) => at,
             broker::Due::After(delay) => now_ms.saturating_add(delay.as_millis() as u64),
@@ -465,7 +516,6 @@ impl<'a> Told<'a> {
                 due_at: due_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
             });
         Told {
-            queue,
             task: info.name,
             record,
             event,
@@ -473,8 +523,9 @@ impl<'a> Told<'a> {
         }
     }
 
-    /// The news of the jobs `ids`.
-    fn news<'b>(&'b self, ids: &'b [JobId]) -> broker::News<'b> {
+    /// The news of the jobs `ids`, each of which went to the Redis queue of the same rank in
+    /// `targets` (its events are published there).
+    fn news<'b>(&'b self, ids: &'b [JobId], targets: &[&'b str]) -> broker::News<'b> {
         let mut news = broker::News::default();
         if let Some((record, ttl)) = &self.record {
             news.ttl = *ttl;
@@ -484,11 +535,20 @@ impl<'a> Told<'a> {
                 .collect();
         }
         if let Some(event) = &self.event {
-            let lines: Vec<String> = ids
-                .iter()
-                .map(|id| event.line(id, self.task, self.now_ms))
-                .collect();
-            news.events.push((self.queue, lines.join("\n")));
+            let mut rank: std::collections::HashMap<&str, usize> = Default::default();
+            let mut lines: Vec<(&'b str, Vec<String>)> = Vec::new();
+            for (id, target) in ids.iter().zip(targets) {
+                let at = *rank.entry(target).or_insert_with(|| {
+                    lines.push((target, Vec::new()));
+                    lines.len() - 1
+                });
+                lines[at].1.push(event.line(id, self.task, self.now_ms));
+            }
+            news.events.extend(
+                lines
+                    .into_iter()
+                    .map(|(target, lines)| (target, lines.join("\n"))),
+            );
         }
         news
     }

@@ -390,7 +390,8 @@ impl Client {
     /// Follows the lifecycle events of `queue`'s jobs, from now on: subscribed when this
     /// returns. A subscription that breaks reconnects by itself and yields a [`MissedEvents`]
     /// window; pub/sub delivers at most once, so treat events as news and read a job's state
-    /// with `status()` when it matters.
+    /// with `status()` when it matters. A partitioned queue's stream carries every partition's
+    /// events (each names its partition in `queue`).
     ///
     /// ```no_run
     /// # async fn demo(client: dtask::Client) -> Result<(), dtask::Error> {
@@ -413,9 +414,27 @@ impl Client {
     /// ```
     pub async fn events(&self, queue: &str) -> Result<Events, Error> {
         crate::enqueue::check_queue_name(queue)?;
-        let feed = self.broker.event_feed(queue, 0).await?;
         let (sender, receiver) = mpsc::channel(BUFFERED);
-        let listener = tokio::spawn(listen(self.broker.clone(), queue.to_owned(), feed, sender));
+        let Some(partitions) = self.partitions.of(queue) else {
+            let feed = self.broker.event_feed(queue, 0).await?;
+            let listener =
+                tokio::spawn(listen(self.broker.clone(), queue.to_owned(), feed, sender));
+            return Ok(Events { receiver, listener });
+        };
+        // A partitioned queue: every partition's events, on one stream.
+        let mut listeners = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let feed = self.broker.event_feed(partition, 0).await?;
+            listeners.push(listen(
+                self.broker.clone(),
+                partition.clone(),
+                feed,
+                sender.clone(),
+            ));
+        }
+        let listener = tokio::spawn(async move {
+            futures_util::future::join_all(listeners).await;
+        });
         Ok(Events { receiver, listener })
     }
 }

@@ -124,6 +124,7 @@ mod job;
 mod metrics;
 mod middleware;
 mod output;
+mod partition;
 mod periodic;
 mod rate_limit;
 mod redact;
@@ -158,6 +159,7 @@ pub use middleware::{
     WorkerEvent, current,
 };
 pub use output::TaskOutput;
+pub use partition::MAX_PARTITIONS;
 pub use periodic::{Missed, Periodic, PeriodicInfo, periodic};
 pub use rate_limit::RateLimit;
 pub use registry::{TaskDef, TaskInfo};

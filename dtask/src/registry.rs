@@ -64,6 +64,9 @@ pub struct TaskInfo {
     pub rate: Option<crate::RateLimit>,
     /// At most this many runs at once, across every worker (`#[task(max_running = ..)]`).
     pub max_running: Option<u32>,
+    /// How many partitions its queue is split into (`#[task(partitions = ..)]`, 1 by default):
+    /// see [`ClientBuilder::partitions`](crate::ClientBuilder::partitions).
+    pub partitions: u16,
 }
 
 impl TaskInfo {
@@ -120,6 +123,31 @@ pub struct TaskEntry {
 }
 
 inventory::collect!(TaskEntry);
+
+/// The queues the tasks of this binary split into partitions (`#[task(partitions = ..)]`), with
+/// their number; two tasks of one queue that disagree are an error naming both.
+pub(crate) fn declared_partitions() -> Result<HashMap<&'static str, (u16, &'static str)>, Error> {
+    let mut declared: HashMap<&'static str, (u16, &'static str)> = HashMap::new();
+    for entry in inventory::iter::<TaskEntry> {
+        let info = entry.info;
+        if info.partitions <= 1 {
+            continue;
+        }
+        match declared.get(info.queue) {
+            Some((count, task)) if *count != info.partitions => {
+                return Err(Error::Config(format!(
+                    "tasks `{task}` and `{}` split queue `{}` into {count} and {} partitions: give both the same `partitions`",
+                    info.name, info.queue, info.partitions
+                )));
+            }
+            Some(_) => {}
+            None => {
+                declared.insert(info.queue, (info.partitions, info.name));
+            }
+        }
+    }
+    Ok(declared)
+}
 
 /// The tasks this binary knows, by name.
 pub(crate) struct Registry {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Queue;
+use super::{Queue, partitioned};
 use crate::broker::{Purgeable, TimedState};
 use crate::envelope::{self, DeadRecord, JobId};
 use crate::error::Error;
@@ -208,6 +208,20 @@ impl Queue {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobInfo>, Error> {
+        if let Some(parts) = self.partitions() {
+            return partitioned::jobs(&parts, state, order, offset, limit).await;
+        }
+        self.jobs_here(state, order, offset, limit).await
+    }
+
+    /// [`Queue::jobs`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn jobs_here(
+        &self,
+        state: JobState,
+        order: Order,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>, Error> {
         let broker = &self.client.broker;
         let newest_first = order == Order::NewestFirst;
         let timed = match state {
@@ -271,6 +285,14 @@ impl Queue {
     /// million small jobs costs about a hundred short script calls: for operators, not for a
     /// request path.
     pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
+        if let Some(parts) = self.partitions() {
+            return partitioned::job(&parts, id).await;
+        }
+        self.job_here(id).await
+    }
+
+    /// [`Queue::job`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn job_here(&self, id: &JobId) -> Result<Option<JobInfo>, Error> {
         if id.as_str().is_empty() {
             return Ok(None);
         }

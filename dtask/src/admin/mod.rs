@@ -3,7 +3,10 @@
 //! (`repair`).
 
 mod jobs;
+mod partitioned;
 mod repair;
+
+use partitioned::each_part;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,8 +125,18 @@ pub struct Queue {
 impl Client {
     /// The names of every queue of this client's prefix that a job was enqueued to or a worker
     /// served (by any binary of this version), sorted.
+    /// A partitioned queue is listed once, by its name (not its partitions').
     pub async fn queues(&self) -> Result<Vec<String>, Error> {
-        self.broker.known_queues().await
+        let mut queues: Vec<String> = self
+            .broker
+            .known_queues()
+            .await?
+            .iter()
+            .map(|queue| self.partitions.queue_of(queue).to_owned())
+            .collect();
+        queues.sort();
+        queues.dedup();
+        Ok(queues)
     }
 
     /// Every periodic schedule a worker of this prefix keeps or kept, queue by queue, with its
@@ -170,6 +183,15 @@ impl Client {
 impl Queue {
     /// How many jobs the queue holds in each state.
     pub async fn stats(&self) -> Result<QueueStats, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.stats_here());
+            return Ok(partitioned::add_stats(all));
+        }
+        self.stats_here().await
+    }
+
+    /// [`Queue::stats`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn stats_here(&self) -> Result<QueueStats, Error> {
         let broker = &self.client.broker;
         let workers = self.workers().await?;
         Ok(QueueStats {
@@ -187,6 +209,15 @@ impl Queue {
 
     /// The workers serving this queue, with the jobs each has in flight from it.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.workers_here());
+            return Ok(partitioned::merge_workers(all));
+        }
+        self.workers_here().await
+    }
+
+    /// [`Queue::workers`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn workers_here(&self) -> Result<Vec<WorkerInfo>, Error> {
         let broker = &self.client.broker;
         let mut workers = Vec::new();
         for (id, beat) in broker.workers_of(&self.name).await? {
@@ -198,6 +229,15 @@ impl Queue {
 
     /// How many jobs the worker `worker_id` has in flight from this queue.
     pub async fn in_flight_on(&self, worker_id: &str) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.in_flight_on_here(worker_id));
+            return Ok(all.into_iter().sum());
+        }
+        self.in_flight_on_here(worker_id).await
+    }
+
+    /// [`Queue::in_flight_on`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn in_flight_on_here(&self, worker_id: &str) -> Result<u64, Error> {
         self.client.broker.inflight_len(&self.name, worker_id).await
     }
 
@@ -209,6 +249,18 @@ impl Queue {
     /// The dead jobs of this queue, most recent first, at most `limit`: the short form of
     /// [`Queue::jobs`] with [`JobState::Dead`].
     pub async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.dead_jobs_here(limit));
+            let mut dead: Vec<DeadJob> = all.into_iter().flatten().collect();
+            dead.sort_by_key(|job| std::cmp::Reverse(job.died_at));
+            dead.truncate(limit);
+            return Ok(dead);
+        }
+        self.dead_jobs_here(limit).await
+    }
+
+    /// [`Queue::dead_jobs`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn dead_jobs_here(&self, limit: usize) -> Result<Vec<DeadJob>, Error> {
         let dead = self
             .jobs(JobState::Dead, Order::NewestFirst, 0, limit)
             .await?;
@@ -227,6 +279,15 @@ impl Queue {
 
     /// The periodic schedules of this queue (see [`Client::periodic_jobs`]), by name.
     pub async fn periodic_jobs(&self) -> Result<Vec<PeriodicInfo>, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.periodic_jobs_here());
+            return Ok(all.into_iter().flatten().collect());
+        }
+        self.periodic_jobs_here().await
+    }
+
+    /// [`Queue::periodic_jobs`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn periodic_jobs_here(&self) -> Result<Vec<PeriodicInfo>, Error> {
         let schedules = self.client.broker.periodic_of(&self.name).await?;
         let mut infos: Vec<PeriodicInfo> = schedules
             .into_iter()
@@ -254,6 +315,15 @@ impl Queue {
     /// Removes the periodic schedule `name` from this queue's records (a schedule no worker
     /// keeps any more); whether it was there. A worker that still keeps it records it again.
     pub async fn forget_periodic(&self, name: &str) -> Result<bool, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.forget_periodic_here(name));
+            return Ok(all.into_iter().any(|forgot| forgot));
+        }
+        self.forget_periodic_here(name).await
+    }
+
+    /// [`Queue::forget_periodic`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn forget_periodic_here(&self, name: &str) -> Result<bool, Error> {
         self.client.broker.forget_periodic(&self.name, name).await
     }
 
@@ -261,6 +331,15 @@ impl Queue {
     /// [`RateLimit`]); the jobs over the limit wait in the queue. Kept in Redis: it holds for
     /// workers started later too, until [`Queue::clear_rate_limit`].
     pub async fn set_rate_limit(&self, limit: RateLimit) -> Result<(), Error> {
+        if let Some(parts) = self.partitions() {
+            each_part!(parts, |part| part.set_rate_limit_here(limit));
+            return Ok(());
+        }
+        self.set_rate_limit_here(limit).await
+    }
+
+    /// [`Queue::set_rate_limit`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn set_rate_limit_here(&self, limit: RateLimit) -> Result<(), Error> {
         self.check_queue()?;
         let parts = (limit.jobs(), limit.per_ms(), limit.burst_size());
         self.client
@@ -271,12 +350,30 @@ impl Queue {
 
     /// Removes this queue's rate limit.
     pub async fn clear_rate_limit(&self) -> Result<(), Error> {
+        if let Some(parts) = self.partitions() {
+            each_part!(parts, |part| part.clear_rate_limit_here());
+            return Ok(());
+        }
+        self.clear_rate_limit_here().await
+    }
+
+    /// [`Queue::clear_rate_limit`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn clear_rate_limit_here(&self) -> Result<(), Error> {
         self.check_queue()?;
         self.client.broker.set_rate_limit(&self.name, None).await
     }
 
     /// This queue's rate limit, if it has one.
     pub async fn rate_limit(&self) -> Result<Option<RateLimit>, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.rate_limit_here());
+            return Ok(all.into_iter().flatten().next());
+        }
+        self.rate_limit_here().await
+    }
+
+    /// [`Queue::rate_limit`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn rate_limit_here(&self) -> Result<Option<RateLimit>, Error> {
         let limit = self.client.broker.rate_limit(&self.name).await?;
         Ok(limit.map(|(jobs, per_ms, burst)| RateLimit::from_parts(jobs, per_ms, burst)))
     }
@@ -288,6 +385,16 @@ impl Queue {
     /// Appends `payload` to the queue as it is, with no checks. For repair tools, and for tests
     /// that show what a worker does with a payload that is not a job.
     pub async fn push_raw(&self, payload: &[u8]) -> Result<(), Error> {
+        if let Some(parts) = self.partitions() {
+            let _ = parts;
+            let target = self.client.partitions.route(&self.name, None).to_owned();
+            return self.client.queue(&target).push_raw_here(payload).await;
+        }
+        self.push_raw_here(payload).await
+    }
+
+    /// [`Queue::push_raw`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn push_raw_here(&self, payload: &[u8]) -> Result<(), Error> {
         self.client.broker.push_raw(&self.name, payload).await
     }
 }
@@ -318,6 +425,17 @@ impl Queue {
     /// How many jobs succeeded and failed over the last minute and hour, from counters the
     /// workers keep in Redis per second and per minute (by their clocks), for an hour.
     pub async fn throughput(&self) -> Result<Throughput, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.throughput_here());
+            if let Some(sum) = partitioned::add_throughput(all) {
+                return Ok(sum);
+            }
+        }
+        self.throughput_here().await
+    }
+
+    /// [`Queue::throughput`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn throughput_here(&self) -> Result<Throughput, Error> {
         let now_s = crate::clock::now_ms() / 1000;
         let (minute, second) = (now_s / 60, now_s % 60);
         let minutes: Vec<u64> = (minute - 59..=minute).collect();

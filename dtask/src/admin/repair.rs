@@ -3,7 +3,7 @@
 //! repair racing a worker (a retry racing a burial, a purge racing a fetch) loses nothing and
 //! duplicates nothing.
 
-use super::{JobState, Queue};
+use super::{JobState, Queue, partitioned, partitioned::each_part};
 use crate::broker::{Purgeable, Revival, TimedState};
 use crate::envelope::{self, DeadRecord, JobId, OutcomeRecord, OutcomeState};
 use crate::error::Error;
@@ -170,11 +170,29 @@ impl Queue {
     /// attempt budget, its dead record removed in the same step. Returns how many were revived
     /// (a job already revived or deleted meanwhile is not revived twice).
     pub async fn retry_dead(&self, ids: &[JobId]) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.retry_dead_here(ids));
+            return Ok(all.into_iter().sum());
+        }
+        self.retry_dead_here(ids).await
+    }
+
+    /// [`Queue::retry_dead`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn retry_dead_here(&self, ids: &[JobId]) -> Result<u64, Error> {
         self.revive(Which::Ids(ids)).await
     }
 
     /// Runs every dead job of the queue again, as [`Queue::retry_dead`] does.
     pub async fn retry_all_dead(&self) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.retry_all_dead_here());
+            return Ok(all.into_iter().sum());
+        }
+        self.retry_all_dead_here().await
+    }
+
+    /// [`Queue::retry_all_dead`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn retry_all_dead_here(&self) -> Result<u64, Error> {
         self.revive(Which::All).await
     }
 
@@ -210,6 +228,15 @@ impl Queue {
 
     /// Deletes the dead jobs `ids`; returns how many were deleted.
     pub async fn delete_dead(&self, ids: &[JobId]) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.delete_dead_here(ids));
+            return Ok(all.into_iter().sum());
+        }
+        self.delete_dead_here(ids).await
+    }
+
+    /// [`Queue::delete_dead`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn delete_dead_here(&self, ids: &[JobId]) -> Result<u64, Error> {
         let broker = &self.client.broker;
         self.each_dead_batch(Which::Ids(ids), |batch| async move {
             let records: Vec<&str> = batch.iter().map(|(text, _)| text.as_str()).collect();
@@ -220,12 +247,30 @@ impl Queue {
 
     /// Deletes every dead job of the queue at once; returns how many there were.
     pub async fn delete_all_dead(&self) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.delete_all_dead_here());
+            return Ok(all.into_iter().sum());
+        }
+        self.delete_all_dead_here().await
+    }
+
+    /// [`Queue::delete_all_dead`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn delete_all_dead_here(&self) -> Result<u64, Error> {
         self.client.broker.purge(&self.name, None).await
     }
 
     /// Empties one waiting state of the queue at once; returns how many jobs it held. Jobs in
     /// flight are not touched.
     pub async fn purge(&self, state: PurgeState) -> Result<u64, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.purge_here(state));
+            return Ok(all.into_iter().sum());
+        }
+        self.purge_here(state).await
+    }
+
+    /// [`Queue::purge`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn purge_here(&self, state: PurgeState) -> Result<u64, Error> {
         let broker = &self.client.broker;
         Ok(match state {
             PurgeState::Pending => {
@@ -249,6 +294,14 @@ impl Queue {
     /// so that a caller waiting on it stops waiting; it is not put in the dead set. Cancelling
     /// again, or cancelling a job that finished, changes nothing.
     pub async fn cancel(&self, id: &JobId) -> Result<Cancelled, Error> {
+        if let Some(parts) = self.partitions() {
+            return partitioned::cancel(&parts, id).await;
+        }
+        self.cancel_here(id).await
+    }
+
+    /// [`Queue::cancel`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn cancel_here(&self, id: &JobId) -> Result<Cancelled, Error> {
         // A job that moved between states while it was looked for is looked for once more.
         for _ in 0..3 {
             let Some(job) = self.job(id).await? else {
@@ -332,12 +385,30 @@ impl Queue {
     /// restarts. A resumed queue runs again at a busy worker's next fetch, and within half a
     /// second on an idle one.
     pub async fn pause(&self) -> Result<(), Error> {
+        if let Some(parts) = self.partitions() {
+            each_part!(parts, |part| part.pause_here());
+            return Ok(());
+        }
+        self.pause_here().await
+    }
+
+    /// [`Queue::pause`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn pause_here(&self) -> Result<(), Error> {
         self.check_name()?;
         self.client.broker.set_paused(&self.name, true).await
     }
 
     /// Resumes a paused queue.
     pub async fn resume(&self) -> Result<(), Error> {
+        if let Some(parts) = self.partitions() {
+            each_part!(parts, |part| part.resume_here());
+            return Ok(());
+        }
+        self.resume_here().await
+    }
+
+    /// [`Queue::resume`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn resume_here(&self) -> Result<(), Error> {
         self.check_name()?;
         self.client.broker.set_paused(&self.name, false).await
     }
@@ -355,6 +426,15 @@ impl Queue {
 
     /// Whether the queue is paused.
     pub async fn is_paused(&self) -> Result<bool, Error> {
+        if let Some(parts) = self.partitions() {
+            let all = each_part!(parts, |part| part.is_paused_here());
+            return Ok(all.into_iter().any(|paused| paused));
+        }
+        self.is_paused_here().await
+    }
+
+    /// [`Queue::is_paused`] of one Redis queue (a partition, or a queue without partitions).
+    pub(super) async fn is_paused_here(&self) -> Result<bool, Error> {
         self.client.broker.is_paused(&self.name).await
     }
 }

@@ -39,6 +39,14 @@ pub(crate) use outbox::{MemberEnded, NewGroup};
 pub(crate) use periodic::Claim;
 pub(crate) use unique::UniqueLock;
 
+/// The hash slots of a Redis Cluster.
+pub(crate) const SLOTS: usize = 16384;
+
+/// The hash slot of `queue`'s keys (they share the hash tag `{queue}`).
+pub(crate) fn queue_slot(queue: &str) -> u16 {
+    cluster::slot_of(format!("{{{queue}}}").as_bytes())
+}
+
 use crate::error::Error;
 
 /// A job to put into a queue: its payload and, for a delayed job, when it is due.

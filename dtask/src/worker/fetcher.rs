@@ -95,6 +95,8 @@ pub(crate) struct Fetcher {
     jobs: TaskTracker,
     abandon: CancellationToken,
     health: Vec<QueueHealth>,
+    /// Counts fetch rounds: which partition of a partitioned queue a round starts at.
+    round: usize,
 }
 
 impl Fetcher {
@@ -112,7 +114,15 @@ impl Fetcher {
             .iter()
             .map(|_| QueueHealth::default())
             .collect();
+        // Workers start their rounds of a partitioned queue at different partitions.
+        let round = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write(ctx.worker_id.as_bytes());
+            hasher.finish() as usize
+        };
         Fetcher {
+            round,
             ctx,
             slots: Arc::new(Semaphore::new(slots)),
             jobs,
@@ -206,7 +216,13 @@ impl Fetcher {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let mut jobs = Vec::new();
-        for (index, queue) in ctx.settings.queues.iter().enumerate() {
+        self.round = self.round.wrapping_add(1);
+        for index in fetch_order(
+            &ctx.settings.queue_groups,
+            ctx.settings.queues.len(),
+            self.round,
+        ) {
+            let queue = &ctx.settings.queues[index];
             let health = &mut self.health[index];
             if health.retry_at.is_some_and(|at| at > now)
                 || health.rate_until.is_some_and(|at| at > now)
@@ -251,6 +267,24 @@ impl Fetcher {
             executor::execute(&ctx, job, &abandon, slot).await;
         });
     }
+}
+
+/// The order in which a fetch round visits the `count` queues: groups in priority order (a
+/// queue, or a partitioned queue's partitions), each group's members starting at the one
+/// `round` picks and going round. Without groups, each queue is its own.
+fn fetch_order(groups: &[usize], count: usize, round: usize) -> Vec<usize> {
+    let mut order = Vec::with_capacity(count);
+    let mut start = 0;
+    for &size in groups {
+        let size = size.min(count.saturating_sub(start));
+        if size == 0 {
+            continue;
+        }
+        order.extend((0..size).map(|k| start + (round + k) % size));
+        start += size;
+    }
+    order.extend(start..count);
+    order
 }
 
 /// What one fetch from a queue gave: the jobs; how long until the queue's rate limit lets a
@@ -429,5 +463,24 @@ async fn wait_for_jobs(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetch_order;
+
+    #[test]
+    fn rounds_keep_priority_and_go_round_a_partitioned_queue() {
+        // A queue, a queue of 3 partitions, a queue: priority stays, partitions take turns.
+        let orders: Vec<Vec<usize>> = (0..4)
+            .map(|round| fetch_order(&[1, 3, 1], 5, round))
+            .collect();
+        assert_eq!(orders[0], [0, 1, 2, 3, 4]);
+        assert_eq!(orders[1], [0, 2, 3, 1, 4]);
+        assert_eq!(orders[2], [0, 3, 1, 2, 4]);
+        assert_eq!(orders[3], [0, 1, 2, 3, 4]);
+        // Without groups, every queue is its own.
+        assert_eq!(fetch_order(&[], 3, 7), [0, 1, 2]);
     }
 }

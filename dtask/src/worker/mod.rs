@@ -276,7 +276,12 @@ pub(crate) const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(3600);
 /// A worker's settings, fixed once it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
+    /// The Redis queues served, highest priority first (a partitioned queue's partitions side
+    /// by side).
     pub(crate) queues: Vec<String>,
+    /// How many of `queues`, in order, each queue served has: one, or its partitions (of equal
+    /// priority, served from a different one each round).
+    pub(crate) queue_groups: Vec<usize>,
     pub(crate) concurrency: usize,
     pub(crate) fetch_batch: usize,
     pub(crate) shutdown_timeout: Duration,
@@ -374,6 +379,7 @@ impl Worker {
             queues: None,
             settings: Settings {
                 queues: Vec::new(),
+                queue_groups: Vec::new(),
                 concurrency: 16,
                 fetch_batch: 1000,
                 shutdown_timeout: Duration::from_secs(25),
@@ -616,8 +622,20 @@ impl Worker {
                 );
             }
         }
+        // From here on, a partitioned queue is its partitions.
+        let logical = std::mem::take(&mut settings.queues);
+        let (queues, groups) = client.partitions.expand(&logical);
+        let quiet_partitions: Vec<String> = settings
+            .quiet_queues
+            .iter()
+            .filter_map(|queue| client.partitions.of(queue))
+            .flatten()
+            .cloned()
+            .collect();
+        settings.quiet_queues.extend(quiet_partitions);
+        (settings.queues, settings.queue_groups) = (queues, groups);
         let scheduled = if self.task_schedules {
-            &settings.queues[..]
+            &logical[..]
         } else {
             &[]
         };

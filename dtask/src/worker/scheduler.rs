@@ -69,9 +69,15 @@ impl Scheduler {
                     periodic.name, periodic.cron
                 )));
             }
-            let job = periodic.job.map_err(|error| {
+            let mut job = periodic.job.map_err(|error| {
                 Error::Config(format!("periodic job `{}`: {error}", periodic.name))
             })?;
+            // A partitioned queue's schedule is kept, and its jobs enqueued, in one partition
+            // (its ticks are claimed in the same step as the job is queued).
+            job.queue = client
+                .partitions
+                .route(&job.queue, Some(crate::partition::key_hash(&periodic.name)))
+                .to_owned();
             let kept = by_queue.entry(job.queue.clone()).or_default();
             if kept.iter().any(|other| other.name == periodic.name) {
                 return Err(Error::Config(format!(

@@ -175,7 +175,7 @@ impl<O> Chain<O> {
             let spec = Step {
                 id: JobId::generate(),
                 task: step.options.info().name.to_owned(),
-                queue: step.options.queue_name().to_owned(),
+                queue: step.options.routed_queue(&client),
                 retries: step.options.retries_set(),
                 wrap: step.wrap,
                 version: step.options.info().version,
@@ -210,7 +210,7 @@ impl<O> Chain<O> {
         }
         match self.head {
             Head::One(first) => {
-                let first = NewMember::of(*first, "the first step", follow.as_ref())?;
+                let first = NewMember::of(*first, "the first step", follow.as_ref(), &client)?;
                 let (info, queue) = (first.info, first.queue.clone());
                 let ids = enqueue_members(&client, vec![first], now_ms).await?;
                 match last {
@@ -262,7 +262,12 @@ impl<O> Chain<O> {
                         callback: callback.id.clone(),
                         task: callback.task.clone(),
                     };
-                    new_members.push(NewMember::of(member, "a group member", Some(&follow))?);
+                    new_members.push(NewMember::of(
+                        member,
+                        "a group member",
+                        Some(&follow),
+                        &client,
+                    )?);
                 }
                 if let Err(error) = enqueue_members(&client, new_members, now_ms).await {
                     // Members of earlier batches may be queued: they run, and the group, failed
@@ -356,7 +361,7 @@ impl<O> Group<O> {
         let mut members = Vec::with_capacity(self.members.len());
         let mut routes = Vec::with_capacity(self.members.len());
         for member in self.members {
-            let member = NewMember::of(member, "a group member", None)?;
+            let member = NewMember::of(member, "a group member", None, &client)?;
             routes.push((member.info, member.queue.clone()));
             members.push(member);
         }
@@ -410,7 +415,12 @@ struct NewMember {
 impl NewMember {
     /// The job `call` as `what` of a workflow (refused with options a workflow cannot keep),
     /// carrying `follow`, what follows it.
-    fn of<T>(call: Call<T>, what: &str, follow: Option<&Follow>) -> Result<NewMember, Error> {
+    fn of<T>(
+        call: Call<T>,
+        what: &str,
+        follow: Option<&Follow>,
+        client: &Client,
+    ) -> Result<NewMember, Error> {
         let (options, args) = call.into_parts();
         options.check_in_workflow(what)?;
         let mut headers = options.headers();
@@ -419,7 +429,7 @@ impl NewMember {
         }
         Ok(NewMember {
             info: options.info(),
-            queue: options.queue_name().to_owned(),
+            queue: options.routed_queue(client),
             retries: options.retries_set(),
             headers,
             args: args?,
