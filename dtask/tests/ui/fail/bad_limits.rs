@@ -7,4 +7,7 @@ async fn export() {}
 #[dtask::task(max_running = "5")]
 async fn report() {}
 
+#[dtask::task(queue = "emails", partitions = 0)]
+async fn mail() {}
+
 fn main() {}
