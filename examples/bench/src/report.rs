@@ -621,7 +621,7 @@ fn scale_table(outcomes: &[Outcome]) -> String {
         ]);
     }
     let mut text = titled(
-        "10. scale-out: one drain over 3 queues on one Redis, then on clusters of 1, 2, 3 masters (one worker)",
+        "10. scale-out: one drain over 3 queues on one Redis, then on clusters of 1, 2, 3 masters; then on 3 masters in one queue, and in one queue of 3 partitions (one worker)",
         &rows,
         outcomes,
     );

@@ -5,7 +5,9 @@
 //! the Redis CPU per job on each master, and the *projected* capacity: the rate at which the
 //! busiest master's CPU would be used up (jobs over the busiest master's CPU seconds). On this
 //! 2-core machine every process shares the cores, so the measured rate cannot grow with the
-//! masters; the projection tells what more machines would give.
+//! masters; the projection tells what more machines would give. Two more rows on 3 masters:
+//! the whole drain in one queue (which lives on one master), then in one queue of 3 partitions
+//! (`ClientBuilder::partitions`), spread over the three.
 
 use std::time::Duration;
 
@@ -21,6 +23,17 @@ use crate::tasks::{self, NoopWatch};
 /// The queues of the drain.
 const QUEUES: usize = 3;
 
+/// How the drain's jobs are laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// Over [`QUEUES`] queues, on as many masters as there are.
+    Spread,
+    /// In one queue.
+    One,
+    /// In one queue of [`QUEUES`] partitions.
+    Partitioned,
+}
+
 /// Runs the drain of `jobs` jobs at `concurrency` on the benchmark's Redis, then on clusters of
 /// 1, 2 and 3 masters.
 pub async fn run(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Vec<Outcome>> {
@@ -28,15 +41,30 @@ pub async fn run(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Vec
     eprintln!("10. scale-out: {jobs} jobs over {QUEUES} queues, one Redis ...");
     let url = bench.url().to_owned();
     let standalone = vec![url.clone()];
-    outcomes.push(drain_on(bench, "one Redis", &url, &standalone, 0, jobs, concurrency).await?);
-    for (masters, name) in [
-        (1, "cluster, 1 master"),
-        (2, "cluster, 2 masters"),
-        (3, "cluster, 3 masters"),
+    outcomes.push(
+        drain_on(
+            bench,
+            "one Redis",
+            &url,
+            &standalone,
+            (0, Layout::Spread),
+            jobs,
+            concurrency,
+        )
+        .await?,
+    );
+    for (masters, layout, name) in [
+        (1, Layout::Spread, "cluster, 1 master"),
+        (2, Layout::Spread, "cluster, 2 masters"),
+        (3, Layout::Spread, "cluster, 3 masters"),
+        (3, Layout::One, "3 masters, one queue"),
+        (
+            3,
+            Layout::Partitioned,
+            "3 masters, one queue in 3 partitions",
+        ),
     ] {
-        eprintln!(
-            "10. scale-out: {jobs} jobs over {QUEUES} queues, a cluster of {masters} master(s) ..."
-        );
+        eprintln!("10. scale-out: {jobs} jobs, {name} ...");
         let cluster = tokio::task::block_in_place(|| {
             RedisCluster::options().masters(masters).replicas(0).start()
         })?;
@@ -51,7 +79,7 @@ pub async fn run(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Vec
                 name,
                 &cluster.url(),
                 &nodes,
-                masters,
+                (masters, layout),
                 jobs,
                 concurrency,
             )
@@ -62,20 +90,28 @@ pub async fn run(bench: &mut Bench, jobs: u64, concurrency: usize) -> Result<Vec
     Ok(outcomes)
 }
 
-/// The drain on the Redis at `url` (a cluster's node URLs when `masters` > 0), measured on
-/// every node of `nodes`.
+/// The drain on the Redis at `url` (a cluster's node URLs when `masters` > 0), its jobs laid
+/// out by `layout`, measured on every node of `nodes`.
 async fn drain_on(
     bench: &mut Bench,
     name: &'static str,
     url: &str,
     nodes: &[String],
-    masters: usize,
+    (masters, layout): (usize, Layout),
     jobs: u64,
     concurrency: usize,
 ) -> Result<Outcome> {
     let prefix = bench.fresh_prefix();
-    let client = dtask::Client::connect_with_prefix(url, &prefix).await?;
-    let queues = spread_queues(nodes, masters).await?;
+    let mut builder = dtask::Client::builder(url).prefix(&prefix);
+    let queues = match layout {
+        Layout::Spread => spread_queues(nodes, masters).await?,
+        Layout::One => vec!["scale-one".to_owned(); QUEUES],
+        Layout::Partitioned => {
+            builder = builder.partitions("scale-hot", QUEUES as u16);
+            vec!["scale-hot".to_owned(); QUEUES]
+        }
+    };
+    let client = builder.connect().await?;
     let per_queue = jobs / QUEUES as u64;
     let jobs = per_queue * QUEUES as u64;
     for (q, queue) in queues.iter().enumerate() {
@@ -102,8 +138,10 @@ async fn drain_on(
     NoopWatch::reset(jobs);
     let before = snapshots(&mut conns).await?;
     let started_ns = tasks::now_ns();
+    let mut served = queues.clone();
+    served.dedup();
     let worker = dtask::Worker::new(&client)
-        .queues(queues.clone())
+        .queues(served)
         .concurrency(concurrency)
         .spawn();
     let limit = Duration::from_secs(60 + jobs / 1_000);
