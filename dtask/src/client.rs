@@ -38,6 +38,8 @@ pub struct Client {
     pub(crate) replicas: Option<crate::broker::Replicas>,
     /// The queues split into partitions.
     pub(crate) partitions: Arc<crate::partition::Partitions>,
+    /// A replica the operator's read-only views read from, when one was given.
+    pub(crate) reader: Option<Broker>,
 }
 
 /// The largest job payload a client enqueues unless told otherwise: 16 MiB.
@@ -96,6 +98,7 @@ impl Client {
             quiet_queues: std::collections::HashSet::new(),
             replicas: None,
             partitions: std::collections::HashMap::new(),
+            read_replica: None,
         }
     }
 
@@ -109,6 +112,21 @@ impl Client {
     /// The key prefix of this client.
     pub fn prefix(&self) -> &str {
         self.broker.prefix()
+    }
+
+    /// Where the operator's read-only views read: the replica given to
+    /// [`ClientBuilder::read_replica`], or the queues' own Redis.
+    pub(crate) fn reads(&self) -> &Broker {
+        self.reader.as_ref().unwrap_or(&self.broker)
+    }
+
+    /// This client reading from the queues' own Redis only: for a view a change is decided on
+    /// (a replica may lag behind).
+    pub(crate) fn on_primary(&self) -> Client {
+        Client {
+            reader: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -132,6 +150,7 @@ pub struct ClientBuilder {
     quiet_queues: std::collections::HashSet<String>,
     replicas: Option<crate::broker::Replicas>,
     partitions: std::collections::HashMap<String, u16>,
+    read_replica: Option<String>,
 }
 
 impl ClientBuilder {
@@ -230,6 +249,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Reads the operator's read-only views (`client.queues()`, and a queue's stats, workers,
+    /// jobs, job, dead jobs, periodic schedules, rate limit and throughput: what the dashboard
+    /// and the CLI show) from the replica at `url`, so that watching the queues costs their
+    /// master nothing and still answers while the master is busy or frozen. The views lag the
+    /// master by the replica's replication delay (milliseconds, usually). Enqueues, workers and
+    /// every change an operator makes (retry, delete, purge, cancel, pause, rate limits) go to
+    /// the master; a cancel looks the job up there too. A replica of one server (or a
+    /// `redis+sentinel://` URL of one); not a cluster's replicas.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), dtask::Error> {
+    /// let client = dtask::Client::builder("redis://10.0.0.1:6379")
+    ///     .read_replica("redis://10.0.0.2:6379")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn read_replica(mut self, url: impl Into<String>) -> ClientBuilder {
+        self.read_replica = Some(url.into());
+        self
+    }
+
     /// Publishes no `enqueued` events for `queue`'s jobs (see [`Client::events`]; a worker
     /// has [`Worker::without_events`](crate::Worker::without_events) for the others).
     pub fn without_events(mut self, queue: impl Into<String>) -> ClientBuilder {
@@ -256,6 +297,12 @@ impl ClientBuilder {
             })?),
         };
         let partitions = Arc::new(crate::partition::Partitions::new(&self.partitions)?);
+        let reader = match &self.read_replica {
+            Some(url) => {
+                Some(Broker::connect(url, prefix, ca.clone(), self.response_timeout).await?)
+            }
+            None => None,
+        };
         let broker = Broker::connect(&self.url, prefix, ca, self.response_timeout).await?;
         Ok(Client {
             waiters: std::sync::Arc::new(crate::wait::Waiters::new(broker.clone())),
@@ -265,6 +312,7 @@ impl ClientBuilder {
             quiet_queues: Arc::new(self.quiet_queues),
             replicas: self.replicas,
             partitions,
+            reader,
         })
     }
 }

@@ -222,7 +222,7 @@ impl Queue {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobInfo>, Error> {
-        let broker = &self.client.broker;
+        let broker = self.client.reads();
         let newest_first = order == Order::NewestFirst;
         let timed = match state {
             JobState::Pending => {
@@ -308,7 +308,7 @@ impl Queue {
         // The most entries one script call reads (it also stops after about 1 MB of them): a
         // few milliseconds of Redis.
         const CHUNK: usize = 10_000;
-        let broker = &self.client.broker;
+        let broker = self.client.reads();
         let needle = serde_json::to_string(id.as_str()).unwrap_or_default();
         for state in JobState::ALL {
             let timed = match state {

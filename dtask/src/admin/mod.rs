@@ -128,7 +128,7 @@ impl Client {
     /// A partitioned queue is listed once, by its name (not its partitions').
     pub async fn queues(&self) -> Result<Vec<String>, Error> {
         let mut queues: Vec<String> = self
-            .broker
+            .reads()
             .known_queues()
             .await?
             .iter()
@@ -192,7 +192,7 @@ impl Queue {
 
     /// [`Queue::stats`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn stats_here(&self) -> Result<QueueStats, Error> {
-        let broker = &self.client.broker;
+        let broker = self.client.reads();
         let workers = self.workers().await?;
         Ok(QueueStats {
             pending: broker.pending_len(&self.name).await?,
@@ -218,7 +218,7 @@ impl Queue {
 
     /// [`Queue::workers`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn workers_here(&self) -> Result<Vec<WorkerInfo>, Error> {
-        let broker = &self.client.broker;
+        let broker = self.client.reads();
         let mut workers = Vec::new();
         for (id, beat) in broker.workers_of(&self.name).await? {
             let in_flight = broker.inflight_len(&self.name, &id).await?;
@@ -238,7 +238,10 @@ impl Queue {
 
     /// [`Queue::in_flight_on`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn in_flight_on_here(&self, worker_id: &str) -> Result<u64, Error> {
-        self.client.broker.inflight_len(&self.name, worker_id).await
+        self.client
+            .reads()
+            .inflight_len(&self.name, worker_id)
+            .await
     }
 
     /// The name of the queue.
@@ -288,7 +291,7 @@ impl Queue {
 
     /// [`Queue::periodic_jobs`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn periodic_jobs_here(&self) -> Result<Vec<PeriodicInfo>, Error> {
-        let schedules = self.client.broker.periodic_of(&self.name).await?;
+        let schedules = self.client.reads().periodic_of(&self.name).await?;
         let mut infos: Vec<PeriodicInfo> = schedules
             .into_iter()
             .map(|(name, definition, last)| {
@@ -374,7 +377,7 @@ impl Queue {
 
     /// [`Queue::rate_limit`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn rate_limit_here(&self) -> Result<Option<RateLimit>, Error> {
-        let limit = self.client.broker.rate_limit(&self.name).await?;
+        let limit = self.client.reads().rate_limit(&self.name).await?;
         Ok(limit.map(|(jobs, per_ms, burst)| RateLimit::from_parts(jobs, per_ms, burst)))
     }
 
@@ -439,7 +442,7 @@ impl Queue {
         let now_s = crate::clock::now_ms() / 1000;
         let (minute, second) = (now_s / 60, now_s % 60);
         let minutes: Vec<u64> = (minute - 59..=minute).collect();
-        let hashes = self.client.broker.counts(&self.name, &minutes).await?;
+        let hashes = self.client.reads().counts(&self.name, &minutes).await?;
         let field = |hash: &std::collections::HashMap<String, u64>, name: &str| {
             hash.get(name).copied().unwrap_or(0)
         };

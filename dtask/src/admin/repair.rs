@@ -302,9 +302,14 @@ impl Queue {
 
     /// [`Queue::cancel`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn cancel_here(&self, id: &JobId) -> Result<Cancelled, Error> {
+        // Looked up on the master: a replica may not have the job yet.
+        let on_primary = Queue {
+            client: self.client.on_primary(),
+            name: self.name.clone(),
+        };
         // A job that moved between states while it was looked for is looked for once more.
         for _ in 0..3 {
-            let Some(job) = self.job(id).await? else {
+            let Some(job) = on_primary.job(id).await? else {
                 return Ok(Cancelled::NotFound);
             };
             let state = match job.state {

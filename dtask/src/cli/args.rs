@@ -12,6 +12,13 @@ pub(super) struct Cli {
     /// Key prefix of the queues.
     #[arg(long, global = true, env = "DTASK_PREFIX", default_value = crate::DEFAULT_PREFIX)]
     pub(super) prefix: String,
+    /// A replica to read the views from (stats, jobs, queues); changes go to `--url`.
+    #[arg(long, global = true, env = "DTASK_READ_REPLICA_URL")]
+    pub(super) read_replica: Option<String>,
+    /// A partitioned queue and its number of partitions, as `emails=8` (once per queue), for
+    /// queues this binary's tasks do not declare.
+    #[arg(long = "partitions", global = true, value_parser = partitions_of)]
+    pub(super) partitions: Vec<(String, u16)>,
     #[command(subcommand)]
     pub(super) command: Command,
 }
@@ -140,4 +147,15 @@ pub(super) struct DeadJobs {
     pub(super) all: bool,
     /// The ids of the jobs.
     pub(super) ids: Vec<String>,
+}
+
+/// Reads `queue=count`.
+fn partitions_of(text: &str) -> Result<(String, u16), String> {
+    let (queue, count) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{text}`: expected a queue and its partitions, as `emails=8`"))?;
+    let count: u16 = count
+        .parse()
+        .map_err(|_| format!("`{text}`: the number of partitions is not a whole number"))?;
+    Ok((queue.to_owned(), count))
 }

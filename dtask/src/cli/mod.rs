@@ -74,10 +74,14 @@ where
             return Err(CliError::Usage(message.trim_end().to_owned()));
         }
     };
-    let client = crate::Client::builder(&cli.url)
-        .prefix(&cli.prefix)
-        .connect()
-        .await?;
+    let mut builder = crate::Client::builder(&cli.url).prefix(&cli.prefix);
+    if let Some(replica) = &cli.read_replica {
+        builder = builder.read_replica(replica);
+    }
+    for (queue, count) in &cli.partitions {
+        builder = builder.partitions(queue, *count);
+    }
+    let client = builder.connect().await?;
     match commands::run(&client, cli.command, out).await {
         // The reader went away (`dtask jobs .. | head`): nothing is wrong.
         Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
