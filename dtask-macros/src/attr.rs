@@ -82,10 +82,10 @@ impl TaskArgs {
                     Ok(())
                 }),
                 Some("partitions") => integer(&pair.value, "partitions", "8").and_then(|n: u32| {
-                    if !(1..=1024).contains(&n) {
+                    if !(1..=128).contains(&n) {
                         return Err(syn::Error::new_spanned(
                             &pair.value,
-                            "`partitions` must be between 1 and 1024",
+                            "`partitions` must be between 1 and 128",
                         ));
                     }
                     args.partitions = Some(n as u16);

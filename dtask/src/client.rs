@@ -255,8 +255,9 @@ impl ClientBuilder {
     /// master nothing and still answers while the master is busy or frozen. The views lag the
     /// master by the replica's replication delay (milliseconds, usually). Enqueues, workers and
     /// every change an operator makes (retry, delete, purge, cancel, pause, rate limits) go to
-    /// the master; a cancel looks the job up there too. A replica of one server (or a
-    /// `redis+sentinel://` URL of one); not a cluster's replicas.
+    /// the master; a cancel looks the job up there too. A replica of one server, or a
+    /// `redis+sentinel://` URL (a replica in sync that the sentinels name, found again when
+    /// it goes); not a cluster's replicas.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), dtask::Error> {
@@ -299,7 +300,7 @@ impl ClientBuilder {
         let partitions = Arc::new(crate::partition::Partitions::new(&self.partitions)?);
         let reader = match &self.read_replica {
             Some(url) => {
-                Some(Broker::connect(url, prefix, ca.clone(), self.response_timeout).await?)
+                Some(Broker::connect_reader(url, prefix, ca.clone(), self.response_timeout).await?)
             }
             None => None,
         };

@@ -154,8 +154,8 @@ impl<O> Enqueue<O> {
     /// sends the job to the partition of `key` instead of the next in turn: the jobs of one key
     /// (a user, an account) go to one partition, and so start in the order they were enqueued,
     /// as on a queue of its own. The same key picks the same partition in every process. A
-    /// job named with [`Enqueue::id`] or made unique goes by its uniqueness key unless given
-    /// one, so that a duplicate meets the first. No effect on a queue without partitions.
+    /// job named with [`Enqueue::id`] or made unique goes by its uniqueness key instead, so
+    /// that a duplicate always meets the first. No effect on a queue without partitions.
     ///
     /// ```no_run
     /// #[dtask::task(queue = "emails", partitions = 8)]
@@ -359,11 +359,11 @@ impl<O> Enqueue<O> {
             let mut handles = Vec::with_capacity(items.len());
             for args in items {
                 let key = unique.key(self.info.name, args.get());
-                // One key, one partition: its lock and its job live together.
-                let routing = self
-                    .partition_key
-                    .unwrap_or_else(|| crate::partition::key_hash(&key));
-                let target = client.partitions.route(queue, Some(routing));
+                // One uniqueness key, one partition (whatever the partition key): its lock
+                // lives there, so that every duplicate meets it.
+                let target = client
+                    .partitions
+                    .route(queue, Some(crate::partition::key_hash(&key)));
                 let job = NewPayload {
                     info: self.info,
                     queue: target,

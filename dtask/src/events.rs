@@ -415,7 +415,7 @@ impl Client {
     pub async fn events(&self, queue: &str) -> Result<Events, Error> {
         crate::enqueue::check_queue_name(queue)?;
         let (sender, receiver) = mpsc::channel(BUFFERED);
-        let Some(partitions) = self.partitions.of(queue) else {
+        let Some(partitions) = self.partitions.members(queue) else {
             let feed = self.broker.event_feed(queue, 0).await?;
             let listener =
                 tokio::spawn(listen(self.broker.clone(), queue.to_owned(), feed, sender));
@@ -424,13 +424,8 @@ impl Client {
         // A partitioned queue: every partition's events, on one stream.
         let mut listeners = Vec::with_capacity(partitions.len());
         for partition in partitions {
-            let feed = self.broker.event_feed(partition, 0).await?;
-            listeners.push(listen(
-                self.broker.clone(),
-                partition.clone(),
-                feed,
-                sender.clone(),
-            ));
+            let feed = self.broker.event_feed(&partition, 0).await?;
+            listeners.push(listen(self.broker.clone(), partition, feed, sender.clone()));
         }
         let listener = tokio::spawn(async move {
             futures_util::future::join_all(listeners).await;

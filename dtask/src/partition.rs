@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::Error;
 
-/// The most partitions a queue may have.
-pub const MAX_PARTITIONS: u16 = 1024;
+/// The most partitions a queue may have. Each costs every worker serving the queue a blocking
+/// connection, and every event subscriber a subscription.
+pub const MAX_PARTITIONS: u16 = 128;
 
 /// The partitioned queues a client knows, and where its next round-robin enqueue goes.
 #[derive(Debug, Default)]
@@ -52,9 +53,15 @@ impl Partitions {
         Ok(partitions)
     }
 
-    /// The partitions of `queue`, or None when it has none.
-    pub(crate) fn of(&self, queue: &str) -> Option<&[String]> {
-        self.names.get(queue).map(Vec::as_slice)
+    /// The Redis queues a partitioned `queue` is made of: its partitions, then the queue
+    /// itself, where jobs land from a producer that does not know the partitions (another
+    /// language's, the CLI's, a binary from before the split); None when it has none.
+    pub(crate) fn members(&self, queue: &str) -> Option<Vec<String>> {
+        self.names.get(queue).map(|names| {
+            let mut members = names.clone();
+            members.push(queue.to_owned());
+            members
+        })
     }
 
     /// The Redis queue a job for `queue` goes to: `queue` itself, or one of its partitions,
@@ -72,16 +79,17 @@ impl Partitions {
         }
     }
 
-    /// The Redis queues behind `queues`, each partitioned queue's partitions side by side, and
-    /// how many of them each of `queues` has (1 for a queue without partitions).
+    /// The Redis queues behind `queues`, each partitioned queue's members side by side (see
+    /// [`Partitions::members`]), and how many each of `queues` has (1 for a queue without
+    /// partitions).
     pub(crate) fn expand(&self, queues: &[String]) -> (Vec<String>, Vec<usize>) {
         let mut expanded = Vec::new();
         let mut sizes = Vec::with_capacity(queues.len());
         for queue in queues {
-            match self.names.get(queue) {
-                Some(names) => {
-                    expanded.extend(names.iter().cloned());
-                    sizes.push(names.len());
+            match self.members(queue) {
+                Some(members) => {
+                    sizes.push(members.len());
+                    expanded.extend(members);
                 }
                 None => {
                     expanded.push(queue.clone());
@@ -140,7 +148,8 @@ mod tests {
     fn partitions_spread_over_the_slot_space_and_keys_stay_put() {
         let configured = HashMap::from([("emails".to_owned(), 8u16)]);
         let partitions = Partitions::new(&configured).expect("valid");
-        let names = partitions.of("emails").expect("partitioned");
+        let mut names = partitions.members("emails").expect("partitioned");
+        assert_eq!(names.pop().as_deref(), Some("emails"));
         assert_eq!(names.len(), 8);
         for (i, name) in names.iter().enumerate() {
             assert!(name.starts_with(&format!("emails#{i}")), "{name}");
@@ -150,17 +159,19 @@ mod tests {
         }
         // The names are the same in every process.
         assert_eq!(partition_names("emails", 8), names);
+        assert!(partitions.members("billing").is_none());
         // One key, one partition; round robin visits each in turn.
         let key = key_hash("user-42");
-        let first = partitions.route("emails", Some(key));
+        let first = partitions.route("emails", Some(key)).to_owned();
         assert!((0..20).all(|_| partitions.route("emails", Some(key)) == first));
         let turns: std::collections::HashSet<&str> =
             (0..8).map(|_| partitions.route("emails", None)).collect();
         assert_eq!(turns.len(), 8);
         assert_eq!(partitions.route("billing", None), "billing");
         let (expanded, sizes) = partitions.expand(&["billing".to_owned(), "emails".to_owned()]);
-        assert_eq!(expanded.len(), 9);
-        assert_eq!(sizes, [1, 8]);
+        assert_eq!(expanded.len(), 10);
+        assert_eq!(sizes, [1, 9]);
+        assert_eq!(expanded.last().map(String::as_str), Some("emails"));
         let bad = HashMap::from([("x".to_owned(), 0u16)]);
         assert!(Partitions::new(&bad).is_err());
     }

@@ -113,7 +113,9 @@ fn redact_query(query: &str) -> String {
 /// Whether the query parameter named `key` (percent-encoded) holds a password.
 fn is_secret_key(key: &str) -> bool {
     let key = percent_decode(key);
-    key.eq_ignore_ascii_case(b"password") || key.eq_ignore_ascii_case(b"pass")
+    key.eq_ignore_ascii_case(b"password")
+        || key.eq_ignore_ascii_case(b"pass")
+        || key.eq_ignore_ascii_case(b"sentinel_password")
 }
 
 /// Decodes the `%XX` escapes of `text`, leaving malformed ones as they are.

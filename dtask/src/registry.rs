@@ -202,6 +202,17 @@ impl Registry {
         missing
     }
 
+    /// The tasks that name `queue` as their own.
+    pub(crate) fn tasks_of<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> impl Iterator<Item = &'static TaskInfo> + 'a {
+        self.by_name
+            .values()
+            .map(|entry| entry.info)
+            .filter(move |info| info.queue == queue)
+    }
+
     /// Whether some task names `queue` as its own.
     pub(crate) fn serves(&self, queue: &str) -> bool {
         self.by_name.values().any(|entry| entry.info.queue == queue)

@@ -35,7 +35,9 @@ async fn a_partitioned_queue_spreads_over_the_masters_keeps_each_keys_order_and_
         .await
         .expect("connect to the cluster");
     let queue = client.queue("hot");
-    let partitions = queue.redis_queues();
+    let mut partitions = queue.redis_queues();
+    // The partitions, then the queue itself (for producers that know nothing of them).
+    assert_eq!(partitions.pop().as_deref(), Some("hot"));
     assert_eq!(partitions.len(), 6, "{partitions:?}");
     // Six partitions over three masters of equal slot ranges: two on each.
     let mut per_master: HashMap<usize, usize> = HashMap::new();
@@ -65,6 +67,19 @@ async fn a_partitioned_queue_spreads_over_the_masters_keeps_each_keys_order_and_
                 .expect("enqueue by key");
         }
     }
+    // A producer that knows nothing of the partitions (another binary, the CLI) puts its jobs
+    // in the queue itself: they run and count too.
+    let unaware = Client::builder(&cluster.url())
+        .prefix(client.prefix())
+        .partitions("hot", 1)
+        .connect()
+        .await
+        .expect("connect");
+    hot_job::with()
+        .client(&unaware)
+        .enqueue_many((0..5).map(|i| (2_000_000, i)))
+        .await
+        .expect("enqueue unaware");
     for n in 0..12 {
         hot_failure::with()
             .client(&client)
@@ -73,13 +88,14 @@ async fn a_partitioned_queue_spreads_over_the_masters_keeps_each_keys_order_and_
             .expect("enqueue a failure");
     }
     let stats = queue.stats().await.expect("stats");
-    assert_eq!(stats.pending, 3000 + 600 + 12, "{stats:?}");
+    assert_eq!(stats.pending, 3000 + 600 + 5 + 12, "{stats:?}");
     let mut per_partition = Vec::new();
     for partition in &partitions {
         per_partition.push(client.queue(partition).stats().await.unwrap().pending);
     }
     // 3,000 + 12 in turn (502 each), and each key's 100 in one partition.
     assert_eq!(per_partition.iter().sum::<u64>(), 3612);
+    assert_eq!(client.queue("hot").redis_queues().len(), 7);
     assert!(per_partition.iter().all(|n| *n >= 502), "{per_partition:?}");
     // The operator sees one queue.
     let queues = client.queues().await.expect("queues");
@@ -104,13 +120,14 @@ async fn a_partitioned_queue_spreads_over_the_masters_keeps_each_keys_order_and_
     let worker = Worker::new(&client).queues(["hot"]).concurrency(1).spawn();
     eventually(WAIT, "every job ran or died", || async {
         let stats = queue.stats().await.ok()?;
-        (RUNS.lock().unwrap().len() == 3600 && stats.dead == 12 && stats.pending == 0).then_some(())
+        (RUNS.lock().unwrap().len() == 3605 && stats.dead == 12 && stats.pending == 0).then_some(())
     })
     .await;
     worker.shutdown().await.expect("clean shutdown");
     let runs = RUNS.lock().unwrap().clone();
     let distinct: HashSet<(u64, u64)> = runs.iter().copied().collect();
-    assert_eq!(distinct.len(), 3600, "every job ran once");
+    assert_eq!(runs.len(), 3605, "{} runs", runs.len());
+    assert_eq!(distinct.len(), 3605, "every job ran once");
     for key in 0..6 {
         let order: Vec<u64> = runs
             .iter()

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use dtask::{Cancelled, Client, JobState, Order};
-use dtask_tests::harness::{RedisServer, eventually, init_logging, start_redis, unique_prefix};
+use dtask_tests::harness::{
+    RedisSentinels, RedisServer, eventually, init_logging, start_redis, unique_prefix,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -125,4 +127,32 @@ async fn views_read_from_the_replica_and_changes_go_to_the_master() {
         (queue.stats().await.ok()?.pending == 10).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinels_the_views_read_from_a_replica_they_name() {
+    init_logging();
+    let sentinels = tokio::task::block_in_place(RedisSentinels::start).expect("start sentinels");
+    let client = Client::builder(&sentinels.url())
+        .prefix(&unique_prefix("sentinel-reads"))
+        .read_replica(sentinels.url())
+        .connect()
+        .await
+        .expect("connect through the sentinels");
+    let queue = client.queue("replica-reads");
+    watched::with()
+        .client(&client)
+        .enqueue_many(0..7)
+        .await
+        .expect("enqueue");
+    eventually(WAIT, "the replica has the jobs", || async {
+        (queue.stats().await.ok()?.pending == 7).then_some(())
+    })
+    .await;
+    let master = sentinels.master_port().expect("the master");
+    let before = commands_run(master);
+    for _ in 0..5 {
+        assert_eq!(queue.stats().await.unwrap().pending, 7);
+    }
+    assert_eq!(commands_run(master), before, "a view read from the master");
 }

@@ -120,6 +120,9 @@ pub struct DeadJob {
 pub struct Queue {
     client: Client,
     name: String,
+    /// Whether this is one Redis queue of a partitioned queue (a partition, or the queue
+    /// itself as a member): its views never fan out.
+    member: bool,
 }
 
 impl Client {
@@ -176,6 +179,7 @@ impl Client {
         Queue {
             client: self.clone(),
             name: name.to_owned(),
+            member: false,
         }
     }
 }

@@ -21,22 +21,28 @@ pub(super) use each_part;
 
 impl Queue {
     /// The Redis queues this queue is made of: its partitions (`#[task(partitions = ..)]`,
-    /// [`ClientBuilder::partitions`](crate::ClientBuilder::partitions)), or itself.
+    /// [`ClientBuilder::partitions`](crate::ClientBuilder::partitions)) and then itself (where
+    /// a producer that does not know the partitions puts its jobs; workers serve it too), or
+    /// only itself.
     pub fn redis_queues(&self) -> Vec<String> {
-        match self.client.partitions.of(&self.name) {
-            Some(names) => names.to_vec(),
-            None => vec![self.name.clone()],
-        }
+        self.client
+            .partitions
+            .members(&self.name)
+            .unwrap_or_else(|| vec![self.name.clone()])
     }
 
     /// The partitions of this queue, each as a queue of its own; None when it has none.
     pub(super) fn partitions(&self) -> Option<Vec<Queue>> {
-        self.client.partitions.of(&self.name).map(|names| {
+        if self.member {
+            return None;
+        }
+        self.client.partitions.members(&self.name).map(|names| {
             names
-                .iter()
+                .into_iter()
                 .map(|name| Queue {
                     client: self.client.clone(),
-                    name: name.clone(),
+                    name,
+                    member: true,
                 })
                 .collect()
         })

@@ -306,6 +306,7 @@ impl Queue {
         let on_primary = Queue {
             client: self.client.on_primary(),
             name: self.name.clone(),
+            member: self.member,
         };
         // A job that moved between states while it was looked for is looked for once more.
         for _ in 0..3 {

@@ -95,7 +95,7 @@ impl ServerClient {
     async fn client(&self) -> RedisResult<redis::Client> {
         match &self.source {
             ServerSource::Fixed(client) => Ok(client.clone()),
-            ServerSource::Sentinel(sentinels) => sentinels.master().await,
+            ServerSource::Sentinel(sentinels) => sentinels.find().await,
         }
     }
 
@@ -430,13 +430,25 @@ impl Healing {
 }
 
 /// Whether `error` says the server is gone or no longer the master: what a failover looks like
-/// from a connection to the old master. The command is sent again on the new master's
-/// connection: it did not run (refused, or sent on a connection already closed), or, in a race
-/// with the server's death, ran on a master that is gone (at least once, as everywhere).
+/// from a connection to the old master (the master is then looked for again).
 fn master_moved(error: &redis::RedisError) -> bool {
     error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+}
+
+/// Whether the command that failed with `error` surely did not run, so that sending it again
+/// runs it once: refused before it was sent (the connection could not be made, or was known
+/// closed: redis-rs's "broken pipe" when its connection's driver is gone), or refused by a
+/// replica (READONLY). A connection dropped after the command was sent is not such a case: it
+/// may have run, and the caller is told.
+fn did_not_run(error: &redis::RedisError) -> bool {
+    error.is_connection_refusal()
+        || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || error
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("broken pipe")
 }
 
 /// Whether `reply` is a replica's refusal of a write.
@@ -466,6 +478,7 @@ impl ConnectionLike for Conn {
                     && healing.inner.server.may_move()
                     && master_moved(error)
                     && let Some((generation, mut conn)) = healing.follow_master(generation).await
+                    && did_not_run(error)
                 {
                     let result = conn.req_packed_command(cmd).await;
                     healing.observe(generation, &result);
@@ -493,18 +506,23 @@ impl ConnectionLike for Conn {
                     && healing.inner.server.may_move()
                     && master_moved(error)
                     && let Some((generation, mut conn)) = healing.follow_master(generation).await
+                    && did_not_run(error)
                 {
                     let result = conn.req_packed_commands(pipeline, offset, count).await;
                     healing.observe(generation, &result);
                     return result;
                 }
                 // A pipeline's refused writes come as its replies: a demoted master answers
-                // READONLY to each; the next try goes to the new master.
+                // READONLY to each (running none of its writes), so it is sent again to the
+                // new master.
                 if let Ok(replies) = &result
                     && healing.inner.server.may_move()
                     && replies.iter().any(is_read_only)
+                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
                 {
-                    healing.follow_master(generation).await;
+                    let result = conn.req_packed_commands(pipeline, offset, count).await;
+                    healing.observe(generation, &result);
+                    return result;
                 }
                 result
             }),

@@ -454,6 +454,40 @@ impl Broker {
         tls_ca: Option<Vec<u8>>,
         response_timeout: Duration,
     ) -> Result<Broker, Error> {
+        Broker::connect_to(
+            url,
+            prefix,
+            tls_ca,
+            response_timeout,
+            sentinel::Wanted::Master,
+        )
+        .await
+    }
+
+    /// [`Broker::connect`] for reading only: through a `redis+sentinel://` URL, to a replica.
+    pub(crate) async fn connect_reader(
+        url: &str,
+        prefix: &str,
+        tls_ca: Option<Vec<u8>>,
+        response_timeout: Duration,
+    ) -> Result<Broker, Error> {
+        Broker::connect_to(
+            url,
+            prefix,
+            tls_ca,
+            response_timeout,
+            sentinel::Wanted::Replica,
+        )
+        .await
+    }
+
+    async fn connect_to(
+        url: &str,
+        prefix: &str,
+        tls_ca: Option<Vec<u8>>,
+        response_timeout: Duration,
+        wanted: sentinel::Wanted,
+    ) -> Result<Broker, Error> {
         let invalid = |source| Error::InvalidRedisUrl {
             url: crate::redact::redis_url(url),
             source,
@@ -466,7 +500,7 @@ impl Broker {
         // Several comma-separated node URLs mean a Redis Cluster.
         let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
         let target = if sentinel::is_sentinel_url(url) {
-            sentinel::Sentinels::parse(url, tls_ca)
+            sentinel::Sentinels::parse(url, tls_ca, wanted)
                 .map(|sentinels| Target::sentinel(sentinels, response_timeout))
         } else if nodes.len() > 1 {
             Target::cluster(&nodes, tls_ca, response_timeout)
@@ -688,6 +722,7 @@ impl Broker {
         // Too few replicas for one queue's jobs: the others are still sent (and waited for);
         // the first such answer is the error.
         let mut unconfirmed = None;
+        let mut sends = Vec::with_capacity(pipes.len());
         for mut pipe in pipes {
             let queue = match pipe.queue {
                 "" => jobs.first().map_or("", |job| job.queue),
@@ -706,14 +741,26 @@ impl Broker {
             } else if let Some(replicas) = replicas {
                 pipe.wait_for(queue, replicas);
             }
-            match pipe.send(conn, "enqueueing").await {
+            sends.push(pipe.send(conn, "enqueueing"));
+        }
+        // Each queue's pipeline (a partitioned queue's partitions, on a cluster) at once: one
+        // round trip for them all, and one queue's failure holds up no other's.
+        let mut failed = None;
+        for sent in futures_util::future::join_all(sends).await {
+            match sent {
+                Ok(()) => {}
                 Err(error @ Error::NotReplicated { .. }) => {
                     unconfirmed.get_or_insert(error);
                 }
-                sent => sent?,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
             }
         }
-        unconfirmed.map_or(Ok(()), Err)
+        match (failed, unconfirmed) {
+            (Some(error), _) | (None, Some(error)) => Err(error),
+            (None, None) => Ok(()),
+        }
     }
 
     /// Writes the short records of `news` (best effort, failures logged): in one pipeline on

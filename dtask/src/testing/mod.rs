@@ -154,7 +154,7 @@ impl TestRedis {
     /// migration). A job this binary's task cannot read (a newer version's) is an error.
     pub async fn enqueued<T: TaskDef>(&self) -> Result<Vec<T::Args>, Error> {
         let mut found = Vec::new();
-        for queue in self.queues().await? {
+        for queue in self.redis_queues().await? {
             for payload in self.client.broker.held_payloads(&queue).await? {
                 let Ok(envelope) = envelope::decode(&payload) else {
                     continue;
@@ -198,6 +198,8 @@ impl TestRedis {
     /// it serves every queue of this prefix known when the drain starts.
     pub async fn drain_with(&self, worker: Worker) -> Result<Vec<RanJob>, Error> {
         let queues: Vec<String> = self.queues().await?.into_iter().collect();
+        // What the worker serves in Redis: a partitioned queue's members.
+        let redis_queues = self.client.partitions.expand(&queues).0;
         let ran = Arc::new(Mutex::new(Vec::new()));
         let worker_id = Arc::new(Mutex::new(None::<String>));
         let (noted, id_seen) = (ran.clone(), worker_id.clone());
@@ -226,7 +228,12 @@ impl TestRedis {
             }
             let worker = lock(&worker_id).clone();
             if let Some(worker) = worker {
-                match self.client.broker.left_to_run(&queues, &worker).await? {
+                match self
+                    .client
+                    .broker
+                    .left_to_run(&redis_queues, &worker)
+                    .await?
+                {
                     0 => idle_looks += 1,
                     _ => idle_looks = 0,
                 }
@@ -252,7 +259,7 @@ impl TestRedis {
     /// were. A [`TestRedis::drain`] then runs them.
     pub async fn run_scheduled_now(&self) -> Result<u64, Error> {
         let mut moved = 0;
-        for queue in self.queues().await? {
+        for queue in self.redis_queues().await? {
             moved += self.client.broker.make_all_due(&queue).await?;
         }
         Ok(moved)
@@ -266,6 +273,12 @@ impl TestRedis {
             queues.extend(registry.queues());
         }
         Ok(queues)
+    }
+
+    /// The Redis queues behind [`TestRedis::queues`]: a partitioned queue's members.
+    async fn redis_queues(&self) -> Result<Vec<String>, Error> {
+        let queues: Vec<String> = self.queues().await?.into_iter().collect();
+        Ok(self.client.partitions.expand(&queues).0)
     }
 }
 

@@ -622,15 +622,30 @@ impl Worker {
                 );
             }
         }
-        // From here on, a partitioned queue is its partitions.
+        for queue in &settings.queues {
+            let Some(members) = client.partitions.members(queue) else {
+                continue;
+            };
+            for task in registry
+                .tasks_of(queue)
+                .filter(|task| task.limits().is_some())
+            {
+                tracing::warn!(
+                    task = task.name,
+                    queue = %queue,
+                    partitions = members.len() - 1,
+                    "this task's `rate` and `max_running` count per partition of its queue: the whole queue allows that many times more"
+                );
+            }
+        }
+        // From here on, a partitioned queue is its partitions (and itself).
         let logical = std::mem::take(&mut settings.queues);
         let (queues, groups) = client.partitions.expand(&logical);
         let quiet_partitions: Vec<String> = settings
             .quiet_queues
             .iter()
-            .filter_map(|queue| client.partitions.of(queue))
+            .filter_map(|queue| client.partitions.members(queue))
             .flatten()
-            .cloned()
             .collect();
         settings.quiet_queues.extend(quiet_partitions);
         (settings.queues, settings.queue_groups) = (queues, groups);
