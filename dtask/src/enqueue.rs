@@ -167,6 +167,7 @@ impl<O> Enqueue<O> {
     ///     .enqueue(42, "Welcome".into())
     ///     .await?;
     /// # Ok(()) }
+    /// # fn main() {}
     /// ```
     pub fn partition_key(mut self, key: impl std::fmt::Display) -> Self {
         self.partition_key = Some(crate::partition::key_hash(&key.to_string()));
