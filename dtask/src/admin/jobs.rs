@@ -314,7 +314,9 @@ impl Queue {
             let timed = match state {
                 JobState::Running => {
                     // Not paged in Redis, and as many as the workers' concurrency.
-                    let running = self.jobs(state, Order::NewestFirst, 0, usize::MAX).await?;
+                    let running = self
+                        .jobs_here(state, Order::NewestFirst, 0, usize::MAX)
+                        .await?;
                     if let Some(found) = running.into_iter().find(|job| &job.id == id) {
                         return Ok(Some(found));
                     }

@@ -197,7 +197,7 @@ impl Queue {
     /// [`Queue::stats`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn stats_here(&self) -> Result<QueueStats, Error> {
         let broker = self.client.reads();
-        let workers = self.workers().await?;
+        let workers = self.workers_here().await?;
         Ok(QueueStats {
             pending: broker.pending_len(&self.name).await?,
             suspects: broker.suspects_len(&self.name).await?,
@@ -269,7 +269,7 @@ impl Queue {
     /// [`Queue::dead_jobs`] of one Redis queue (a partition, or a queue without partitions).
     pub(super) async fn dead_jobs_here(&self, limit: usize) -> Result<Vec<DeadJob>, Error> {
         let dead = self
-            .jobs(JobState::Dead, Order::NewestFirst, 0, limit)
+            .jobs_here(JobState::Dead, Order::NewestFirst, 0, limit)
             .await?;
         Ok(dead
             .into_iter()

@@ -310,7 +310,7 @@ impl Queue {
         };
         // A job that moved between states while it was looked for is looked for once more.
         for _ in 0..3 {
-            let Some(job) = on_primary.job(id).await? else {
+            let Some(job) = on_primary.job_here(id).await? else {
                 return Ok(Cancelled::NotFound);
             };
             let state = match job.state {

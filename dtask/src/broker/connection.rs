@@ -95,7 +95,9 @@ impl ServerClient {
     async fn client(&self) -> RedisResult<redis::Client> {
         match &self.source {
             ServerSource::Fixed(client) => Ok(client.clone()),
-            ServerSource::Sentinel(sentinels) => sentinels.find().await,
+            // Boxed: the lookup's future is large and deep, and this is awaited by every
+            // connect.
+            ServerSource::Sentinel(sentinels) => Box::pin(sentinels.find()).await,
         }
     }
 
