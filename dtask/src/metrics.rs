@@ -13,6 +13,9 @@
 //! | `dtask_job_wait_seconds` | histogram | `queue` | from enqueue (or due time) to the start of the first attempt |
 //! | `dtask_jobs_running` | gauge | `queue` | attempts running on this worker |
 //! | `dtask_queue_jobs` | gauge | `queue`, `state` | jobs in each state, read by each worker every few seconds |
+//!
+//! A partitioned queue's runs count under the queue's name; its `dtask_queue_jobs` gauges are
+//! per partition (`emails#3`): sum them by the name before the `#`.
 
 use std::time::Duration;
 
@@ -44,6 +47,13 @@ impl Outcome {
     }
 }
 
+/// The `queue` label of a run's metrics: a partition's runs count under their queue's name,
+/// as its enqueues do (the depth gauges stay per Redis queue).
+#[cfg(feature = "metrics")]
+fn label(queue: &str) -> String {
+    crate::partition::queue_of_name(queue).to_owned()
+}
+
 /// Jobs a client enqueued.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn enqueued(queue: &str, task: &str, jobs: u64) {
@@ -57,9 +67,9 @@ pub(crate) fn enqueued(queue: &str, task: &str, jobs: u64) {
 pub(crate) fn started(queue: &str, waited: Option<Duration>) {
     #[cfg(feature = "metrics")]
     {
-        metrics::gauge!("dtask_jobs_running", "queue" => queue.to_owned()).increment(1.0);
+        metrics::gauge!("dtask_jobs_running", "queue" => label(queue)).increment(1.0);
         if let Some(waited) = waited {
-            metrics::histogram!("dtask_job_wait_seconds", "queue" => queue.to_owned())
+            metrics::histogram!("dtask_job_wait_seconds", "queue" => label(queue))
                 .record(waited.as_secs_f64());
         }
     }
@@ -70,8 +80,8 @@ pub(crate) fn started(queue: &str, waited: Option<Duration>) {
 pub(crate) fn stopped(queue: &str, task: &str, ran: Duration) {
     #[cfg(feature = "metrics")]
     {
-        metrics::gauge!("dtask_jobs_running", "queue" => queue.to_owned()).decrement(1.0);
-        metrics::histogram!("dtask_job_duration_seconds", "queue" => queue.to_owned(), "task" => task.to_owned())
+        metrics::gauge!("dtask_jobs_running", "queue" => label(queue)).decrement(1.0);
+        metrics::histogram!("dtask_job_duration_seconds", "queue" => label(queue), "task" => task.to_owned())
             .record(ran.as_secs_f64());
     }
 }
@@ -82,7 +92,7 @@ pub(crate) fn finished(queue: &str, task: &str, outcome: Outcome) {
     #[cfg(feature = "metrics")]
     metrics::counter!(
         "dtask_jobs_finished_total",
-        "queue" => queue.to_owned(),
+        "queue" => label(queue),
         "task" => task.to_owned(),
         "outcome" => outcome.label()
     )
@@ -93,7 +103,7 @@ pub(crate) fn finished(queue: &str, task: &str, outcome: Outcome) {
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn recovered(queue: &str, jobs: u64) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("dtask_jobs_recovered_total", "queue" => queue.to_owned()).increment(jobs);
+    metrics::counter!("dtask_jobs_recovered_total", "queue" => label(queue)).increment(jobs);
 }
 
 /// How many jobs `queue` holds in `state`.

@@ -107,6 +107,26 @@ impl Partitions {
     }
 }
 
+/// The queue a Redis queue's name says it belongs to: `emails` for a partition's name
+/// (`emails#3`, `emails#3.12`), else the name itself. For labels, where no client's partitions
+/// are at hand; a queue a user named like a partition is read as one.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn queue_of_name(name: &str) -> &str {
+    let Some((queue, suffix)) = name.rsplit_once('#') else {
+        return name;
+    };
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let is_partition = match suffix.split_once('.') {
+        Some((index, salt)) => digits(index) && digits(salt),
+        None => digits(suffix),
+    };
+    if is_partition && !queue.is_empty() {
+        queue
+    } else {
+        name
+    }
+}
+
 /// The stable hash of a partition key (FNV-1a, 64 bits): the same in every process and
 /// version, so that one key's jobs always go to one partition.
 pub(crate) fn key_hash(key: &str) -> u64 {
@@ -172,6 +192,12 @@ mod tests {
         assert_eq!(expanded.len(), 10);
         assert_eq!(sizes, [1, 9]);
         assert_eq!(expanded.last().map(String::as_str), Some("emails"));
+        for name in &names {
+            assert_eq!(queue_of_name(name), "emails", "{name}");
+        }
+        for plain in ["emails", "a#b", "#3", "x#3.", "x#.4", "x#3.4.5"] {
+            assert_eq!(queue_of_name(plain), plain);
+        }
         let bad = HashMap::from([("x".to_owned(), 0u16)]);
         assert!(Partitions::new(&bad).is_err());
     }
