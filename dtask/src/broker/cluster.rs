@@ -25,7 +25,7 @@ use redis::{
     RedisFuture, RedisResult, ServerErrorKind, Value,
 };
 
-use super::connection::{CONNECT_TIMEOUT, Conn, Healing, ServerClient, tcp_settings};
+use super::connection::{CONNECT_TIMEOUT, Conn, Healing, ServerClient, client_of, tcp_settings};
 
 /// How many hash slots a cluster has.
 const SLOTS: u16 = 16384;
@@ -188,16 +188,7 @@ impl Layout {
             _ => ConnectionAddr::Tcp(host, port),
         };
         let info = self.template.clone().set_addr(addr);
-        match &self.tls_ca {
-            Some(root_cert) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert.clone()),
-                },
-            ),
-            None => redis::Client::open(info),
-        }
+        client_of(info, self.tls_ca.as_deref())
     }
 
     /// The address of the master serving `slot`, if the layout knows one.

@@ -8,6 +8,7 @@
 //! keepalive and `TCP_USER_TIMEOUT`, and the shared connection to a server is replaced by a new
 //! one after [`TIMEOUTS_BEFORE_RECONNECT`] timeouts in a row.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -47,6 +48,24 @@ pub(crate) fn tcp_settings() -> redis::io::tcp::TcpSettings {
     #[cfg(target_os = "linux")]
     let settings = settings.set_user_timeout(DEAD_SOCKET_AFTER);
     settings
+}
+
+/// A client of the server at `info`, trusting the certificate authority `tls_ca` (PEM) for a
+/// `rediss://` one when given, else the system's roots.
+pub(crate) fn client_of(
+    info: impl redis::IntoConnectionInfo,
+    tls_ca: Option<&[u8]>,
+) -> RedisResult<redis::Client> {
+    match tls_ca {
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert.to_vec()),
+            },
+        ),
+        None => redis::Client::open(info),
+    }
 }
 
 /// Where the queues live: one server, or a cluster (given as several node URLs). Held once per
@@ -271,16 +290,7 @@ impl Target {
             Target::Server(server) => server.client().await?,
             Target::Cluster(clients) => {
                 let node = &clients.nodes[attempt % clients.nodes.len().max(1)];
-                match &clients.tls_ca {
-                    Some(root_cert) => redis::Client::build_with_tls(
-                        node.as_str(),
-                        redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(root_cert.clone()),
-                        },
-                    )?,
-                    None => redis::Client::open(node.as_str())?,
-                }
+                client_of(node.as_str(), clients.tls_ca.as_deref())?
             }
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
@@ -387,6 +397,41 @@ impl Healing {
         });
     }
 
+    /// Sends a request with `send` on the current connection and notes how it ended. On a
+    /// Sentinel-watched master, a failure that says the master died or was demoted (or a reply
+    /// `refused` finds refused by a replica) has the master looked for again, and the request
+    /// is sent once more to the new one when it surely did not run.
+    async fn request<T, F>(
+        &self,
+        send: impl Fn(ConnectionManager) -> F,
+        refused: impl Fn(&T) -> bool,
+    ) -> RedisResult<T>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
+        let (generation, conn) = self.current();
+        let result = send(conn).await;
+        self.observe(generation, &result);
+        if !self.inner.server.may_move() {
+            return result;
+        }
+        let (follow, resend) = match &result {
+            Err(error) => (master_moved(error), did_not_run(error)),
+            Ok(reply) => (refused(reply), refused(reply)),
+        };
+        if !follow {
+            return result;
+        }
+        match self.follow_master(generation).await {
+            Some((generation, conn)) if resend => {
+                let result = send(conn).await;
+                self.observe(generation, &result);
+                result
+            }
+            _ => result,
+        }
+    }
+
     /// After a command on connection `generation` failed as it would on a master that died or
     /// was demoted: looks for the master again (one command at a time, at most every
     /// [`MOVE_CHECK_INTERVAL`]) and returns the connection to use now, when there is a new one.
@@ -472,22 +517,10 @@ pub(crate) enum Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Server(healing) => Box::pin(async move {
-                let (generation, mut conn) = healing.current();
-                let result = conn.req_packed_command(cmd).await;
-                healing.observe(generation, &result);
-                if let Err(error) = &result
-                    && healing.inner.server.may_move()
-                    && master_moved(error)
-                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
-                    && did_not_run(error)
-                {
-                    let result = conn.req_packed_command(cmd).await;
-                    healing.observe(generation, &result);
-                    return result;
-                }
-                result
-            }),
+            Conn::Server(healing) => Box::pin(healing.request(
+                move |mut conn| async move { conn.req_packed_command(cmd).await },
+                |_| false,
+            )),
             Conn::Blocking(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
         }
@@ -500,34 +533,16 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Server(healing) => Box::pin(async move {
-                let (generation, mut conn) = healing.current();
-                let result = conn.req_packed_commands(pipeline, offset, count).await;
-                healing.observe(generation, &result);
-                if let Err(error) = &result
-                    && healing.inner.server.may_move()
-                    && master_moved(error)
-                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
-                    && did_not_run(error)
-                {
-                    let result = conn.req_packed_commands(pipeline, offset, count).await;
-                    healing.observe(generation, &result);
-                    return result;
-                }
-                // A pipeline's refused writes come as its replies: a demoted master answers
-                // READONLY to each (running none of its writes), so it is sent again to the
-                // new master.
-                if let Ok(replies) = &result
-                    && healing.inner.server.may_move()
-                    && replies.iter().any(is_read_only)
-                    && let Some((generation, mut conn)) = healing.follow_master(generation).await
-                {
-                    let result = conn.req_packed_commands(pipeline, offset, count).await;
-                    healing.observe(generation, &result);
-                    return result;
-                }
-                result
-            }),
+            // A pipeline's refused writes come as its replies: a demoted master answers
+            // READONLY to each (running none of its writes).
+            Conn::Server(healing) => {
+                Box::pin(healing.request(
+                    move |mut conn| async move {
+                        conn.req_packed_commands(pipeline, offset, count).await
+                    },
+                    |replies: &Vec<Value>| replies.iter().any(is_read_only),
+                ))
+            }
             Conn::Blocking(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
         }

@@ -508,17 +508,8 @@ impl Broker {
             let info = redis::IntoConnectionInfo::into_connection_info(url)
                 .map_err(invalid)?
                 .set_tcp_settings(connection::tcp_settings());
-            match tls_ca {
-                Some(root_cert) => redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                ),
-                None => redis::Client::open(info),
-            }
-            .map(|client| Target::server(client, response_timeout))
+            connection::client_of(info, tls_ca.as_deref())
+                .map(|client| Target::server(client, response_timeout))
         }
         .map_err(invalid)?;
         let conn = target.shared().await.map_err(redis_err("connecting"))?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, Value};
 
-use super::connection::tcp_settings;
+use super::connection::{client_of, tcp_settings};
 
 /// How long a sentinel, or the server being checked, may take to connect, and to answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -285,16 +285,7 @@ impl Sentinels {
         let url = format!("{}://{user_info}{address}{db}", self.scheme);
         let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())?
             .set_tcp_settings(tcp_settings());
-        match &self.tls_ca {
-            Some(root_cert) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert.clone()),
-                },
-            ),
-            None => redis::Client::open(info),
-        }
+        client_of(info, self.tls_ca.as_deref())
     }
 }
 
