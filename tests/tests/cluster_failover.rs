@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
-use dtask_tests::failover::longest_gap;
+use dtask_tests::failover::{longest_gap, produce, wait_until_ran};
 use dtask_tests::harness::{RedisCluster, init_logging, unique_prefix};
 
 /// Every run: (job number, when it started).
@@ -110,29 +110,18 @@ async fn failover_under_load(
     let stop = Arc::new(AtomicBool::new(false));
     let mut producers = Vec::new();
     for (index, queue) in queues.iter().enumerate() {
-        let (producer, queue, stop) = (producer.clone(), queue.clone(), stop.clone());
-        producers.push(tokio::spawn(async move {
-            let (mut ok, mut unconfirmed, mut errors) = (Vec::new(), Vec::new(), 0);
-            let mut n = (test * 3 + index as u64) * PER_QUEUE;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                match failover_job::with()
+        let (producer, queue) = (producer.clone(), queue.clone());
+        let first = (test * 3 + index as u64) * PER_QUEUE;
+        producers.push(produce(first, stop.clone(), move |n| {
+            let (producer, queue) = (producer.clone(), queue.clone());
+            async move {
+                failover_job::with()
                     .client(&producer)
-                    .queue(queue.clone())
+                    .queue(queue)
                     .enqueue(n)
                     .await
-                {
-                    Ok(_) => ok.push((n, Instant::now())),
-                    // Queued on a master with no replica left (its replica took over from
-                    // the master that died): the job runs, unconfirmed.
-                    Err(dtask::Error::NotReplicated { .. }) => {
-                        unconfirmed.push((n, Instant::now()))
-                    }
-                    Err(_) => errors += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(4)).await;
+                    .map(|_| ())
             }
-            (ok, unconfirmed, errors)
         }));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -153,37 +142,15 @@ async fn failover_under_load(
     let (mut enqueued, mut unconfirmed, mut enqueue_errors) = (Vec::new(), Vec::new(), 0);
     let mut producer_stalls = Vec::new();
     for producer in producers {
-        let (ok, not_replicated, errors) = producer.await.unwrap();
-        let mut queued: Vec<Instant> = ok
-            .iter()
-            .chain(&not_replicated)
-            .map(|(_, at)| *at)
-            .collect();
-        queued.sort();
-        producer_stalls.push(longest_gap(queued.into_iter(), killed_at).0);
-        enqueued.extend(ok.into_iter().map(|(n, _)| n));
-        unconfirmed.extend(not_replicated.into_iter().map(|(n, _)| n));
-        enqueue_errors += errors;
+        let produced = producer.await.unwrap();
+        producer_stalls.push(produced.longest_stall(killed_at));
+        enqueued.extend(produced.ok.into_iter().map(|(n, _)| n));
+        unconfirmed.extend(produced.unconfirmed.into_iter().map(|(n, _)| n));
+        enqueue_errors += produced.errors;
     }
-    // Every acknowledged job runs, or is lost: wait until all ran or nothing ran for 10 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_count = 0;
-    let mut last_change = Instant::now();
-    loop {
-        let ran: std::collections::HashSet<u64> =
-            RUNS.lock().unwrap().iter().map(|(n, _)| *n).collect();
-        if enqueued.iter().chain(&unconfirmed).all(|n| ran.contains(n)) {
-            break;
-        }
-        if ran.len() != last_count {
-            last_count = ran.len();
-            last_change = Instant::now();
-        }
-        if Instant::now() > deadline || last_change.elapsed() > Duration::from_secs(10) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Every acknowledged job runs, or is lost.
+    let expected: Vec<u64> = enqueued.iter().chain(&unconfirmed).copied().collect();
+    wait_until_ran(&expected, &RUNS).await;
     for worker in workers {
         worker.shutdown().await.expect("clean shutdown");
     }

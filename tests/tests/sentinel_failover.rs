@@ -4,13 +4,13 @@
 //! sentinels promote the replica, no live worker runs a job twice, and every enqueue that
 //! returned Ok runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dtask::{Client, Worker};
-use dtask_tests::failover::longest_gap;
+use dtask_tests::failover::{longest_gap, produce, wait_until_ran};
 use dtask_tests::harness::{RedisSentinels, init_logging, unique_prefix};
 
 /// Every run: (job number, when it started).
@@ -79,24 +79,16 @@ async fn failover_under_load(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let producing = {
-        let (producer, stop) = (producer.clone(), stop.clone());
-        tokio::spawn(async move {
-            let (mut ok, mut unconfirmed, mut errors) = (Vec::new(), Vec::new(), 0);
-            let mut n = test * PER_TEST;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                match sentinel_job::with().client(&producer).enqueue(n).await {
-                    Ok(_) => ok.push((n, Instant::now())),
-                    // Queued on a master with no replica (the replica took over from the
-                    // master that died): the job runs, unconfirmed.
-                    Err(dtask::Error::NotReplicated { .. }) => {
-                        unconfirmed.push((n, Instant::now()))
-                    }
-                    Err(_) => errors += 1,
-                }
-                tokio::time::sleep(Duration::from_millis(4)).await;
+        let producer = producer.clone();
+        produce(test * PER_TEST, stop.clone(), move |n| {
+            let producer = producer.clone();
+            async move {
+                sentinel_job::with()
+                    .client(&producer)
+                    .enqueue(n)
+                    .await
+                    .map(|_| ())
             }
-            (ok, unconfirmed, errors)
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -115,32 +107,14 @@ async fn failover_under_load(
     assert_ne!(promoted, master);
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
-    let (ok, not_replicated, enqueue_errors) = producing.await.unwrap();
-    let mut returned: Vec<Instant> = ok
-        .iter()
-        .chain(&not_replicated)
-        .map(|(_, at)| *at)
-        .collect();
-    returned.sort();
-    let producer_stall = longest_gap(returned.into_iter(), failed_at).0;
-    let enqueued: Vec<u64> = ok.iter().map(|(n, _)| *n).collect();
-    let unconfirmed: Vec<u64> = not_replicated.iter().map(|(n, _)| *n).collect();
-    // Every returned job runs, or is lost: wait until all ran or nothing ran for 10 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut last_count, mut last_change) = (0, Instant::now());
-    loop {
-        let ran: HashSet<u64> = RUNS.lock().unwrap().iter().map(|(n, _)| *n).collect();
-        if enqueued.iter().chain(&unconfirmed).all(|n| ran.contains(n)) {
-            break;
-        }
-        if ran.len() != last_count {
-            (last_count, last_change) = (ran.len(), Instant::now());
-        }
-        if Instant::now() > deadline || last_change.elapsed() > Duration::from_secs(10) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let produced = producing.await.unwrap();
+    let producer_stall = produced.longest_stall(failed_at);
+    let enqueue_errors = produced.errors;
+    let enqueued: Vec<u64> = produced.ok.iter().map(|(n, _)| *n).collect();
+    let unconfirmed: Vec<u64> = produced.unconfirmed.iter().map(|(n, _)| *n).collect();
+    // Every returned job runs, or is lost.
+    let expected: Vec<u64> = enqueued.iter().chain(&unconfirmed).copied().collect();
+    wait_until_ran(&expected, &RUNS).await;
     for worker in workers {
         worker.shutdown().await.expect("clean shutdown");
     }
