@@ -129,14 +129,8 @@ impl RedisSentinels {
     pub fn master_port(&self) -> Result<u16, String> {
         let mut last = String::new();
         for sentinel in &self.sentinels {
-            match cli(
-                sentinel.port(),
-                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE],
-            ) {
-                Ok(answer) => match answer.lines().nth(1).map(str::trim) {
-                    Some(port) => return port.parse().map_err(|e| format!("{answer}: {e}")),
-                    None => last = format!("unexpected answer {answer:?}"),
-                },
+            match named_master(sentinel.port()) {
+                Ok(port) => return Ok(port),
                 Err(error) => last = error,
             }
         }
@@ -202,12 +196,7 @@ impl RedisSentinels {
     fn agreed_master(&self) -> Option<u16> {
         let mut agreed = None;
         for sentinel in &self.sentinels {
-            let answer = cli(
-                sentinel.port(),
-                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE],
-            )
-            .ok()?;
-            let port: u16 = answer.lines().nth(1)?.trim().parse().ok()?;
+            let port = named_master(sentinel.port()).ok()?;
             match agreed {
                 None => agreed = Some(port),
                 Some(seen) if seen != port => return None,
@@ -255,6 +244,16 @@ impl RedisSentinels {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The port of the master as the sentinel on `port` names it.
+fn named_master(port: u16) -> Result<u16, String> {
+    let answer = cli(port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE])?;
+    let named = answer
+        .lines()
+        .nth(1)
+        .ok_or_else(|| format!("unexpected answer {answer:?}"))?;
+    named.trim().parse().map_err(|e| format!("{answer}: {e}"))
 }
 
 /// What the server on `port` says it is (`master`, `slave`), if it answers.
