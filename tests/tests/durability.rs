@@ -72,16 +72,7 @@ async fn enqueues_wait_for_their_replicas_and_say_when_too_few_confirmed() {
         .enqueue(key.clone(), 5, 6)
         .await
         .expect("a named (unique) job, confirmed");
-    let mut on_replica = redis::Client::open(replica.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let pending: u64 = redis::cmd("LLEN")
-        .arg(format!("{prefix}:{{math}}:pending"))
-        .query_async(&mut on_replica)
-        .await
-        .unwrap();
+    let pending = pending_on(&replica.url(), &prefix).await;
     assert_eq!(pending, 52, "the replica has every job the master took");
 
     // The replica freezes: an enqueue waits its timeout, then says so; its job is queued.
@@ -111,16 +102,7 @@ async fn enqueues_wait_for_their_replicas_and_say_when_too_few_confirmed() {
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
         "waited {waited:?}"
     );
-    let mut on_master = redis::Client::open(master.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let pending: u64 = redis::cmd("LLEN")
-        .arg(format!("{prefix}:{{math}}:pending"))
-        .query_async(&mut on_master)
-        .await
-        .unwrap();
+    let pending = pending_on(&master.url(), &prefix).await;
     assert_eq!(pending, 53, "the job is queued on the master all the same");
 
     // Many enqueues at once while the replica is away: each is answered within about twice
@@ -173,4 +155,18 @@ async fn enqueues_wait_for_their_replicas_and_say_when_too_few_confirmed() {
         .enqueue(key, 10, 10)
         .await
         .expect("confirmed once the replica is back");
+}
+
+/// How many jobs of queue `math` under `prefix` the Redis at `url` holds ready.
+async fn pending_on(url: &str, prefix: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("LLEN")
+        .arg(format!("{prefix}:{{math}}:pending"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
