@@ -361,6 +361,11 @@ fn minute_and_second() -> (u64, u64) {
     (seconds / 60, seconds % 60)
 }
 
+/// `n` (at most a batch's size) as two bytes, high first, as `ack.lua` reads its plan.
+fn two_bytes(n: usize) -> [u8; 2] {
+    u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes()
+}
+
 /// The longest an outcome record is kept: 100 years, far past any use, and small enough that
 /// the scripts' numbers (doubles) carry it exactly.
 const OUTCOME_TTL_MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -994,18 +999,34 @@ impl Broker {
                 invocation.arg(position).arg(errand);
             }
             if inline {
-                let of_queue = outcomes().filter(|outcome| positions[outcome.run] > 0);
-                let hashes = by_results_hash(&self.prefix, of_queue);
+                // The plan: per run, which results hash (1-based) its outcome goes to and
+                // which TTL (1-based) it is kept for, two bytes each; then the TTLs; then the
+                // outcomes in the runs' order.
+                let of_queue = || outcomes().filter(|outcome| positions[outcome.run] > 0);
+                let hashes = by_results_hash(&self.prefix, of_queue());
+                let mut plan = vec![0u8; 4 * members];
+                let mut ttls: Vec<u64> = Vec::new();
                 for (hash, (key, span)) in hashes.iter().enumerate() {
                     invocation.key(key.as_str());
                     for outcome in &span.records {
-                        invocation
-                            .arg(positions[outcome.run])
-                            .arg(hash + 7)
-                            .arg(outcome.job_id)
-                            .arg(outcome.record)
-                            .arg(outcome.ttl_ms);
+                        let ttl = match ttls.iter().position(|ttl| *ttl == outcome.ttl_ms) {
+                            Some(at) => at,
+                            None => {
+                                ttls.push(outcome.ttl_ms);
+                                ttls.len() - 1
+                            }
+                        };
+                        let at = 4 * (positions[outcome.run] - 1);
+                        plan[at..at + 2].copy_from_slice(&two_bytes(hash + 1));
+                        plan[at + 2..at + 4].copy_from_slice(&two_bytes(ttl + 1));
                     }
+                }
+                invocation.arg(plan).arg(ttls.len());
+                for ttl in &ttls {
+                    invocation.arg(*ttl);
+                }
+                for outcome in of_queue() {
+                    invocation.arg(outcome.job_id).arg(outcome.record);
                 }
             }
             invocation

@@ -24,9 +24,12 @@
   ARGV[n+4] m, the number of errands (what a workflow does next: see `workflow.rs`)
   then, m pairs: the position of the run the errand is of (1-based), the errand; each goes to
         the outbox when its run held its lease
-  then, "inline": for each run with an outcome to store, five: its position among the runs
-                  (1-based), the position of its results hash among KEYS, its job id, its
-                  record, how long the record is kept (ms)
+  then, "inline": the plan, four bytes per run: which results hash among KEYS[7..] its
+                  outcome goes to (two bytes, high first: 1 = KEYS[7]; 0 = it stores
+                  none), and how long its record is kept (two bytes: which of the TTLs
+                  that follow, 1 = the first); then t, the number of TTLs, and the TTLs
+                  (ms); then the job id and the record of each run that stores an outcome,
+                  in the runs' order
   last but one  the finished channel of the queue, where waiters of these jobs are told
   last      the second of the minute, for the counts
 
@@ -46,13 +49,18 @@ if kept and string.sub(kept, 1, #batch + 1) == batch .. ':' then
 end
 local payloads = rcall('HMGET', KEYS[1], unpack(ARGV, 4, n + 3))
 local held = {}
+-- The answer kept for repeats, as characters: `table.concat` of numbers would format each as
+-- a float.
+local marks = {}
 local taken = {}
 for i = 1, n do
   if payloads[i] then
     held[i] = 1
+    marks[i] = '1'
     taken[#taken + 1] = ARGV[3 + i]
   else
     held[i] = 0
+    marks[i] = '0'
   end
 end
 if #taken > 0 then
@@ -67,34 +75,46 @@ for j = n + 5, outcomes_from - 1, 2 do
 end
 if ARGV[2] == 'inline' then
   -- Per results hash: the fields to write and the longest time a record is kept, of the runs
-  -- that held their lease only (a stale run neither writes nor keeps a hash longer).
-  local fields = {}
-  local ttls = {}
-  local ids, records = {}, {}
-  for j = outcomes_from, #ARGV - 2, 5 do
-    if held[tonumber(ARGV[j])] == 1 then
-      ids[#ids + 1] = ARGV[j + 2]
-      records[#records + 1] = ARGV[j + 3]
-      local key = tonumber(ARGV[j + 1])
-      local list = fields[key]
-      if not list then
-        list = {}
-        fields[key] = list
-        ttls[key] = 0
+  -- that held their lease only (a stale run neither writes nor keeps a hash longer). Numbers
+  -- are read from bytes, not parsed: `tonumber` per run cost more than the writes.
+  local plan = ARGV[outcomes_from]
+  local t = tonumber(ARGV[outcomes_from + 1])
+  local ttl_of = {}
+  for k = 1, t do
+    ttl_of[k] = tonumber(ARGV[outcomes_from + 1 + k])
+  end
+  local fields, ttls, ids, records = {}, {}, {}, {}
+  local byte = string.byte
+  local next_record = outcomes_from + t + 2
+  for i = 1, n do
+    local hash_high, hash_low, ttl_high, ttl_low = byte(plan, 4 * i - 3, 4 * i)
+    local hash = hash_high * 256 + hash_low
+    if hash > 0 then
+      if held[i] == 1 then
+        local id, record = ARGV[next_record], ARGV[next_record + 1]
+        ids[#ids + 1] = id
+        records[#records + 1] = record
+        local list = fields[hash]
+        if not list then
+          list = {}
+          fields[hash] = list
+          ttls[hash] = 0
+        end
+        list[#list + 1] = id
+        list[#list + 1] = record
+        ttls[hash] = math.max(ttls[hash], ttl_of[ttl_high * 256 + ttl_low])
       end
-      list[#list + 1] = ARGV[j + 2]
-      list[#list + 1] = ARGV[j + 3]
-      ttls[key] = math.max(ttls[key], tonumber(ARGV[j + 4]))
+      next_record = next_record + 2
     end
   end
-  for key = 7, #KEYS do
-    if fields[key] then
-      keep_outcomes(KEYS[key], fields[key], ttls[key])
+  for hash = 1, #KEYS - 6 do
+    if fields[hash] then
+      keep_outcomes(KEYS[6 + hash], fields[hash], ttls[hash])
     end
   end
   notify_waiters(KEYS[5], ARGV[#ARGV - 1], ids, records)
 end
 add_count(KEYS[4], 'done', ARGV[#ARGV], #taken)
-rcall('SET', KEYS[3], batch .. ':' .. table.concat(held), 'PX', 86400000)
+rcall('SET', KEYS[3], batch .. ':' .. table.concat(marks), 'PX', 86400000)
 forget_deaths(KEYS[2], payloads)
 return held
