@@ -167,31 +167,32 @@ impl EventKind {
     /// This kind of event of job `id` of `task`, at `at_ms`, as a line of a message (JSON
     /// holds no raw newline).
     pub(crate) fn line(&self, id: &JobId, task: &str, at_ms: u64) -> String {
-        // Written by hand, in the order of [`Wire`]'s fields: a line is written per job and
-        // state, and a general serializer cost more than the rest of the event.
-        let mut line = Line(String::with_capacity(96 + id.as_str().len() + task.len()));
-        line.text("e", self.name());
-        line.text("id", id.as_str());
-        line.text("t", task);
-        line.number("at", at_ms);
+        let mut out = String::with_capacity(96 + id.as_str().len() + task.len());
+        self.write_line(&mut out, id, task, at_ms);
+        out
+    }
+
+    /// Appends [`EventKind::line`] to `out`.
+    pub(crate) fn write_line(&self, out: &mut String, id: &JobId, task: &str, at_ms: u64) {
+        if let EventKind::Started { attempt, worker } = self {
+            return write_started(out, id, task, at_ms, *attempt, worker);
+        }
+        let mut line = Line::open(out, self.name(), id, task, at_ms);
         match self {
             EventKind::Enqueued { due_at } => {
                 if let Some(due_at) = due_at {
                     line.number("due", to_ms(*due_at));
                 }
             }
-            EventKind::Started { attempt, worker } => {
-                line.number("n", u64::from(*attempt));
-                line.text("w", worker);
-            }
+            EventKind::Started { .. } => {}
             EventKind::Progress { attempt, progress } => {
                 line.number("n", u64::from(*attempt));
-                line.0.push_str(",\"p\":{\"pct\":");
+                line.out.push_str(",\"p\":{\"pct\":");
                 line.digits(u64::from(progress.percent));
                 if !progress.message.is_empty() {
                     line.text("msg", &progress.message);
                 }
-                line.0.push('}');
+                line.out.push('}');
             }
             EventKind::Retrying {
                 attempts,
@@ -211,8 +212,7 @@ impl EventKind {
             }
             EventKind::Recovered { worker } => line.text("w", worker),
         }
-        line.0.push('}');
-        line.0
+        line.close();
     }
 
     /// The name of this kind on the wire.
@@ -230,15 +230,52 @@ impl EventKind {
     }
 }
 
-/// A line of JSON being written: an object, its fields added one by one (the first opens it).
-struct Line(String);
+/// Appends the line of [`EventKind::Started`] (attempt `attempt` of job `id` of `task` started
+/// at `at_ms` on `worker`) to `out`, without building the kind: a worker writes one per run.
+pub(crate) fn write_started(
+    out: &mut String,
+    id: &JobId,
+    task: &str,
+    at_ms: u64,
+    attempt: u32,
+    worker: &str,
+) {
+    let mut line = Line::open(out, "started", id, task, at_ms);
+    line.number("n", u64::from(attempt));
+    line.text("w", worker);
+    line.close();
+}
 
-impl Line {
+/// A line of JSON being appended to `out`: an object, its fields added one by one. Written by
+/// hand, in the order of [`Wire`]'s fields: a line is written per job and state, and a general
+/// serializer cost more than the rest of the event.
+struct Line<'a> {
+    out: &'a mut String,
+    /// Whether no field was written yet.
+    first: bool,
+}
+
+impl<'a> Line<'a> {
+    /// Starts the line of an event of kind `name` of job `id` of `task`, at `at_ms`.
+    fn open(out: &'a mut String, name: &str, id: &JobId, task: &str, at_ms: u64) -> Line<'a> {
+        let mut line = Line { out, first: true };
+        line.text("e", name);
+        line.text("id", id.as_str());
+        line.text("t", task);
+        line.number("at", at_ms);
+        line
+    }
+
+    fn close(self) {
+        self.out.push('}');
+    }
+
     fn name(&mut self, name: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        self.0.push('"');
-        self.0.push_str(name);
-        self.0.push_str("\":");
+        self.out.push(if self.first { '{' } else { ',' });
+        self.first = false;
+        self.out.push('"');
+        self.out.push_str(name);
+        self.out.push_str("\":");
     }
 
     fn number(&mut self, name: &str, value: u64) {
@@ -258,7 +295,7 @@ impl Line {
                 break;
             }
         }
-        self.0
+        self.out
             .push_str(std::str::from_utf8(&digits[from..]).unwrap_or("0"));
     }
 
@@ -266,12 +303,12 @@ impl Line {
     fn text(&mut self, name: &str, value: &str) {
         self.name(name);
         if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.0.push('"');
-            self.0.push_str(value);
-            self.0.push('"');
+            self.out.push('"');
+            self.out.push_str(value);
+            self.out.push('"');
         } else {
             let quoted = serde_json::to_string(value).unwrap_or_else(|_| "\"\"".to_owned());
-            self.0.push_str(&quoted);
+            self.out.push_str(&quoted);
         }
     }
 }
@@ -632,10 +669,31 @@ mod tests {
     #[test]
     fn numbers_are_written_whole() {
         for value in [0, 7, 10, 1_764_485_001_000, u64::MAX] {
-            let mut line = Line(String::new());
+            let mut out = String::new();
+            let mut line = Line {
+                out: &mut out,
+                first: true,
+            };
             line.number("at", value);
-            assert_eq!(line.0, format!("{{\"at\":{value}"));
+            assert_eq!(out, format!("{{\"at\":{value}"));
         }
+    }
+
+    #[test]
+    fn lines_appended_to_a_buffer_read_back_one_by_one() {
+        let id = JobId::generate();
+        let mut out = String::from("{\"e\":\"succeeded\",\"id\":\"x\",\"n\":1}\n");
+        write_started(&mut out, &id, "mail.send", 5, 2, "host-1");
+        let events = parse("q", &out);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[1].kind,
+            EventKind::Started {
+                attempt: 2,
+                worker: "host-1".into()
+            }
+        );
+        assert_eq!(events[1].job_id, id);
     }
 
     #[test]

@@ -34,6 +34,18 @@ use crate::unique;
 use crate::workflow::Follow;
 use tracing::Instrument;
 
+/// Awaits `future` from the heap, so that the caller's own state does not hold it. (Not
+/// `Box::pin(future).await`: a temporary lives to the end of its statement, across the await,
+/// so the caller's state kept room for the future as well as the box: the task of every job
+/// was 2 KB instead of under 800 bytes, and glibc's malloc consolidates on every request
+/// above 1 KB.)
+macro_rules! boxed {
+    ($future:expr) => {{
+        let future = Box::pin($future);
+        future.await
+    }};
+}
+
 /// Runs a fetched job and settles it, then forgets it as held. When `abandon` fires (the
 /// shutdown grace period is over) the job is left in flight, to be requeued by the worker.
 pub(crate) async fn execute(
@@ -98,7 +110,7 @@ async fn run_and_settle(run: &Run<'_>, payload: Vec<u8>) {
                 envelope::ENVELOPE_VERSION
             );
             let peek = envelope::peek(&payload);
-            Box::pin(run.defer_or_bury(&payload, peek, "newer-envelope", reason)).await;
+            boxed!(run.defer_or_bury(&payload, peek, "newer-envelope", reason));
             return;
         }
         Err(reason) => {
@@ -112,10 +124,8 @@ async fn run_and_settle(run: &Run<'_>, payload: Vec<u8>) {
                 raw: Some(String::from_utf8_lossy(&payload).into_owned()),
             };
             tracing::error!(queue = &**queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
-            if Box::pin(run.bury_record(&record.to_json(), None))
-                .await
-                .is_some_and(Fenced::held)
-            {
+            let dead = record.to_json();
+            if boxed!(run.bury_record(&dead, None)).is_some_and(Fenced::held) {
                 metrics::finished(queue, "", Outcome::Dead);
                 ctx.fire(&JobEvent::Dead {
                     job: None,
@@ -126,7 +136,7 @@ async fn run_and_settle(run: &Run<'_>, payload: Vec<u8>) {
         }
     };
     let span = trace::job_span(&envelope, queue, envelope.attempt + 1);
-    let settled = Box::pin(run_job(run, envelope, &payload).instrument(span.clone())).await;
+    let settled = boxed!(run_job(run, envelope, &payload).instrument(span.clone()));
     trace::record_outcome(&span, settled);
 }
 
@@ -142,23 +152,23 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             ctx.registry.names().join(", ")
         );
         let peek = peek_of(&envelope);
-        return Box::pin(run.defer_or_bury(payload, peek, &envelope.task, reason)).await;
+        return boxed!(run.defer_or_bury(payload, peek, &envelope.task, reason));
     };
     let handler = match (entry.handler)(envelope.args.get(), envelope.version, &ctx.states) {
         Ok(handler) => handler,
         Err(HandlerError::Arguments(reason)) => {
             let reason = readable(crate::registry::arguments_mismatch(&envelope.task, &reason));
-            return Box::pin(run.bury(envelope, reason)).await;
+            return boxed!(run.bury(envelope, reason));
         }
         Err(HandlerError::MissingState(reason)) => {
             // Routed here with `.queue(..)`: a worker that has the state may run it.
             let kind = format!("{} (state)", envelope.task);
-            return Box::pin(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason)).await;
+            return boxed!(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason));
         }
         Err(HandlerError::NewerArguments(reason)) => {
             // Enqueued by a newer deploy: a newer worker runs it (a rolling deploy).
             let kind = format!("{} (newer arguments)", envelope.task);
-            return Box::pin(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason)).await;
+            return boxed!(run.defer_or_bury(payload, peek_of(&envelope), &kind, reason));
         }
     };
 
@@ -173,11 +183,11 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         stop.clone(),
     ) else {
         let attempts = envelope.attempt;
-        return Box::pin(run.settle_cancelled(&envelope, attempts)).await;
+        return boxed!(run.settle_cancelled(&envelope, attempts));
     };
     // A task with limits starts only when they let it; else its job waits in Redis.
     let _slot = match entry.info.limits() {
-        Some(limits) => match Box::pin(run.admit(&envelope, limits)).await {
+        Some(limits) => match boxed!(run.admit(&envelope, limits)) {
             Ok(slot) => slot,
             Err(settled) => return settled,
         },
@@ -185,7 +195,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     };
     if let Some((key, true)) = unique::lock_of(&envelope) {
         // Unique until it starts: duplicates may queue from now on.
-        Box::pin(run.release_lock(key, &envelope.id, Duration::ZERO)).await;
+        boxed!(run.release_lock(key, &envelope.id, Duration::ZERO));
     }
     let attempt = envelope.attempt + 1;
     let started = Instant::now();
@@ -211,69 +221,15 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             .progress_to(ctx.progress_to(queue, record_ttl)),
     );
     run.started(&job);
-    let current = job.clone();
-    let handled = async move {
-        match in_job(current, CatchPanic::new(handler)).await {
-            Ok(outcome) => outcome,
-            Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    // The run itself, from the heap: its timers and its middleware's state are no part of
+    // the job's task while it settles.
+    let Some(outcome) = boxed!(run_handler(run, &job, handler, timeout, record_ttl, &stop)) else {
+        metrics::stopped(queue, &envelope.task, started.elapsed());
+        if abandon.is_cancelled() {
+            tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
+            return Settled::Abandoned;
         }
-    };
-    // The task's timeout bounds the whole run: its middleware too.
-    let running = Box::pin(within(timeout, async {
-        match &*job {
-            job if !ctx.middleware.is_empty() => {
-                // A panicking middleware fails the attempt like a panicking task; a result it
-                // made up must be JSON, as a task's is.
-                CatchPanic::new(Box::pin(run_chain(&ctx.middleware, job, handled)))
-                    .await
-                    .unwrap_or_else(|panic| {
-                        Err(format!(
-                            "middleware panicked: {}",
-                            panic_message(panic.as_ref())
-                        ))
-                    })
-                    .and_then(
-                        |value| match serde_json::from_str::<serde::de::IgnoredAny>(&value) {
-                            Ok(_) => Ok(value),
-                            Err(error) => Err(format!(
-                                "a middleware returned a result that is not JSON ({error})"
-                            )),
-                        },
-                    )
-            }
-            _ => handled.await,
-        }
-    }));
-    let given_up = job.cancel.clone();
-    let running = async move {
-        running.await.unwrap_or_else(|| {
-            given_up.cancel();
-            Err(format!("timed out after {:?}", timeout.unwrap_or_default()))
-        })
-    };
-    // A run that lasts is recorded as running (a quick one never is: it reads queued, then
-    // its outcome); its progress, if it tells any, records it at once.
-    let running = async {
-        let mut running = std::pin::pin!(running);
-        if let Some(ttl) = record_ttl {
-            tokio::select! {
-                biased;
-                outcome = &mut running => return outcome,
-                _ = tokio::time::sleep(RUNNING_RECORD_AFTER) => run.still_running(&job, ttl),
-            }
-        }
-        running.await
-    };
-    let outcome = tokio::select! {
-        outcome = running => outcome,
-        _ = stop.cancelled() => {
-            metrics::stopped(queue, &envelope.task, started.elapsed());
-            if abandon.is_cancelled() {
-                tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
-                return Settled::Abandoned;
-            }
-            return Box::pin(run.settle_cancelled(&envelope, attempt)).await;
-        }
+        return boxed!(run.settle_cancelled(&envelope, attempt));
     };
     metrics::stopped(queue, &envelope.task, started.elapsed());
     job.end_progress();
@@ -315,14 +271,14 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                             .unwrap_or(ctx.settings.result_ttl)
                             .max(ctx.settings.result_ttl);
                         let keep = unique::kept_after_end(key, kept);
-                        Box::pin(run.release_lock(key, &envelope.id, keep)).await;
+                        boxed!(run.release_lock(key, &envelope.id, keep));
                     }
                     tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-                    ctx.report_event(
+                    ctx.announce(
                         queue,
                         &envelope.id,
                         &envelope.task,
-                        EventKind::Succeeded { attempts: attempt },
+                        &EventKind::Succeeded { attempts: attempt },
                     );
                     if let Some(value) = &hooked_value {
                         ctx.fire(&JobEvent::Succeeded {
@@ -350,7 +306,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         && put_offs(&envelope) < crate::RetryAfter::MAX_PUT_OFFS
     {
         let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
-        return Box::pin(run.snooze(envelope, error, delay, &job, keep_outcome)).await;
+        return boxed!(run.snooze(envelope, error, delay, &job, keep_outcome));
     }
     let retries = envelope.retries.unwrap_or(entry.info.retries);
     if attempt > retries {
@@ -358,7 +314,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             attempt,
             ..envelope
         };
-        return Box::pin(run.bury(envelope, error)).await;
+        return boxed!(run.bury(envelope, error));
     }
     let delay = ctx.settings.retry_backoff.delay(attempt);
     let next = Envelope {
@@ -366,23 +322,100 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         last_error: Some(error.clone()),
         ..envelope
     };
-    let due_ms = match Box::pin(run.run_later(&next, delay, true, "failed")).await {
+    let due_ms = match boxed!(run.run_later(&next, delay, true, "failed")) {
         Ok(due_ms) => due_ms,
         Err(settled) => return settled,
     };
     metrics::finished(queue, &next.task, Outcome::Failed);
     tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
-    Box::pin(run.note_retrying(
+    boxed!(run.note_retrying(
         &next,
         error,
         due_ms,
         &job,
         keep_outcome,
         "recording a failed attempt",
-    ))
-    .await;
+    ));
     Settled::Retrying
+}
+
+/// Runs `handler` as the run of `job`: inside the worker's middleware, as `dtask::current()`,
+/// bounded by `timeout`, recorded as running (kept `record_ttl`) once it lasts; its outcome, or
+/// None when `stop` fired first (the job was cancelled, or the shutdown's grace is over).
+///
+/// Written as one flat future (no future held in a local and then awaited or wrapped, no
+/// `Box::pin(..).await` in one statement): each such step kept room for a second copy of what
+/// it wraps, and this future was 2.3 KB per job instead of a few hundred bytes.
+async fn run_handler(
+    run: &Run<'_>,
+    job: &Arc<JobContext>,
+    handler: crate::registry::HandlerFuture,
+    timeout: Option<Duration>,
+    record_ttl: Option<Duration>,
+    stop: &CancellationToken,
+) -> Option<crate::middleware::RunOutcome> {
+    let ctx = run.ctx;
+    // The task's timeout bounds the whole run: its middleware too.
+    let mut bounded = std::pin::pin!(within(timeout, async {
+        if ctx.middleware.is_empty() {
+            return handle(job.clone(), handler).await;
+        }
+        // A panicking middleware fails the attempt like a panicking task; a result it made up
+        // must be JSON, as a task's is.
+        let chain = Box::pin(run_chain(
+            &ctx.middleware,
+            job,
+            handle(job.clone(), handler),
+        ));
+        CatchPanic::new(chain)
+            .await
+            .unwrap_or_else(|panic| {
+                Err(format!(
+                    "middleware panicked: {}",
+                    panic_message(panic.as_ref())
+                ))
+            })
+            .and_then(
+                |value| match serde_json::from_str::<serde::de::IgnoredAny>(&value) {
+                    Ok(_) => Ok(value),
+                    Err(error) => Err(format!(
+                        "a middleware returned a result that is not JSON ({error})"
+                    )),
+                },
+            )
+    }));
+    let mut stopped = std::pin::pin!(stop.cancelled());
+    let timed_out = || {
+        job.cancel.cancel();
+        Err(format!("timed out after {:?}", timeout.unwrap_or_default()))
+    };
+    // A run that lasts is recorded as running (a quick one never is: it reads queued, then
+    // its outcome); its progress, if it tells any, records it at once.
+    if let Some(ttl) = record_ttl {
+        tokio::select! {
+            biased;
+            outcome = &mut bounded => return Some(outcome.unwrap_or_else(timed_out)),
+            _ = &mut stopped => return None,
+            _ = tokio::time::sleep(RUNNING_RECORD_AFTER) => run.still_running(job, ttl),
+        }
+    }
+    tokio::select! {
+        biased;
+        outcome = &mut bounded => Some(outcome.unwrap_or_else(timed_out)),
+        _ = &mut stopped => None,
+    }
+}
+
+/// Runs the task's `handler` as `dtask::current()` = `job`; a panic is a failed attempt.
+async fn handle(
+    job: Arc<JobContext>,
+    handler: crate::registry::HandlerFuture,
+) -> crate::middleware::RunOutcome {
+    match in_job(job, CatchPanic::new(handler)).await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    }
 }
 
 /// What [`Run::defer_or_bury`] needs to know of a decoded job.
@@ -466,15 +499,7 @@ impl<'a> Run<'a> {
     /// Tells that the run of `job` started: its event.
     fn started(&self, job: &JobContext) {
         let ctx = self.ctx;
-        ctx.report_event(
-            self.queue,
-            &job.id,
-            &job.task,
-            EventKind::Started {
-                attempt: job.attempt,
-                worker: ctx.worker_id.clone(),
-            },
-        );
+        ctx.announce_started(self.queue, &job.id, &job.task, job.attempt);
     }
 
     /// Acknowledges the run, storing `outcome` (job id, record, how long it is kept) and
@@ -535,11 +560,11 @@ impl<'a> Run<'a> {
                     self.release_lock(key, &envelope.id, keep).await;
                 }
                 tracing::info!(job_id = %envelope.id, task = %envelope.task, attempts, "job cancelled; it will not run again");
-                ctx.report_event(
+                ctx.announce(
                     self.queue,
                     &envelope.id,
                     &envelope.task,
-                    EventKind::Cancelled { attempts },
+                    &EventKind::Cancelled { attempts },
                 );
                 Settled::Cancelled
             }
@@ -630,11 +655,11 @@ impl<'a> Run<'a> {
     ) {
         let ctx = self.ctx;
         let next_attempt_at = std::time::UNIX_EPOCH + Duration::from_millis(due_ms);
-        ctx.report_event(
+        ctx.announce(
             self.queue,
             &next.id,
             &next.task,
-            EventKind::Retrying {
+            &EventKind::Retrying {
                 attempts: next.attempt,
                 error: error.clone(),
                 next_attempt_at,
@@ -759,11 +784,11 @@ impl<'a> Run<'a> {
         }
         self.record_death(&envelope.id, envelope.attempt, &outcome_error)
             .await;
-        self.ctx.report_event(
+        self.ctx.announce(
             self.queue,
             &envelope.id,
             &envelope.task,
-            EventKind::Dead {
+            &EventKind::Dead {
                 attempts: envelope.attempt,
                 error: outcome_error.clone(),
             },
@@ -863,11 +888,11 @@ impl<'a> Run<'a> {
                         metrics::finished(self.queue, task, Outcome::Dead);
                         if let Some(id) = id {
                             self.record_death(&id, 0, &record.error).await;
-                            ctx.report_event(
+                            ctx.announce(
                                 self.queue,
                                 &id,
                                 task,
-                                EventKind::Dead {
+                                &EventKind::Dead {
                                     attempts: 0,
                                     error: record.error.clone(),
                                 },

@@ -50,7 +50,7 @@ use heartbeat::{Beats, Heartbeat};
 use held::HeldJobs;
 use recoverer::Recoverer;
 pub(crate) use reporter::ProgressTo;
-use reporter::{Report, ReportSender, Reporter};
+use reporter::{EventLines, Report, ReportSender, Reporter};
 use scheduler::Scheduler;
 
 /// What every part of a running worker shares.
@@ -60,6 +60,8 @@ pub(crate) struct Context {
     pub(crate) acks: AckSender,
     /// Where events and passing records go, to be batched by the [`Reporter`].
     pub(crate) reports: ReportSender,
+    /// Where the events of runs go, to be published by the [`Reporter`].
+    pub(crate) lines: Arc<EventLines>,
     pub(crate) registry: Registry,
     /// The application's values, for tasks that take `State<T>`.
     pub(crate) states: States,
@@ -136,8 +138,27 @@ impl Context {
         }
     }
 
+    /// Publishes `kind` of a run of job `id` of `task` on `queue`'s events channel (in the
+    /// reporter's next message), unless events of the queue are off.
+    pub(crate) fn announce(&self, queue: &Arc<str>, id: &JobId, task: &str, kind: &EventKind) {
+        let now_ms = self.settings.clock.now_ms();
+        self.lines.push_event(queue, id, task, now_ms, kind);
+    }
+
+    /// Publishes that attempt `attempt` of job `id` of `task` of `queue` started here, as
+    /// [`Context::announce`] does.
+    pub(crate) fn announce_started(&self, queue: &Arc<str>, id: &JobId, task: &str, attempt: u32) {
+        if self.lines.publishes(queue) {
+            let now_ms = self.settings.clock.now_ms();
+            self.lines.push(queue, |out| {
+                crate::events::write_started(out, id, task, now_ms, attempt, &self.worker_id);
+            });
+        }
+    }
+
     /// Publishes `kind` of job `id` of `task` on `queue`'s events channel (in the reporter's
-    /// next batch), unless events of the queue are off.
+    /// next batch, after the passing records reported before it), unless events of the queue
+    /// are off.
     pub(crate) fn report_event(&self, queue: &Arc<str>, id: &JobId, task: &str, kind: EventKind) {
         if self.settings.quiet_queues.contains(&**queue) {
             return;
@@ -207,9 +228,10 @@ impl Context {
     pub(crate) fn progress_to(&self, queue: &Arc<str>, record_ttl: Option<Duration>) -> ProgressTo {
         ProgressTo {
             sender: self.reports.clone(),
+            lines: self.lines.clone(),
             queue: queue.clone(),
             record_ttl,
-            publish: !self.settings.quiet_queues.contains(&**queue),
+            publish: self.lines.publishes(queue),
             latest: Arc::default(),
         }
     }
@@ -657,7 +679,7 @@ impl Worker {
         let scheduler = Scheduler::new(client, self.periodic, &registry, scheduled)?;
         settings.fetch_batch = settings.fetch_batch.min(settings.concurrency).max(1);
         let (acks, acker) = Acker::new(&settings.queues);
-        let (reports, reporter) = Reporter::new();
+        let (reports, lines, reporter) = Reporter::new(&settings.queues, &settings.quiet_queues);
         let fetch_locks = settings
             .queues
             .iter()
@@ -673,6 +695,7 @@ impl Worker {
             broker,
             acks,
             reports,
+            lines,
             registry,
             states: self.states,
             middleware: self.middleware,

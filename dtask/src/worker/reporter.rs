@@ -6,14 +6,21 @@
 //! final outcomes, which are the truth, are written by the settling scripts, not here).
 //! A burst of progress reports is coalesced: at most one write of a job's progress per
 //! [`PROGRESS_EVERY`].
+//!
+//! The events of runs (started, succeeded, retrying, dead, cancelled, progress) are written
+//! straight into their queue's [`EventLines`], which the reporter takes whole: no message per
+//! event. Events that go with a passing record (a job enqueued by a workflow, recovered) come
+//! as reports, so that their record is written first.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, Passing, PassingNote};
+use crate::envelope::JobId;
 use crate::envelope::{OutcomeRecord, OutcomeState};
 use crate::events::{EventKind, Progress};
 use crate::middleware::JobContext;
@@ -48,6 +55,8 @@ pub(crate) enum Report {
     /// A run told its progress: its latest report waits in this slot (one per run, replaced
     /// by each later one, so that a tight loop of progress holds one report, not thousands).
     ProgressIn(ProgressSlot),
+    /// Lines wait in the [`EventLines`] of a queue that had none.
+    LinesWaiting,
 }
 
 /// Where the latest progress of one run waits for the reporter.
@@ -59,18 +68,119 @@ impl Report {
     }
 }
 
-/// Replaces each progress slot of `batch` with the report it holds (dropping emptied ones).
-fn take_progress(batch: &mut Vec<Report>) {
+/// Replaces each progress slot of `batch` with the report it holds (dropping emptied ones);
+/// its event line goes to its queue's `lines`, while the slot is held, so that it comes before
+/// whatever the run tells afterwards (its end takes the slot first).
+fn take_progress(batch: &mut Vec<Report>, lines: &EventLines) {
     for report in batch.iter_mut() {
         let latest = match report {
-            Report::ProgressIn(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            Report::ProgressIn(slot) => {
+                let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(Report::Progress { queue, line, .. }) = &mut *slot
+                    && let Some(line) = line.take()
+                {
+                    lines.push_line(queue, &line);
+                }
+                slot.take()
+            }
             _ => None,
         };
         if let Some(latest) = latest {
             *report = latest;
         }
     }
-    batch.retain(|report| !matches!(report, Report::ProgressIn(_)));
+    batch.retain(|report| !matches!(report, Report::ProgressIn(_) | Report::LinesWaiting));
+}
+
+/// The event lines waiting to be published, one buffer per queue this worker serves that
+/// publishes events: a run writes its line straight into its queue's buffer (no message per
+/// event), and the reporter takes each buffer whole and publishes it as one message.
+#[derive(Debug)]
+pub(crate) struct EventLines {
+    buffers: HashMap<Arc<str>, Mutex<String>>,
+    /// Queues whose events are off.
+    quiet: HashSet<String>,
+    /// Wakes the reporter when a buffer gets its first line.
+    wake: ReportSender,
+}
+
+impl EventLines {
+    /// Buffers for `queues` (but those of `quiet`), waking the reporter through `wake`.
+    pub(crate) fn new(queues: &[String], quiet: &HashSet<String>, wake: ReportSender) -> Self {
+        let buffers = queues
+            .iter()
+            .filter(|queue| !quiet.contains(*queue))
+            .map(|queue| (Arc::from(queue.as_str()), Mutex::new(String::new())))
+            .collect();
+        EventLines {
+            buffers,
+            quiet: quiet.clone(),
+            wake,
+        }
+    }
+
+    /// Whether events of `queue` are published.
+    pub(crate) fn publishes(&self, queue: &str) -> bool {
+        !self.quiet.contains(queue)
+    }
+
+    /// Adds the line `write` appends to `queue`'s buffer. A queue this worker does not serve
+    /// has none: its line goes as a report.
+    pub(crate) fn push(&self, queue: &Arc<str>, write: impl FnOnce(&mut String)) {
+        let Some(buffer) = self.buffers.get(&**queue) else {
+            if self.publishes(queue) {
+                let mut line = String::new();
+                write(&mut line);
+                let _ = self.wake.send(Report::Event {
+                    queue: queue.clone(),
+                    line,
+                });
+            }
+            return;
+        };
+        let was_empty = {
+            let mut lines = buffer.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = lines.is_empty();
+            if !was_empty {
+                lines.push('\n');
+            }
+            write(&mut lines);
+            was_empty
+        };
+        if was_empty {
+            let _ = self.wake.send(Report::LinesWaiting);
+        }
+    }
+
+    /// Adds `line` to `queue`'s buffer.
+    fn push_line(&self, queue: &Arc<str>, line: &str) {
+        self.push(queue, |out| out.push_str(line));
+    }
+
+    /// Adds the line of `kind` of job `id` of `task`, at `at_ms`, to `queue`'s buffer.
+    pub(crate) fn push_event(
+        &self,
+        queue: &Arc<str>,
+        id: &JobId,
+        task: &str,
+        at_ms: u64,
+        kind: &EventKind,
+    ) {
+        if self.publishes(queue) {
+            self.push(queue, |out| kind.write_line(out, id, task, at_ms));
+        }
+    }
+
+    /// Takes the lines of every queue that has some.
+    fn take(&self) -> Vec<(Arc<str>, String)> {
+        self.buffers
+            .iter()
+            .filter_map(|(queue, buffer)| {
+                let mut lines = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                (!lines.is_empty()).then(|| (queue.clone(), std::mem::take(&mut *lines)))
+            })
+            .collect()
+    }
 }
 
 /// Where executors, running handlers and the recoverer send reports.
@@ -79,31 +189,48 @@ pub(crate) type ReportSender = mpsc::UnboundedSender<Report>;
 /// Batches reports into writes and messages.
 pub(crate) struct Reporter {
     incoming: mpsc::UnboundedReceiver<Report>,
+    lines: Arc<EventLines>,
 }
 
 impl Reporter {
-    /// A reporter and the sender that reaches it.
-    pub(crate) fn new() -> (ReportSender, Reporter) {
+    /// A reporter, the sender that reaches it, and the event buffers of `queues` (but those
+    /// of `quiet`) it publishes.
+    pub(crate) fn new(
+        queues: &[String],
+        quiet: &HashSet<String>,
+    ) -> (ReportSender, Arc<EventLines>, Reporter) {
         let (sender, incoming) = mpsc::unbounded_channel();
-        (sender, Reporter { incoming })
+        let lines = Arc::new(EventLines::new(queues, quiet, sender.clone()));
+        let reporter = Reporter {
+            incoming,
+            lines: lines.clone(),
+        };
+        (sender, lines, reporter)
     }
 
     /// Reports until `stop`, then flushes what is left.
     pub(crate) async fn run(mut self, broker: Broker, stop: CancellationToken) {
         let mut batch: Vec<Report> = Vec::new();
         let mut last_progress = tokio::time::Instant::now() - PROGRESS_EVERY;
+        // Set when lines may wait whose wake-up was taken with an earlier batch.
+        let mut lines_waiting = false;
         loop {
-            let first = tokio::select! {
-                biased;
-                report = self.incoming.recv() => report,
-                _ = stop.cancelled() => None,
+            let first = if std::mem::take(&mut lines_waiting) {
+                Some(Report::LinesWaiting)
+            } else {
+                tokio::select! {
+                    biased;
+                    report = self.incoming.recv() => report,
+                    _ = stop.cancelled() => None,
+                }
             };
             let Some(first) = first else {
                 while let Ok(report) = self.incoming.try_recv() {
                     batch.push(report);
                 }
-                take_progress(&mut batch);
-                flush(&broker, &mut batch).await;
+                take_progress(&mut batch, &self.lines);
+                let lines = self.lines.take();
+                flush(&broker, &mut batch, lines).await;
                 return;
             };
             batch.push(first);
@@ -132,8 +259,17 @@ impl Reporter {
             if batch.iter().any(Report::is_progress) {
                 last_progress = tokio::time::Instant::now();
             }
-            take_progress(&mut batch);
-            flush(&broker, &mut batch).await;
+            take_progress(&mut batch, &self.lines);
+            let lines = self.lines.take();
+            // What was reported before these lines were taken (a record, an event that comes
+            // first) goes out with them; lines written since wait for the next round.
+            let taken = batch.len();
+            self.gather(&mut batch);
+            lines_waiting = batch[taken..]
+                .iter()
+                .any(|report| matches!(report, Report::LinesWaiting | Report::ProgressIn(_)));
+            take_progress(&mut batch, &self.lines);
+            flush(&broker, &mut batch, lines).await;
         }
     }
 
@@ -148,9 +284,10 @@ impl Reporter {
     }
 }
 
-/// Writes the records of `batch`, then publishes its events (so that whoever reacts to an
-/// event reads the record it announces); a failure is logged and the batch dropped.
-async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
+/// Writes the records of `batch`, then publishes its events and the `lines` taken from the
+/// queues' buffers (so that whoever reacts to an event reads the record it announces); a
+/// failure is logged and the batch dropped.
+async fn flush(broker: &Broker, batch: &mut Vec<Report>, lines: Vec<(Arc<str>, String)>) {
     let mut records: Vec<(Passing, Duration, Vec<PassingNote<'_>>)> = Vec::new();
     let mut events: Vec<(&str, String)> = Vec::new();
     for report in batch.iter() {
@@ -167,7 +304,7 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
                 None,
                 None,
             ),
-            Report::ProgressIn(_) => continue,
+            Report::ProgressIn(_) | Report::LinesWaiting => continue,
             Report::Progress {
                 queue,
                 job_id,
@@ -205,6 +342,9 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
             crate::events::add_line(&mut events, queue, line);
         }
     }
+    for (queue, text) in &lines {
+        crate::events::add_line(&mut events, queue, text);
+    }
     let writes = records
         .iter()
         .map(|(passing, ttl, notes)| broker.set_passing(*passing, notes, *ttl));
@@ -226,6 +366,8 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>) {
 #[derive(Clone, Debug)]
 pub(crate) struct ProgressTo {
     pub(crate) sender: ReportSender,
+    /// Where its event lines go.
+    pub(crate) lines: Arc<EventLines>,
     pub(crate) queue: Arc<str>,
     /// How long the job's records are kept; None when its task keeps none.
     pub(crate) record_ttl: Option<Duration>,
@@ -240,14 +382,14 @@ impl ProgressTo {
     /// which would otherwise land over the record of how the run ended (a put-off job would
     /// read running).
     pub(crate) fn end(&self) {
-        let waiting = self.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Report::Progress {
             queue,
             line: Some(line),
             ..
-        }) = waiting
+        }) = latest.take()
         {
-            let _ = self.sender.send(Report::Event { queue, line });
+            self.lines.push_line(&queue, &line);
         }
     }
 
