@@ -271,6 +271,27 @@ pub(crate) struct OutcomeRecord {
     pub(crate) progress: Option<crate::events::Progress>,
 }
 
+impl OutcomeRecord {
+    /// The record of a job that succeeded after `attempts`, at `at_ms`, with `value` (JSON
+    /// text; text that is not JSON is left out): what [`OutcomeRecord::to_json`] writes for
+    /// it, written by hand, as one is written per job.
+    pub(crate) fn succeeded_json(attempts: u32, at_ms: u64, value: &str) -> String {
+        use std::fmt::Write;
+        let value = serde_json::from_str::<&RawValue>(value).ok();
+        let mut out = String::with_capacity(64 + value.map_or(0, |value| value.get().len()));
+        let _ = write!(
+            out,
+            "{{\"state\":\"succeeded\",\"attempts\":{attempts},\"at_ms\":{at_ms}"
+        );
+        if let Some(value) = value {
+            out.push_str(",\"value\":");
+            out.push_str(value.get());
+        }
+        out.push('}');
+        out
+    }
+}
+
 /// The short record of a job waiting in its queue (enqueued, or back after its worker died):
 /// a queue may hold millions, so it is one byte rather than a JSON record.
 pub(crate) const QUEUED_MARKER: &str = "q";
@@ -353,6 +374,26 @@ impl DeadRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_succeeded_record_written_by_hand_reads_as_serde_writes_it() {
+        for value in ["null", "42", " {\"a\": [1, \"x\"]} ", "\"é\\n\"", "not json", ""] {
+            let by_serde = OutcomeRecord {
+                state: OutcomeState::Succeeded,
+                attempts: 3,
+                at_ms: 1_764_485_000_123,
+                value: RawValue::from_string(value.to_owned()).ok(),
+                error: None,
+                progress: None,
+            }
+            .to_json();
+            assert_eq!(
+                OutcomeRecord::succeeded_json(3, 1_764_485_000_123, value),
+                by_serde,
+                "{value:?}"
+            );
+        }
+    }
 
     fn envelope(args: &str) -> Envelope {
         Envelope {

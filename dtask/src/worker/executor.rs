@@ -212,12 +212,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     metrics::started(queue, waited);
     // The enqueuer's `.timeout(..)` for this job, else the task's.
     let timeout = crate::enqueue::timeout_of(&envelope.headers).or(entry.info.timeout);
-    // Built for every run: the handler reads it with `dtask::current()`. Its token is
-    // cancelled when the run is given up: at its timeout, when the job is cancelled, or at the
-    // end of a shutdown's grace.
+    // Built for every run: the handler reads it with `dtask::current()`. Its token is the
+    // run's own stop token, cancelled when the run is given up: at its timeout, when the job
+    // is cancelled, or at the end of a shutdown's grace.
     let record_ttl = ctx.record_ttl(&envelope.task);
     let job = Arc::new(
-        JobContext::of(&envelope, queue, attempt, stop.child_token())
+        JobContext::of(&envelope, queue, attempt, stop.clone())
             .progress_to(ctx.progress_to(queue, record_ttl)),
     );
     run.started(&job);
@@ -245,17 +245,10 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
             });
             let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
             let outcome = keep_result.then(|| {
-                let record = OutcomeRecord {
-                    state: OutcomeState::Succeeded,
-                    attempts: attempt,
-                    at_ms: ctx.settings.clock.now_ms(),
-                    value: RawValue::from_string(value).ok(),
-                    error: None,
-                    progress: None,
-                };
+                let at_ms = ctx.settings.clock.now_ms();
                 (
                     envelope.id.to_string(),
-                    record.to_json(),
+                    OutcomeRecord::succeeded_json(attempt, at_ms, &value),
                     entry.info.result_ttl,
                 )
             });
