@@ -81,6 +81,16 @@ pub async fn measure(server: &ServerAddr) -> Result<Baseline> {
     Ok(baseline)
 }
 
+/// redis-benchmark's unpipelined LPOP rate, measured now (requests per second).
+pub async fn lpop_rate(server: &ServerAddr) -> Result<f64> {
+    let figures = run_once(server, 1).await?;
+    figures
+        .iter()
+        .find(|figure| figure.command.eq_ignore_ascii_case("LPOP"))
+        .map(|figure| figure.requests_per_s)
+        .ok_or_else(|| "redis-benchmark printed no LPOP figure".into())
+}
+
 async fn run_once(server: &ServerAddr, pipeline: u32) -> Result<Vec<Figure>> {
     let mut command = tokio::process::Command::new("redis-benchmark");
     command

@@ -31,6 +31,11 @@
 //!     of 1, 2 and 3 masters started here: jobs/s measured, Redis CPU per job per master, and
 //!     the capacity projected from the busiest master's CPU (at the first of `--sizes` and
 //!     `--concurrency`).
+//! 11. the default drain (results kept, events on) next to the LPOP baseline, in pairs (`--pairs`,
+//!     5 by default): each pair measures redis-benchmark's unpipelined LPOP, then the drain (at
+//!     the last of `--sizes` and the second of `--concurrency`), and the report gives each pair's
+//!     ratio and their median, which this machine's drifting speed does not skew as a single
+//!     baseline at the start of the run does.
 //!
 //! Every scenario also reports what Redis itself saw: commands per job (from
 //! `INFO commandstats`, which counts the commands inside Lua scripts too), Redis CPU time per
@@ -90,14 +95,18 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 256, 1024])]
     pub concurrency: Vec<usize>,
 
-    /// Which scenarios to run, by number (1–10).
+    /// Which scenarios to run, by number (1–11).
     #[arg(
         long,
         value_delimiter = ',',
-        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-        value_parser = clap::value_parser!(u8).range(1..=10)
+        default_values_t = [1u8, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        value_parser = clap::value_parser!(u8).range(1..=11)
     )]
     pub scenarios: Vec<u8>,
+
+    /// How many (LPOP baseline, drain) pairs scenario 11 measures.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pairs: u64,
 
     /// Which drains scenario 3 runs, by name (drain, drain-no-events, drain-chord,
     /// drain-no-results, drain-middleware, drain-max-running); all when not given.
@@ -216,7 +225,26 @@ async fn bench(args: &Args, url: &str, own_server: bool) -> Result<()> {
                 let concurrency = args.concurrency.first().copied().unwrap_or(256);
                 scenarios::scale_out::run(&mut bench, size, concurrency).await?
             }
-            other => unreachable!("clap accepts scenarios 1 to 10, not {other}"),
+            11 => match baseline::server_of(url)? {
+                Some(server) => {
+                    let size = args.sizes.last().copied().unwrap_or(100_000);
+                    let concurrency = args.concurrency.get(1).or(args.concurrency.first());
+                    let concurrency = concurrency.copied().unwrap_or(256);
+                    scenarios::paired::run(
+                        &mut bench,
+                        &server,
+                        size,
+                        concurrency,
+                        args.pairs as usize,
+                    )
+                    .await?
+                }
+                None => {
+                    eprintln!("11. skipped: redis-benchmark cannot reach this Redis");
+                    Vec::new()
+                }
+            },
+            other => unreachable!("clap accepts scenarios 1 to 11, not {other}"),
         };
         report.scenario(&results);
     }

@@ -95,6 +95,9 @@ pub struct Outcome {
     /// Enqueue-to-start latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<Latency>,
+    /// In scenario 11, redis-benchmark's unpipelined LPOP rate measured just before this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired_lpop: Option<f64>,
     /// Worker memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss: Option<Rss>,
@@ -140,6 +143,7 @@ impl Outcome {
             bytes_per_job: None,
             retained_bytes_per_job: None,
             latency_us: None,
+            paired_lpop: None,
             rss: None,
             redis_calls_per_job: delta.calls_per_job(jobs).into_iter().collect(),
             redis_usec_per_call: delta.usec_per_call(),
@@ -253,6 +257,7 @@ impl Report {
         let text = match first.scenario {
             1 | 2 | 9 => self.enqueue_table(outcomes),
             10 => scale_table(outcomes),
+            11 => paired_table(outcomes),
             3 => self.drain_table(outcomes),
             4 | 5 | 8 => latency_table(outcomes),
             7 => rate_table(outcomes),
@@ -593,6 +598,50 @@ fn titled(title: &str, rows: &[Vec<String>], outcomes: &[Outcome]) -> String {
             text.push_str(&format!("   note: {note}\n"));
         }
     }
+    text
+}
+
+/// Scenario 11: pairs of (LPOP baseline, default drain), each with its own ratio.
+fn paired_table(outcomes: &[Outcome]) -> String {
+    let mut rows = vec![row([
+        "pair",
+        "jobs",
+        "concurrency",
+        "LPOP req/s just before",
+        "jobs/s",
+        "×LPOP of the pair",
+        "Redis µs/job",
+        "dtask µs/job",
+    ])];
+    let mut ratios = Vec::new();
+    for (pair, o) in outcomes.iter().enumerate() {
+        let rate = o.jobs_per_s.unwrap_or(0.0);
+        let lpop = o.paired_lpop.unwrap_or(0.0);
+        let ratio = if lpop > 0.0 { rate / lpop } else { 0.0 };
+        ratios.push(ratio);
+        rows.push(vec![
+            (pair + 1).to_string(),
+            thousands(o.jobs as f64),
+            o.concurrency.map_or("-".into(), |c| c.to_string()),
+            thousands(lpop),
+            thousands(rate),
+            format!("{ratio:.2}"),
+            format!("{:.2}", o.redis_cpu_us_per_job),
+            format!("{:.2}", o.dtask_cpu_us_per_job),
+        ]);
+    }
+    let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = ratios.iter().copied().fold(0.0, f64::max);
+    let median = crate::scenarios::paired::median(ratios);
+    let mut text = titled(
+        "11. the default drain (results kept, events on) next to LPOP, in pairs",
+        &rows,
+        &[],
+    );
+    text.push_str(&format!(
+        "   median ×LPOP over {} pairs: {median:.2} (lowest {lowest:.2}, highest {highest:.2})\n",
+        outcomes.len()
+    ));
     text
 }
 

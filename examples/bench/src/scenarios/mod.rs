@@ -10,6 +10,7 @@ pub mod durable;
 pub mod enqueue;
 pub mod latency;
 pub mod memory;
+pub mod paired;
 pub mod rate;
 pub mod scale_out;
 pub mod waiters;
