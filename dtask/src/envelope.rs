@@ -377,7 +377,14 @@ mod tests {
 
     #[test]
     fn a_succeeded_record_written_by_hand_reads_as_serde_writes_it() {
-        for value in ["null", "42", " {\"a\": [1, \"x\"]} ", "\"é\\n\"", "not json", ""] {
+        for value in [
+            "null",
+            "42",
+            " {\"a\": [1, \"x\"]} ",
+            "\"é\\n\"",
+            "not json",
+            "",
+        ] {
             let by_serde = OutcomeRecord {
                 state: OutcomeState::Succeeded,
                 attempts: 3,

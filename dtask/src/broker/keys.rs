@@ -243,9 +243,33 @@ const RESULTS_SPAN_MS: u64 = 10;
 /// (`t<span>` for dtask's ids, which begin with their creation time); an id dtask did not make
 /// (a producer in another language) has a bucket of its own (`j<id>`).
 pub(crate) fn results(prefix: &str, job_id: &str) -> String {
+    results_of(prefix, &results_hash(job_id))
+}
+
+/// Which results hash the outcome of a job goes to (see [`results`]), without its key: jobs
+/// whose outcomes share a hash have equal ones (a batch is grouped by these, and each key
+/// written once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ResultsHash {
+    /// The span of time a dtask id was created in.
+    Span(u64),
+    /// An id dtask did not make: a hash of its own.
+    Own(String),
+}
+
+/// Which results hash the outcome of `job_id` goes to.
+pub(crate) fn results_hash(job_id: &str) -> ResultsHash {
     match crate::envelope::JobId::created_ms(job_id) {
-        Some(ms) => format!("{prefix}:results:{{t{}}}", ms / RESULTS_SPAN_MS),
-        None => format!("{prefix}:results:{{j{job_id}}}"),
+        Some(ms) => ResultsHash::Span(ms / RESULTS_SPAN_MS),
+        None => ResultsHash::Own(job_id.to_owned()),
+    }
+}
+
+/// The key of results hash `hash`.
+pub(crate) fn results_of(prefix: &str, hash: &ResultsHash) -> String {
+    match hash {
+        ResultsHash::Span(span) => format!("{prefix}:results:{{t{span}}}"),
+        ResultsHash::Own(job_id) => format!("{prefix}:results:{{j{job_id}}}"),
     }
 }
 

@@ -384,15 +384,18 @@ fn group_by_results_hash<T>(
     items: impl IntoIterator<Item = T>,
     id_of: impl Fn(&T) -> &str,
 ) -> Vec<(String, Vec<T>)> {
-    let mut hashes: Vec<(String, Vec<T>)> = Vec::new();
+    let mut hashes: Vec<(keys::ResultsHash, Vec<T>)> = Vec::new();
     for item in items {
-        let key = keys::results(prefix, id_of(&item));
-        match hashes.iter_mut().find(|(k, _)| *k == key) {
+        let hash = keys::results_hash(id_of(&item));
+        match hashes.iter_mut().find(|(h, _)| *h == hash) {
             Some((_, items)) => items.push(item),
-            None => hashes.push((key, vec![item])),
+            None => hashes.push((hash, vec![item])),
         }
     }
     hashes
+        .into_iter()
+        .map(|(hash, items)| (keys::results_of(prefix, &hash), items))
+        .collect()
 }
 
 /// Groups outcomes by the results hash they go to, in the order the hashes are first met,
