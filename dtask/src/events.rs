@@ -302,7 +302,11 @@ impl<'a> Line<'a> {
     /// A string field; one that needs no escape (most do not) is copied as it is.
     fn text(&mut self, name: &str, value: &str) {
         self.name(name);
-        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // Without an early exit, so that the check runs over many bytes at once.
+        let plain = !value.bytes().fold(false, |bad, b| {
+            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if plain {
             self.out.push('"');
             self.out.push_str(value);
             self.out.push('"');

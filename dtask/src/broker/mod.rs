@@ -814,25 +814,35 @@ impl Broker {
         take_suspect: bool,
     ) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
-        type Reply = (Vec<(String, Vec<u8>)>, i64, i64, u64, Vec<String>, i64);
-        let (jobs, suspect, paused, wait, admitted, limit_wait): Reply = scripts::FETCH
-            .key(keys::pending(&self.prefix, queue))
-            .key(keys::active(&self.prefix, queue, worker))
-            .key(keys::workers(&self.prefix, queue))
-            .key(keys::suspects(&self.prefix, queue))
-            .key(keys::leases(&self.prefix, queue))
-            .key(keys::paused(&self.prefix, queue))
-            .key(keys::rate(&self.prefix, queue))
-            .key(keys::limited_tasks(&self.prefix, queue))
-            .arg(max)
-            .arg(worker)
-            .arg(if take_suspect { "1" } else { "0" })
-            .arg(keys::of_queue(&self.prefix, queue))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err("fetching jobs"))?;
+        type Reply = (Vec<Vec<u8>>, i64, i64, u64, Vec<String>, i64, u64);
+        let (payloads, suspect, paused, wait, admitted, limit_wait, before_first): Reply =
+            scripts::FETCH
+                .key(keys::pending(&self.prefix, queue))
+                .key(keys::active(&self.prefix, queue, worker))
+                .key(keys::workers(&self.prefix, queue))
+                .key(keys::suspects(&self.prefix, queue))
+                .key(keys::leases(&self.prefix, queue))
+                .key(keys::paused(&self.prefix, queue))
+                .key(keys::rate(&self.prefix, queue))
+                .key(keys::limited_tasks(&self.prefix, queue))
+                .arg(max)
+                .arg(worker)
+                .arg(if take_suspect { "1" } else { "0" })
+                .arg(keys::of_queue(&self.prefix, queue))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err("fetching jobs"))?;
+        // The leases follow the number before the first one by one (see `fetch.lua`).
+        let jobs = payloads
+            .into_iter()
+            .zip(1..)
+            .map(|(payload, k)| Leased {
+                lease: (before_first + k).to_string(),
+                payload,
+            })
+            .collect();
         Ok(Taken {
-            jobs: leased(jobs),
+            jobs,
             suspect: suspect == 1,
             paused: paused == 1,
             rate_wait: rate_wait(wait),

@@ -26,17 +26,19 @@
   ARGV[4] what every key of the queue starts with (`prefix:{queue}:`), to which a task's
   `limit:`, `slots:` and `waiting:` keys, and a worker's `active:` key, add their names
 
-  Returns { { lease1, payload1, lease2, payload2, ... }, 1 when the first job is a suspect else
-  0, 1 when the queue is paused else 0, ms until the rate limit lets a job start (0 when it
-  does not hold any back), { leases of the runs admitted from waiting sets }, ms until a
-  waiting job may start by its task's rate (0: when one of its runs ends; -1: no job waits for
-  its task's limits) }, oldest first; the first array is empty when there is nothing to run (or
-  the queue is paused, or its rate limit is spent: the jobs wait in the queue).
+  Returns { { payload1, payload2, ... }, 1 when the first job is a suspect else 0, 1 when the
+  queue is paused else 0, ms until the rate limit lets a job start (0 when it does not hold any
+  back), { leases of the runs admitted from waiting sets }, ms until a waiting job may start by
+  its task's rate (0: when one of its runs ends; -1: no job waits for its task's limits), the
+  number before the first lease }, oldest first: the k-th payload's lease is that number plus k
+  (not sent: a reply of half as many values costs both sides less). The first array is empty
+  when there is nothing to run (or the queue is paused, or its rate limit is spent: the jobs
+  wait in the queue).
 ]]
 local rcall = redis.call
 if rcall('EXISTS', KEYS[6]) == 1 then
   -- Jobs waiting for their tasks' limits are looked at again soon: the pause may end.
-  return { {}, 0, 1, 0, {}, rcall('EXISTS', KEYS[8]) == 1 and 500 or -1 }
+  return { {}, 0, 1, 0, {}, rcall('EXISTS', KEYS[8]) == 1 and 500 or -1, 0 }
 end
 local max = tonumber(ARGV[1])
 local limited = rcall('EXISTS', KEYS[7]) == 1
@@ -44,7 +46,7 @@ if limited then
   local allowed, wait = rate_allowance(KEYS[7])
   if allowed then
     if allowed == 0 then
-      return { {}, 0, 0, wait, {}, -1 }
+      return { {}, 0, 0, wait, {}, -1, 0 }
     end
     max = math.min(max, allowed)
   end
@@ -111,12 +113,12 @@ if suspect == 1 then
   end
 end
 if #jobs == 0 then
-  return { {}, 0, 0, 0, {}, limit_wait }
+  return { {}, 0, 0, 0, {}, limit_wait, 0 }
 end
 if limited then
   rate_spend(KEYS[7], #jobs)
 end
-local reply = lease_all(KEYS[2], KEYS[5], jobs)
+local reply, first_lease = lease_all(KEYS[2], KEYS[5], jobs)
 local admitted_leases = {}
 for _, range in ipairs(admitted) do
   local task, first, last, task_max, has_rate = range[1], range[2], range[3], range[4], range[5]
@@ -131,4 +133,4 @@ for _, range in ipairs(admitted) do
 end
 local time = rcall('TIME')
 rcall('ZADD', KEYS[3], tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), ARGV[2])
-return { reply, suspect, 0, 0, admitted_leases, limit_wait }
+return { jobs, suspect, 0, 0, admitted_leases, limit_wait, first_lease }

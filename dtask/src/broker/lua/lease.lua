@@ -1,6 +1,7 @@
 --[[ lease (included at the top of fetch and adopt): puts payloads into a worker's in-flight
   hash, each under a fresh lease id drawn from the queue's lease counter, and returns
-  { lease1, payload1, lease2, payload2, ... }: the very list HSET takes, built once.
+  { lease1, payload1, lease2, payload2, ... }: the very list HSET takes, built once; and the
+  number before the first lease (the leases follow it one by one).
 
   A lease id is written with string.format('%d'): `tostring` formats a number as a float
   ('%.14g'), which cost Redis 0.6 µs per job here, more than twice as much.
@@ -15,5 +16,5 @@ local function lease_all(hash, counter, payloads)
     entries[2 * i] = payloads[i]
   end
   redis.call('HSET', hash, unpack(entries))
-  return entries
+  return entries, first
 end
