@@ -22,6 +22,17 @@ pub(crate) fn format_for(task_version: u32) -> u32 {
 
 /// The digits of a job id, in order.
 const ID_DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The value of `b` among [`ID_DIGITS`] (without looking through them: ids are read per job).
+fn id_digit(b: u8) -> Option<u64> {
+    let value = match b {
+        b'0'..=b'9' => b - b'0',
+        b'A'..=b'Z' => b - b'A' + 10,
+        b'a'..=b'z' => b - b'a' + 36,
+        _ => return None,
+    };
+    Some(u64::from(value))
+}
 /// How many digits a job id has.
 const ID_LEN: usize = 22;
 /// How many of them spell the creation time.
@@ -66,8 +77,7 @@ impl JobId {
             return None;
         }
         let ms = id.bytes().take(TIME_DIGITS).try_fold(0u64, |ms, b| {
-            let digit = ID_DIGITS.iter().position(|&d| d == b)? as u64;
-            ms.checked_mul(62)?.checked_add(digit)
+            ms.checked_mul(62)?.checked_add(id_digit(b)?)
         })?;
         PLAUSIBLE.contains(&ms).then_some(ms)
     }
@@ -305,13 +315,12 @@ impl OutcomeRecord {
     /// text; text that is not JSON is left out): what [`OutcomeRecord::to_json`] writes for
     /// it, written by hand, as one is written per job.
     pub(crate) fn succeeded_json(attempts: u32, at_ms: u64, value: &str) -> String {
-        use std::fmt::Write;
         let value = serde_json::from_str::<&RawValue>(value).ok();
         let mut out = String::with_capacity(64 + value.map_or(0, |value| value.get().len()));
-        let _ = write!(
-            out,
-            "{{\"state\":\"succeeded\",\"attempts\":{attempts},\"at_ms\":{at_ms}"
-        );
+        out.push_str("{\"state\":\"succeeded\",\"attempts\":");
+        crate::events::push_digits(&mut out, u64::from(attempts));
+        out.push_str(",\"at_ms\":");
+        crate::events::push_digits(&mut out, at_ms);
         if let Some(value) = value {
             out.push_str(",\"value\":");
             out.push_str(value.get());
@@ -403,6 +412,14 @@ impl DeadRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_digits_are_their_places() {
+        for (place, &b) in ID_DIGITS.iter().enumerate() {
+            assert_eq!(id_digit(b), Some(place as u64));
+        }
+        assert_eq!(id_digit(b'-'), None);
+    }
 
     #[test]
     fn one_pass_decodes_and_fails_as_two_passes_did() {

@@ -246,6 +246,22 @@ pub(crate) fn write_started(
     line.close();
 }
 
+/// Appends the decimal digits of `value` to `out` (without the general formatter: a job's
+/// events and its record are written with a few numbers each).
+pub(crate) fn push_digits(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut from = digits.len();
+    loop {
+        from -= 1;
+        digits[from] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend(digits[from..].iter().map(|&digit| char::from(digit)));
+}
+
 /// A line of JSON being appended to `out`: an object, its fields added one by one. Written by
 /// hand, in the order of [`Wire`]'s fields: a line is written per job and state, and a general
 /// serializer cost more than the rest of the event.
@@ -283,20 +299,8 @@ impl<'a> Line<'a> {
         self.digits(value);
     }
 
-    /// The decimal digits of `value` (without the general formatter: a line has four numbers).
-    fn digits(&mut self, mut value: u64) {
-        let mut digits = [0u8; 20];
-        let mut from = digits.len();
-        loop {
-            from -= 1;
-            digits[from] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        self.out
-            .push_str(std::str::from_utf8(&digits[from..]).unwrap_or("0"));
+    fn digits(&mut self, value: u64) {
+        push_digits(self.out, value);
     }
 
     /// A string field; one that needs no escape (most do not) is copied as it is.
