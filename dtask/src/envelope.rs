@@ -76,9 +76,10 @@ impl JobId {
         if id.len() != ID_LEN || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
-        let ms = id.bytes().take(TIME_DIGITS).try_fold(0u64, |ms, b| {
-            ms.checked_mul(62)?.checked_add(id_digit(b)?)
-        })?;
+        let ms = id
+            .bytes()
+            .take(TIME_DIGITS)
+            .try_fold(0u64, |ms, b| ms.checked_mul(62)?.checked_add(id_digit(b)?))?;
         PLAUSIBLE.contains(&ms).then_some(ms)
     }
 

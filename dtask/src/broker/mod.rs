@@ -815,16 +815,18 @@ impl Broker {
     ) -> Result<Taken, Error> {
         let mut conn = self.conn.clone();
         type Reply = (Vec<Vec<u8>>, i64, i64, u64, Vec<String>, i64, u64);
+        let call_keys = [
+            keys::pending(&self.prefix, queue),
+            keys::active(&self.prefix, queue, worker),
+            keys::workers(&self.prefix, queue),
+            keys::suspects(&self.prefix, queue),
+            keys::leases(&self.prefix, queue),
+            keys::paused(&self.prefix, queue),
+            keys::rate(&self.prefix, queue),
+            keys::limited_tasks(&self.prefix, queue),
+        ];
         let (payloads, suspect, paused, wait, admitted, limit_wait, before_first): Reply =
-            scripts::FETCH
-                .key(keys::pending(&self.prefix, queue))
-                .key(keys::active(&self.prefix, queue, worker))
-                .key(keys::workers(&self.prefix, queue))
-                .key(keys::suspects(&self.prefix, queue))
-                .key(keys::leases(&self.prefix, queue))
-                .key(keys::paused(&self.prefix, queue))
-                .key(keys::rate(&self.prefix, queue))
-                .key(keys::limited_tasks(&self.prefix, queue))
+            scripts::ScriptCall::new(&scripts::FETCH, &call_keys)
                 .arg(max)
                 .arg(worker)
                 .arg(if take_suspect { "1" } else { "0" })
@@ -987,14 +989,24 @@ impl Broker {
                     positions[run] = members;
                 }
             }
-            let mut invocation = scripts::ACK.prepare_invoke();
+            // The outcomes of the queue's runs, by the results hash they go to (inline only).
+            let of_queue = || outcomes().filter(|outcome| positions[outcome.run] > 0);
+            let hashes = if inline {
+                by_results_hash(&self.prefix, of_queue())
+            } else {
+                Vec::new()
+            };
+            let mut call_keys = vec![
+                keys::active(&self.prefix, queue, worker),
+                keys::deaths(&self.prefix, queue),
+                keys::ack_answer(&self.prefix, queue, worker),
+                keys::counts(&self.prefix, queue, minute),
+                keys::watched(&self.prefix, queue),
+                keys::outbox(&self.prefix, queue),
+            ];
+            call_keys.extend(hashes.iter().map(|(key, _)| key.clone()));
+            let mut invocation = scripts::ScriptCall::new(&scripts::ACK, &call_keys);
             invocation
-                .key(keys::active(&self.prefix, queue, worker))
-                .key(keys::deaths(&self.prefix, queue))
-                .key(keys::ack_answer(&self.prefix, queue, worker))
-                .key(keys::counts(&self.prefix, queue, minute))
-                .key(keys::watched(&self.prefix, queue))
-                .key(keys::outbox(&self.prefix, queue))
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })
                 .arg(members);
@@ -1015,12 +1027,9 @@ impl Broker {
                 // The plan: per run, which results hash (1-based) its outcome goes to and
                 // which TTL (1-based) it is kept for, two bytes each; then the TTLs; then the
                 // outcomes in the runs' order.
-                let of_queue = || outcomes().filter(|outcome| positions[outcome.run] > 0);
-                let hashes = by_results_hash(&self.prefix, of_queue());
                 let mut plan = vec![0u8; 4 * members];
                 let mut ttls: Vec<u64> = Vec::new();
-                for (hash, (key, span)) in hashes.iter().enumerate() {
-                    invocation.key(key.as_str());
+                for (hash, (_, span)) in hashes.iter().enumerate() {
                     for outcome in &span.records {
                         let ttl = match ttls.iter().position(|ttl| *ttl == outcome.ttl_ms) {
                             Some(at) => at,

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, FromRedisValue, RedisResult, Script, ToRedisArgs};
 
 macro_rules! script {
     ($name:ident, $($file:literal),+) => {
@@ -51,3 +51,47 @@ script!(MARK_GROUP, "mark_group.lua");
 script!(GROUP_MEMBER, "group_member.lua");
 #[cfg(feature = "testing")]
 script!(LEFT_TO_RUN, "left_to_run.lua");
+
+/// A call of a script on the per-job path (fetch, acknowledge), written straight into one
+/// EVALSHA command: its keys first (all known when the call starts), then each argument as it
+/// comes. redis-rs's `ScriptInvocation` keeps every argument in a buffer of its own and copies
+/// them all again into the command: three allocations per job of an acknowledgement.
+pub(crate) struct ScriptCall {
+    script: &'static Script,
+    cmd: Cmd,
+}
+
+impl ScriptCall {
+    /// A call of `script` on `keys`.
+    pub(crate) fn new<K: ToRedisArgs>(script: &'static Script, keys: &[K]) -> ScriptCall {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(key);
+        }
+        ScriptCall { script, cmd }
+    }
+
+    /// Adds `arg` (its `ARGV`).
+    pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut ScriptCall {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Runs the call; a server that does not know the script (restarted, flushed) is given it
+    /// and asked again.
+    pub(crate) async fn invoke_async<T: FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> RedisResult<T> {
+        match self.cmd.query_async(conn).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.script.load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            answer => answer,
+        }
+    }
+}

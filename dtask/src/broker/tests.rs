@@ -201,6 +201,36 @@ async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_
 }
 
 #[tokio::test]
+async fn a_server_that_forgot_the_scripts_is_given_them_again() {
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    push(&mut raw, "t:{q}:pending", &["a", "b"]).await;
+    let first = broker.fetch("q", "w1", 1, true).await.unwrap().jobs;
+    assert_eq!(payloads(&first), ["a"]);
+    // A restarted (or flushed) server knows no script: the next fetch and ack load theirs.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let second = broker.fetch("q", "w1", 1, true).await.unwrap().jobs;
+    assert_eq!(payloads(&second), ["b"]);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let done = [finished("1", None), finished("2", None)];
+    let refs: Vec<&Finished> = done.iter().collect();
+    let held = broker
+        .ack("w1", 1, &refs, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(held, [true, true]);
+    assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
+}
+
+#[tokio::test]
 async fn fetch_takes_one_suspect_first_and_only_when_allowed() {
     let server = Server::start();
     let (broker, mut raw) = server.broker().await;
