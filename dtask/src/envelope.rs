@@ -317,7 +317,7 @@ impl OutcomeRecord {
     /// it, written by hand, as one is written per job.
     pub(crate) fn succeeded_json(attempts: u32, at_ms: u64, value: &str) -> String {
         let value = serde_json::from_str::<&RawValue>(value).ok();
-        let mut out = String::with_capacity(64 + value.map_or(0, |value| value.get().len()));
+        let mut out = String::with_capacity(96 + value.map_or(0, |value| value.get().len()));
         out.push_str("{\"state\":\"succeeded\",\"attempts\":");
         crate::events::push_digits(&mut out, u64::from(attempts));
         out.push_str(",\"at_ms\":");

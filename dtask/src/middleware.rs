@@ -3,6 +3,7 @@
 //! error) and lifecycle hooks (a function called when a job succeeds, is retried or dies); on a
 //! client, [`EnqueueMiddleware`] (sees each job before it is enqueued: adds headers, refuses).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,9 +20,10 @@ use crate::envelope::JobId;
 pub type RunOutcome = Result<String, String>;
 
 /// The job a run belongs to, as middleware and hooks see it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct JobContext {
-    pub(crate) task: String,
+    /// Its registered name (borrowed from the registry on a worker: a run copies no name).
+    pub(crate) task: Cow<'static, str>,
     pub(crate) queue: Arc<str>,
     pub(crate) id: JobId,
     pub(crate) attempt: u32,
@@ -31,12 +33,31 @@ pub struct JobContext {
     /// Cancelled when the run is given up: its timeout passed, or the worker's shutdown grace
     /// period ended.
     pub(crate) cancel: CancellationToken,
-    /// A later attempt the handler asked for with [`RetryAfter`](crate::RetryAfter).
-    pub(crate) retry_after: Arc<Mutex<Option<Duration>>>,
+    /// A later attempt the handler asked for with [`RetryAfter`](crate::RetryAfter) (through
+    /// `dtask::current()`, which shares this context; a clone keeps its own).
+    pub(crate) retry_after: Mutex<Option<Duration>>,
     /// When this run started (ms since the epoch).
     pub(crate) started_ms: u64,
     /// Where the run's progress goes; None outside a worker's run.
     pub(crate) progress_to: Option<crate::worker::ProgressTo>,
+}
+
+impl Clone for JobContext {
+    fn clone(&self) -> JobContext {
+        JobContext {
+            task: self.task.clone(),
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            attempt: self.attempt,
+            args: self.args.clone(),
+            headers: self.headers.clone(),
+            enqueued_at_ms: self.enqueued_at_ms,
+            cancel: self.cancel.clone(),
+            retry_after: Mutex::new(self.requested_retry_after()),
+            started_ms: self.started_ms,
+            progress_to: self.progress_to.clone(),
+        }
+    }
 }
 
 impl JobContext {
@@ -49,7 +70,7 @@ impl JobContext {
         cancel: CancellationToken,
     ) -> JobContext {
         JobContext {
-            task: envelope.task.clone(),
+            task: Cow::Owned(envelope.task.clone()),
             queue: queue.clone(),
             id: envelope.id.clone(),
             attempt,
@@ -57,10 +78,17 @@ impl JobContext {
             headers: envelope.headers.clone(),
             enqueued_at_ms: envelope.enqueued_at_ms,
             cancel,
-            retry_after: Arc::default(),
+            retry_after: Mutex::new(None),
             started_ms: crate::clock::now_ms(),
             progress_to: None,
         }
+    }
+
+    /// The same context, its task named by the registry's `name` (the same text as the
+    /// envelope's, not copied).
+    pub(crate) fn named(mut self, name: &'static str) -> JobContext {
+        self.task = Cow::Borrowed(name);
+        self
     }
 
     /// The same context, telling its progress to `to`.

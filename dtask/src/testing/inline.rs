@@ -127,7 +127,7 @@ impl Inline {
                 Ok(run) => {
                     let now_ms = clock::now_ms();
                     let job = Arc::new(JobContext {
-                        task: task.name.to_owned(),
+                        task: task.name.into(),
                         queue: queue.clone(),
                         id: id.clone(),
                         attempt: 1,
@@ -135,7 +135,7 @@ impl Inline {
                         headers: BTreeMap::new(),
                         enqueued_at_ms: now_ms,
                         cancel: CancellationToken::new(),
-                        retry_after: Arc::default(),
+                        retry_after: std::sync::Mutex::new(None),
                         started_ms: now_ms,
                         progress_to: None,
                     });

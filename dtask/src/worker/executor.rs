@@ -218,6 +218,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     let record_ttl = ctx.record_ttl(&envelope.task);
     let job = Arc::new(
         JobContext::of(&envelope, queue, attempt, stop.clone())
+            .named(entry.info.name)
             .progress_to(ctx.progress_to(queue, record_ttl)),
     );
     run.started(&job);

@@ -29,7 +29,7 @@ use crate::middleware::JobContext;
 const MAX_BATCH: usize = 2048;
 
 /// The most room a queue's event buffer keeps between two messages (bytes).
-const MAX_ROOM: usize = 64 << 10;
+const MAX_ROOM: usize = 256 << 10;
 
 /// How often the progress of a job is written at most.
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -174,14 +174,14 @@ impl EventLines {
         }
     }
 
-    /// Takes the lines of every queue that has some. A buffer starts again with room for as
-    /// many as it held (not growing from nothing, a copy at each doubling).
+    /// Takes the lines of every queue that has some. A buffer starts again with room for
+    /// twice as many as it held (not growing from nothing, a copy at each doubling).
     fn take(&self) -> Vec<(Arc<str>, String)> {
         self.buffers
             .iter()
             .filter_map(|(queue, buffer)| {
                 let mut lines = buffer.lock().unwrap_or_else(|e| e.into_inner());
-                let room = lines.len().min(MAX_ROOM);
+                let room = (2 * lines.len()).min(MAX_ROOM);
                 (!lines.is_empty()).then(|| {
                     let taken = std::mem::replace(&mut *lines, String::with_capacity(room));
                     (queue.clone(), taken)
