@@ -23,6 +23,13 @@ use crate::client::Client;
 use crate::envelope::JobId;
 use crate::error::Error;
 
+/// The text that starts field `name` of a line after the first: `,"name":`.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 /// How far a job has come, as its handler told with [`progress`](crate::progress).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
@@ -181,16 +188,16 @@ impl EventKind {
         match self {
             EventKind::Enqueued { due_at } => {
                 if let Some(due_at) = due_at {
-                    line.number("due", to_ms(*due_at));
+                    line.number(key!("due"), to_ms(*due_at));
                 }
             }
             EventKind::Started { .. } => {}
             EventKind::Progress { attempt, progress } => {
-                line.number("n", u64::from(*attempt));
+                line.number(key!("n"), u64::from(*attempt));
                 line.out.push_str(",\"p\":{\"pct\":");
-                line.digits(u64::from(progress.percent));
+                push_digits(line.out, u64::from(progress.percent));
                 if !progress.message.is_empty() {
-                    line.text("msg", &progress.message);
+                    line.text(key!("msg"), &progress.message);
                 }
                 line.out.push('}');
             }
@@ -199,18 +206,18 @@ impl EventKind {
                 error,
                 next_attempt_at,
             } => {
-                line.number("n", u64::from(*attempts));
-                line.text("err", error);
-                line.number("due", to_ms(*next_attempt_at));
+                line.number(key!("n"), u64::from(*attempts));
+                line.text(key!("err"), error);
+                line.number(key!("due"), to_ms(*next_attempt_at));
             }
             EventKind::Succeeded { attempts } | EventKind::Cancelled { attempts } => {
-                line.number("n", u64::from(*attempts));
+                line.number(key!("n"), u64::from(*attempts));
             }
             EventKind::Dead { attempts, error } => {
-                line.number("n", u64::from(*attempts));
-                line.text("err", error);
+                line.number(key!("n"), u64::from(*attempts));
+                line.text(key!("err"), error);
             }
-            EventKind::Recovered { worker } => line.text("w", worker),
+            EventKind::Recovered { worker } => line.text(key!("w"), worker),
         }
         line.close();
     }
@@ -241,8 +248,8 @@ pub(crate) fn write_started(
     worker: &str,
 ) {
     let mut line = Line::open(out, "started", id, task, at_ms);
-    line.number("n", u64::from(attempt));
-    line.text("w", worker);
+    line.number(key!("n"), u64::from(attempt));
+    line.text(key!("w"), worker);
     line.close();
 }
 
@@ -267,18 +274,19 @@ pub(crate) fn push_digits(out: &mut String, mut value: u64) {
 /// serializer cost more than the rest of the event.
 struct Line<'a> {
     out: &'a mut String,
-    /// Whether no field was written yet.
-    first: bool,
 }
 
 impl<'a> Line<'a> {
     /// Starts the line of an event of kind `name` of job `id` of `task`, at `at_ms`.
     fn open(out: &'a mut String, name: &str, id: &JobId, task: &str, at_ms: u64) -> Line<'a> {
-        let mut line = Line { out, first: true };
-        line.text("e", name);
-        line.text("id", id.as_str());
-        line.text("t", task);
-        line.number("at", at_ms);
+        out.reserve(128 + id.as_str().len() + task.len());
+        out.push_str("{\"e\":\"");
+        out.push_str(name);
+        out.push('"');
+        let mut line = Line { out };
+        line.text(key!("id"), id.as_str());
+        line.text(key!("t"), task);
+        line.number(key!("at"), at_ms);
         line
     }
 
@@ -286,26 +294,16 @@ impl<'a> Line<'a> {
         self.out.push('}');
     }
 
-    fn name(&mut self, name: &str) {
-        self.out.push(if self.first { '{' } else { ',' });
-        self.first = false;
-        self.out.push('"');
-        self.out.push_str(name);
-        self.out.push_str("\":");
-    }
-
-    fn number(&mut self, name: &str, value: u64) {
-        self.name(name);
-        self.digits(value);
-    }
-
-    fn digits(&mut self, value: u64) {
+    /// Field `key` (see [`key!`]) with the number `value`.
+    fn number(&mut self, key: &str, value: u64) {
+        self.out.push_str(key);
         push_digits(self.out, value);
     }
 
-    /// A string field; one that needs no escape (most do not) is copied as it is.
-    fn text(&mut self, name: &str, value: &str) {
-        self.name(name);
+    /// Field `key` (see [`key!`]) with the string `value`; one that needs no escape (most do
+    /// not) is copied as it is.
+    fn text(&mut self, key: &str, value: &str) {
+        self.out.push_str(key);
         // Without an early exit, so that the check runs over many bytes at once.
         let plain = !value.bytes().fold(false, |bad, b| {
             bad | (b < 0x20) | (b == b'"') | (b == b'\\')
@@ -678,12 +676,9 @@ mod tests {
     fn numbers_are_written_whole() {
         for value in [0, 7, 10, 1_764_485_001_000, u64::MAX] {
             let mut out = String::new();
-            let mut line = Line {
-                out: &mut out,
-                first: true,
-            };
-            line.number("at", value);
-            assert_eq!(out, format!("{{\"at\":{value}"));
+            let mut line = Line { out: &mut out };
+            line.number(key!("at"), value);
+            assert_eq!(out, format!(",\"at\":{value}"));
         }
     }
 
