@@ -255,18 +255,8 @@ pub(crate) fn write_started(
 
 /// Appends the decimal digits of `value` to `out` (without the general formatter: a job's
 /// events and its record are written with a few numbers each).
-pub(crate) fn push_digits(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut from = digits.len();
-    loop {
-        from -= 1;
-        digits[from] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend(digits[from..].iter().map(|&digit| char::from(digit)));
+pub(crate) fn push_digits(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// A line of JSON being appended to `out`: an object, its fields added one by one. Written by

@@ -75,11 +75,13 @@ pub(crate) fn started(queue: &str, waited: Option<Duration>) {
     }
 }
 
-/// An attempt that started stopped running after `ran`.
+/// An attempt that `started` stopped running now (the clock is read only when metrics are
+/// built in).
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn stopped(queue: &str, task: &str, ran: Duration) {
+pub(crate) fn stopped(queue: &str, task: &str, started: std::time::Instant) {
     #[cfg(feature = "metrics")]
     {
+        let ran = started.elapsed();
         metrics::gauge!("dtask_jobs_running", "queue" => label(queue)).decrement(1.0);
         metrics::histogram!("dtask_job_duration_seconds", "queue" => label(queue), "task" => task.to_owned())
             .record(ran.as_secs_f64());

@@ -826,7 +826,7 @@ impl Broker {
             keys::limited_tasks(&self.prefix, queue),
         ];
         let (payloads, suspect, paused, wait, admitted, limit_wait, before_first): Reply =
-            scripts::ScriptCall::new(&scripts::FETCH, &call_keys)
+            scripts::ScriptCall::new(&scripts::FETCH, &call_keys, 4, 64 + worker.len())
                 .arg(max)
                 .arg(worker)
                 .arg(if take_suspect { "1" } else { "0" })
@@ -1005,7 +1005,22 @@ impl Broker {
                 keys::outbox(&self.prefix, queue),
             ];
             call_keys.extend(hashes.iter().map(|(key, _)| key.clone()));
-            let mut invocation = scripts::ScriptCall::new(&scripts::ACK, &call_keys);
+            // Room for every run's lease, outcome and errand, so the command never grows.
+            let (args, bytes) = jobs.iter().filter(|job| &*job.queue == *queue).fold(
+                (16, 256),
+                |(args, bytes), job| {
+                    let (id, record) = job
+                        .outcome
+                        .as_ref()
+                        .map_or((0, 0), |(id, record, _)| (id.len(), record.len()));
+                    let errand = job.errand.as_ref().map_or(0, String::len);
+                    (
+                        args + 5,
+                        bytes + 64 + job.lease.len() + id + record + errand,
+                    )
+                },
+            );
+            let mut invocation = scripts::ScriptCall::new(&scripts::ACK, &call_keys, args, bytes);
             invocation
                 .arg(batch)
                 .arg(if inline { "inline" } else { "apart" })

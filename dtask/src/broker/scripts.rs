@@ -62,9 +62,16 @@ pub(crate) struct ScriptCall {
 }
 
 impl ScriptCall {
-    /// A call of `script` on `keys`.
-    pub(crate) fn new<K: ToRedisArgs>(script: &'static Script, keys: &[K]) -> ScriptCall {
-        let mut cmd = redis::cmd("EVALSHA");
+    /// A call of `script` on `keys`, with room for `args` arguments of `bytes` bytes in all
+    /// (an estimate: a command that grows copies itself at each doubling).
+    pub(crate) fn new<K: ToRedisArgs>(
+        script: &'static Script,
+        keys: &[K],
+        args: usize,
+        bytes: usize,
+    ) -> ScriptCall {
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + args, 64 + 64 * keys.len() + bytes);
+        cmd.arg("EVALSHA");
         cmd.arg(script.get_hash()).arg(keys.len());
         for key in keys {
             cmd.arg(key);

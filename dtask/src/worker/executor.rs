@@ -225,31 +225,28 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     // The run itself, from the heap: its timers and its middleware's state are no part of
     // the job's task while it settles.
     let Some(outcome) = boxed!(run_handler(run, &job, handler, timeout, record_ttl, &stop)) else {
-        metrics::stopped(queue, &envelope.task, started.elapsed());
+        metrics::stopped(queue, &envelope.task, started);
         if abandon.is_cancelled() {
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
             return Settled::Abandoned;
         }
         return boxed!(run.settle_cancelled(&envelope, attempt));
     };
-    metrics::stopped(queue, &envelope.task, started.elapsed());
+    metrics::stopped(queue, &envelope.task, started);
     job.end_progress();
-    let elapsed_ms = started.elapsed().as_millis() as u64;
     let error = match outcome {
         Ok(value) => {
             let hooked_value = (!ctx.hooks.is_empty()).then(|| value.clone());
+            // When it succeeded: in its record, its workflow's next step and its event.
+            let succeeded_ms = ctx.settings.clock.now_ms();
             // What the job's workflow does next, written with the acknowledgement.
-            let errand = Follow::of(&envelope).map(|follow| {
-                follow
-                    .succeeded(&value, ctx.settings.clock.now_ms())
-                    .to_json()
-            });
+            let errand = Follow::of(&envelope)
+                .map(|follow| follow.succeeded(&value, succeeded_ms).to_json());
             let keep_result = entry.info.result_ttl.is_none_or(|ttl| !ttl.is_zero());
             let outcome = keep_result.then(|| {
-                let at_ms = ctx.settings.clock.now_ms();
                 (
                     envelope.id.to_string(),
-                    OutcomeRecord::succeeded_json(attempt, at_ms, &value),
+                    OutcomeRecord::succeeded_json(attempt, succeeded_ms, &value),
                     entry.info.result_ttl,
                 )
             });
@@ -267,11 +264,12 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
                         let keep = unique::kept_after_end(key, kept);
                         boxed!(run.release_lock(key, &envelope.id, keep));
                     }
-                    tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms, "job succeeded");
-                    ctx.announce(
+                    tracing::info!(job_id = %envelope.id, task = %envelope.task, attempt, elapsed_ms = started.elapsed().as_millis() as u64, "job succeeded");
+                    ctx.lines.push_event(
                         queue,
                         &envelope.id,
                         &envelope.task,
+                        succeeded_ms,
                         &EventKind::Succeeded { attempts: attempt },
                     );
                     if let Some(value) = &hooked_value {
@@ -321,7 +319,7 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
         Err(settled) => return settled,
     };
     metrics::finished(queue, &next.task, Outcome::Failed);
-    tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+    tracing::warn!(job_id = %next.id, task = %next.task, attempt, elapsed_ms = started.elapsed().as_millis() as u64, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
     let keep_outcome = entry.info.result_ttl != Some(Duration::ZERO);
     boxed!(run.note_retrying(
         &next,
