@@ -151,13 +151,15 @@ pub(crate) fn declared_partitions() -> Result<HashMap<&'static str, (u16, &'stat
 
 /// The tasks this binary knows, by name.
 pub(crate) struct Registry {
-    by_name: HashMap<&'static str, &'static TaskEntry>,
+    /// (foldhash: looked up by every run.)
+    by_name: foldhash::HashMap<&'static str, &'static TaskEntry>,
 }
 
 impl Registry {
     /// Collects every registered task; two tasks with one name are an error naming both.
     pub(crate) fn collect() -> Result<Registry, Error> {
-        let mut by_name: HashMap<&'static str, &'static TaskEntry> = HashMap::new();
+        let mut by_name: foldhash::HashMap<&'static str, &'static TaskEntry> =
+            foldhash::HashMap::default();
         for entry in inventory::iter::<TaskEntry> {
             if let Some(first) = by_name.insert(entry.info.name, entry) {
                 let (first, second) = if first.location <= entry.location {

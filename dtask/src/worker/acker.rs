@@ -6,7 +6,6 @@
 //! Each queue has a lane of its own (its batches, its retries): a queue whose Redis is slow, or
 //! whose cluster node is failing over, holds up no other queue's acknowledgements.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -43,7 +42,8 @@ pub(crate) enum Acked {
 /// Where executors send acknowledgements: straight to their queue's lane.
 #[derive(Clone)]
 pub(crate) struct AckSender {
-    lanes: Arc<HashMap<Arc<str>, mpsc::UnboundedSender<Ack>>>,
+    /// (foldhash: looked up by every run.)
+    lanes: Arc<foldhash::HashMap<Arc<str>, mpsc::UnboundedSender<Ack>>>,
 }
 
 impl AckSender {
@@ -62,7 +62,7 @@ pub(crate) struct Acker {
 impl Acker {
     /// An acker for `queues`, and the sender executors use to reach it.
     pub(crate) fn new(queues: &[String]) -> (AckSender, Acker) {
-        let mut senders = HashMap::new();
+        let mut senders = foldhash::HashMap::default();
         let mut lanes = Vec::new();
         for queue in queues {
             let (sender, lane) = mpsc::unbounded_channel();

@@ -30,7 +30,8 @@ pub(crate) struct CancelBook {
 #[derive(Default)]
 struct Book {
     /// Running jobs, by run number (a job run twice at once here has two entries).
-    running: HashMap<u64, RunningJob>,
+    /// (foldhash: entered and left by every run.)
+    running: foldhash::HashMap<u64, RunningJob>,
     /// Requests of the last [`CANCEL_KEPT`]: queue and id -> when asked (ms, server clock).
     asked: HashMap<(String, String), u64>,
     next_run: u64,

@@ -2,10 +2,12 @@
 //! settled, per queue. After a fetch whose reply may have been lost, any other lease in the
 //! worker's in-flight hash got there unseen, and its job is reclaimed (see `reclaim.lua`).
 //! Lease ids are decimal numbers (the queue's lease counter): they are kept as numbers, so that
-//! noting and forgetting a run copies no text.
+//! noting and forgetting a run copies no text, and hashed with foldhash (not SipHash: every
+//! run is noted and forgotten, by keys this worker chose).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+
+use foldhash::{HashMap, HashSet};
 
 /// The leases this worker holds, by queue.
 #[derive(Default)]

@@ -12,7 +12,7 @@
 //! event. Events that go with a passing record (a job enqueued by a workflow, recovered) come
 //! as reports, so that their record is written first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,9 +100,10 @@ fn take_progress(batch: &mut Vec<Report>, lines: &EventLines) {
 /// event), and the reporter takes each buffer whole and publishes it as one message.
 #[derive(Debug)]
 pub(crate) struct EventLines {
-    buffers: HashMap<Arc<str>, Mutex<String>>,
+    /// (foldhash: looked up by every event.)
+    buffers: foldhash::HashMap<Arc<str>, Mutex<String>>,
     /// Queues whose events are off.
-    quiet: HashSet<String>,
+    quiet: foldhash::HashSet<String>,
     /// Wakes the reporter when a buffer gets its first line.
     wake: ReportSender,
 }
@@ -117,7 +118,7 @@ impl EventLines {
             .collect();
         EventLines {
             buffers,
-            quiet: quiet.clone(),
+            quiet: quiet.iter().cloned().collect(),
             wake,
         }
     }
