@@ -296,7 +296,7 @@ impl Reporter {
 /// Writes the records of `batch`, then publishes its events and the `lines` taken from the
 /// queues' buffers (so that whoever reacts to an event reads the record it announces); a
 /// failure is logged and the batch dropped.
-async fn flush(broker: &Broker, batch: &mut Vec<Report>, lines: Vec<(Arc<str>, String)>) {
+async fn flush(broker: &Broker, batch: &mut Vec<Report>, mut lines: Vec<(Arc<str>, String)>) {
     let mut records: Vec<(Passing, Duration, Vec<PassingNote<'_>>)> = Vec::new();
     let mut events: Vec<(&str, String)> = Vec::new();
     for report in batch.iter() {
@@ -351,8 +351,16 @@ async fn flush(broker: &Broker, batch: &mut Vec<Report>, lines: Vec<(Arc<str>, S
             crate::events::add_line(&mut events, queue, line);
         }
     }
-    for (queue, text) in &lines {
-        crate::events::add_line(&mut events, queue, text);
+    // A queue's buffer is its message (after the lines that came as reports, if any): moved,
+    // not copied.
+    for (queue, text) in lines.iter_mut() {
+        match events.iter_mut().find(|(q, _)| *q == &**queue) {
+            Some((_, message)) => {
+                message.push('\n');
+                message.push_str(text);
+            }
+            None => events.push((&**queue, std::mem::take(text))),
+        }
     }
     let writes = records
         .iter()
