@@ -71,6 +71,18 @@ async fn crunch() {
     .await;
 }
 
+static GAVE_UP_STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// Waits for its run to be stopped, then fails (as a handler that notices a cancellation and
+/// gives up does), with no retry left.
+#[dtask::task(queue = "cancel", retries = 0)]
+async fn gives_up() -> Result<(), String> {
+    let job = dtask::current().expect("inside a job");
+    GAVE_UP_STARTED.fetch_add(1, Ordering::SeqCst);
+    job.cancelled().await;
+    Err("stopped".to_owned())
+}
+
 /// A worker of the `cancel` queue, running a `forever` job: its key and its handle.
 async fn running_forever(
     client: &dtask::Client,
@@ -123,6 +135,30 @@ async fn a_running_job_stops_within_100_ms_and_is_settled_as_cancelled() {
     assert_eq!((stats.pending, stats.retry, stats.dead), (0, 0, 0));
     // Again, or once it is over: nothing to cancel.
     assert_eq!(job.cancel().await.unwrap(), Cancelled::NotFound);
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_that_fails_because_it_was_cancelled_is_settled_as_cancelled() {
+    // Its failure and the stop come in the same poll: the run counts as cancelled (not a
+    // failed last attempt in the dead set), every time.
+    let (_redis, client, _raw, _prefix) = start_with_client("cancel-gives-up").await;
+    let worker = Worker::new(&client).queues(["cancel"]).spawn();
+    for round in 1..=5 {
+        let job = gives_up::with().client(&client).enqueue().await.unwrap();
+        eventually(WAIT, "the job runs", || async {
+            (GAVE_UP_STARTED.load(Ordering::SeqCst) == round).then_some(())
+        })
+        .await;
+        assert_eq!(client.cancel(job.id()).await.unwrap(), Cancelled::Running);
+        assert_cancelled(job.wait(WAIT).await);
+        assert_eq!(
+            job.status().await.unwrap(),
+            JobStatus::Cancelled { attempts: 1 }
+        );
+    }
+    let stats = client.queue("cancel").stats().await.unwrap();
+    assert_eq!((stats.retry, stats.dead), (0, 0));
     worker.shutdown().await.unwrap();
 }
 

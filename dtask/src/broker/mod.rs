@@ -361,7 +361,8 @@ fn minute_and_second() -> (u64, u64) {
     (seconds / 60, seconds % 60)
 }
 
-/// `n` (at most a batch's size) as two bytes, high first, as `ack.lua` reads its plan.
+/// `n` (at most a batch's size, which `Broker::ack` bounds) as two bytes, high first, as
+/// `ack.lua` reads its plan.
 fn two_bytes(n: usize) -> [u8; 2] {
     u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes()
 }
@@ -957,6 +958,15 @@ impl Broker {
         jobs: &[&Finished],
         ttl: Duration,
     ) -> Result<Vec<bool>, Error> {
+        // The script's plan numbers runs, results hashes and TTLs in two bytes each (the acker
+        // sends at most 512 runs a batch).
+        if jobs.len() > usize::from(u16::MAX) {
+            return Err(Error::Worker(format!(
+                "{} acknowledgements in one batch: at most {} fit one script",
+                jobs.len(),
+                u16::MAX
+            )));
+        }
         let mut held = vec![false; jobs.len()];
         let mut queues: Vec<&str> = Vec::new();
         for job in jobs {

@@ -225,6 +225,8 @@ async fn run_job(run: &Run<'_>, envelope: Envelope, payload: &[u8]) -> Settled {
     // The run itself, from the heap: its timers and its middleware's state are no part of
     // the job's task while it settles.
     let Some(outcome) = boxed!(run_handler(run, &job, handler, timeout, record_ttl, &stop)) else {
+        // A progress event still waiting goes out before the run's last event.
+        job.end_progress();
         metrics::stopped(queue, &envelope.task, started);
         if abandon.is_cancelled() {
             tracing::warn!(job_id = %envelope.id, task = %envelope.task, "abandoned at shutdown; it will be requeued");
@@ -378,23 +380,34 @@ async fn run_handler(
             )
     }));
     let mut stopped = std::pin::pin!(stop.cancelled());
-    let timed_out = || {
-        job.cancel.cancel();
-        Err(format!("timed out after {:?}", timeout.unwrap_or_default()))
+    // How the handler's end reads: past its timeout, a failed attempt (its token, the run's
+    // stop token, is cancelled then, and nothing else reads it afterwards); an attempt that
+    // failed once the run was stopped from outside (cancelled, or the shutdown's grace over)
+    // is that stop, whichever of the two the poll saw first; any other outcome is kept.
+    let ended = |outcome: Option<crate::middleware::RunOutcome>| match outcome {
+        None => {
+            stop.cancel();
+            Some(Err(format!(
+                "timed out after {:?}",
+                timeout.unwrap_or_default()
+            )))
+        }
+        Some(Err(_)) if stop.is_cancelled() => None,
+        Some(outcome) => Some(outcome),
     };
     // A run that lasts is recorded as running (a quick one never is: it reads queued, then
     // its outcome); its progress, if it tells any, records it at once.
     if let Some(ttl) = record_ttl {
         tokio::select! {
             biased;
-            outcome = &mut bounded => return Some(outcome.unwrap_or_else(timed_out)),
+            outcome = &mut bounded => return ended(outcome),
             _ = &mut stopped => return None,
             _ = tokio::time::sleep(RUNNING_RECORD_AFTER) => run.still_running(job, ttl),
         }
     }
     tokio::select! {
         biased;
-        outcome = &mut bounded => Some(outcome.unwrap_or_else(timed_out)),
+        outcome = &mut bounded => ended(outcome),
         _ = &mut stopped => None,
     }
 }
@@ -647,6 +660,26 @@ impl<'a> Run<'a> {
     ) {
         let ctx = self.ctx;
         let next_attempt_at = std::time::UNIX_EPOCH + Duration::from_millis(due_ms);
+        if keep_outcome {
+            // The record first, then its event: whoever reacts to the event reads it.
+            let record = OutcomeRecord {
+                state: OutcomeState::Retrying,
+                attempts: next.attempt,
+                at_ms: due_ms,
+                value: None,
+                error: Some(error.clone()),
+                progress: None,
+            }
+            .to_json();
+            let ttl = ctx.settings.result_ttl;
+            // Compared with the run's own attempt (a job put off keeps its attempt count, and
+            // its running record says the run's): the record replaces this run's running one.
+            retry_until(self.abandon, what, || {
+                ctx.broker
+                    .set_retrying(next.id.as_str(), job.attempt(), &record, ttl)
+            })
+            .await;
+        }
         ctx.announce(
             self.queue,
             &next.id,
@@ -664,26 +697,6 @@ impl<'a> Run<'a> {
                 next_attempt_at,
             });
         }
-        if !keep_outcome {
-            return;
-        }
-        let record = OutcomeRecord {
-            state: OutcomeState::Retrying,
-            attempts: next.attempt,
-            at_ms: due_ms,
-            value: None,
-            error: Some(error),
-            progress: None,
-        }
-        .to_json();
-        let ttl = ctx.settings.result_ttl;
-        // Compared with the run's own attempt (a job put off keeps its attempt count, and its
-        // running record says the run's): the record replaces this run's running one.
-        retry_until(self.abandon, what, || {
-            ctx.broker
-                .set_retrying(next.id.as_str(), job.attempt(), &record, ttl)
-        })
-        .await;
     }
 
     /// Logs that this run lost its lease before it settled: its job was recovered (this

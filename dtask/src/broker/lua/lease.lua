@@ -4,15 +4,17 @@
   number before the first lease (the leases follow it one by one).
 
   A lease id is written with string.format('%d'): `tostring` formats a number as a float
-  ('%.14g'), which cost Redis 0.6 µs per job here, more than twice as much.
+  ('%.14g'), which cost Redis 0.6 µs per job here, more than twice as much. '%d' goes through a
+  C long, which a 32-bit build holds only below 2^31: past that, '%.0f' (exact below 2^53).
 ]]
 local function lease_all(hash, counter, payloads)
   local n = #payloads
   local first = redis.call('INCRBY', counter, n) - n
   local entries = {}
   local format = string.format
+  local digits = first + n < 2147483648 and '%d' or '%.0f'
   for i = 1, n do
-    entries[2 * i - 1] = format('%d', first + i)
+    entries[2 * i - 1] = format(digits, first + i)
     entries[2 * i] = payloads[i]
   end
   redis.call('HSET', hash, unpack(entries))
