@@ -361,6 +361,16 @@ fn minute_and_second() -> (u64, u64) {
     (seconds / 60, seconds % 60)
 }
 
+/// The outcome of a job being buried: stored in the same step as its burial on one server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeadOutcome<'a> {
+    pub(crate) job_id: &'a str,
+    /// Its outcome record (dead, and why).
+    pub(crate) record: &'a str,
+    /// How long the record is kept.
+    pub(crate) ttl: Duration,
+}
+
 /// `n` (at most a batch's size, which `Broker::ack` bounds) as two bytes, high first, as
 /// `ack.lua` reads its plan.
 fn two_bytes(n: usize) -> [u8; 2] {
@@ -1294,8 +1304,10 @@ impl Broker {
         record: &str,
         limits: DeadLimits,
         errand: Option<&str>,
+        outcome: Option<DeadOutcome<'_>>,
     ) -> Result<Fenced, Error> {
         let (minute, second) = minute_and_second();
+        let inline = outcome.is_some() && self.inline_outcomes();
         let mut invocation = scripts::BURY.prepare_invoke();
         invocation
             .key(keys::active(&self.prefix, queue, worker))
@@ -1304,17 +1316,49 @@ impl Broker {
             .key(keys::counts(&self.prefix, queue, minute))
             .key(keys::outbox(&self.prefix, queue))
             .arg(lease);
-        let died = self
-            .bury_with(
-                invocation,
-                record,
-                limits,
-                &[second.to_string().as_str(), errand.unwrap_or_default()],
-                "burying a job",
-            )
-            .await?;
+        let second = second.to_string();
+        let mut more = vec![second.as_str(), errand.unwrap_or_default()];
+        let (ttl_ms, channel);
+        match &outcome {
+            Some(outcome) if inline => {
+                invocation
+                    .key(keys::results(&self.prefix, outcome.job_id))
+                    .key(keys::watched(&self.prefix, queue));
+                ttl_ms = outcome_ttl_ms(outcome.ttl).to_string();
+                channel = keys::finished_channel(&self.prefix, queue);
+                more.extend(["inline", outcome.job_id, outcome.record, &ttl_ms, &channel]);
+            }
+            _ => more.push("apart"),
+        }
+        let died = match self
+            .bury_with(invocation, record, limits, &more, "burying a job")
+            .await
+        {
+            Err(Error::Redis { source, .. })
+                if inline
+                    && source.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot) =>
+            {
+                // A cluster node behind a single URL: store outcomes apart from now on.
+                // Nothing was changed by the refused script; the caller tries again.
+                self.outcomes_apart
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(redis_err("burying a job")(source));
+            }
+            died => died?,
+        };
+        let fenced = Fenced::from_reply(died);
+        if let Some(outcome) = outcome.filter(|_| !inline && fenced.held()) {
+            // Apart (a cluster): after the burial, best effort as every result stored apart.
+            if let Err(error) = self
+                .set_final(queue, outcome.job_id, outcome.record, outcome.ttl)
+                .await
+            {
+                tracing::warn!(%error, job_id = outcome.job_id, "could not record a dead job's outcome");
+            }
+        }
         self.forget_settled(queue, worker, &[lease]).await;
-        Ok(Fenced::from_reply(died))
+        Ok(fenced)
     }
 
     /// Up to `limit` jobs of `queue` set aside as poison, waiting for their dead record.

@@ -28,7 +28,14 @@ script!(
 );
 script!(NOTIFY_FINISHED, "notify.lua", "notify_finished.lua");
 script!(RETRY, "settle.lua", "counts.lua", "retry.lua");
-script!(BURY, "settle.lua", "counts.lua", "bury.lua");
+script!(
+    BURY,
+    "settle.lua",
+    "counts.lua",
+    "outcomes.lua",
+    "notify.lua",
+    "bury.lua"
+);
 script!(BURY_POISONED, "settle.lua", "bury_poisoned.lua");
 script!(SET_PASSING, "outcomes.lua", "set_passing.lua");
 script!(SET_OUTCOMES, "outcomes.lua", "set_outcomes.lua");

@@ -623,7 +623,7 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
         max_age: Duration::from_secs(60),
     };
     let Fenced::Settled(died) = broker
-        .bury("q", "w1", "1", "record1", limits, None)
+        .bury("q", "w1", "1", "record1", limits, None, None)
         .await
         .unwrap()
     else {
@@ -643,12 +643,61 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
     assert_eq!(
         broker
-            .bury("q", "w1", "1", "again", limits, None)
+            .bury("q", "w1", "1", "again", limits, None, None)
             .await
             .unwrap(),
         Fenced::NotHeld
     );
     assert_eq!(zset(&mut raw, "t:{q}:dead").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_burial_stores_the_dead_outcome_in_the_same_step_and_a_stale_one_stores_none() {
+    use super::DeadOutcome;
+    let server = Server::start();
+    let (broker, mut raw) = server.broker().await;
+    hset(&mut raw, "t:{q}:active:w1", &[("1", "j1")]).await;
+    let limits = DeadLimits {
+        max_len: 10,
+        max_age: Duration::from_secs(60),
+    };
+    let id = crate::envelope::JobId::generate();
+    let dead = DeadOutcome {
+        job_id: id.as_str(),
+        record: "dead-record",
+        ttl: Duration::from_secs(60),
+    };
+    let buried = broker
+        .bury("q", "w1", "1", "record1", limits, None, Some(dead))
+        .await
+        .unwrap();
+    assert!(buried.held());
+    // The outcome is there as soon as the job is in the dead set: a repair that runs the job
+    // again (only possible after this) is never overwritten by a later write of this death.
+    let (record, ttl_left) = outcome(&mut raw, id.as_str()).await;
+    assert_eq!(record.as_deref(), Some("dead-record"));
+    assert!(ttl_left > 50_000 && ttl_left <= 60_000, "{ttl_left}");
+    // The job ran again and succeeded; a repeated burial of the old run changes nothing.
+    let _: () = redis::cmd("HSET")
+        .arg(keys::results("t", id.as_str()))
+        .arg(id.as_str())
+        .arg("succeeded")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let stale = DeadOutcome {
+        record: "dead-again",
+        ..dead
+    };
+    let again = broker
+        .bury("q", "w1", "1", "record1", limits, None, Some(stale))
+        .await
+        .unwrap();
+    assert!(!again.held());
+    assert_eq!(
+        outcome(&mut raw, id.as_str()).await.0.as_deref(),
+        Some("succeeded")
+    );
 }
 
 #[tokio::test]

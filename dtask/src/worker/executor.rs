@@ -21,7 +21,7 @@ use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::admin::{CANCELLED_ERROR, CANCELLED_KEPT};
 use crate::backoff::retry_until;
-use crate::broker::{Admission, Fenced, Finished, Passing};
+use crate::broker::{Admission, DeadOutcome, Fenced, Finished, Passing};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
@@ -125,7 +125,7 @@ async fn run_and_settle(run: &Run<'_>, payload: Vec<u8>) {
             };
             tracing::error!(queue = &**queue, dead_id = %record.id, error = %record.error, "buried a payload that is not a job");
             let dead = record.to_json();
-            if boxed!(run.bury_record(&dead, None)).is_some_and(Fenced::held) {
+            if boxed!(run.bury_record(&dead, None, None)).is_some_and(Fenced::held) {
                 metrics::finished(queue, "", Outcome::Dead);
                 ctx.fire(&JobEvent::Dead {
                     job: None,
@@ -725,7 +725,12 @@ impl<'a> Run<'a> {
 
     /// Moves the run to the dead set as `record`: what the fenced burial found, or None when
     /// the worker abandons it at shutdown.
-    async fn bury_record(&self, record: &str, errand: Option<&str>) -> Option<Fenced> {
+    async fn bury_record(
+        &self,
+        record: &str,
+        errand: Option<&str>,
+        outcome: Option<DeadOutcome<'_>>,
+    ) -> Option<Fenced> {
         let ctx = self.ctx;
         let fenced = retry_until(self.abandon, "burying a job", || {
             ctx.broker.bury(
@@ -735,6 +740,7 @@ impl<'a> Run<'a> {
                 record,
                 ctx.settings.dead_limits,
                 errand,
+                outcome,
             )
         })
         .await;
@@ -744,7 +750,22 @@ impl<'a> Run<'a> {
         fenced
     }
 
-    /// Buries a job that will not run again, then records its death under its result key.
+    /// The outcome record of a job dead after `attempts` with `error`: written with its
+    /// burial.
+    fn dead_outcome(&self, attempts: u32, error: &str) -> String {
+        OutcomeRecord {
+            state: OutcomeState::Dead,
+            attempts,
+            at_ms: self.ctx.settings.clock.now_ms(),
+            value: None,
+            error: Some(error.to_owned()),
+            progress: None,
+        }
+        .to_json()
+    }
+
+    /// Buries a job that will not run again, its death recorded under its result key in the
+    /// same step.
     async fn bury(&self, envelope: Envelope, error: String) -> Settled {
         let died_at_ms = self.ctx.settings.clock.now_ms();
         let outcome_error = error.clone();
@@ -769,7 +790,16 @@ impl<'a> Run<'a> {
                 .died(&envelope.id, &envelope.task, &outcome_error)
                 .to_json()
         });
-        match self.bury_record(&record, errand.as_deref()).await {
+        let outcome = self.dead_outcome(envelope.attempt, &outcome_error);
+        let dead = DeadOutcome {
+            job_id: envelope.id.as_str(),
+            record: &outcome,
+            ttl: self.ctx.settings.result_ttl,
+        };
+        match self
+            .bury_record(&record, errand.as_deref(), Some(dead))
+            .await
+        {
             Some(fenced) if fenced.held() => {}
             Some(_) => {
                 self.stale(&envelope, "was buried");
@@ -787,8 +817,6 @@ impl<'a> Run<'a> {
         } else {
             tracing::error!(job_id = %envelope.id, task = %envelope.task, attempts = envelope.attempt, error = %outcome_error, "job failed on its last attempt; moved it to the dead set");
         }
-        self.record_death(&envelope.id, envelope.attempt, &outcome_error)
-            .await;
         self.ctx.announce(
             self.queue,
             &envelope.id,
@@ -819,25 +847,6 @@ impl<'a> Run<'a> {
         retry_until(self.abandon, "releasing a unique job's lock", || {
             ctx.broker
                 .release_unique(self.queue, key, id.as_str(), keep)
-        })
-        .await;
-    }
-
-    /// Records under job `id`'s result key that it is dead after `attempts`, of `error`.
-    async fn record_death(&self, id: &JobId, attempts: u32, error: &str) {
-        let outcome = OutcomeRecord {
-            state: OutcomeState::Dead,
-            attempts,
-            at_ms: self.ctx.settings.clock.now_ms(),
-            value: None,
-            error: Some(error.to_owned()),
-            progress: None,
-        }
-        .to_json();
-        let ctx = self.ctx;
-        let ttl = ctx.settings.result_ttl;
-        retry_until(self.abandon, "recording a dead job", || {
-            ctx.broker.set_final(self.queue, id.as_str(), &outcome, ttl)
         })
         .await;
     }
@@ -887,12 +896,17 @@ impl<'a> Run<'a> {
                         raw: Some(String::from_utf8_lossy(payload).into_owned()),
                     };
                     tracing::error!(queue = &**self.queue, dead_id = %record.id, error = %record.error, "buried a job no worker could run");
-                    let fenced = self.bury_record(&record.to_json(), None).await;
+                    let outcome = self.dead_outcome(0, &record.error);
+                    let dead = id.as_ref().map(|id| DeadOutcome {
+                        job_id: id.as_str(),
+                        record: &outcome,
+                        ttl: ctx.settings.result_ttl,
+                    });
+                    let fenced = self.bury_record(&record.to_json(), None, dead).await;
                     if fenced.is_some_and(Fenced::held) {
                         let task = record.task.as_deref().unwrap_or_default();
                         metrics::finished(self.queue, task, Outcome::Dead);
                         if let Some(id) = id {
-                            self.record_death(&id, 0, &record.error).await;
                             ctx.announce(
                                 self.queue,
                                 &id,
