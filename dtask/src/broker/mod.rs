@@ -361,6 +361,16 @@ fn minute_and_second() -> (u64, u64) {
     (seconds / 60, seconds % 60)
 }
 
+/// What a burial writes: the dead record (kept within `limits`), what the job's workflow does
+/// now (an errand), and the job's outcome.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Burial<'a> {
+    pub(crate) record: &'a str,
+    pub(crate) limits: DeadLimits,
+    pub(crate) errand: Option<&'a str>,
+    pub(crate) outcome: Option<DeadOutcome<'a>>,
+}
+
 /// The outcome of a job being buried: stored in the same step as its burial on one server.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DeadOutcome<'a> {
@@ -1301,11 +1311,14 @@ impl Broker {
         queue: &str,
         worker: &str,
         lease: &str,
-        record: &str,
-        limits: DeadLimits,
-        errand: Option<&str>,
-        outcome: Option<DeadOutcome<'_>>,
+        burial: Burial<'_>,
     ) -> Result<Fenced, Error> {
+        let Burial {
+            record,
+            limits,
+            errand,
+            outcome,
+        } = burial;
         let (minute, second) = minute_and_second();
         let inline = outcome.is_some() && self.inline_outcomes();
         let mut invocation = scripts::BURY.prepare_invoke();

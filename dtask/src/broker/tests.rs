@@ -623,7 +623,17 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
         max_age: Duration::from_secs(60),
     };
     let Fenced::Settled(died) = broker
-        .bury("q", "w1", "1", "record1", limits, None, None)
+        .bury(
+            "q",
+            "w1",
+            "1",
+            super::Burial {
+                record: "record1",
+                limits,
+                errand: None,
+                outcome: None,
+            },
+        )
         .await
         .unwrap()
     else {
@@ -643,7 +653,17 @@ async fn bury_is_fenced_by_the_lease_and_keeps_the_dead_set_within_its_caps() {
     assert!(hash(&mut raw, "t:{q}:active:w1").await.is_empty());
     assert_eq!(
         broker
-            .bury("q", "w1", "1", "again", limits, None, None)
+            .bury(
+                "q",
+                "w1",
+                "1",
+                super::Burial {
+                    record: "again",
+                    limits,
+                    errand: None,
+                    outcome: None
+                }
+            )
             .await
             .unwrap(),
         Fenced::NotHeld
@@ -668,7 +688,17 @@ async fn a_burial_stores_the_dead_outcome_in_the_same_step_and_a_stale_one_store
         ttl: Duration::from_secs(60),
     };
     let buried = broker
-        .bury("q", "w1", "1", "record1", limits, None, Some(dead))
+        .bury(
+            "q",
+            "w1",
+            "1",
+            super::Burial {
+                record: "record1",
+                limits,
+                errand: None,
+                outcome: Some(dead),
+            },
+        )
         .await
         .unwrap();
     assert!(buried.held());
@@ -690,7 +720,17 @@ async fn a_burial_stores_the_dead_outcome_in_the_same_step_and_a_stale_one_store
         ..dead
     };
     let again = broker
-        .bury("q", "w1", "1", "record1", limits, None, Some(stale))
+        .bury(
+            "q",
+            "w1",
+            "1",
+            super::Burial {
+                record: "record1",
+                limits,
+                errand: None,
+                outcome: Some(stale),
+            },
+        )
         .await
         .unwrap();
     assert!(!again.held());

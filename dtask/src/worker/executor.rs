@@ -21,7 +21,7 @@ use super::catch_panic::{CatchPanic, panic_message};
 use super::fetcher::Fetched;
 use crate::admin::{CANCELLED_ERROR, CANCELLED_KEPT};
 use crate::backoff::retry_until;
-use crate::broker::{Admission, DeadOutcome, Fenced, Finished, Passing};
+use crate::broker::{Admission, Burial, DeadOutcome, Fenced, Finished, Passing};
 use crate::envelope::{
     self, DeadRecord, DecodeError, Envelope, JobId, OutcomeRecord, OutcomeState,
 };
@@ -733,15 +733,14 @@ impl<'a> Run<'a> {
     ) -> Option<Fenced> {
         let ctx = self.ctx;
         let fenced = retry_until(self.abandon, "burying a job", || {
-            ctx.broker.bury(
-                self.queue,
-                &ctx.worker_id,
-                self.lease,
+            let burial = Burial {
                 record,
-                ctx.settings.dead_limits,
+                limits: ctx.settings.dead_limits,
                 errand,
                 outcome,
-            )
+            };
+            ctx.broker
+                .bury(self.queue, &ctx.worker_id, self.lease, burial)
         })
         .await;
         if errand.is_some() && fenced.is_some_and(Fenced::held) {
