@@ -795,8 +795,12 @@ impl<'a> Run<'a> {
             record: &outcome,
             ttl: self.ctx.settings.result_ttl,
         };
+        // A unique job's lock goes before its outcome reads dead (whoever sees it dead may
+        // queue its like at once): its outcome is written after the lock is released.
+        let lock = unique::lock_of(&envelope);
+        let with_burial = lock.is_none().then_some(dead);
         match self
-            .bury_record(&record, errand.as_deref(), Some(dead))
+            .bury_record(&record, errand.as_deref(), with_burial)
             .await
         {
             Some(fenced) if fenced.held() => {}
@@ -807,9 +811,15 @@ impl<'a> Run<'a> {
             None => return Settled::Abandoned,
         }
         metrics::finished(self.queue, &envelope.task, Outcome::Dead);
-        if let Some((key, _)) = unique::lock_of(&envelope) {
+        if let Some((key, _)) = lock {
             let keep = unique::kept_after_end(key, self.ctx.settings.result_ttl);
             self.release_lock(key, &envelope.id, keep).await;
+            let ctx = self.ctx;
+            retry_until(self.abandon, "recording a dead job", || {
+                ctx.broker
+                    .set_final(self.queue, dead.job_id, dead.record, dead.ttl)
+            })
+            .await;
         }
         if envelope.attempt == 0 {
             tracing::error!(job_id = %envelope.id, task = %envelope.task, error = %outcome_error, "job cannot run; moved it to the dead set");
