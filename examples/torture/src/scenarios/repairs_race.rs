@@ -191,9 +191,14 @@ pub async fn run(ctx: &Ctx, figures: &mut Figures) -> Result<(), String> {
     let mut stopped = 0;
     for (id, job_id) in &stopping {
         let status = rig.client.job(job_id.clone()).status().await;
-        if let Ok(dtask::JobStatus::Dead { error, .. }) = status
-            && error == dtask::CANCELLED_ERROR
-        {
+        // A cancelled job reads `Cancelled` (`Dead` with the cancelled error from older
+        // records).
+        let was_cancelled = match &status {
+            Ok(dtask::JobStatus::Cancelled { .. }) => true,
+            Ok(dtask::JobStatus::Dead { error, .. }) => error == dtask::CANCELLED_ERROR,
+            _ => false,
+        };
+        if was_cancelled {
             cancelled.insert(*id);
             stopped += 1;
         }
