@@ -200,6 +200,15 @@ async fn fetch_leases_the_oldest_jobs_without_reading_them_and_marks_the_worker_
     );
 }
 
+/// Makes the server forget every script, as a restart does.
+async fn forget_scripts(raw: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(raw)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_server_that_forgot_the_scripts_is_given_them_again() {
     let server = Server::start();
@@ -208,18 +217,10 @@ async fn a_server_that_forgot_the_scripts_is_given_them_again() {
     let first = broker.fetch("q", "w1", 1, true).await.unwrap().jobs;
     assert_eq!(payloads(&first), ["a"]);
     // A restarted (or flushed) server knows no script: the next fetch and ack load theirs.
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    forget_scripts(&mut raw).await;
     let second = broker.fetch("q", "w1", 1, true).await.unwrap().jobs;
     assert_eq!(payloads(&second), ["b"]);
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    forget_scripts(&mut raw).await;
     let done = [finished("1", None), finished("2", None)];
     let refs: Vec<&Finished> = done.iter().collect();
     let held = broker
